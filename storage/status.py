@@ -1,0 +1,42 @@
+"""What the database says about itself, for `yiju doctor` and the test-run header."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from storage.db import connection
+
+
+@dataclass(frozen=True)
+class DatabaseStatus:
+    server_version: str
+    timescaledb_version: str | None  # installed on the server (pg_available_extensions)
+    timescaledb_preloaded: bool
+    storage_mode: str | None  # None: not migrated yet
+    storage_mode_reason: str | None
+
+
+def database_status(url: str) -> DatabaseStatus:
+    """Raises `DatabaseUnavailable` when the server cannot be reached."""
+    with connection(url, autocommit=True) as conn:
+        version = conn.execute("SHOW server_version").fetchone()
+        tsdb = conn.execute(
+            "SELECT default_version FROM pg_available_extensions WHERE name = 'timescaledb'"
+        ).fetchone()
+        preload = conn.execute("SELECT current_setting('shared_preload_libraries')").fetchone()
+        mode: tuple[str | None, str | None] = (None, None)
+        migrated = conn.execute("SELECT to_regclass('yiju_meta') IS NOT NULL").fetchone()
+        if migrated and migrated[0]:
+            row = conn.execute(
+                "SELECT (SELECT value FROM yiju_meta WHERE key = 'storage_mode'), "
+                "(SELECT value FROM yiju_meta WHERE key = 'storage_mode_reason')"
+            ).fetchone()
+            if row is not None:
+                mode = (row[0], row[1])
+    return DatabaseStatus(
+        server_version=str(version[0]) if version else "unknown",
+        timescaledb_version=str(tsdb[0]) if tsdb else None,
+        timescaledb_preloaded=bool(preload and "timescaledb" in str(preload[0])),
+        storage_mode=mode[0],
+        storage_mode_reason=mode[1],
+    )

@@ -1,0 +1,287 @@
+"""Time-series upkeep in both storage modes.
+
+TimescaleDB mode: hypertables with compression, retention and a continuous aggregate, all driven by
+TimescaleDB's own background jobs (set up by `apply_policies`).
+
+Partitioned mode: native `PARTITION BY RANGE (ts)` tables; this module creates partitions ahead of
+time, drops whole partitions for retention and maintains the `points_hourly` rollup table. The
+application runs `run_maintenance` periodically (an owned background task) and `yiju db maintain`
+runs it once.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any, Literal
+
+import psycopg
+from psycopg import sql
+
+from yiju.errors import StorageError
+from yiju.settings import DatabaseSettings
+
+StorageMode = Literal["timescaledb", "partitioned"]
+
+EPOCH = datetime(2000, 1, 1, tzinfo=UTC)  # TimescaleDB's bucket origin; partitions align to it too
+ROLLUP_BUCKET = timedelta(hours=1)
+# The continuous aggregate re-materialises this far back, so late data (devices flushing buffers
+# after an outage) lands in the rollup; it must stay shorter than the raw-data retention.
+ROLLUP_REFRESH_WINDOW = timedelta(days=3)
+ROLLUP_RECENT_WINDOW = timedelta(hours=2)
+ROLLUP_SCHEDULE = timedelta(minutes=15)
+
+
+@dataclass(frozen=True)
+class SeriesTable:
+    name: str
+    compress_segmentby: str
+    compress_orderby: str
+
+
+SERIES_TABLES = (
+    SeriesTable("telemetry", "device_id", "ts DESC, seq"),
+    SeriesTable("points", "device_id, metric", "ts DESC, channel"),
+    SeriesTable("device_events", "device_id", "ts DESC, seq"),
+)
+ROLLUP_VIEW = "points_hourly"
+
+
+def storage_mode(conn: psycopg.Connection[Any]) -> StorageMode:
+    row = conn.execute("SELECT value FROM yiju_meta WHERE key = 'storage_mode'").fetchone()
+    if row is None:
+        raise StorageError("the database has not been migrated yet: run `yiju db migrate`")
+    if row[0] == "timescaledb":
+        return "timescaledb"
+    return "partitioned"
+
+
+def retention_for(table: str, settings: DatabaseSettings) -> timedelta:
+    if table == "device_events":
+        return settings.events_retention
+    if table == ROLLUP_VIEW:
+        return settings.rollup_retention
+    return settings.telemetry_retention
+
+
+def _check_retention(settings: DatabaseSettings) -> None:
+    if settings.telemetry_retention <= ROLLUP_REFRESH_WINDOW:
+        raise StorageError(
+            f"telemetry_retention ({settings.telemetry_retention}) must be longer than the rollup refresh "
+            f"window ({ROLLUP_REFRESH_WINDOW}), or refreshing would erase rolled-up history"
+        )
+
+
+def apply_policies(
+    conn: psycopg.Connection[Any], settings: DatabaseSettings, now: datetime | None = None
+) -> None:
+    """Make the background upkeep match the settings. Idempotent; runs after every migrate.
+
+    `conn` must be in autocommit mode (TimescaleDB policy calls cannot run in a transaction block).
+    """
+    _check_retention(settings)
+    if storage_mode(conn) == "timescaledb":
+        _apply_timescaledb_policies(conn, settings)
+    else:
+        now = now or datetime.now(UTC)
+        for table in SERIES_TABLES:
+            ensure_partitions(conn, table.name, now - settings.chunk_interval, now, settings)
+
+
+def _apply_timescaledb_policies(conn: psycopg.Connection[Any], settings: DatabaseSettings) -> None:
+    for table in SERIES_TABLES:
+        enabled = conn.execute(
+            "SELECT compression_enabled FROM timescaledb_information.hypertables WHERE hypertable_name = %s",
+            (table.name,),
+        ).fetchone()
+        if enabled is not None and not enabled[0]:
+            conn.execute(
+                sql.SQL(
+                    "ALTER TABLE {} SET (timescaledb.compress, timescaledb.compress_segmentby = {}, "
+                    "timescaledb.compress_orderby = {})"
+                ).format(
+                    sql.Identifier(table.name),
+                    sql.Literal(table.compress_segmentby),
+                    sql.Literal(table.compress_orderby),
+                )
+            )
+        conn.execute("SELECT remove_compression_policy(%s::regclass, if_exists => true)", (table.name,))
+        conn.execute(
+            "SELECT add_compression_policy(%s::regclass, compress_after => %s)",
+            (table.name, settings.compress_after),
+        )
+        conn.execute("SELECT remove_retention_policy(%s::regclass, if_exists => true)", (table.name,))
+        conn.execute(
+            "SELECT add_retention_policy(%s::regclass, drop_after => %s)",
+            (table.name, retention_for(table.name, settings)),
+        )
+    conn.execute("SELECT remove_continuous_aggregate_policy(%s::regclass, if_exists => true)", (ROLLUP_VIEW,))
+    conn.execute(
+        "SELECT add_continuous_aggregate_policy(%s::regclass, start_offset => %s, end_offset => %s, "
+        "schedule_interval => %s)",
+        (ROLLUP_VIEW, ROLLUP_REFRESH_WINDOW, ROLLUP_BUCKET, ROLLUP_SCHEDULE),
+    )
+    conn.execute("SELECT remove_retention_policy(%s::regclass, if_exists => true)", (ROLLUP_VIEW,))
+    conn.execute(
+        "SELECT add_retention_policy(%s::regclass, drop_after => %s)",
+        (ROLLUP_VIEW, settings.rollup_retention),
+    )
+
+
+# --------------------------------------------------------------------------------------------------
+# Native partitions
+
+
+@dataclass(frozen=True)
+class Partition:
+    name: str
+    start: datetime
+    end: datetime
+
+
+_BOUND_RE = re.compile(r"FROM \('([^']+)'\) TO \('([^']+)'\)")
+
+
+def partitions(conn: psycopg.Connection[Any], table: str) -> list[Partition]:
+    """The partitions of `table`, oldest first (empty in TimescaleDB mode)."""
+    rows = conn.execute(
+        "SELECT c.relname, pg_get_expr(c.relpartbound, c.oid) FROM pg_inherits i "
+        "JOIN pg_class c ON c.oid = i.inhrelid WHERE i.inhparent = %s::regclass",
+        (table,),
+    ).fetchall()
+    found: list[Partition] = []
+    for name, bound in rows:
+        match = _BOUND_RE.search(bound or "")
+        if match is None:
+            continue  # a DEFAULT partition added by hand; retention leaves it alone
+        found.append(Partition(name, _parse_ts(match.group(1)), _parse_ts(match.group(2))))
+    return sorted(found, key=lambda p: p.start)
+
+
+def _parse_ts(text: str) -> datetime:
+    value = datetime.fromisoformat(text)
+    return value if value.tzinfo else value.replace(tzinfo=UTC)
+
+
+def _align_down(ts: datetime, width: timedelta) -> datetime:
+    return EPOCH + ((ts - EPOCH) // width) * width
+
+
+def ensure_partitions(
+    conn: psycopg.Connection[Any],
+    table: str,
+    start: datetime,
+    end: datetime,
+    settings: DatabaseSettings,
+) -> list[Partition]:
+    """Create the partitions of `table` covering [start, end] plus `partitions_ahead` beyond now.
+
+    Only gaps are filled, so a changed partition width never collides with existing partitions.
+    Safe to run concurrently: a partition created meanwhile by another process is skipped.
+    """
+    width = settings.chunk_interval
+    now = datetime.now(UTC)
+    end = max(end, now + settings.partitions_ahead * width)
+    existing = partitions(conn, table)
+    created: list[Partition] = []
+    cursor = _align_down(start, width)
+    while cursor <= end:
+        upper = cursor + width
+        lo, hi = cursor, upper
+        for part in existing:  # clip the new range to the gaps between existing partitions
+            if part.start <= lo < part.end:
+                lo = part.end
+            if lo < part.start < hi:
+                hi = part.start
+        if lo < hi:
+            name = f"{table}_p{lo:%Y%m%d_%H%M}"
+            try:
+                with conn.transaction():
+                    conn.execute(
+                        sql.SQL("CREATE TABLE {} PARTITION OF {} FOR VALUES FROM ({}) TO ({})").format(
+                            sql.Identifier(name), sql.Identifier(table), sql.Literal(lo), sql.Literal(hi)
+                        )
+                    )
+            except (psycopg.errors.DuplicateTable, psycopg.errors.InvalidObjectDefinition):
+                existing = partitions(conn, table)  # someone else created it meanwhile
+                continue
+            part = Partition(name, lo, hi)
+            existing.append(part)
+            created.append(part)
+            if hi < upper:
+                continue  # fill the rest of this aligned range on the next turn
+        cursor = upper
+    return created
+
+
+def drop_expired(conn: psycopg.Connection[Any], settings: DatabaseSettings, now: datetime) -> list[str]:
+    """Apply retention now. Partitioned mode drops whole partitions; TimescaleDB mode drops chunks."""
+    dropped: list[str] = []
+    mode = storage_mode(conn)
+    for table in SERIES_TABLES:
+        cutoff = now - retention_for(table.name, settings)
+        if mode == "timescaledb":
+            rows = conn.execute(
+                "SELECT drop_chunks(%s::regclass, older_than => %s)", (table.name, cutoff)
+            ).fetchall()
+            dropped.extend(str(r[0]) for r in rows)
+            continue
+        for part in partitions(conn, table.name):
+            if part.end <= cutoff:
+                conn.execute(sql.SQL("DROP TABLE IF EXISTS {}").format(sql.Identifier(part.name)))
+                dropped.append(part.name)
+    rollup_cutoff = now - settings.rollup_retention
+    if mode == "timescaledb":
+        rows = conn.execute(
+            "SELECT drop_chunks(%s::regclass, older_than => %s)", (ROLLUP_VIEW, rollup_cutoff)
+        ).fetchall()
+        dropped.extend(str(r[0]) for r in rows)
+    else:
+        conn.execute("DELETE FROM points_hourly WHERE bucket < %s", (rollup_cutoff,))
+    return dropped
+
+
+def refresh_rollup(conn: psycopg.Connection[Any], start: datetime, end: datetime) -> None:
+    """Recompute `points_hourly` for the hours overlapping [start, end). `conn` must be autocommit."""
+    lo = _align_down(start, ROLLUP_BUCKET)
+    hi = _align_down(end, ROLLUP_BUCKET)
+    if hi < end:
+        hi += ROLLUP_BUCKET
+    if storage_mode(conn) == "timescaledb":
+        conn.execute("CALL refresh_continuous_aggregate(%s::regclass, %s, %s)", (ROLLUP_VIEW, lo, hi))
+        return
+    with conn.transaction():
+        conn.execute("DELETE FROM points_hourly WHERE bucket >= %s AND bucket < %s", (lo, hi))
+        conn.execute(
+            "INSERT INTO points_hourly (device_id, metric, channel, bucket, samples, min_value, max_value, "
+            "avg_value, sum_value) "
+            "SELECT device_id, metric, channel, date_trunc('hour', ts), count(*), min(value), max(value), "
+            "avg(value), sum(value) FROM points WHERE ts >= %s AND ts < %s "
+            "GROUP BY device_id, metric, channel, date_trunc('hour', ts)",
+            (lo, hi),
+        )
+
+
+@dataclass(frozen=True)
+class MaintenanceReport:
+    mode: StorageMode
+    partitions_created: int
+    dropped: list[str]
+
+
+def run_maintenance(
+    conn: psycopg.Connection[Any], settings: DatabaseSettings, now: datetime | None = None
+) -> MaintenanceReport:
+    """One round of upkeep for partitioned mode: partitions ahead, retention, the recent rollup
+    buckets. TimescaleDB mode needs none: its own background jobs do all of it."""
+    now = now or datetime.now(UTC)
+    mode = storage_mode(conn)
+    if mode == "timescaledb":
+        return MaintenanceReport(mode, 0, [])
+    created = 0
+    for table in SERIES_TABLES:
+        created += len(ensure_partitions(conn, table.name, now - settings.chunk_interval, now, settings))
+    dropped = drop_expired(conn, settings, now)
+    refresh_rollup(conn, now - ROLLUP_RECENT_WINDOW, now)
+    return MaintenanceReport(mode, created, dropped)

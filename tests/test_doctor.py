@@ -1,0 +1,68 @@
+"""`yiju doctor`: one plain line per check, non-zero exit when something is wrong."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+from harness import ServiceSet
+
+from yiju.embedded import free_port
+
+
+def _doctor(db_url: str, mqtt_url: str) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "YIJU_DATABASE__URL": db_url, "YIJU_MQTT__URL": mqtt_url}
+    return subprocess.run(
+        [sys.executable, "-m", "yiju.cli", "doctor"],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=60,
+        check=False,
+    )
+
+
+def test_doctor_all_good(services: ServiceSet, db_url: str) -> None:
+    result = _doctor(db_url, services.mqtt_url)
+    assert result.returncode == 0, result.stdout + result.stderr
+    lines = result.stdout.splitlines()
+    assert all(line.startswith("ok") for line in lines), lines
+    assert any("storage" in line and f"mode {services.default_mode}" in line for line in lines)
+    assert any(line.split()[1] == "broker" for line in lines)
+
+
+def test_doctor_stopped_database_and_broker(services: ServiceSet) -> None:
+    dead_pg = f"postgresql://yiju@127.0.0.1:{free_port()}/yiju"
+    dead_mq = f"mqtt://127.0.0.1:{free_port()}"
+    result = _doctor(dead_pg, dead_mq)
+    assert result.returncode != 0
+    failures = [line for line in result.stdout.splitlines() if line.startswith("FAIL")]
+    assert len(failures) == 2, result.stdout
+    assert "database" in failures[0] and "cannot connect to PostgreSQL" in failures[0]
+    assert "broker" in failures[1] and "cannot connect to mqtt://127.0.0.1" in failures[1]
+
+
+def test_doctor_unmigrated_database(services: ServiceSet) -> None:
+    result = _doctor(services.admin_url, services.mqtt_url)
+    assert result.returncode == 1
+    assert any(
+        line.startswith("FAIL") and "not migrated: run `yiju db migrate`" in line
+        for line in result.stdout.splitlines()
+    )
+
+
+def test_doctor_without_configuration_says_how_to_start(tmp_path: object) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("YIJU_")}
+    env["YIJU_STATE_DIR"] = str(tmp_path)
+    result = subprocess.run(
+        [sys.executable, "-m", "yiju.cli", "doctor"],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 1
+    assert "YIJU_DATABASE__URL and YIJU_MQTT__URL not set" in result.stdout
+    assert "yiju demo" in result.stdout

@@ -1,0 +1,122 @@
+"""Versioned migrations: idempotent, checksummed, refusing edited history; storage mode recorded."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from collections.abc import Callable
+from dataclasses import replace
+
+import pytest
+from harness import ServiceSet
+
+from storage import migrate as migrate_module
+from storage.db import connection, ensure_database
+from storage.migrate import Migration, load_migrations, migrate, pending
+from yiju.errors import MigrationChecksumError, MigrationError, StorageError
+from yiju.settings import DatabaseSettings
+
+
+def _fresh_empty_db(services: ServiceSet, name: str) -> str:
+    url = services.admin_url.rsplit("/", 1)[0] + "/" + name
+    services.drop_database(url)
+    ensure_database(services.admin_url, name)
+    return url
+
+
+def _yiju(*args: str, db_url: str, mqtt_url: str = "mqtt://127.0.0.1:1") -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "YIJU_DATABASE__URL": db_url, "YIJU_MQTT__URL": mqtt_url}
+    return subprocess.run(
+        [sys.executable, "-m", "yiju.cli", *args],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+        check=False,
+    )
+
+
+def test_migrate_twice_applies_nothing_the_second_time(services: ServiceSet) -> None:
+    url = _fresh_empty_db(services, "yiju_mig_twice")
+    try:
+        first = _yiju("db", "migrate", db_url=url)
+        assert first.returncode == 0, first.stderr
+        assert "applied 0001_core" in first.stdout
+        second = _yiju("db", "migrate", db_url=url)
+        assert second.returncode == 0, second.stderr
+        assert "nothing to apply" in second.stdout
+        assert "applied" not in second.stdout.replace("already applied", "")
+        assert pending(url) == []
+    finally:
+        services.drop_database(url)
+
+
+def test_edited_applied_migration_is_refused(services: ServiceSet) -> None:
+    url = _fresh_empty_db(services, "yiju_mig_edited")
+    try:
+        migrate(url, DatabaseSettings())
+        # what editing 0001_core.sql after it was applied looks like from the database's side
+        with connection(url, autocommit=True) as conn:
+            conn.execute("UPDATE schema_migrations SET checksum = 'edited' WHERE version = 1")
+        result = _yiju("db", "migrate", db_url=url)
+        assert result.returncode == 1
+        assert "0001_core.sql was edited after it was applied" in result.stderr
+        with pytest.raises(MigrationChecksumError):
+            pending(url)
+    finally:
+        services.drop_database(url)
+
+
+def test_edited_file_is_refused_in_process(monkeypatch: pytest.MonkeyPatch, db_url: str) -> None:
+    original = load_migrations()
+    edited = [replace(original[0], sql=original[0].sql + "\n-- a harmless-looking edit\n"), *original[1:]]
+    monkeypatch.setattr(migrate_module, "load_migrations", lambda: edited)
+    with pytest.raises(MigrationChecksumError, match="was edited after it was applied"):
+        migrate(db_url, DatabaseSettings())
+
+
+def test_database_newer_than_code_is_refused(db_url: str) -> None:
+    with connection(db_url, autocommit=True) as conn:
+        conn.execute("INSERT INTO schema_migrations (version, name, checksum) VALUES (9999, 'future', 'x')")
+    with pytest.raises(MigrationError, match="newer version"):
+        migrate(db_url, DatabaseSettings())
+
+
+def test_failing_migration_rolls_back_and_says_which(monkeypatch: pytest.MonkeyPatch, db_url: str) -> None:
+    broken = Migration(9000, "broken", "CREATE TABLE half_done (id int); SELECT no_such_function();")
+    monkeypatch.setattr(migrate_module, "load_migrations", lambda: [*load_migrations(), broken])
+    with pytest.raises(MigrationError, match="9000_broken failed"):
+        migrate(db_url, DatabaseSettings())
+    with connection(db_url) as conn:
+        assert conn.execute("SELECT to_regclass('half_done')").fetchone() == (None,)
+
+
+def test_mode_is_recorded_and_kept(make_db: Callable[[str | None], str], storage_mode: str) -> None:
+    url = make_db(storage_mode)
+    # asking for the other mode later does not change a database that already has data layout
+    other = "partitioned" if storage_mode == "timescaledb" else "timescaledb"
+    report = migrate(url, DatabaseSettings(timeseries_mode=other))  # type: ignore[arg-type]
+    assert report.mode == storage_mode
+    assert report.applied == []
+
+
+def test_timescaledb_requested_but_unavailable_is_a_clear_error(services: ServiceSet) -> None:
+    if services.timescaledb:
+        pytest.skip("TimescaleDB is installed here; the refusal path needs a server without it")
+    url = _fresh_empty_db(services, "yiju_mig_notsdb")
+    try:
+        with pytest.raises(StorageError, match="TimescaleDB was requested"):
+            migrate(url, DatabaseSettings(timeseries_mode="timescaledb"))
+    finally:
+        services.drop_database(url)
+
+
+def test_partitioned_mode_on_a_timescaledb_server_says_why(services: ServiceSet) -> None:
+    url = _fresh_empty_db(services, "yiju_mig_forced")
+    try:
+        report = migrate(url, DatabaseSettings(timeseries_mode="partitioned"))
+        assert report.mode == "partitioned"
+        assert "requested in settings" in report.mode_reason
+    finally:
+        services.drop_database(url)

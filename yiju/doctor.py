@@ -1,0 +1,79 @@
+"""`yiju doctor`: what is there, what is missing, in plain words — one line per check."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from urllib.parse import urlsplit
+
+from ingest.mqtt_adapter import probe_broker
+from storage.migrate import pending
+from storage.status import database_status
+from yiju.errors import YijuError
+from yiju.settings import Settings
+from yiju.stack import resolve
+
+
+@dataclass(frozen=True)
+class Check:
+    ok: bool
+    name: str
+    message: str
+
+    def line(self) -> str:
+        return f"{'ok  ' if self.ok else 'FAIL'}  {self.name:<10} {self.message}"
+
+
+def _where(url: str) -> str:
+    parts = urlsplit(url)
+    return f"{parts.hostname}:{parts.port or 5432}{parts.path}"
+
+
+def run_checks(settings: Settings) -> list[Check]:
+    try:
+        endpoints = resolve(settings)
+    except YijuError as exc:
+        return [Check(False, "config", str(exc))]
+    checks = [Check(True, "config", f"endpoints from {endpoints.source}")]
+    checks.extend(_database_checks(endpoints.database_url))
+    try:
+        checks.append(
+            Check(True, "broker", probe_broker(endpoints.mqtt_url, settings.mqtt.connect_timeout_s))
+        )
+    except YijuError as exc:
+        checks.append(Check(False, "broker", str(exc)))
+    return checks
+
+
+def _database_checks(url: str) -> list[Check]:
+    try:
+        status = database_status(url)
+    except YijuError as exc:
+        return [Check(False, "database", str(exc))]
+    checks = [Check(True, "database", f"PostgreSQL {status.server_version} at {_where(url)}")]
+    if status.timescaledb_version is None:
+        ext = "timescaledb extension not installed (native partitioning will be used)"
+    elif not status.timescaledb_preloaded:
+        ext = (
+            f"timescaledb {status.timescaledb_version} installed but not in shared_preload_libraries "
+            "(native partitioning will be used)"
+        )
+    else:
+        ext = f"timescaledb {status.timescaledb_version} available"
+    checks.append(Check(True, "timescale", ext))
+    if status.storage_mode is None:
+        checks.append(Check(False, "schema", "not migrated: run `yiju db migrate`"))
+        return checks
+    checks.append(Check(True, "storage", f"mode {status.storage_mode}: {status.storage_mode_reason}"))
+    try:
+        todo = pending(url)
+    except YijuError as exc:
+        checks.append(Check(False, "schema", str(exc)))
+        return checks
+    if todo:
+        names = ", ".join(f"{m.version:04d}_{m.name}" for m in todo)
+        checks.append(
+            Check(False, "schema", f"{len(todo)} migration(s) pending: {names}; run `yiju db migrate`")
+        )
+    else:
+        checks.append(Check(True, "schema", "up to date"))
+    return checks

@@ -1,0 +1,137 @@
+"""The one settings class of Yiju.
+
+Built once by the composition root (`yiju.cli.main`, the API lifespan, the test harness) and passed
+down; never read at import time. Environment variables use the prefix `YIJU_` and `__` between nested
+groups, e.g. `YIJU_DATABASE__URL=postgresql://…`, `YIJU_MQTT__URL=mqtt://…`.
+
+Safety thresholds of the alert engine live in their own group (added with the engine) and each default
+cites its source in `../shared/spec/standards.md`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import timedelta
+from pathlib import Path
+from typing import Literal
+from urllib.parse import urlsplit
+
+from pydantic import BaseModel, Field, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+TimeseriesMode = Literal["auto", "timescaledb", "partitioned"]
+
+
+class DatabaseSettings(BaseModel):
+    """PostgreSQL (with TimescaleDB when available)."""
+
+    url: str | None = Field(
+        default=None,
+        description="libpq URL of the database. Unset: a private cluster under the state directory.",
+    )
+    pool_min_size: int = Field(default=1, ge=1)
+    pool_max_size: int = Field(default=8, ge=1)
+    connect_timeout_s: float = Field(default=5.0, gt=0)
+    timeseries_mode: TimeseriesMode = Field(
+        default="auto",
+        description="auto: hypertables when the timescaledb extension can be created, else partitions.",
+    )
+    chunk_interval: timedelta = Field(
+        default=timedelta(days=1), description="Hypertable chunk / native partition width."
+    )
+    compress_after: timedelta = Field(
+        default=timedelta(days=7), description="TimescaleDB only: compress chunks older than this."
+    )
+    telemetry_retention: timedelta = Field(
+        default=timedelta(days=90),
+        description="Raw telemetry and numeric points are dropped after this; hourly rollups are kept.",
+    )
+    events_retention: timedelta = Field(
+        # GB 50396-2007 §5.2.2(3) [S]: the central host keeps access-control events for at least
+        # 180 days; a year and a month covers that and a yearly assessment period.
+        default=timedelta(days=400),
+        description="Device events are kept at least this long (≥ 180 d per GB 50396-2007 §5.2.2(3)).",
+    )
+    rollup_retention: timedelta = Field(default=timedelta(days=800))
+    partitions_ahead: int = Field(
+        default=3, ge=1, description="Native-partition mode: partitions created ahead of now."
+    )
+
+    @field_validator("url")
+    @classmethod
+    def _check_url(cls, value: str | None) -> str | None:
+        if value is not None and urlsplit(value).scheme not in {"postgresql", "postgres"}:
+            raise ValueError("database URL must start with postgresql://")
+        return value
+
+
+class MqttSettings(BaseModel):
+    """The MQTT 5 broker."""
+
+    url: str | None = Field(
+        default=None,
+        description="mqtt://user:password@host:port. Unset: a private Mosquitto under the state directory.",
+    )
+    topic_prefix: str = Field(default="yiju", pattern=r"^[A-Za-z0-9_\-]+$")
+    client_id: str = Field(default="yiju-ingest")
+    shared_group: str = Field(default="yiju-ingest", pattern=r"^[A-Za-z0-9_\-]+$")
+    keepalive_s: int = Field(default=30, ge=5)
+    session_expiry_s: int = Field(
+        default=7 * 24 * 3600,
+        description="How long the broker keeps the ingest session (and queues QoS 1 messages) while away.",
+    )
+    connect_timeout_s: float = Field(default=5.0, gt=0)
+
+    @field_validator("url")
+    @classmethod
+    def _check_url(cls, value: str | None) -> str | None:
+        if value is not None and urlsplit(value).scheme not in {"mqtt", "tcp"}:
+            raise ValueError("MQTT URL must start with mqtt://")
+        return value
+
+
+class ApiSettings(BaseModel):
+    """The HTTP API and the live console."""
+
+    host: str = "127.0.0.1"
+    port: int = Field(default=8080, ge=0, le=65535)
+
+
+class Settings(BaseSettings):
+    """Everything configurable in Yiju. Build once with `Settings()` and pass it down."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="YIJU_", env_nested_delimiter="__", extra="forbid", validate_default=True
+    )
+
+    state_dir: Path = Field(
+        default=Path(".yiju"),
+        description="Where embedded services keep their data (private PostgreSQL cluster, Mosquitto).",
+    )
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    database: DatabaseSettings = Field(default_factory=DatabaseSettings)
+    mqtt: MqttSettings = Field(default_factory=MqttSettings)
+    api: ApiSettings = Field(default_factory=ApiSettings)
+
+
+# Variables with our prefix that are read by something other than Settings.
+_NOT_SETTINGS = ("YIJU_TEST_", "YIJU_EXTRA_APT", "YIJU_BENCH_")
+
+
+def unknown_environment(environ: Mapping[str, str]) -> list[str]:
+    """`YIJU_*` variables that match no setting — usually a typo that would otherwise be ignored."""
+    unknown: list[str] = []
+    for key in environ:
+        if not key.startswith("YIJU_") or key.startswith(_NOT_SETTINGS):
+            continue
+        parts = key[len("YIJU_") :].lower().split("__")
+        field = Settings.model_fields.get(parts[0])
+        if field is None:
+            unknown.append(key)
+            continue
+        group = field.annotation
+        if len(parts) > 1 and not (
+            isinstance(group, type) and issubclass(group, BaseModel) and parts[1] in group.model_fields
+        ):
+            unknown.append(key)
+    return sorted(unknown)
