@@ -1,1 +1,1 @@
-"""Placeholder; filled by its issue."""
+"""Device families and the MQTT contract: wire models, codes, default thresholds, the alarm vocabulary."""

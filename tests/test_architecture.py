@@ -7,6 +7,8 @@ from pathlib import Path
 
 import pytest
 
+from devices.alarms import ALARM_INFO, AlarmType, Check
+
 ROOT = Path(__file__).resolve().parent.parent
 PACKAGES = ("yiju", "storage", "devices", "ingest", "alerts", "api", "simulators")
 LEAVES = {"yiju.errors", "yiju.settings"}
@@ -53,3 +55,14 @@ def test_paho_stays_in_its_adapters() -> None:
         if any(m.split(".")[0] == "paho" for m in _imports(path)) and path not in allowed
     ]
     assert users == []
+
+
+def test_every_alarm_type_has_severity_and_labels() -> None:
+    assert set(ALARM_INFO) == set(AlarmType)
+    assert all(info.zh and info.en for info in ALARM_INFO.values())
+
+
+def test_check_names_match_the_schema() -> None:
+    sql = (ROOT / "storage" / "migrations" / "0001_core.sql").read_text()
+    for check in Check:
+        assert f"'{check.value}'" in sql

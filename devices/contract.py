@@ -1,0 +1,128 @@
+"""The MQTT contract, version 1: topic layout, channels, the envelope, and the frozen types that the
+rest of Yiju sees after a message has been decoded at the edge.
+
+Topic layout (docs/mqtt.md):
+
+    {prefix}/v1/{community}/{device}/{channel}
+
+    channel     direction   QoS  retained  payload
+    telemetry   up          1    no        Envelope with `data` = the family's telemetry model
+    event       up          1    no        Envelope with `event` = one of the family's events
+    status      up          1    yes       Envelope with `state` online|offline (also the Last Will)
+    cmd         down        1    no        CommandMessage (id, command, params)
+    cmd_ack     up          1    no        Envelope with the command id and the outcome
+
+Every upward message carries the device's own timestamp (`ts`, ISO 8601 with an offset) and a
+per-device sequence number (`seq`), so that gaps, duplicates and reordering can be detected
+(domain.md §3). A v2 contract would live beside this one under `{prefix}/v2/…`.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from datetime import datetime
+from enum import StrEnum
+from typing import Any
+
+CONTRACT_VERSION = 1
+ID_PATTERN = r"^[A-Za-z0-9_-]{1,64}$"
+_ID_RE = re.compile(ID_PATTERN)
+
+
+class Family(StrEnum):
+    EBIKE_CHARGER = "ebike_charger"
+    SMOKE_ALARM = "smoke_alarm"
+    GAS_ALARM = "gas_alarm"
+    LIGHT = "light"
+    ELEVATOR = "elevator"
+    ACCESS_DOOR = "access_door"
+    CCTV_RECORDER = "cctv_recorder"
+
+
+class Channel(StrEnum):
+    TELEMETRY = "telemetry"
+    EVENT = "event"
+    STATUS = "status"
+    COMMAND = "cmd"
+    COMMAND_ACK = "cmd_ack"
+
+
+UPLINK_CHANNELS = (Channel.TELEMETRY, Channel.EVENT, Channel.STATUS, Channel.COMMAND_ACK)
+
+
+@dataclass(frozen=True, slots=True)
+class Topic:
+    prefix: str
+    version: int
+    community: str
+    device: str
+    channel: Channel
+
+    def __str__(self) -> str:
+        return f"{self.prefix}/v{self.version}/{self.community}/{self.device}/{self.channel.value}"
+
+
+class TopicError(ValueError):
+    """A topic that does not follow the contract; `reason` is the dead-letter reason code."""
+
+    def __init__(self, reason: str, detail: str) -> None:
+        super().__init__(detail)
+        self.reason = reason
+
+
+def topic(prefix: str, community: str, device: str, channel: Channel) -> str:
+    return f"{prefix}/v{CONTRACT_VERSION}/{community}/{device}/{channel.value}"
+
+
+def parse_topic(text: str, prefix: str) -> Topic:
+    """Split a topic into its parts, or raise `TopicError` saying what is wrong with it."""
+    parts = text.split("/")
+    if len(parts) != 5 or parts[0] != prefix:
+        raise TopicError("bad_topic", f"expected {prefix}/v1/<community>/<device>/<channel>, got {text!r}")
+    _, version, community, device, channel = parts
+    if version != f"v{CONTRACT_VERSION}":
+        raise TopicError("unsupported_version", f"contract version {version!r} is not served here")
+    if not _ID_RE.match(community) or not _ID_RE.match(device):
+        raise TopicError("bad_topic", f"community and device ids must match {ID_PATTERN}")
+    try:
+        chan = Channel(channel)
+    except ValueError:
+        raise TopicError("bad_topic", f"unknown channel {channel!r}") from None
+    return Topic(prefix, CONTRACT_VERSION, community, device, chan)
+
+
+def subscriptions(prefix: str, shared_group: str | None = None) -> list[str]:
+    """The topic filters ingest subscribes to: every uplink channel, optionally as a shared group."""
+    filters = [f"{prefix}/v{CONTRACT_VERSION}/+/+/{c.value}" for c in UPLINK_CHANNELS]
+    if shared_group:
+        return [f"$share/{shared_group}/{f}" for f in filters]
+    return filters
+
+
+@dataclass(frozen=True, slots=True)
+class DeviceRef:
+    """What ingest knows about a registered device (from the cached registry)."""
+
+    id: int
+    uid: str
+    community: str
+    community_id: int
+    family: Family
+
+
+@dataclass(frozen=True, slots=True)
+class Decoded:
+    """One accepted uplink message, as every consumer past the edge sees it.
+
+    `body` is the validated pydantic model of the message (telemetry, event, status or command ack of
+    the device's family); `payload` is the original JSON, stored as it came.
+    """
+
+    device: DeviceRef
+    channel: Channel
+    ts: datetime
+    seq: int
+    received_at: datetime
+    body: Any
+    payload: bytes
