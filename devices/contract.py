@@ -63,10 +63,28 @@ class Topic:
         return f"{self.prefix}/v{self.version}/{self.community}/{self.device}/{self.channel.value}"
 
 
+class DeadLetterReason(StrEnum):
+    """Why an inbound message was refused; stored in `dead_letters.reason` and used as a metric label.
+
+    Shared by ingest (which records them) and the simulator's bad-input set (which provokes them).
+    """
+
+    MALFORMED_JSON = "malformed_json"  # not UTF-8 JSON, or not a JSON object
+    SCHEMA_VIOLATION = "schema_violation"  # JSON, but not the family's model for the channel
+    UNKNOWN_DEVICE = "unknown_device"  # no registered device with the topic's id
+    TOPIC_MISMATCH = "topic_mismatch"  # envelope device != topic device, or topic community != device's
+    FAMILY_MISMATCH = "family_mismatch"  # envelope family != the registered family
+    TIMESTAMP_OUT_OF_WINDOW = "timestamp_out_of_window"  # device time too far in the past or future
+    OVERSIZE = "oversize"  # payload larger than the configured limit (checked first)
+    BAD_TOPIC = "bad_topic"  # topic not {prefix}/v1/<community>/<device>/<channel>
+    UNSUPPORTED_VERSION = "unsupported_version"  # topic or envelope contract version not served
+    DEVICE_DISABLED = "device_disabled"  # registered but disabled in the registry
+
+
 class TopicError(ValueError):
     """A topic that does not follow the contract; `reason` is the dead-letter reason code."""
 
-    def __init__(self, reason: str, detail: str) -> None:
+    def __init__(self, reason: DeadLetterReason, detail: str) -> None:
         super().__init__(detail)
         self.reason = reason
 
@@ -79,16 +97,20 @@ def parse_topic(text: str, prefix: str) -> Topic:
     """Split a topic into its parts, or raise `TopicError` saying what is wrong with it."""
     parts = text.split("/")
     if len(parts) != 5 or parts[0] != prefix:
-        raise TopicError("bad_topic", f"expected {prefix}/v1/<community>/<device>/<channel>, got {text!r}")
+        raise TopicError(
+            DeadLetterReason.BAD_TOPIC, f"expected {prefix}/v1/<community>/<device>/<channel>, got {text!r}"
+        )
     _, version, community, device, channel = parts
     if version != f"v{CONTRACT_VERSION}":
-        raise TopicError("unsupported_version", f"contract version {version!r} is not served here")
+        raise TopicError(
+            DeadLetterReason.UNSUPPORTED_VERSION, f"contract version {version!r} is not served here"
+        )
     if not _ID_RE.match(community) or not _ID_RE.match(device):
-        raise TopicError("bad_topic", f"community and device ids must match {ID_PATTERN}")
+        raise TopicError(DeadLetterReason.BAD_TOPIC, f"community and device ids must match {ID_PATTERN}")
     try:
         chan = Channel(channel)
     except ValueError:
-        raise TopicError("bad_topic", f"unknown channel {channel!r}") from None
+        raise TopicError(DeadLetterReason.BAD_TOPIC, f"unknown channel {channel!r}") from None
     return Topic(prefix, CONTRACT_VERSION, community, device, chan)
 
 
