@@ -31,6 +31,8 @@ ROLLUP_BUCKET = timedelta(hours=1)
 ROLLUP_REFRESH_WINDOW = timedelta(days=3)
 ROLLUP_RECENT_WINDOW = timedelta(hours=2)
 ROLLUP_SCHEDULE = timedelta(minutes=15)
+# a guard against an endless loop should the catalogue hold a bound we cannot parse
+MAX_PARTITION_ATTEMPTS = 10_000
 
 
 @dataclass(frozen=True)
@@ -186,7 +188,11 @@ def ensure_partitions(
     existing = partitions(conn, table)
     created: list[Partition] = []
     cursor = _align_down(start, width)
+    attempts = 0
     while cursor <= end:
+        attempts += 1
+        if attempts > MAX_PARTITION_ATTEMPTS:
+            raise StorageError(f"could not lay out partitions of {table} up to {end:%Y-%m-%d %H:%M}")
         upper = cursor + width
         lo, hi = cursor, upper
         for part in existing:  # clip the new range to the gaps between existing partitions
