@@ -19,6 +19,8 @@ from urllib.parse import urlsplit
 from pydantic import BaseModel, Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from ingest.config import IngestSettings
+
 TimeseriesMode = Literal["auto", "timescaledb", "partitioned"]
 
 
@@ -95,6 +97,12 @@ class ApiSettings(BaseModel):
 
     host: str = "127.0.0.1"
     port: int = Field(default=8080, ge=0, le=65535)
+    token_ttl: timedelta = Field(
+        default=timedelta(hours=12), description="Lifetime of a login token (one duty shift)."
+    )
+    stream_heartbeat_s: float = Field(
+        default=15.0, gt=0, description="Live alarm stream: keep-alive comment interval when idle."
+    )
 
 
 class Settings(BaseSettings):
@@ -112,6 +120,7 @@ class Settings(BaseSettings):
     database: DatabaseSettings = Field(default_factory=DatabaseSettings)
     mqtt: MqttSettings = Field(default_factory=MqttSettings)
     api: ApiSettings = Field(default_factory=ApiSettings)
+    ingest: IngestSettings = Field(default_factory=IngestSettings)
 
 
 # Variables with our prefix that are read by something other than Settings.

@@ -1,0 +1,129 @@
+"""Alarms: filtered, paged lists; one alarm with its full history; acknowledge, comment, clear."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Literal
+
+from fastapi import APIRouter, Path, Query
+
+from api.alarms.schemas import AckRequest, ActionResult, AlarmDetail, AlarmOut, CommentRequest, TransitionOut
+from api.deps import Conn, Operator, Principal, Reader
+from api.errors import ERROR_RESPONSES, invalid, not_found
+from api.pagination import Cursor, Limit, Page
+from devices.alarms import AlarmType, Severity
+from devices.contract import Family
+from storage import alarms, users
+from storage.alarms import Alarm, AlarmChange
+
+router = APIRouter(tags=["alarms"], responses={k: ERROR_RESPONSES[k] for k in (403, 404)})
+
+AlarmId = Annotated[int, Path(ge=1, le=2**62, description="Alarm id")]
+DbId = Annotated[int | None, Query(ge=1, le=2**31 - 1)]
+BigId = Annotated[int | None, Query(ge=1, le=2**62)]
+
+
+def _visible(conn: Conn, principal: Principal, alarm_id: int) -> Alarm:
+    alarm = alarms.get(conn, alarm_id)
+    if alarm is None or not principal.sees(alarm.community_id):
+        raise not_found("alarm", alarm_id)
+    return alarm
+
+
+@router.get("/alarms", summary="List alarms with filters, newest (or worst) first")
+def list_alarms(
+    *,
+    principal: Reader,
+    conn: Conn,
+    community_id: BigId = None,
+    building_id: BigId = None,
+    device_id: DbId = None,
+    family: Family | None = None,
+    type: Annotated[list[AlarmType] | None, Query(description="One or more alarm types")] = None,
+    severity: Annotated[list[Severity] | None, Query(description="One or more severities")] = None,
+    status: Literal["active", "cleared"] | None = None,
+    acknowledged: bool | None = None,
+    since: Annotated[
+        datetime | None, Query(description="Alarms still occurring at or after this time")
+    ] = None,
+    until: Annotated[datetime | None, Query(description="Alarms that began before this time")] = None,
+    order: Annotated[Literal["recent", "worst"], Query(description="worst: critical first")] = "recent",
+    limit: Limit = 100,
+    cursor: Cursor = None,
+) -> Page[AlarmOut]:
+    for name, value in (("since", since), ("until", until)):
+        if value is not None and value.tzinfo is None:
+            raise invalid(f"query.{name}", "needs a timezone offset, e.g. 2026-11-20T08:00:00+08:00")
+    filters = alarms.AlarmFilter(
+        community_ids=principal.scope_for(community_id),
+        building_id=building_id,
+        device_id=device_id,
+        family=family.value if family else None,
+        types=[t.value for t in type] if type else None,
+        severities=[s.value for s in severity] if severity else None,
+        status=status,
+        acknowledged=acknowledged,
+        since=since,
+        until=until,
+    )
+    try:
+        page = alarms.list_alarms(conn, filters, order=order, cursor=cursor, limit=limit)
+    except alarms.InvalidCursor:
+        raise invalid("query.cursor", "not a cursor returned by this API for this order") from None
+    return Page[AlarmOut](items=[AlarmOut.of(a) for a in page.items], next_cursor=page.next_cursor)
+
+
+@router.get("/alarms/{alarm_id}", summary="One alarm with its full transition history")
+def get_alarm(alarm_id: AlarmId, principal: Reader, conn: Conn) -> AlarmDetail:
+    alarm = _visible(conn, principal, alarm_id)
+    history = [TransitionOut.of(t) for t in alarms.history(conn, alarm_id)]
+    return AlarmDetail(**AlarmOut.of(alarm).model_dump(), history=history)
+
+
+@router.get("/alarms/{alarm_id}/history", summary="The transitions of an alarm, oldest first")
+def alarm_history(alarm_id: AlarmId, principal: Reader, conn: Conn) -> list[TransitionOut]:
+    _visible(conn, principal, alarm_id)
+    return [TransitionOut.of(t) for t in alarms.history(conn, alarm_id)]
+
+
+def _result(
+    conn: Conn, principal: Principal, alarm: Alarm, change: AlarmChange | None, action: str
+) -> ActionResult:
+    if change is None:
+        current = alarms.get(conn, alarm.id) or alarm
+        return ActionResult(changed=False, alarm=AlarmOut.of(current), transition=None)
+    users.audit(
+        conn,
+        actor=principal.actor,
+        action=f"alarm.{action}",
+        target_type="alarm",
+        target_id=str(alarm.id),
+        community_id=alarm.community_id,
+        details={"transition_id": change.transition.id, "comment": change.transition.comment},
+    )
+    return ActionResult(
+        changed=True, alarm=AlarmOut.of(change.alarm), transition=TransitionOut.of(change.transition)
+    )
+
+
+@router.post("/alarms/{alarm_id}/acknowledge", summary="Acknowledge an alarm (operator, manager, admin)")
+def acknowledge(alarm_id: AlarmId, body: AckRequest, principal: Operator, conn: Conn) -> ActionResult:
+    alarm = _visible(conn, principal, alarm_id)
+    change = alarms.acknowledge(conn, alarm_id, actor=principal.actor, comment=body.comment)
+    return _result(conn, principal, alarm, change, "acknowledge")
+
+
+@router.post("/alarms/{alarm_id}/comment", summary="Add a comment to an alarm's history")
+def add_comment(alarm_id: AlarmId, body: CommentRequest, principal: Operator, conn: Conn) -> ActionResult:
+    alarm = _visible(conn, principal, alarm_id)
+    if not body.text.strip():
+        raise invalid("body.text", "a comment needs some text")
+    change = alarms.comment(conn, alarm_id, actor=principal.actor, text=body.text)
+    return _result(conn, principal, alarm, change, "comment")
+
+
+@router.post("/alarms/{alarm_id}/clear", summary="Clear (close) an active alarm")
+def clear(alarm_id: AlarmId, body: AckRequest, principal: Operator, conn: Conn) -> ActionResult:
+    alarm = _visible(conn, principal, alarm_id)
+    change = alarms.clear(conn, alarm_id, actor=principal.actor, comment=body.comment)
+    return _result(conn, principal, alarm, change, "clear")

@@ -1,0 +1,160 @@
+"""Alarm bodies: the alarm with its labels, transitions, actions, and live-stream events."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+
+from devices.alarms import ALARM_INFO, AlarmType
+from storage.alarms import Alarm, AlarmEvent, Transition
+
+Text = Annotated[str, StringConstraints(min_length=1, max_length=2000, pattern=r"^[^\x00]*$")]
+
+_ALARM_EXAMPLE: dict[str, Any] = {
+    "id": 17,
+    "community_id": 1,
+    "device_id": 42,
+    "device_uid": "smk-b3-0601",
+    "family": "smoke_alarm",
+    "location_id": 9,
+    "location_name": "3号楼 6层",
+    "building_id": 3,
+    "building_name": "3号楼",
+    "type": "fire_alarm",
+    "type_zh": "火灾报警",
+    "type_en": "Fire alarm",
+    "severity": "critical",
+    "status": "active",
+    "acknowledged": False,
+    "acknowledged_at": None,
+    "acknowledged_by": None,
+    "cleared_at": None,
+    "cleared_by": None,
+    "first_at": "2026-11-20T08:01:02Z",
+    "last_at": "2026-11-20T08:01:02Z",
+    "occurrences": 1,
+    "source": "device",
+    "details": {"state": "alarm"},
+}
+
+
+class AlarmOut(BaseModel):
+    model_config = ConfigDict(json_schema_extra={"examples": [_ALARM_EXAMPLE]})
+
+    id: int
+    community_id: int
+    device_id: int
+    device_uid: str
+    family: str
+    location_id: int | None
+    location_name: str | None
+    building_id: int | None
+    building_name: str | None
+    type: str
+    type_zh: str = Field(description="Chinese label of the alarm type")
+    type_en: str
+    severity: Literal["critical", "major", "minor", "warning"]
+    status: Literal["active", "cleared"]
+    acknowledged: bool
+    acknowledged_at: datetime | None
+    acknowledged_by: str | None
+    cleared_at: datetime | None
+    cleared_by: str | None
+    first_at: datetime
+    last_at: datetime
+    occurrences: int
+    source: str
+    details: dict[str, Any]
+
+    @classmethod
+    def of(cls, alarm: Alarm) -> AlarmOut:
+        try:
+            info = ALARM_INFO[AlarmType(alarm.type)]
+            zh, en = info.zh, info.en
+        except ValueError:
+            zh = en = alarm.type
+        return cls(**{k: getattr(alarm, k) for k in Alarm.__dataclass_fields__}, type_zh=zh, type_en=en)
+
+
+_TRANSITION_EXAMPLE: dict[str, Any] = {
+    "id": 120,
+    "alarm_id": 17,
+    "at": "2026-11-20T08:02:10Z",
+    "action": "acknowledged",
+    "actor": "user:duty1",
+    "comment": "已派保安前往",
+    "details": {},
+}
+
+
+class TransitionOut(BaseModel):
+    model_config = ConfigDict(json_schema_extra={"examples": [_TRANSITION_EXAMPLE]})
+    id: int = Field(description="Also the live stream's event id")
+    alarm_id: int
+    at: datetime
+    action: str
+    actor: str
+    comment: str | None
+    details: dict[str, Any]
+
+    @classmethod
+    def of(cls, t: Transition) -> TransitionOut:
+        return cls(**{k: getattr(t, k) for k in Transition.__dataclass_fields__})
+
+
+class AlarmDetail(AlarmOut):
+    history: list[TransitionOut] = Field(description="Every transition, oldest first")
+
+
+class AckRequest(BaseModel):
+    model_config = ConfigDict(json_schema_extra={"examples": [{"comment": "已派保安前往现场"}]})
+    comment: Text | None = None
+
+
+class CommentRequest(BaseModel):
+    model_config = ConfigDict(json_schema_extra={"examples": [{"text": "保安到场确认为误报"}]})
+    text: Text
+
+
+class ActionResult(BaseModel):
+    changed: bool = Field(description="False when the alarm was already in the requested state")
+    alarm: AlarmOut
+    transition: TransitionOut | None
+
+
+class StreamEvent(BaseModel):
+    """The `data` of an `event: alarm` message of the live stream."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "event_id": 121,
+                    "action": "raised",
+                    "transition": _TRANSITION_EXAMPLE,
+                    "alarm": _ALARM_EXAMPLE,
+                }
+            ]
+        }
+    )
+    event_id: int = Field(description="The transition id")
+    action: str
+    transition: TransitionOut
+    alarm: AlarmOut
+
+    @classmethod
+    def of(cls, event: AlarmEvent) -> StreamEvent:
+        return cls(
+            event_id=event.transition.id,
+            action=event.transition.action,
+            transition=TransitionOut.of(event.transition),
+            alarm=AlarmOut.of(event.alarm),
+        )
+
+
+class LatestEvent(BaseModel):
+    last_event_id: int = Field(
+        description="The newest transition id; a stream started with since= it replays nothing"
+    )

@@ -1,0 +1,121 @@
+"""Typed dependencies shared by the routers: a database connection per request, the current principal
+(from a login token or an API key) and its community scope.
+
+Routers are plain `def` functions, so FastAPI runs them (and the blocking psycopg calls in them) in
+its thread pool, never on the event loop. A request's connection is one transaction: the mutation and
+its audit-log row commit together, or neither does.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Annotated, Any
+
+import psycopg
+from fastapi import Depends, Request
+from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
+from psycopg_pool import ConnectionPool
+
+from api.errors import ApiError, not_found
+from storage import users
+from storage.users import Role, User
+from yiju.settings import Settings
+
+_bearer = HTTPBearer(auto_error=False, description="Login token from POST /api/v1/auth/login")
+_api_key = APIKeyHeader(name="X-API-Key", auto_error=False, description="API key of an integration")
+
+
+def app_settings(request: Request) -> Settings:
+    settings: Settings = request.app.state.settings
+    return settings
+
+
+def pool(request: Request) -> ConnectionPool[Any]:
+    p: ConnectionPool[Any] = request.app.state.pool
+    return p
+
+
+def _connection(request: Request) -> Iterator[psycopg.Connection[Any]]:
+    with pool(request).connection() as conn:  # commits on success, rolls back on an exception
+        yield conn
+
+
+Conn = Annotated[psycopg.Connection[Any], Depends(_connection, scope="function")]
+
+
+@dataclass(frozen=True)
+class Principal:
+    """Who is calling: a user logged in with a token, or an integration with an API key."""
+
+    user: User
+    via: str  # "token" | "api_key"
+
+    @property
+    def actor(self) -> str:
+        """How the principal appears in alarm transitions and the audit log."""
+        return f"user:{self.user.username}" if self.via == "token" else f"apikey:{self.user.username}"
+
+    @property
+    def role(self) -> Role:
+        return self.user.role
+
+    @property
+    def community_ids(self) -> frozenset[int] | None:
+        """None: every community (admin)."""
+        return None if self.user.all_communities else self.user.community_ids
+
+    def sees(self, community_id: int) -> bool:
+        return self.user.all_communities or community_id in self.user.community_ids
+
+    def scope_for(self, community_id: int | None) -> list[int] | None:
+        """Community ids to filter a list by: the requested one (404 if not visible), or all visible."""
+        if community_id is not None:
+            if not self.sees(community_id):
+                raise not_found("community", community_id)
+            return [community_id]
+        ids = self.community_ids
+        return None if ids is None else sorted(ids)
+
+
+def current_principal(
+    request: Request,
+    bearer: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+    api_key: Annotated[str | None, Depends(_api_key)],
+) -> Principal:
+    # its own short connection, so that a long-lived stream does not hold one from the pool
+    with pool(request).connection() as conn:
+        if bearer is not None and bearer.credentials:
+            user = users.user_for_token(conn, bearer.credentials)
+            if user is not None:
+                return Principal(user, "token")
+        elif api_key:
+            user = users.user_for_api_key(conn, api_key)
+            if user is not None:
+                return Principal(user, "api_key")
+    raise ApiError(401, "missing, invalid or expired credentials")
+
+
+CurrentPrincipal = Annotated[Principal, Depends(current_principal)]
+
+# What each role may do (domain.md §1): viewers read; operators act on alarms and send commands;
+# managers also edit their communities' registry; admins everything, users included.
+_READ = frozenset(Role)
+_ACT = frozenset({Role.ADMIN, Role.MANAGER, Role.OPERATOR})
+_EDIT = frozenset({Role.ADMIN, Role.MANAGER})
+_ADMIN = frozenset({Role.ADMIN})
+
+
+def _requires(allowed: frozenset[Role], what: str) -> Any:
+    def check(principal: CurrentPrincipal) -> Principal:
+        if principal.role not in allowed:
+            raise ApiError(403, f"role {principal.role.value} may not {what}")
+        return principal
+
+    return Depends(check)
+
+
+Reader = Annotated[Principal, _requires(_READ, "read")]
+Operator = Annotated[Principal, _requires(_ACT, "act on alarms or send commands")]
+Editor = Annotated[Principal, _requires(_EDIT, "change the registry")]
+Admin = Annotated[Principal, _requires(_ADMIN, "administer users and communities")]

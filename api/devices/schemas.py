@@ -1,0 +1,125 @@
+"""Device and telemetry bodies."""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from devices.contract import Family
+
+
+class DeviceOut(BaseModel):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "id": 42,
+                    "uid": "smk-b3-0601",
+                    "community_id": 1,
+                    "family": "smoke_alarm",
+                    "model": "JTY-GD-01",
+                    "vendor": "ACME",
+                    "install_date": "2024-05-01",
+                    "retrofit": False,
+                    "enabled": True,
+                    "metadata": {},
+                    "created_at": "2026-11-01T00:00:00Z",
+                    "updated_at": "2026-11-01T00:00:00Z",
+                    "location_id": 9,
+                    "location_name": "3号楼 6层",
+                    "floor": 6,
+                    "unit": "1",
+                    "building_id": 3,
+                    "building_name": "3号楼",
+                    "online": True,
+                    "presence_status": "online",
+                    "last_seen": "2026-11-20T08:00:55Z",
+                    "last_seq": 10233,
+                    "open_alarms": 0,
+                }
+            ]
+        }
+    )
+    id: int
+    uid: str
+    community_id: int
+    family: Family
+    model: str | None
+    vendor: str | None
+    install_date: date | None
+    retrofit: bool
+    enabled: bool
+    metadata: dict[str, Any]
+    created_at: datetime
+    updated_at: datetime
+    location_id: int | None
+    location_name: str | None
+    floor: int | None
+    unit: str | None
+    building_id: int | None
+    building_name: str | None
+    online: bool | None = Field(description="Null: the device has never reported")
+    presence_status: str | None
+    last_seen: datetime | None
+    last_seq: int | None
+    open_alarms: int
+
+
+class MetricOut(BaseModel):
+    metric: str = Field(examples=["port_temperature_c"])
+    channel: int = Field(examples=[3], description="Port, channel or 0 for the whole device")
+    last_ts: datetime
+    last_value: float
+
+
+class RawPoint(BaseModel):
+    ts: datetime
+    value: float
+
+
+class Bucket(BaseModel):
+    bucket: datetime = Field(description="Start of the hour")
+    samples: int
+    min_value: float | None
+    max_value: float | None
+    avg_value: float | None
+
+
+class TelemetryOut(BaseModel):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "device_id": 42,
+                    "metric": "port_temperature_c",
+                    "channel": 3,
+                    "since": "2026-11-20T06:00:00Z",
+                    "until": "2026-11-20T08:00:00Z",
+                    "resolution": "raw",
+                    "truncated": False,
+                    "points": [{"ts": "2026-11-20T06:00:10Z", "value": 31.5}],
+                    "buckets": [],
+                }
+            ]
+        }
+    )
+    device_id: int
+    metric: str
+    channel: int
+    since: datetime
+    until: datetime
+    resolution: Literal["raw", "hour"]
+    truncated: bool = Field(description="Raw points were cut at the limit; ask for resolution=hour")
+    points: list[RawPoint] = Field(default_factory=list)
+    buckets: list[Bucket] = Field(default_factory=list)
+
+
+class DeviceEventOut(BaseModel):
+    ts: datetime
+    seq: int
+    kind: str
+    code: str | None
+    channel: int
+    body: dict[str, Any]

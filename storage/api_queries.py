@@ -1,0 +1,312 @@
+"""Read models the API and the console need beyond the registry and alarm repositories: scoped,
+keyset-paged lists, devices with their presence, per-building status, telemetry ranges from `points`
+and `points_hourly`, and command requests.
+
+Every list takes `community_ids`: None means every community (an admin), otherwise only those. Lists
+are ordered by id and paged with `after_id` (the last id of the previous page) and `limit`.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any, LiteralString
+
+import psycopg
+from psycopg.rows import dict_row
+from psycopg.types.json import Jsonb
+
+# Raw points returned at most per request; beyond that the caller asks for hourly buckets.
+RAW_POINTS_MAX = 5000
+
+
+def _rows(conn: psycopg.Connection[Any], query: LiteralString, params: Any) -> list[dict[str, Any]]:
+    with conn.cursor(row_factory=dict_row) as cur:
+        cur.execute(query, params)
+        return cur.fetchall()
+
+
+def _one(conn: psycopg.Connection[Any], query: LiteralString, params: Any) -> dict[str, Any] | None:
+    rows = _rows(conn, query, params)
+    return rows[0] if rows else None
+
+
+def _scope(community_ids: Sequence[int] | None) -> dict[str, Any]:
+    return {"all": community_ids is None, "cids": list(community_ids or ())}
+
+
+# ---------------------------------------------------------------------------------------------
+# Communities and buildings
+
+_COMMUNITY: LiteralString = """
+    SELECT c.id, c.code, c.name, c.city, c.address, c.timezone, c.created_at,
+           (SELECT count(*) FROM buildings b WHERE b.community_id = c.id) AS buildings,
+           (SELECT count(*) FROM devices d WHERE d.community_id = c.id) AS devices,
+           (SELECT count(*) FROM alarms a WHERE a.community_id = c.id AND a.status = 'active') AS open_alarms
+    FROM communities c
+"""
+
+
+def list_communities(
+    conn: psycopg.Connection[Any], *, community_ids: Sequence[int] | None, after_id: int | None, limit: int
+) -> list[dict[str, Any]]:
+    return _rows(
+        conn,
+        _COMMUNITY
+        + " WHERE (%(all)s OR c.id = ANY(%(cids)s)) AND (%(after)s::bigint IS NULL OR c.id > %(after)s)"
+        " ORDER BY c.id LIMIT %(limit)s",
+        {**_scope(community_ids), "after": after_id, "limit": limit},
+    )
+
+
+def get_community(conn: psycopg.Connection[Any], community_id: int) -> dict[str, Any] | None:
+    return _one(conn, _COMMUNITY + " WHERE c.id = %s", (community_id,))
+
+
+# Per building: devices (online/offline/never seen) and open alarms by severity, so the duty room sees
+# at a glance where something is wrong.
+_BUILDING: LiteralString = """
+    SELECT b.id, b.community_id, b.code, b.name, b.floors, b.units, b.high_rise,
+           coalesce(ds.devices, 0) AS devices, coalesce(ds.online, 0) AS online,
+           coalesce(ds.offline, 0) AS offline, coalesce(ds.unknown, 0) AS unknown,
+           coalesce(al.critical, 0) AS critical, coalesce(al.major, 0) AS major,
+           coalesce(al.minor, 0) AS minor, coalesce(al.warning, 0) AS warning,
+           coalesce(al.unacknowledged, 0) AS unacknowledged
+    FROM buildings b
+    LEFT JOIN LATERAL (
+        SELECT count(*) AS devices,
+               count(*) FILTER (WHERE p.online) AS online,
+               count(*) FILTER (WHERE p.online = false) AS offline,
+               count(*) FILTER (WHERE p.device_id IS NULL) AS unknown
+        FROM devices d JOIN locations l ON l.id = d.location_id
+        LEFT JOIN device_presence p ON p.device_id = d.id
+        WHERE l.building_id = b.id
+    ) ds ON true
+    LEFT JOIN LATERAL (
+        SELECT count(*) FILTER (WHERE a.severity = 'critical') AS critical,
+               count(*) FILTER (WHERE a.severity = 'major') AS major,
+               count(*) FILTER (WHERE a.severity = 'minor') AS minor,
+               count(*) FILTER (WHERE a.severity = 'warning') AS warning,
+               count(*) FILTER (WHERE NOT a.acknowledged) AS unacknowledged
+        FROM alarms a JOIN devices d ON d.id = a.device_id JOIN locations l ON l.id = d.location_id
+        WHERE l.building_id = b.id AND a.status = 'active'
+    ) al ON true
+"""
+
+
+def list_buildings(
+    conn: psycopg.Connection[Any],
+    *,
+    community_ids: Sequence[int] | None,
+    after_id: int | None,
+    limit: int,
+) -> list[dict[str, Any]]:
+    return _rows(
+        conn,
+        _BUILDING + " WHERE (%(all)s OR b.community_id = ANY(%(cids)s))"
+        " AND (%(after)s::bigint IS NULL OR b.id > %(after)s) ORDER BY b.id LIMIT %(limit)s",
+        {**_scope(community_ids), "after": after_id, "limit": limit},
+    )
+
+
+def get_building(conn: psycopg.Connection[Any], building_id: int) -> dict[str, Any] | None:
+    return _one(conn, _BUILDING + " WHERE b.id = %s", (building_id,))
+
+
+def get_location(conn: psycopg.Connection[Any], location_id: int) -> dict[str, Any] | None:
+    return _one(
+        conn,
+        "SELECT id, community_id, building_id, kind, code, name, floor, unit FROM locations WHERE id = %s",
+        (location_id,),
+    )
+
+
+# ---------------------------------------------------------------------------------------------
+# Devices with presence
+
+_DEVICE: LiteralString = """
+    SELECT d.id, d.uid, d.community_id, d.family, d.model, d.vendor, d.install_date, d.retrofit,
+           d.enabled, d.metadata, d.created_at, d.updated_at,
+           d.location_id, l.name AS location_name, l.floor, l.unit, l.building_id, b.name AS building_name,
+           p.online, p.status AS presence_status, p.last_seen, p.last_seq,
+           (SELECT count(*) FROM alarms a WHERE a.device_id = d.id AND a.status = 'active') AS open_alarms
+    FROM devices d
+    LEFT JOIN locations l ON l.id = d.location_id
+    LEFT JOIN buildings b ON b.id = l.building_id
+    LEFT JOIN device_presence p ON p.device_id = d.id
+"""
+
+
+def list_devices(
+    conn: psycopg.Connection[Any],
+    *,
+    community_ids: Sequence[int] | None,
+    building_id: int | None = None,
+    family: str | None = None,
+    online: bool | None = None,
+    search: str | None = None,
+    after_id: int | None,
+    limit: int,
+) -> list[dict[str, Any]]:
+    return _rows(
+        conn,
+        _DEVICE
+        + """ WHERE (%(all)s OR d.community_id = ANY(%(cids)s))
+          AND (%(building)s::bigint IS NULL OR l.building_id = %(building)s)
+          AND (%(family)s::text IS NULL OR d.family = %(family)s)
+          AND (%(online)s::boolean IS NULL OR coalesce(p.online, false) = %(online)s)
+          AND (%(search)s::text IS NULL OR d.uid ILIKE '%%' || %(search)s || '%%'
+               OR l.name ILIKE '%%' || %(search)s || '%%')
+          AND (%(after)s::integer IS NULL OR d.id > %(after)s)
+          ORDER BY d.id LIMIT %(limit)s""",
+        {
+            **_scope(community_ids),
+            "building": building_id,
+            "family": family,
+            "online": online,
+            "search": search,
+            "after": after_id,
+            "limit": limit,
+        },
+    )
+
+
+def get_device(conn: psycopg.Connection[Any], device_id: int) -> dict[str, Any] | None:
+    return _one(conn, _DEVICE + " WHERE d.id = %s", (device_id,))
+
+
+# ---------------------------------------------------------------------------------------------
+# Telemetry
+
+
+def device_metrics(conn: psycopg.Connection[Any], device_id: int, since: datetime) -> list[dict[str, Any]]:
+    """The metrics (and channels) a device reported since `since`, with the latest value of each."""
+    return _rows(
+        conn,
+        """SELECT DISTINCT ON (metric, channel) metric, channel, ts AS last_ts, value AS last_value
+           FROM points WHERE device_id = %s AND ts >= %s ORDER BY metric, channel, ts DESC""",
+        (device_id, since),
+    )
+
+
+def points_range(
+    conn: psycopg.Connection[Any],
+    device_id: int,
+    *,
+    metric: str,
+    channel: int,
+    since: datetime,
+    until: datetime,
+    limit: int = RAW_POINTS_MAX,
+) -> list[dict[str, Any]]:
+    """Raw points in [since, until), oldest first, at most `limit`."""
+    return _rows(
+        conn,
+        """SELECT ts, value FROM points
+           WHERE device_id = %s AND metric = %s AND channel = %s AND ts >= %s AND ts < %s
+           ORDER BY ts LIMIT %s""",
+        (device_id, metric, channel, since, until, limit),
+    )
+
+
+def hourly_range(
+    conn: psycopg.Connection[Any],
+    device_id: int,
+    *,
+    metric: str,
+    channel: int,
+    since: datetime,
+    until: datetime,
+) -> list[dict[str, Any]]:
+    """Hourly buckets (min, max, avg, samples) from the rollup, oldest first."""
+    return _rows(
+        conn,
+        """SELECT bucket, samples, min_value, max_value, avg_value FROM points_hourly
+           WHERE device_id = %s AND metric = %s AND channel = %s
+             AND bucket >= date_trunc('hour', %s::timestamptz) AND bucket < %s ORDER BY bucket""",
+        (device_id, metric, channel, since, until),
+    )
+
+
+def recent_events(
+    conn: psycopg.Connection[Any], device_id: int, since: datetime, until: datetime, limit: int
+) -> list[dict[str, Any]]:
+    """Device events in [since, until), newest first."""
+    return _rows(
+        conn,
+        """SELECT ts, seq, kind, code, channel, body FROM device_events
+           WHERE device_id = %s AND ts >= %s AND ts < %s ORDER BY ts DESC LIMIT %s""",
+        (device_id, since, until, limit),
+    )
+
+
+# ---------------------------------------------------------------------------------------------
+# Commands
+
+_COMMAND: LiteralString = """
+    SELECT c.id, c.command_uuid, c.device_id, d.uid AS device_uid, d.community_id, c.name, c.params,
+           c.requested_by, c.requested_at, c.sent_at, c.status, c.alarm_id, c.details,
+           (SELECT json_agg(json_build_object('received_at', k.received_at, 'ok', k.ok, 'code', k.code)
+                            ORDER BY k.id)
+            FROM command_acks k WHERE k.command_id = c.id) AS acks
+    FROM commands c JOIN devices d ON d.id = c.device_id
+"""
+
+
+def create_command(
+    conn: psycopg.Connection[Any],
+    *,
+    device_id: int,
+    name: str,
+    params: dict[str, Any],
+    requested_by: str,
+    alarm_id: int | None,
+) -> dict[str, Any]:
+    """A pending command row; the service that owns the MQTT side sends pending commands."""
+    row = _one(
+        conn,
+        """INSERT INTO commands (command_uuid, device_id, name, params, requested_by, requested_at, alarm_id)
+           VALUES (%s, %s, %s, %s, %s, now(), %s) RETURNING id""",
+        (uuid.uuid4(), device_id, name, Jsonb(params), requested_by, alarm_id),
+    )
+    assert row is not None
+    command = get_command(conn, int(row["id"]))
+    assert command is not None
+    return command
+
+
+def get_command(conn: psycopg.Connection[Any], command_id: int) -> dict[str, Any] | None:
+    return _one(conn, _COMMAND + " WHERE c.id = %s", (command_id,))
+
+
+def list_commands(
+    conn: psycopg.Connection[Any],
+    *,
+    community_ids: Sequence[int] | None,
+    device_id: int | None,
+    status: str | None,
+    before_id: int | None,
+    limit: int,
+) -> list[dict[str, Any]]:
+    """Newest first."""
+    return _rows(
+        conn,
+        _COMMAND
+        + """ WHERE (%(all)s OR d.community_id = ANY(%(cids)s))
+          AND (%(device)s::integer IS NULL OR c.device_id = %(device)s)
+          AND (%(status)s::text IS NULL OR c.status = %(status)s)
+          AND (%(before)s::bigint IS NULL OR c.id < %(before)s)
+          ORDER BY c.id DESC LIMIT %(limit)s""",
+        {**_scope(community_ids), "device": device_id, "status": status, "before": before_id, "limit": limit},
+    )
+
+
+# ---------------------------------------------------------------------------------------------
+# Live stream
+
+
+def latest_transition_id(conn: psycopg.Connection[Any]) -> int:
+    """The newest alarm transition id (0 when there is none): where a new live stream starts."""
+    row = conn.execute("SELECT coalesce(max(id), 0) FROM alarm_transitions").fetchone()
+    return int(row[0]) if row else 0

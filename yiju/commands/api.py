@@ -1,0 +1,84 @@
+"""`yiju api` (serve the REST API and the console) and `yiju users add` (create a login)."""
+
+from __future__ import annotations
+
+import argparse
+import getpass
+import sys
+
+import uvicorn
+
+from api.app import create_app
+from storage.db import connection
+from storage.users import Role, community_ids_by_code, create_user
+from yiju.commands.base import Subparsers
+from yiju.settings import Settings
+from yiju.stack import resolve
+
+# Open live streams are ended by the app at shutdown; this bounds how long uvicorn waits for them.
+GRACEFUL_SHUTDOWN_S = 3
+
+
+def _resolved(settings: Settings) -> Settings:
+    endpoints = resolve(settings)
+    database = settings.database.model_copy(update={"url": endpoints.database_url})
+    return settings.model_copy(update={"database": database})
+
+
+def _cmd_api(args: argparse.Namespace, settings: Settings) -> int:
+    settings = _resolved(settings)
+    host = args.host or settings.api.host
+    port = args.port if args.port is not None else settings.api.port
+    print(f"Yiju API and console on http://{host}:{port}/console/  (OpenAPI: /docs)")
+    uvicorn.run(
+        create_app(settings),
+        host=host,
+        port=port,
+        log_level=settings.log_level.lower(),
+        timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_S,
+    )
+    return 0
+
+
+def _cmd_users_add(args: argparse.Namespace, settings: Settings) -> int:
+    settings = _resolved(settings)
+    assert settings.database.url is not None
+    password: str | None = None
+    if args.password_stdin:
+        password = sys.stdin.readline().rstrip("\n")
+    elif not args.no_password:
+        password = getpass.getpass(f"password for {args.username}: ")
+    with connection(settings.database.url) as conn:
+        communities = community_ids_by_code(conn, args.community)
+        user = create_user(
+            conn,
+            username=args.username,
+            role=Role(args.role),
+            password=password,
+            community_ids=communities,
+            display_name=args.display_name,
+        )
+        conn.commit()
+    scope = "all communities" if user.all_communities else f"communities {sorted(user.community_ids)}"
+    print(f"user {user.username} (id {user.id}) role {user.role.value}, {scope}")
+    return 0
+
+
+def register(sub: Subparsers) -> None:
+    api = sub.add_parser("api", help="serve the REST API and the duty-room console")
+    api.add_argument("--host", default=None, help="listen address (default: settings api.host)")
+    api.add_argument("--port", type=int, default=None, help="listen port (default: settings api.port)")
+    api.set_defaults(handler=_cmd_api)
+
+    users = sub.add_parser("users", help="manage API and console users")
+    users_sub = users.add_subparsers(dest="users_command", required=True, metavar="ACTION")
+    add = users_sub.add_parser("add", help="create a user (asks for the password)")
+    add.add_argument("username")
+    add.add_argument("--role", required=True, choices=[r.value for r in Role])
+    add.add_argument(
+        "--community", action="append", default=[], help="community code or id (repeat for several)"
+    )
+    add.add_argument("--display-name", default="")
+    add.add_argument("--no-password", action="store_true", help="an integration account (API keys only)")
+    add.add_argument("--password-stdin", action="store_true", help="read the password from standard input")
+    add.set_defaults(handler=_cmd_users_add)
