@@ -1,0 +1,124 @@
+"""Per-device MQTT credentials and the Mosquitto files that enforce them (pure: text in, text out).
+
+- username = device uid; password = 144 random bits shown once; only its hash is stored
+  (`devices.credentials_hash`), in the exact form Mosquitto 2.0 reads from a password file:
+  `$7$<iterations>$<base64 salt>$<base64 PBKDF2-HMAC-SHA512>` (mosquitto_passwd's format; 12-byte
+  salt, 64-byte digest). One format means the broker file is just `uid:hash` lines.
+- The iteration count is Mosquitto's own default (101): the broker runs PBKDF2 on every connect,
+  and a reconnect storm of thousands of devices must stay cheap. This is safe because the
+  passwords are random 144-bit tokens, not human choices: a stolen hash cannot be guessed back.
+- ACL: a device may write only its own uplink topics under its own community, and read only its
+  own `cmd`; the ingest service reads every uplink and writes every `cmd`; a gateway account
+  (multiplexed publishers, e.g. the simulator's load mode) writes every uplink and reads every `cmd`.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import hmac
+import re
+import secrets
+from collections.abc import Iterable
+from dataclasses import dataclass
+from enum import StrEnum
+
+from devices.contract import CONTRACT_VERSION, ID_PATTERN, UPLINK_CHANNELS, Channel
+
+PBKDF2_ITERATIONS = 101
+SALT_BYTES = 12
+PASSWORD_BYTES = 18  # 144 bits → 24 URL-safe characters
+_ID_RE = re.compile(ID_PATTERN)
+
+
+class ServiceRole(StrEnum):
+    INGEST = "ingest"  # reads all uplinks, writes commands
+    GATEWAY = "gateway"  # writes all uplinks, reads all commands (multiplexed device publishers)
+
+
+@dataclass(frozen=True, slots=True)
+class DeviceAccount:
+    uid: str
+    community: str
+    password_hash: str
+
+
+@dataclass(frozen=True, slots=True)
+class ServiceAccount:
+    username: str
+    role: ServiceRole
+    password_hash: str
+
+
+def new_password() -> str:
+    return secrets.token_urlsafe(PASSWORD_BYTES)
+
+
+def hash_password(password: str, *, salt: bytes | None = None, iterations: int = PBKDF2_ITERATIONS) -> str:
+    salt = salt if salt is not None else secrets.token_bytes(SALT_BYTES)
+    digest = hashlib.pbkdf2_hmac("sha512", password.encode(), salt, iterations)
+    return f"$7${iterations}${base64.b64encode(salt).decode()}${base64.b64encode(digest).decode()}"
+
+
+def verify_password(password: str, encoded: str) -> bool:
+    parts = encoded.split("$")
+    if len(parts) != 5 or parts[0] != "" or parts[1] != "7" or not parts[2].isdigit():
+        return False
+    try:
+        salt = base64.b64decode(parts[3], validate=True)
+        expected = base64.b64decode(parts[4], validate=True)
+    except (binascii.Error, ValueError):
+        return False
+    digest = hashlib.pbkdf2_hmac("sha512", password.encode(), salt, int(parts[2]))
+    return hmac.compare_digest(digest, expected)
+
+
+def _check_user(name: str) -> str:
+    # ':' and newlines would corrupt the password file; ids are restricted anyway
+    if not _ID_RE.match(name):
+        raise ValueError(f"account name {name!r} must match {ID_PATTERN}")
+    return name
+
+
+def password_file(devices: Iterable[DeviceAccount], services: Iterable[ServiceAccount] = ()) -> str:
+    lines = [f"{_check_user(s.username)}:{s.password_hash}" for s in services]
+    lines += [f"{_check_user(d.uid)}:{d.password_hash}" for d in devices]
+    return "\n".join(lines) + "\n"
+
+
+def device_topics(prefix: str, community: str, uid: str) -> tuple[list[str], list[str]]:
+    """(topics the device may write, topics it may read)."""
+    base = f"{prefix}/v{CONTRACT_VERSION}/{community}/{uid}"
+    return [f"{base}/{c.value}" for c in UPLINK_CHANNELS], [f"{base}/{Channel.COMMAND.value}"]
+
+
+def acl_file(prefix: str, devices: Iterable[DeviceAccount], services: Iterable[ServiceAccount] = ()) -> str:
+    """A Mosquitto acl_file: `user` blocks with `topic read|write` lines (anything not listed is denied)."""
+    v = f"{prefix}/v{CONTRACT_VERSION}"
+    uplinks = [f"{v}/+/+/{c.value}" for c in UPLINK_CHANNELS]
+    commands = f"{v}/+/+/{Channel.COMMAND.value}"
+    out = [f"# Yiju MQTT ACL, contract v{CONTRACT_VERSION}, prefix {prefix!r}. Generated: do not edit."]
+    for s in services:
+        out += ["", f"user {_check_user(s.username)}"]
+        if s.role is ServiceRole.INGEST:
+            out += [f"topic read {t}" for t in uplinks] + [f"topic write {commands}"]
+        else:
+            out += [f"topic write {t}" for t in uplinks] + [f"topic read {commands}"]
+    for d in devices:
+        writes, reads = device_topics(prefix, _check_user(d.community), _check_user(d.uid))
+        out += (
+            ["", f"user {d.uid}"] + [f"topic write {t}" for t in writes] + [f"topic read {t}" for t in reads]
+        )
+    return "\n".join(out) + "\n"
+
+
+def parse_password_file(text: str) -> dict[str, str]:
+    """username → hash of an existing password file (to keep service accounts across regenerations)."""
+    found: dict[str, str] = {}
+    for line in text.splitlines():
+        if line.strip() and not line.startswith("#"):
+            user, sep, encoded = line.partition(":")
+            if sep:
+                found[user] = encoded
+    return found
