@@ -1,0 +1,148 @@
+"""Settings of the alert engine (`Settings.alerts`): the engine's own knobs and one threshold group per
+device family.
+
+Each family group extends that family's `DEFAULTS` model from `devices/families/*.py` (whose fields
+cite their sources in standards.md) with the few extra numbers the rules need (clear thresholds for
+hysteresis, confirmation times); every extra default cites its source or says it is vendor practice
+[V] / not found normatively [NOT FOUND]. Per-community overrides come from `communities.settings`
+(jsonb) under the key "alerts", e.g. `{"alerts": {"ebike_charger": {"port_over_temp_c": 70}}}`, and
+are applied with `with_overrides()`.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from devices.families import (
+    access_door,
+    cctv_recorder,
+    ebike_charger,
+    elevator,
+    gas_alarm,
+    light,
+    smoke_alarm,
+)
+from yiju.errors import ConfigurationError
+
+
+class ChargerRules(ebike_charger.Defaults):
+    temp_clear_hysteresis_c: float = Field(
+        default=5.0, description="Over-temperature clears below threshold minus this, °C — [V] practice"
+    )
+    leakage_clear_ratio: float = Field(
+        default=0.8, description="Leakage alarm clears below this × trip current — [NOT FOUND]: configurable"
+    )
+    relay_off_current_a: float = Field(
+        default=0.5,
+        description="A port whose relay is open but carries more than this is implausible (welded relay "
+        "or broken sensor), A — [V] practice",
+    )
+
+
+class SmokeRules(smoke_alarm.Defaults):
+    battery_clear_pct: float = Field(
+        default=25.0, description="Low-battery clears at or above this, % — [NOT FOUND]: configurable"
+    )
+    residual_clear_ratio: float = Field(
+        default=0.8, description="Electrical-fire alarms clear below this × the alarm value — [V] practice"
+    )
+
+
+class GasRules(gas_alarm.Defaults):
+    pass
+
+
+class LightRules(light.Defaults):
+    pass
+
+
+class ElevatorRules(elevator.Defaults):
+    recall_floor: int = Field(
+        default=1, description="Fire recall floor (ground or transfer floor) — GB 50116-2013 [S]; per site"
+    )
+
+
+class DoorRules(access_door.Defaults):
+    pass
+
+
+class CctvRules(cctv_recorder.Defaults):
+    daily_evaluation_s: int = Field(
+        default=86_400,
+        description="Retention is re-evaluated at least this often per channel (domain.md §5.3)",
+    )
+
+
+class AlertSettings(BaseModel):
+    """The alert engine: clocks, queues, timings, and thresholds per family."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    clock: Literal["wall", "event"] = Field(
+        default="wall",
+        description="What the periodic tick compares deadlines against: the wall clock (production) or "
+        "the event-time watermark, the newest device time seen (accelerated simulation), so that "
+        "accelerated scenarios behave exactly like real time.",
+    )
+    event_clock_max_lead_s: float = Field(
+        default=300.0,
+        ge=0,
+        description="event clock: a device time further ahead of the watermark than this does not move it "
+        "(one device with a wrong clock must not expire everyone's timers).",
+    )
+    tick_s: float = Field(default=1.0, gt=0, le=60, description="Period of the timer evaluation tick.")
+    tick_grace_s: float = Field(
+        default=2.0,
+        ge=0,
+        description="A deadline is declared missed by the tick only this long after it passed, so a message "
+        "already in flight can still meet it (device time decides, not arrival).",
+    )
+    queue_size: int = Field(default=100_000, ge=100, description="Engine input queue (messages).")
+    state_flush_s: float = Field(
+        default=5.0, gt=0, description="Rule state is written behind in batches at least this often."
+    )
+    fault_alarm_deadline_s: float = Field(
+        default=60.0,
+        ge=0,
+        description="A fault state seen in telemetry must be matched by the device's own fault event "
+        "within this time, else silent_fault (domain.md §5.2) — [NOT FOUND] normatively: configurable",
+    )
+    command_verify_s: float = Field(
+        default=60.0,
+        gt=0,
+        description="After a remote cutoff/close command, its effect must be seen within this time or the "
+        "alarm is escalated (domain.md §5.1) — [V] practice (AP3000 ack timeout 15 s, one resend)",
+    )
+    flap_window_s: float = Field(
+        default=600.0, gt=0, description="Flapping: window over which raises of one alarm are counted — [V]"
+    )
+    flap_max_raises: int = Field(
+        default=4,
+        ge=2,
+        description="Flapping: from this many raises within the window, the alarm is held open until the "
+        "condition stays clear for a whole window — [V] practice",
+    )
+    ebike_charger: ChargerRules = Field(default_factory=ChargerRules)
+    smoke_alarm: SmokeRules = Field(default_factory=SmokeRules)
+    gas_alarm: GasRules = Field(default_factory=GasRules)
+    light: LightRules = Field(default_factory=LightRules)
+    elevator: ElevatorRules = Field(default_factory=ElevatorRules)
+    access_door: DoorRules = Field(default_factory=DoorRules)
+    cctv_recorder: CctvRules = Field(default_factory=CctvRules)
+
+    def with_overrides(self, overrides: dict[str, Any] | None) -> AlertSettings:
+        """These settings with a community's overrides (its `settings["alerts"]`) applied."""
+        if not overrides:
+            return self
+        merged = self.model_dump()
+        for key, value in overrides.items():
+            if isinstance(value, dict) and isinstance(merged.get(key), dict):
+                merged[key] = {**merged[key], **value}
+            else:
+                merged[key] = value
+        try:
+            return AlertSettings.model_validate(merged)
+        except ValidationError as exc:
+            raise ConfigurationError(f"invalid alert overrides {overrides!r}: {exc}") from exc

@@ -1,0 +1,154 @@
+"""The rule core's entry points: evaluate one decoded message, advance timers, start a linkage.
+
+    evaluate(ctx, state, message, settings) -> outputs     (device time = message.ts)
+    tick(ctx, state, now, settings) -> outputs             (now = the engine clock)
+    start_linkage(ctx, state, kind, at, settings) -> outputs
+
+`settings` is the community's `AlertSettings` (defaults with its overrides applied). `state` is
+updated in place. Pure: no I/O, no clock reads, no randomness.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import datetime
+from typing import Any
+
+from alerts.config import AlertSettings
+from alerts.core import cctv, charger, door, elevator, faults, gas, light, linkage, smoke
+from alerts.core.model import DeviceContext, DeviceState, Linkage, Out, Output, RaiseAlarm, to_dt
+from devices.alarms import AlarmType
+from devices.contract import Channel, Decoded, Family
+from devices.envelope import StatusMessage
+from devices.families import (
+    access_door,
+    cctv_recorder,
+    ebike_charger,
+    gas_alarm,
+    smoke_alarm,
+)
+from devices.families import (
+    elevator as elevator_fam,
+)
+from devices.families import (
+    light as light_fam,
+)
+
+A = AlarmType
+Handler = Callable[[Out, Any, float, AlertSettings, DeviceContext], None]
+
+_TELEMETRY: dict[Family, Handler] = {
+    Family.EBIKE_CHARGER: lambda o, m, ts, th, c: charger.telemetry(o, m, ts, th),
+    Family.SMOKE_ALARM: lambda o, m, ts, th, c: smoke.telemetry(o, m, ts, th),
+    Family.GAS_ALARM: lambda o, m, ts, th, c: gas.telemetry(o, m, ts, th),
+    Family.LIGHT: light.telemetry,
+    Family.ELEVATOR: lambda o, m, ts, th, c: elevator.telemetry(o, m, ts, th),
+    Family.ACCESS_DOOR: lambda o, m, ts, th, c: door.telemetry(o, m, ts, th),
+    Family.CCTV_RECORDER: lambda o, m, ts, th, c: cctv.telemetry(o, m, ts, th),
+}
+_EVENT: dict[Family, Handler] = {
+    Family.EBIKE_CHARGER: lambda o, m, ts, th, c: charger.event(o, m, ts, th),
+    Family.SMOKE_ALARM: lambda o, m, ts, th, c: smoke.event(o, m, ts, th),
+    Family.GAS_ALARM: lambda o, m, ts, th, c: gas.event(o, m, ts, th),
+    Family.LIGHT: lambda o, m, ts, th, c: light.event(o, m, ts, th),
+    Family.ELEVATOR: lambda o, m, ts, th, c: elevator.event(o, m, ts, th),
+    Family.ACCESS_DOOR: lambda o, m, ts, th, c: door.event(o, m, ts, th),
+    Family.CCTV_RECORDER: lambda o, m, ts, th, c: cctv.event(o, m, ts, th),
+}
+_HEARTBEAT: dict[Family, tuple[int, int]] = {
+    Family.EBIKE_CHARGER: (ebike_charger.DEFAULTS.heartbeat_s, ebike_charger.DEFAULTS.missed_heartbeats),
+    Family.SMOKE_ALARM: (smoke_alarm.DEFAULTS.heartbeat_s, smoke_alarm.DEFAULTS.missed_heartbeats),
+    Family.GAS_ALARM: (gas_alarm.DEFAULTS.heartbeat_s, gas_alarm.DEFAULTS.missed_heartbeats),
+    Family.LIGHT: (light_fam.DEFAULTS.heartbeat_s, light_fam.DEFAULTS.missed_heartbeats),
+    Family.ELEVATOR: (elevator_fam.DEFAULTS.heartbeat_s, elevator_fam.DEFAULTS.missed_heartbeats),
+    Family.ACCESS_DOOR: (access_door.DEFAULTS.heartbeat_s, access_door.DEFAULTS.missed_heartbeats),
+    Family.CCTV_RECORDER: (cctv_recorder.DEFAULTS.heartbeat_s, cctv_recorder.DEFAULTS.missed_heartbeats),
+}
+
+
+def _out(st: DeviceState, th: AlertSettings) -> Out:
+    return Out(st, th.flap_window_s, th.flap_max_raises)
+
+
+def offline_after_s(ctx: DeviceContext, st: DeviceState, th: AlertSettings) -> float:
+    """Silence after which the device counts as offline: its heartbeat × the allowed misses."""
+    group = getattr(th, ctx.family.value)
+    heartbeat = st.heartbeat_s or int(group.heartbeat_s)
+    return float(heartbeat * int(group.missed_heartbeats))
+
+
+def _deadlines(ctx: DeviceContext, out: Out, now: float, th: AlertSettings) -> None:
+    faults.deadlines(out, now, th.fault_alarm_deadline_s)
+    linkage.deadlines(out, now, th, th.elevator.recall_floor)
+    if ctx.family is Family.EBIKE_CHARGER:
+        charger.deadlines(out, now, th)
+    elif ctx.family is Family.ELEVATOR:
+        elevator.deadlines(out, now, th)
+    out.flush_pending_clears(now)
+
+
+def evaluate(ctx: DeviceContext, st: DeviceState, msg: Decoded, th: AlertSettings) -> list[Output]:
+    """Evaluate one message of the device. Redelivered messages (same seq) produce nothing."""
+    if st.seen(msg.seq):
+        return []
+    ts = msg.ts.timestamp()
+    out = _out(st, th)
+    _deadlines(ctx, out, ts, th)  # obligations that expired before this message, in device time
+    st.last_ts = max(st.last_ts, ts)
+    if msg.channel is Channel.STATUS:
+        body: StatusMessage = msg.body
+        if body.heartbeat_s:
+            st.heartbeat_s = body.heartbeat_s
+        if body.state == "offline":
+            out.raise_(A.DEVICE_OFFLINE, ts, {"reason": body.reason or "last_will"}, source="device")
+        else:
+            out.clear(A.DEVICE_OFFLINE, ts, {"by": "status"})
+    elif msg.channel is Channel.TELEMETRY:
+        out.clear(A.DEVICE_OFFLINE, ts, {"by": "data"})
+        _TELEMETRY[ctx.family](out, msg.body, ts, th, ctx)
+        if ctx.family is Family.EBIKE_CHARGER:
+            charger.remember_on_ports(out, msg.body)
+    elif msg.channel is Channel.EVENT:
+        out.clear(A.DEVICE_OFFLINE, ts, {"by": "data"})
+        _EVENT[ctx.family](out, msg.body, ts, th, ctx)
+    if ctx.family is Family.SMOKE_ALARM and any(
+        isinstance(o, RaiseAlarm) and o.type is A.FIRE_ALARM and st.open.get(A.FIRE_ALARM) == ts
+        for o in out.items
+    ):
+        out.items.append(Linkage("fire", ctx.building_id, msg.ts))
+    return out.items
+
+
+def tick(ctx: DeviceContext, st: DeviceState, now: float, th: AlertSettings) -> list[Output]:
+    """Timers of a device at engine time `now` (seconds): deadlines, silence, daily evaluations."""
+    out = _out(st, th)
+    _deadlines(ctx, out, now - th.tick_grace_s, th)
+    if st.last_ts and A.DEVICE_OFFLINE not in st.open:
+        silent_s = offline_after_s(ctx, st, th)
+        if now - st.last_ts > silent_s + th.tick_grace_s:
+            out.raise_(
+                A.DEVICE_OFFLINE, st.last_ts + silent_s, {"reason": "missed_heartbeats", "silent_s": silent_s}
+            )
+    if ctx.family is Family.CCTV_RECORDER:
+        daily = th.cctv_recorder.daily_evaluation_s
+        if any(k[0] == "c" and k[1:].isdigit() and now - v[3] >= daily for k, v in st.marks.items()):
+            cctv.evaluate(out, now, th.cctv_recorder)
+    return out.items
+
+
+def start_linkage(
+    ctx: DeviceContext, st: DeviceState, kind: str, at: datetime, th: AlertSettings
+) -> list[Output]:
+    """A linkage started elsewhere (a fire alarm in this device's building): expect this device's
+    action if it has one."""
+    if kind != "fire":
+        return []
+    action = linkage.fire_action(ctx, th)
+    if action is None:
+        return []
+    out = _out(st, th)
+    linkage.expect(out, action[0], at.timestamp(), action[1])
+    return out.items
+
+
+__all__ = ["evaluate", "offline_after_s", "start_linkage", "tick", "to_dt"]

@@ -1,0 +1,414 @@
+"""Unit tests of the pure rule core, per rule: boundaries, hysteresis, durations, deadlines, restarts."""
+
+from __future__ import annotations
+
+import json
+from datetime import timedelta
+
+from rules_kit import T0, Dev
+
+from alerts.config import AlertSettings
+from alerts.core import engine
+from alerts.core.model import DeviceState, Linkage
+from devices.contract import Family
+
+F = Family
+
+
+# --------------------------------------------------------------------------------------------- charger
+
+
+def test_over_temperature_needs_its_confirmation_time_and_clears_with_hysteresis() -> None:
+    d = Dev(F.EBIKE_CHARGER)  # port 4 charging; threshold 80 °C, confirm 30 s, hysteresis 5 °C
+    d.port_tele(0, 4, port_temp_c=79.9)
+    d.port_tele(10, 4, port_temp_c=80.0)  # at the threshold: timer starts
+    d.port_tele(39, 4, port_temp_c=85.0)
+    assert "charger_over_temperature" not in d.raised()  # 29 s < 30 s
+    d.port_tele(40, 4, port_temp_c=85.0)
+    assert d.raised().count("charger_over_temperature") == 1
+    d.port_tele(45, 4, port_temp_c=76.0, relay_on=False, state="idle", current_a=0.0, power_w=0.0)
+    assert "charger_over_temperature" not in d.cleared()  # 76 ≥ 80 − 5: still hot
+    d.port_tele(50, 4, port_temp_c=74.9, relay_on=False, state="idle", current_a=0.0, power_w=0.0)
+    assert d.cleared().count("charger_over_temperature") == 1
+
+
+def test_auto_cutoff_in_time_is_a_compliant_finding_with_the_measured_delay() -> None:
+    d = Dev(F.EBIKE_CHARGER)
+    d.port_tele(0, 4, port_temp_c=90.0)
+    d.port_tele(30, 4, port_temp_c=90.0)
+    d.event(42.5, type="session_stop", port=4, reason="port_over_temp")
+    (f,) = d.findings("auto_cutoff")
+    assert (f.kind, f.compliant, f.channel, f.measured_s, f.deadline_s) == (
+        "over_temperature",
+        True,
+        4,
+        42.5,
+        90.0,
+    )
+    assert "auto_cutoff_failed" not in d.raised()
+    d.tick(10_000)
+    assert len(d.findings("auto_cutoff")) == 1
+
+
+def test_missing_cutoff_raises_sends_command_verifies_and_escalates() -> None:
+    d = Dev(F.EBIKE_CHARGER)  # deadline = confirm 30 s (overload) + cutoff 60 s
+    d.port_tele(0, 4, power_w=2500.0, current_a=9.0)
+    d.port_tele(60, 4, power_w=2500.0, current_a=9.0)
+    assert d.findings("auto_cutoff") == []
+    d.tick(90 + 3)  # 90 s deadline + 2 s grace not yet past
+    d.tick(90 + 2.5)
+    assert d.findings("auto_cutoff")[0].compliant is False
+    assert "auto_cutoff_failed" in d.raised()
+    (cmd,) = d.commands()
+    assert (cmd.name, cmd.params) == ("stop_port", {"port": 4})
+    # the command does not take effect within command_verify_s (60 s): escalation and a post cut
+    d.tick(90 + 60 + 3)
+    assert [e.type.value for e in d.escalations()] == ["auto_cutoff_failed"]
+    assert [c.name for c in d.commands()] == ["stop_port", "cut_power"]
+    # power finally off: the failure alarm clears, no second finding
+    d.port_tele(200, 4, relay_on=False, state="idle", power_w=0.0, current_a=0.0)
+    assert "auto_cutoff_failed" in d.cleared()
+    assert len(d.findings("auto_cutoff")) == 1
+
+
+def test_spike_shorter_than_confirmation_is_not_a_trigger() -> None:
+    d = Dev(F.EBIKE_CHARGER)
+    d.port_tele(0, 4, power_w=2500.0, current_a=9.0)
+    d.port_tele(20, 4)  # back to normal before 30 s
+    d.tick(1000)
+    assert d.findings("auto_cutoff") == [] and d.raised() == []
+
+
+def test_full_beyond_top_up_time_and_max_session() -> None:
+    d = Dev(F.EBIKE_CHARGER)  # float_time 3600 s, cutoff 60 s
+    d.port_tele(0, 4, state="full", power_w=20.0, current_a=0.1)
+    d.port_tele(3600, 4, state="float", power_w=20.0, current_a=0.1)
+    d.port_tele(3601, 4, state="float", power_w=20.0, current_a=0.1)  # top-up time over: obligation
+    d.port_tele(3700, 4, state="float", power_w=20.0, current_a=0.1)  # deadline 3660 passed
+    assert set(d.raised()) >= {"auto_cutoff_failed", "charge_not_stopped"}
+    (f,) = d.findings("auto_cutoff")
+    assert (f.kind, f.compliant) == ("full", False)
+
+    m = Dev(F.EBIKE_CHARGER)  # max session 36 000 s
+    m.port_tele(0, 1, session_s=36_001)
+    m.event(30, type="session_stop", port=1, reason="max_time")
+    (f,) = m.findings("auto_cutoff")
+    assert (f.kind, f.compliant, f.measured_s) == ("max_time", True, 31.0)
+
+
+def test_post_wide_smoke_requires_every_powered_port_cut_and_leakage_uses_breaker() -> None:
+    d = Dev(F.EBIKE_CHARGER)  # ports 1 and 4 charging
+    d.tele(0, smoke=True)
+    assert "charger_smoke" in d.raised()
+    d.port_tele(5, 1, relay_on=False, state="idle", power_w=0.0, current_a=0.0)
+    assert d.findings("auto_cutoff") == []  # port 4 still on
+    d.event(6, type="session_stop", port=4, reason="smoke")
+    (f,) = d.findings("auto_cutoff")
+    assert (f.kind, f.compliant, f.channel, f.measured_s) == ("smoke", True, 0, 6.0)
+
+    leak = Dev(F.EBIKE_CHARGER)
+    leak.tele(0, leakage_ma=45.0)
+    assert "charger_leakage" in leak.raised()
+    leak.tele(3, leakage_ma=45.0, breaker_closed=False)
+    (f,) = leak.findings("auto_cutoff")
+    assert (f.kind, f.compliant, f.measured_s) == ("leakage", True, 3.0)
+    leak.tele(10, leakage_ma=25.0)  # 25 mA ≥ 0.8 × 30 mA: not cleared yet
+    assert "charger_leakage" not in leak.cleared()
+    leak.tele(20, leakage_ma=23.9)
+    assert "charger_leakage" in leak.cleared()
+
+
+def test_protection_disabled_is_a_finding_once_per_change() -> None:
+    d = Dev(F.EBIKE_CHARGER)
+    prot = dict(d.telemetry["protection"], over_temp_cutoff=False)
+    d.tele(0, protection=prot)
+    d.tele(60, protection=prot)
+    (f,) = d.findings("protection_config")
+    assert (f.kind, f.compliant) == ("over_temp_cutoff_disabled", False)
+    assert d.raised() == ["protection_disabled"]
+    d.tele(120)
+    assert [f.compliant for f in d.findings("protection_config")] == [False, True]
+    assert d.cleared() == ["protection_disabled"]
+
+
+def test_silent_fault_when_telemetry_shows_a_fault_the_device_never_reported() -> None:
+    d = Dev(F.EBIKE_CHARGER)  # fault_alarm_deadline_s 60
+    d.port_tele(0, 2, state="fuse_blown")
+    d.port_tele(60, 2, state="fuse_blown")
+    assert d.findings("fault_alarm") == []
+    d.port_tele(61, 2, state="fuse_blown")
+    (f,) = d.findings("fault_alarm")
+    assert (f.kind, f.compliant, f.details["fault"]) == ("silent_fault", False, "2:fuse_blown")
+    assert d.raised() == ["charger_fault"]
+    d.port_tele(100, 2, state="idle")
+    assert d.cleared() == ["charger_fault"]
+
+    ok = Dev(F.EBIKE_CHARGER)
+    ok.port_tele(0, 2, state="relay_welded")
+    ok.event(5, type="fault", port=2, code="relay_welded", active=True)
+    ok.tick(500)
+    (f,) = ok.findings("fault_alarm")
+    assert (f.kind, f.compliant, f.measured_s) == ("relay_welded", True, 5.0)
+    assert ok.raised() == ["charger_fault"]
+    ok.event(600, type="fault", port=2, code="relay_welded", active=False)
+    assert "charger_fault" in ok.cleared()
+
+
+def test_implausible_reading() -> None:
+    d = Dev(F.EBIKE_CHARGER)
+    d.port_tele(0, 3, relay_on=False, current_a=4.0, power_w=0.0)
+    assert d.raised() == ["sensor_implausible"]
+    d.port_tele(60, 3)
+    assert d.cleared() == ["sensor_implausible"]
+
+
+# --------------------------------------------------------------------------------------------- presence
+
+
+def test_offline_after_missed_heartbeats_and_back_online() -> None:
+    d = Dev(F.ELEVATOR)  # default heartbeat 60 s × 3 misses; the status message announces 30 s
+    d.status(0, heartbeat_s=30)
+    d.tele(10)
+    d.tick(10 + 90 + 2)  # exactly 90 s + grace: not yet
+    assert d.raised(ignore=()) == []
+    d.tick(10 + 90 + 2.1)
+    assert d.raised(ignore=()) == ["device_offline"]
+    d.tele(200)
+    assert d.cleared() == ["device_offline"]
+    d.status(210, state="offline")  # Last Will: offline at once
+    assert d.raised(ignore=()) == ["device_offline", "device_offline"]
+
+
+def test_redelivered_message_is_ignored_and_state_survives_restart() -> None:
+    d = Dev(F.ACCESS_DOOR)
+    for i in range(4):
+        d.event(i, type="denied", method="card", reason="unknown_credential")
+    d.restart()
+    # a redelivery of seq 4 changes nothing
+    d.event(3, seq=4, type="denied", method="card", reason="unknown_credential")
+    assert d.raised() == []
+    d.event(5, type="denied", method="card", reason="unknown_credential")  # the 5th within 300 s
+    assert d.raised() == ["access_denied_repeated"]
+    assert len(json.dumps(d.st.to_json())) < 2048
+
+
+# --------------------------------------------------------------------------------------------- smoke, gas
+
+
+def test_fire_alarm_starts_linkage_and_silence_keeps_it_open() -> None:
+    d = Dev(F.SMOKE_ALARM, building_id=7)
+    out = d.event(0, type="alarm", kind="smoke")
+    assert [o for o in out if isinstance(o, Linkage)] == [Linkage("fire", 7, T0)]
+    d.tele(5, state="silenced")
+    d.event(6, type="silenced", duration_s=600)
+    assert d.cleared() == []
+    d.event(100, type="cleared", kind="smoke")
+    assert d.cleared() == ["fire_alarm"]
+
+
+def test_low_battery_with_hysteresis_and_residual_current() -> None:
+    d = Dev(F.SMOKE_ALARM)
+    d.tele(0, battery_pct=20.0)
+    assert d.raised() == ["low_battery"]
+    d.tele(10, battery_pct=24.0)
+    assert d.cleared() == []
+    d.tele(20, battery_pct=25.0)
+    assert d.cleared() == ["low_battery"]
+    d.tele(30, residual_current_ma=299.0)
+    d.tele(40, residual_current_ma=300.0)
+    assert d.raised()[-1] == "electrical_fire_residual_current"
+
+
+def test_gas_high_needs_valve_closed_within_3_s() -> None:
+    ok = Dev(F.GAS_ALARM)
+    ok.tele(0)
+    ok.event(1, type="high", lel_pct=55.0)
+    ok.event(3.5, type="valve_closed", by="alarm")
+    (f,) = ok.findings("linkage")
+    assert (f.kind, f.compliant, f.measured_s) == ("valve_close", True, 2.5)
+
+    bad = Dev(F.GAS_ALARM)
+    bad.tele(0, lel_pct=24.9)
+    assert bad.raised() == []
+    bad.tele(10, lel_pct=50.0)
+    assert bad.raised() == ["gas_high_alarm", "gas_low_alarm"]
+    bad.tick(10 + 3 + 2.1)
+    assert bad.findings("linkage")[0].compliant is False
+    assert "linkage_failed" in bad.raised()
+    assert [c.name for c in bad.commands()] == ["close_valve"]
+    bad.tele(20, lel_pct=10.0, valve="closed")
+    assert {"linkage_failed", "gas_high_alarm", "gas_low_alarm"} <= set(bad.cleared())
+
+
+# --------------------------------------------------------------------------------------------- linkage
+
+
+def test_fire_linkage_on_doors_elevators_lights() -> None:
+    door = Dev(F.ACCESS_DOOR, evacuation_route=True)
+    door.tele(0)
+    door.outputs += engine.start_linkage(door.ctx, door.st, "fire", T0 + timedelta(seconds=10), door.th)
+    door.event(12, type="released", by="fire")
+    (f,) = door.findings("linkage")
+    assert (f.kind, f.compliant, f.measured_s) == ("door_release", True, 2.0)
+
+    not_on_route = Dev(F.ACCESS_DOOR, evacuation_route=False)
+    assert engine.start_linkage(not_on_route.ctx, not_on_route.st, "fire", T0, not_on_route.th) == []
+
+    lift = Dev(F.ELEVATOR)
+    lift.tele(0)
+    lift.outputs += engine.start_linkage(lift.ctx, lift.st, "fire", T0, lift.th)
+    lift.tick(60 + 2.1)
+    assert lift.findings("linkage")[0].compliant is False
+    assert [(c.name, c.params) for c in lift.commands()] == [("recall", {"floor": 1})]
+    lift.tele(70, mode="fire_return", floor=1, moving=False, speed_mps=0.0, door="open", at_level=True)
+    assert "linkage_failed" in lift.cleared()
+
+    lamp = Dev(F.LIGHT)
+    lamp.tele(0, dim_pct=100.0)  # already fully on: satisfied at once
+    lamp.outputs += engine.start_linkage(lamp.ctx, lamp.st, "fire", T0, lamp.th)
+    assert lamp.findings("linkage")[0].compliant is True
+
+
+# --------------------------------------------------------------------------------------------- light
+
+
+def test_lamp_out_at_night_only_after_confirmation() -> None:
+    d = Dev(F.LIGHT)  # night 18:30–06:00 Asia/Shanghai = 10:30–22:00 UTC; T0 is 08:00 local
+    d.tele(0, on=False, power_w=0.0, current_a=0.0)
+    d.tele(400, on=False, power_w=0.0, current_a=0.0)
+    assert d.raised() == []  # daytime: off is fine
+    night = 11 * 3600  # 19:00 local
+    d.tele(night, on=False, power_w=0.0, current_a=0.0)
+    d.tele(night + 299, on=False, power_w=0.0, current_a=0.0)
+    assert d.raised() == []
+    d.tele(night + 300, on=False, power_w=0.0, current_a=0.0)
+    assert d.raised() == ["lamp_failure"]
+    d.tele(night + 400, on=True, power_w=29.0)
+    assert d.cleared() == ["lamp_failure"]
+
+
+# --------------------------------------------------------------------------------------------- elevator
+
+
+def test_trapped_rescue_clock_escalates_and_overdue() -> None:
+    d = Dev(F.ELEVATOR)
+    d.event(0, type="fault", code="trapped_not_at_level", active=True, floor=7)
+    assert d.raised() == ["elevator_trapped"]
+    d.tick(1)
+    d.tick(302.1)
+    assert [e.details["level"] for e in d.escalations()] == [1, 2]
+    d.tick(1800 + 2.1)
+    assert [e.details["level"] for e in d.escalations()] == [1, 2, 3]
+    assert "rescue_overdue" in d.raised()
+    (f,) = d.findings("rescue")
+    assert f.compliant is False
+    d.event(2000, type="rescue_arrived", by="maint")
+    assert "rescue_overdue" in d.cleared()
+    assert len(d.findings("rescue")) == 1
+
+    quick = Dev(F.ELEVATOR)
+    quick.event(0, type="fault", code="trapped_at_level", active=True)
+    quick.event(900, type="rescue_arrived")
+    (f,) = quick.findings("rescue")
+    assert (f.compliant, f.measured_s) == (True, 900.0)
+
+
+def test_elevator_fault_in_telemetry_without_event_is_silent() -> None:
+    d = Dev(F.ELEVATOR)
+    d.tele(0, faults=["overspeed"])
+    d.tick(100)
+    assert d.findings("fault_alarm")[0].kind == "silent_fault"
+    assert d.raised() == ["elevator_overspeed"]
+
+
+# --------------------------------------------------------------------------------------------- door
+
+
+def test_door_alarms() -> None:
+    d = Dev(F.ACCESS_DOOR)
+    d.tele(0, open=True, locked=False)
+    d.tele(59, open=True, locked=False)
+    assert d.raised() == []
+    d.tele(60, open=True, locked=False)
+    assert d.raised() == ["door_held_open"]
+    d.tele(61)
+    assert d.cleared() == ["door_held_open"]
+    d.event(70, type="duress")
+    d.tele(80)
+    assert "door_duress" in d.open()  # latching: only an operator clears it
+    for i in range(4):
+        d.event(100 + i, type="denied", method="pin", reason="unknown_credential")
+    d.event(105, type="granted", method="pin")
+    d.event(106, type="denied", method="pin", reason="unknown_credential")
+    assert "access_denied_repeated" not in d.raised()  # a valid credential reset the count
+
+
+# --------------------------------------------------------------------------------------------- cctv
+
+
+def _channels(n: int, **changes: object) -> list[dict[str, object]]:
+    base = Dev(F.CCTV_RECORDER).telemetry["channels"][:n]
+    return [dict(c, **changes) for c in base]
+
+
+def test_cctv_retention_gap_and_daily_evaluation() -> None:
+    d = Dev(F.CCTV_RECORDER)  # sample: earliest 2026-04-28 = 34 days before T0
+    d.tele(0, channels=_channels(2))
+    assert [f.compliant for f in d.findings("cctv_retention")] == [True, True]
+    d.tele(300, channels=_channels(2))
+    assert len(d.findings("cctv_retention")) == 2  # no change: no new finding
+    short = (T0 - timedelta(days=29.5)).isoformat()
+    d.tele(600, channels=[*_channels(1), *_channels(2, earliest_recording=short)[1:]])
+    last = d.findings("cctv_retention")[-1]
+    assert (last.channel, last.kind, last.compliant) == (2, "retention_short", False)
+    assert "cctv_retention_short" in d.raised()
+
+    g = Dev(F.CCTV_RECORDER)
+    g.tele(0, channels=_channels(1))
+    g.tele(300, channels=_channels(1, recording=False))
+    g.tele(500, channels=_channels(1, recording=False))  # stopped ≥ 180 s: recording_stopped
+    g.tele(700, channels=_channels(1))  # gap 400 s > 300 s tolerance
+    kinds = [f.kind for f in g.findings("cctv_retention")]
+    assert "recording_gap" in kinds
+    assert "cctv_recording_gap" in g.raised()
+    g.tick(700 + 86_400)  # daily re-evaluation
+    assert g.findings("cctv_retention")[-1].observed_at > T0 + timedelta(days=1)
+    g.tick(700 + 31 * 86_400)  # the gap is older than 30 days now
+    assert g.findings("cctv_retention")[-1].compliant is True
+    assert "cctv_recording_gap" in g.cleared()
+
+
+# ----------------------------------------------------------------------------- flapping, state
+
+
+def test_flapping_alarm_is_held_open_until_quiet() -> None:
+    d = Dev(F.SMOKE_ALARM)  # flap: 4 raises within 600 s
+    for i in range(4):
+        d.tele(i * 20, battery_pct=10.0)
+        d.tele(i * 20 + 10, battery_pct=90.0)
+    assert d.raised() == ["low_battery"] * 4
+    assert d.cleared() == ["low_battery"] * 3  # the 4th clear is held
+    d.tick(70 + 599)
+    assert len(d.cleared()) == 3
+    d.tick(70 + 600 + 2)
+    assert len(d.cleared()) == 4
+
+
+def test_state_json_roundtrip_and_settings_overrides() -> None:
+    st = DeviceState()
+    st.seen(5)
+    st.open["fire_alarm"] = 1.0
+    st.marks["x"] = [1, 2.0]
+    again = DeviceState.from_json(json.loads(json.dumps(st.to_json())))
+    assert (again.max_seq, again.open, again.marks, again.seen(5)) == (
+        5,
+        {"fire_alarm": 1.0},
+        {"x": [1, 2.0]},
+        True,
+    )
+    th = AlertSettings().with_overrides({"ebike_charger": {"port_over_temp_c": 70.0}, "tick_s": 0.5})
+    assert th.ebike_charger.port_over_temp_c == 70.0 and th.ebike_charger.over_temp_confirm_s == 30.0
+    d = Dev(F.EBIKE_CHARGER, settings=th)
+    d.port_tele(0, 4, port_temp_c=71.0)
+    d.port_tele(30, 4, port_temp_c=71.0)
+    assert d.raised() == ["charger_over_temperature"]
