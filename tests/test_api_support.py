@@ -3,18 +3,23 @@ every role, and a client of the real application on the real database (no mocks)
 
 from __future__ import annotations
 
+import threading
+import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
+import uvicorn
 from fastapi.testclient import TestClient
 
 from api.app import create_app
 from storage import alarms, users
 from storage.db import connect
 from storage.users import Role
+from yiju.embedded import free_port
 from yiju.settings import Settings
 
 T0 = datetime.now(UTC).replace(microsecond=0) - timedelta(hours=1)
@@ -142,3 +147,45 @@ def audit_rows(url: str, action: str) -> list[dict[str, Any]]:
             "SELECT actor, target_id, community_id FROM audit_log WHERE action = %s ORDER BY id", (action,)
         ).fetchall()
     return [{"actor": r[0], "target_id": r[1], "community_id": r[2]} for r in rows]
+
+
+@dataclass
+class LiveServer:
+    """The application under uvicorn on a free loopback port, in a thread this fixture owns."""
+
+    base: str
+    app: Any
+
+
+def wait_for(condition: Any, deadline_s: float, what: str) -> Any:
+    end = time.monotonic() + deadline_s
+    while time.monotonic() < end:
+        value = condition()
+        if value:
+            return value
+        time.sleep(0.02)
+    raise AssertionError(f"timed out after {deadline_s}s waiting for {what}")
+
+
+@contextmanager
+def serve(settings: Settings) -> Iterator[LiveServer]:
+    port = free_port()
+    app = create_app(settings)
+    server = uvicorn.Server(
+        uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", timeout_graceful_shutdown=2)
+    )
+    thread = threading.Thread(target=server.run, name="uvicorn-test", daemon=True)
+    thread.start()
+    try:
+        wait_for(lambda: server.started, 15, "uvicorn to start")
+        yield LiveServer(f"http://127.0.0.1:{port}", app)
+    finally:
+        server.should_exit = True
+        thread.join(timeout=15)
+        assert not thread.is_alive(), "uvicorn did not stop"
+
+
+@pytest.fixture
+def live(settings: Settings, world: World) -> Iterator[LiveServer]:
+    with serve(settings) as server:
+        yield server
