@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import csv
+import json
+import stat
 import threading
 import time
 import uuid
@@ -17,6 +20,9 @@ from paho.mqtt.reasoncodes import ReasonCode
 from devices import credentials
 from devices.contract import Channel, Family, topic
 from devices.samples import payload
+from storage import registry
+from storage.db import connection
+from yiju.cli import main
 from yiju.embedded import LOOPBACK, MosquittoBroker
 
 WAIT_S = 10.0
@@ -190,3 +196,72 @@ def test_hash_format_matches_mosquitto() -> None:
     assert credentials.parse_password_file(text) == {"d1": encoded}
     with pytest.raises(ValueError, match="must match"):
         credentials.password_file([credentials.DeviceAccount("d:1", "c1", encoded)])
+
+
+def test_cli_issues_credentials_the_broker_accepts(
+    tmp_path: Path, db_url: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("YIJU_DATABASE__URL", db_url)
+    monkeypatch.setenv("YIJU_MQTT__URL", "mqtt://127.0.0.1:1")
+    monkeypatch.setenv("YIJU_MQTT__TOPIC_PREFIX", PREFIX)
+    monkeypatch.setenv("YIJU_STATE_DIR", str(tmp_path / "state"))
+    with connection(db_url, autocommit=True) as conn:
+        registry.upsert_community(conn, registry.CommunityIn("c1", "一号小区"))
+        registry.upsert_devices(
+            conn, [registry.DeviceIn("dev-a", "c1", "smoke_alarm"), registry.DeviceIn("dev-b", "c1", "light")]
+        )
+    out = tmp_path / "mqtt"
+    assert main(["devices", "credentials", "--out", str(out), "--gateway-user", "sim"]) == 0
+    printed = capsys.readouterr().out
+    (secrets_file,) = out.glob("new-passwords-*.csv")
+    assert str(secrets_file) in printed
+    assert stat.S_IMODE(secrets_file.stat().st_mode) == 0o600
+    assert stat.S_IMODE((out / "passwd").stat().st_mode) == 0o600
+    with secrets_file.open() as f:
+        issued = {r["username"]: r for r in csv.DictReader(f)}
+    assert set(issued) == {"dev-a", "dev-b", "yiju-ingest", "sim"}
+    passwd_text = (out / "passwd").read_text()
+    assert issued["dev-a"]["password"] not in passwd_text  # stored hashed only
+    with connection(db_url) as conn:
+        stored = {u: h for u, _, h in registry.credentials(conn)}
+    assert credentials.verify_password(issued["dev-a"]["password"], stored["dev-a"] or "")
+
+    # a second run issues nothing and keeps every account's hash
+    secrets_file.unlink()
+    assert main(["devices", "credentials", "--out", str(out)]) == 0
+    assert "no new passwords issued" in capsys.readouterr().out
+    assert not list(out.glob("new-passwords-*.csv"))
+    assert credentials.parse_password_file((out / "passwd").read_text()) == credentials.parse_password_file(
+        passwd_text
+    )
+
+    broker = MosquittoBroker(tmp_path / "broker", password_file=out / "passwd", acl_file=out / "acl")
+    broker.start()
+    try:
+        ingest = Client(broker.port, "yiju-ingest", issued["yiju-ingest"]["password"])
+        a = Client(broker.port, "dev-a", issued["dev-a"]["password"])
+        sim = Client(broker.port, "sim", issued["sim"]["password"])
+        try:
+            ingest.subscribe(f"{PREFIX}/v1/+/+/telemetry")
+            own = topic(PREFIX, "c1", "dev-a", Channel.TELEMETRY)
+            other = topic(PREFIX, "c1", "dev-b", Channel.TELEMETRY)
+            body = payload(Family.SMOKE_ALARM, Channel.TELEMETRY, device="dev-a")
+            assert a.publish(other, body) == NOT_AUTHORIZED
+            assert a.publish(own, body) == 0
+            assert sim.publish(other, body) == 0  # the gateway account publishes for every device
+            _wait(lambda: ingest.got(own) and ingest.got(other), "uplinks at ingest")
+        finally:
+            for c in (a, sim, ingest):
+                c.close()
+    finally:
+        broker.stop()
+
+
+def test_cli_writes_json_schemas(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("YIJU_STATE_DIR", str(tmp_path / "state"))
+    assert main(["devices", "schema", "--out", str(tmp_path / "schemas")]) == 0
+    files = sorted(p.name for p in (tmp_path / "schemas").glob("*.schema.json"))
+    assert "ebike_charger.telemetry.schema.json" in files and "gas_alarm.cmd.schema.json" in files
+    assert "cctv_recorder.cmd.schema.json" not in files  # recorders take no commands
+    doc = json.loads((tmp_path / "schemas" / "elevator.event.schema.json").read_text())
+    assert doc["$schema"].endswith("2020-12/schema")

@@ -104,6 +104,42 @@ def _cmd_schema(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def _service_accounts(
+    args: argparse.Namespace, roles_path: Path, existing: dict[str, str], issued: list[tuple[str, str, str]]
+) -> list[credentials.ServiceAccount]:
+    """Service accounts are remembered (`services`: name role) so that a later run keeps them."""
+    roles: dict[str, credentials.ServiceRole] = {}
+    if roles_path.exists():
+        for line in roles_path.read_text().splitlines():
+            name, _, role = line.partition(" ")
+            if name and role:
+                roles[name] = credentials.ServiceRole(role)
+    if not roles and not args.ingest_user:
+        roles[DEFAULT_INGEST_USER] = credentials.ServiceRole.INGEST
+    roles.update(dict.fromkeys(args.ingest_user, credentials.ServiceRole.INGEST))
+    roles.update(dict.fromkeys(args.gateway_user, credentials.ServiceRole.GATEWAY))
+    services: list[credentials.ServiceAccount] = []
+    for name, role in sorted(roles.items()):
+        encoded = existing.get(name)
+        if encoded is None or args.rotate_services:
+            password = credentials.new_password()
+            encoded = credentials.hash_password(password)
+            issued.append((name, f"service:{role.value}", password))
+        services.append(credentials.ServiceAccount(name, role, encoded))
+    return services
+
+
+def _write_issued(out: Path, issued: list[tuple[str, str, str]]) -> Path:
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+    path = out / f"new-passwords-{stamp}.csv"
+    buf = io.StringIO()
+    writer = csv.writer(buf)
+    writer.writerow(["username", "community", "password"])
+    writer.writerows(issued)
+    _write_secret(path, buf.getvalue())
+    return path
+
+
 def _cmd_credentials(args: argparse.Namespace, settings: Settings) -> int:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -111,17 +147,7 @@ def _cmd_credentials(args: argparse.Namespace, settings: Settings) -> int:
     existing = credentials.parse_password_file(passwd_path.read_text()) if passwd_path.exists() else {}
     issued: list[tuple[str, str, str]] = []  # (username, community or role, password)
 
-    services: list[credentials.ServiceAccount] = []
-    ingest_users = args.ingest_user or [DEFAULT_INGEST_USER]
-    for name, role in [(u, credentials.ServiceRole.INGEST) for u in ingest_users] + [
-        (u, credentials.ServiceRole.GATEWAY) for u in args.gateway_user
-    ]:
-        encoded = existing.get(name)
-        if encoded is None or args.rotate_services:
-            password = credentials.new_password()
-            encoded = credentials.hash_password(password)
-            issued.append((name, f"service:{role.value}", password))
-        services.append(credentials.ServiceAccount(name, role, encoded))
+    services = _service_accounts(args, out / "services", existing, issued)
 
     url = resolve(settings).database_url
     with connection(url) as conn:
@@ -133,6 +159,8 @@ def _cmd_credentials(args: argparse.Namespace, settings: Settings) -> int:
                 password = credentials.new_password()
                 new_hashes[uid] = credentials.hash_password(password)
                 issued.append((uid, community, password))
+        # the passwords reach disk before their hashes are committed: none is ever lost
+        secrets_path = _write_issued(out, issued) if issued else None
         registry.set_credentials_hashes(conn, new_hashes)
         conn.commit()
         accounts = [
@@ -143,20 +171,14 @@ def _cmd_credentials(args: argparse.Namespace, settings: Settings) -> int:
     prefix = settings.mqtt.topic_prefix
     _write_secret(passwd_path, credentials.password_file(accounts, services))
     acl_path.write_text(credentials.acl_file(prefix, accounts, services))
+    (out / "services").write_text("".join(f"{s.username} {s.role.value}\n" for s in services))
     print(f"password file: {passwd_path} ({len(accounts)} device(s), {len(services)} service account(s))")
     print(f"ACL file:      {acl_path} (topic prefix {prefix!r})")
-    if issued:
-        stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
-        secrets_path = out / f"new-passwords-{stamp}.csv"
-        buf = io.StringIO()
-        writer = csv.writer(buf)
-        writer.writerow(["username", "community", "password"])
-        writer.writerows(issued)
-        _write_secret(secrets_path, buf.getvalue())
+    if secrets_path is not None:
         print(
             f"new passwords: {secrets_path} ({len(issued)} account(s), mode 0600; shown once, stored hashed)"
         )
-    else:
+    if not issued:
         print("no new passwords issued")
     print("reload the broker to apply (Mosquitto: SIGHUP)")
     return 0
@@ -187,14 +209,14 @@ def register(sub: Subparsers) -> None:
         action="append",
         default=[],
         metavar="NAME",
-        help=f"service account reading all uplinks (default {DEFAULT_INGEST_USER})",
+        help=f"service account reading all uplinks (default at first: {DEFAULT_INGEST_USER}); kept",
     )
     cred.add_argument(
         "--gateway-user",
         action="append",
         default=[],
         metavar="NAME",
-        help="account publishing for all devices",
+        help="account publishing for all devices (e.g. load-mode simulator); kept afterwards",
     )
     cred.add_argument("--rotate-services", action="store_true", help="new passwords for the service accounts")
     cred.set_defaults(handler=_cmd_credentials)
