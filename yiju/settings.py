@@ -19,6 +19,7 @@ from urllib.parse import urlsplit
 from pydantic import BaseModel, Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from alerts.config import AlertSettings
 from ingest.config import IngestSettings
 
 TimeseriesMode = Literal["auto", "timescaledb", "partitioned"]
@@ -121,6 +122,7 @@ class Settings(BaseSettings):
     mqtt: MqttSettings = Field(default_factory=MqttSettings)
     api: ApiSettings = Field(default_factory=ApiSettings)
     ingest: IngestSettings = Field(default_factory=IngestSettings)
+    alerts: AlertSettings = Field(default_factory=AlertSettings)
 
 
 # Variables with our prefix that are read by something other than Settings.

@@ -1,0 +1,78 @@
+"""Persisted rule state of the alert engine, and the device context the engine evaluates with.
+
+State is written behind in batches (`save_states`), never per message: a restart resumes timers,
+counters and open triggers from the last flush; messages since then are redelivered by the broker
+(at-least-once) and the engine's duplicate detection and idempotent writes absorb the overlap.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import psycopg
+from psycopg.types.json import Jsonb
+
+
+@dataclass(frozen=True, slots=True)
+class DeviceContextRow:
+    device_id: int
+    uid: str
+    community_id: int
+    community_code: str
+    family: str
+    building_id: int | None
+    location_id: int | None
+    evacuation_route: bool
+    timezone: str
+    enabled: bool
+
+
+_CONTEXT_QUERY = """
+    SELECT d.id, d.uid, d.community_id, c.code, d.family, l.building_id, d.location_id,
+           COALESCE(l.evacuation_route, false), c.timezone, d.enabled
+    FROM devices d
+    JOIN communities c ON c.id = d.community_id
+    LEFT JOIN locations l ON l.id = d.location_id
+"""
+
+
+def load_contexts(
+    conn: psycopg.Connection[Any], device_ids: Sequence[int] | None = None
+) -> list[DeviceContextRow]:
+    """Every device's context (or only the given ones)."""
+    if device_ids is None:
+        rows = conn.execute(_CONTEXT_QUERY).fetchall()
+    else:
+        rows = conn.execute(_CONTEXT_QUERY + " WHERE d.id = ANY(%s)", (list(device_ids),)).fetchall()
+    return [DeviceContextRow(*r) for r in rows]
+
+
+def community_overrides(conn: psycopg.Connection[Any]) -> dict[int, dict[str, Any]]:
+    """Per-community alert-setting overrides: `communities.settings -> 'alerts'`."""
+    rows = conn.execute(
+        "SELECT id, settings -> 'alerts' FROM communities WHERE settings ? 'alerts'"
+    ).fetchall()
+    return {r[0]: r[1] for r in rows if isinstance(r[1], dict)}
+
+
+def load_states(conn: psycopg.Connection[Any]) -> dict[int, dict[str, Any]]:
+    return {r[0]: r[1] for r in conn.execute("SELECT device_id, state FROM rule_state").fetchall()}
+
+
+def save_states(conn: psycopg.Connection[Any], states: Sequence[tuple[int, dict[str, Any]]]) -> None:
+    """Upsert many device states in one statement."""
+    if not states:
+        return
+    with conn.cursor() as cur:
+        cur.execute(
+            """
+            INSERT INTO rule_state (device_id, state, updated_at)
+            SELECT s.device_id, s.state, now()
+            FROM unnest(%s::integer[], %s::jsonb[]) AS s (device_id, state)
+            JOIN devices d ON d.id = s.device_id
+            ON CONFLICT (device_id) DO UPDATE SET state = EXCLUDED.state, updated_at = EXCLUDED.updated_at
+            """,
+            ([d for d, _ in states], [Jsonb(s) for _, s in states]),
+        )

@@ -1,0 +1,140 @@
+"""The engine service on the real database: decoded messages in, alarms / findings / commands persisted,
+fire linkage fanned out to the building, commands handed to the publisher, state resumed after a
+restart, and the compliance summary."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from datetime import datetime, timedelta
+from typing import Any
+
+from rules_kit import T0
+
+from alerts.config import AlertSettings
+from alerts.service import AlertService, EngineEvent
+from devices import catalog, samples
+from devices.contract import Channel, Decoded, DeviceRef, Family
+from storage import alarms, findings
+from storage.db import connect
+
+
+class RecordingPublisher:
+    """Stands in for the MQTT adapter's command side (the broker path is covered by the e2e test)."""
+
+    def __init__(self) -> None:
+        self.sent: list[dict[str, Any]] = []
+
+    def publish_command(
+        self,
+        *,
+        community: str,
+        device: str,
+        command_id: uuid.UUID,
+        name: str,
+        params: dict[str, Any],
+        ts: datetime,
+    ) -> None:
+        self.sent.append({"community": community, "device": device, "name": name, "params": params})
+
+
+def _seed(url: str) -> dict[str, int]:
+    with connect(url, autocommit=True) as conn:
+        (cid,) = (
+            conn.execute("INSERT INTO communities (code, name) VALUES ('c1', 'C1') RETURNING id").fetchone()
+            or ()
+        )
+        (bid,) = (
+            conn.execute(
+                "INSERT INTO buildings (community_id, code, name) VALUES (%s, 'b1', 'B1') RETURNING id",
+                (cid,),
+            ).fetchone()
+            or ()
+        )
+        (lobby,) = (
+            conn.execute(
+                "INSERT INTO locations (community_id, building_id, kind, code, name, evacuation_route) "
+                "VALUES (%s, %s, 'lobby', 'b1-lobby', 'Lobby', true) RETURNING id",
+                (cid, bid),
+            ).fetchone()
+            or ()
+        )
+        ids = {"community": cid}
+        for uid, family in (("smk", "smoke_alarm"), ("door", "access_door"), ("chg", "ebike_charger")):
+            (did,) = (
+                conn.execute(
+                    "INSERT INTO devices (uid, community_id, location_id, family) "
+                    "VALUES (%s, %s, %s, %s) RETURNING id",
+                    (uid, cid, lobby, family),
+                ).fetchone()
+                or ()
+            )
+            ids[uid] = did
+        return ids
+
+
+class Feed:
+    def __init__(self, service: AlertService, ids: dict[str, int]) -> None:
+        self.service, self.ids, self.seq = service, ids, 0
+
+    def send(self, uid: str, family: Family, channel: Channel, at_s: float, fill: dict[str, Any]) -> None:
+        self.seq += 1
+        ts = T0 + timedelta(seconds=at_s)
+        msg = samples.envelope(family, device=uid, seq=self.seq, ts=ts.isoformat())
+        msg.update(fill)
+        body = catalog.decode(family, channel, json.dumps(msg))
+        ref = DeviceRef(self.ids[uid], uid, "c1", self.ids["community"], family)
+        self.service.submit(Decoded(ref, channel, ts, self.seq, ts, body, b""))
+
+
+def test_service_persists_links_publishes_and_resumes(db_url: str) -> None:
+    ids = _seed(db_url)
+    publisher = RecordingPublisher()
+    settings = AlertSettings(clock="event", tick_s=0.05, state_flush_s=0.05)
+    seen: list[EngineEvent] = []
+    service = AlertService(db_url, settings, publisher=publisher)
+    service.subscribe(seen.append)
+    charger = samples.TELEMETRY[Family.EBIKE_CHARGER]
+    hot = {**charger, "ports": [dict(p, port_temp_c=95.0) if p["port"] == 4 else p for p in charger["ports"]]}
+    with service:
+        feed = Feed(service, ids)
+        feed.send(
+            "door", Family.ACCESS_DOOR, Channel.TELEMETRY, 0, {"data": samples.TELEMETRY[Family.ACCESS_DOOR]}
+        )
+        feed.send("chg", Family.EBIKE_CHARGER, Channel.TELEMETRY, 0, {"data": hot})
+        feed.send("smk", Family.SMOKE_ALARM, Channel.EVENT, 1, {"event": {"type": "alarm", "kind": "smoke"}})
+        # the door never releases; the smoke alarm keeps reporting, moving the event clock on
+        feed.send("smk", Family.SMOKE_ALARM, Channel.TELEMETRY, 10, {"data": {"state": "alarm"}})
+        assert service.wait_idle()
+    # restart: the charger's over-temperature timer (started at 0 s) must survive
+    service2 = AlertService(db_url, settings, publisher=publisher)
+    with service2:
+        feed2 = Feed(service2, ids)
+        feed2.seq = 100
+        feed2.send("chg", Family.EBIKE_CHARGER, Channel.TELEMETRY, 30, {"data": hot})
+        assert service2.wait_idle()
+        assert service2.stats.errors == 0
+
+    with connect(db_url) as conn:
+        open_types = {
+            (a.device_uid, a.type)
+            for a in alarms.list_alarms(conn, alarms.AlarmFilter(status="active")).items
+        }
+        assert ("smk", "fire_alarm") in open_types
+        assert ("door", "linkage_failed") in open_types
+        assert ("chg", "charger_over_temperature") in open_types  # 30 s confirmation across the restart
+        rows = findings.list_findings(conn, ids["community"], T0 - timedelta(days=1), T0 + timedelta(days=1))
+        link = [r for r in rows if r["check_name"] == "linkage"]
+        assert [(r["device_uid"], r["kind"], r["compliant"]) for r in link] == [
+            ("door", "door_release", False)
+        ]
+        cmds = conn.execute("SELECT name, status, alarm_id IS NOT NULL FROM commands").fetchall()
+        assert cmds == [("release_all", "sent", True)]
+        summary = findings.compliance_summary(
+            conn, ids["community"], T0 - timedelta(days=1), T0 + timedelta(days=1)
+        )
+        (line,) = [s for s in summary.by_check if s.check_name == "linkage"]
+        assert (line.total, line.compliant, line.share) == (1, 0, 0.0)
+        assert [s.device_uid for s in summary.failing_devices] == ["door"]
+    assert publisher.sent == [{"community": "c1", "device": "door", "name": "release_all", "params": {}}]
+    assert {e.kind for e in seen} >= {"alarm", "finding", "command"}
