@@ -6,15 +6,24 @@ URLs, our own frozen message types and `BrokerUnavailable`.
 
 from __future__ import annotations
 
+import logging
 import threading
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from urllib.parse import unquote, urlsplit
 
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
+from paho.mqtt.subscribeoptions import SubscribeOptions
 
+from ingest.messages import RawMessage
 from yiju.errors import BrokerUnavailable, ConfigurationError
+
+log = logging.getLogger(__name__)
 
 DEFAULT_MQTT_PORT = 1883
 
@@ -78,3 +87,170 @@ def probe_broker(url: str, timeout_s: float = 3.0) -> str:
         client.disconnect()
         client.loop_stop()
     return f"MQTT 5 broker at {address}"
+
+
+# --------------------------------------------------------------------------------------------------
+# The ingest consumer
+
+
+ReceiveCallback = Callable[[RawMessage], None]
+StateCallback = Callable[[bool, str], None]
+
+
+class MqttConsumer:
+    """One persistent MQTT 5 session (clean start off, session expiry set) subscribed at QoS 1 to the
+    ingest topic filters (usually a shared subscription), with manual acknowledgement.
+
+    The network loop runs on paho's own thread, owned here (`start`/`stop`). Every message is turned
+    into a `RawMessage` and passed to `on_message`, which must only enqueue it. `ack` sends the
+    PUBACKs once the caller has committed the messages; an ack for a message received on an earlier
+    connection is not sent (its packet id means nothing now): the broker redelivers that message on
+    the new connection and the idempotent writer absorbs the copy.
+    """
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        client_id: str,
+        filters: list[str],
+        on_message: ReceiveCallback,
+        on_state: StateCallback | None = None,
+        session_expiry_s: int,
+        receive_maximum: int,
+        keepalive_s: int = 30,
+        reconnect_min_s: float = 0.2,
+        reconnect_max_s: float = 5.0,
+    ) -> None:
+        self.address = parse_mqtt_url(url)
+        self.client_id = client_id
+        self.filters = filters
+        self._on_message_cb = on_message
+        self._on_state = on_state
+        self._session_expiry_s = session_expiry_s
+        self._receive_maximum = receive_maximum
+        self._keepalive_s = keepalive_s
+        self.generation = 0
+        self.connected = threading.Event()
+        self.subscribed = threading.Event()
+        self.session_present = False
+        self._client = mqtt.Client(
+            CallbackAPIVersion.VERSION2,
+            client_id=client_id,
+            protocol=MQTTProtocolVersion.MQTTv5,
+            manual_ack=True,
+            reconnect_on_failure=True,
+        )
+        self._client.reconnect_delay_set(
+            min_delay=max(1, int(reconnect_min_s)), max_delay=max(1, int(reconnect_max_s))
+        )
+        if self.address.username:
+            self._client.username_pw_set(self.address.username, self.address.password)
+        self._client.on_connect = self._on_connect
+        self._client.on_disconnect = self._on_disconnect
+        self._client.on_subscribe = self._on_subscribe
+        self._client.on_message = self._on_message
+        self._started = False
+
+    # paho callbacks (network thread) ------------------------------------------------------------
+
+    def _on_connect(
+        self,
+        client: mqtt.Client,
+        userdata: object,
+        flags: mqtt.ConnectFlags,
+        reason: ReasonCode,
+        props: Properties | None,
+    ) -> None:
+        if reason.is_failure:
+            log.warning("broker %s refused ingest session %s: %s", self.address, self.client_id, reason)
+            return
+        self.generation += 1
+        self.session_present = bool(flags.session_present)
+        # Subscribing again is harmless when the session survived, and required when it did not
+        # (broker restarted without persistence, or the session expired).
+        client.subscribe([(f, SubscribeOptions(qos=1)) for f in self.filters])
+        self.connected.set()
+        log.info(
+            "ingest session %s connected to %s (session present: %s)",
+            self.client_id,
+            self.address,
+            self.session_present,
+        )
+        if self._on_state:
+            self._on_state(True, "connected")
+
+    def _on_subscribe(
+        self,
+        client: mqtt.Client,
+        userdata: object,
+        mid: int,
+        reasons: list[ReasonCode],
+        props: Properties | None,
+    ) -> None:
+        failed = [str(r) for r in reasons if r.is_failure]
+        if failed:
+            log.error("broker refused ingest subscriptions %s: %s", self.filters, failed)
+            return
+        self.subscribed.set()
+
+    def _on_disconnect(
+        self,
+        client: mqtt.Client,
+        userdata: object,
+        flags: mqtt.DisconnectFlags,
+        reason: ReasonCode,
+        props: Properties | None,
+    ) -> None:
+        self.connected.clear()
+        self.subscribed.clear()
+        if self._started:
+            log.warning("ingest session %s lost the broker: %s; reconnecting", self.client_id, reason)
+        if self._on_state:
+            self._on_state(False, str(reason))
+
+    def _on_message(self, client: mqtt.Client, userdata: object, msg: mqtt.MQTTMessage) -> None:
+        try:
+            topic = msg.topic
+        except UnicodeDecodeError:  # the contract forbids it; keep it for the dead-letter record
+            topic = msg._topic.decode("utf-8", "replace")
+        self._on_message_cb(
+            RawMessage(topic, bytes(msg.payload), msg.mid, self.generation, time.time(), msg.qos)
+        )
+
+    # control (any thread) --------------------------------------------------------------------------
+
+    def start(self) -> None:
+        """Start connecting in the background; the session reconnects by itself until `stop`."""
+        props = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
+        props.SessionExpiryInterval = self._session_expiry_s
+        props.ReceiveMaximum = self._receive_maximum
+        self._started = True
+        self._client.connect_async(
+            self.address.host,
+            self.address.port,
+            keepalive=self._keepalive_s,
+            clean_start=False,
+            properties=props,
+        )
+        self._client.loop_start()
+
+    def ack(self, tokens: list[tuple[int, int, int]]) -> int:
+        """Acknowledge (mid, qos, generation) tokens in the order given; returns how many were sent."""
+        gen = self.generation
+        client = self._client
+        sent = 0
+        for mid, qos, generation in tokens:
+            if qos and generation == gen:
+                client.ack(mid, qos)
+                sent += 1
+        return sent
+
+    def stop(self) -> None:
+        """Disconnect (the session and its unacknowledged messages stay with the broker)."""
+        self._started = False
+        try:
+            self._client.disconnect()
+        finally:
+            self._client.loop_stop()
+        self.connected.clear()

@@ -1,0 +1,94 @@
+"""Settings of the ingest service (`Settings.ingest`). Plain values only; read by the composition root."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from pydantic import BaseModel, Field
+
+
+class IngestSettings(BaseModel):
+    """MQTT ingest: batching, back-pressure, edge validation, presence and metrics."""
+
+    batch_size: int = Field(
+        default=2000, ge=1, le=100_000, description="A batch is flushed when it holds this many messages."
+    )
+    flush_age_s: float = Field(
+        default=0.05,
+        gt=0,
+        le=60,
+        description="…or when its oldest message has waited this long (bounds publish-to-commit lag).",
+    )
+    receive_maximum: int = Field(
+        default=5000,
+        ge=10,
+        le=65_535,
+        description="MQTT 5 Receive Maximum: unacknowledged QoS 1 messages the broker may send us. "
+        "It bounds memory (nothing is held that the broker does not also hold) and, with the commit "
+        "latency, the throughput of one process (≈ receive_maximum / ack lag). The broker's own "
+        "per-client in-flight limit (Mosquitto max_inflight_messages) applies too.",
+    )
+    write_queue_batches: int = Field(
+        default=2, ge=1, le=16, description="Decoded batches waiting for the writer before decoding blocks."
+    )
+    max_payload_bytes: int = Field(
+        default=64 * 1024,
+        ge=256,
+        description="Larger payloads are dead-lettered as oversize before any parsing "
+        "(device documents are < 4 KiB; vendor practice [V]).",
+    )
+    dead_letter_payload_bytes: int = Field(
+        default=4096, ge=0, description="How much of a refused payload is kept in dead_letters."
+    )
+    max_past: timedelta = Field(
+        default=timedelta(days=3),
+        description="Oldest accepted device time relative to now. Devices flush buffered data after an "
+        "outage; 3 days matches the rollup refresh window so late points still reach points_hourly, and "
+        "stays inside TimescaleDB's compress_after (7 d). Vendor practice [V].",
+    )
+    max_future: timedelta = Field(
+        default=timedelta(minutes=5),
+        description="Newest accepted device time relative to now (clock-skew allowance; vendor "
+        "practice [V]).",
+    )
+    registry_refresh_s: float = Field(
+        default=60.0, gt=0, description="Reload the device registry cache at least this often."
+    )
+    registry_miss_refresh_s: float = Field(
+        default=2.0,
+        gt=0,
+        description="An unknown device forces a registry reload, at most this often (a burst from an "
+        "unregistered device must not hammer the database).",
+    )
+    presence_flush_s: float = Field(
+        default=2.0,
+        gt=0,
+        description="last_seen/last_seq from data messages are written at most this often (status and "
+        "Last-Will messages are written with their own batch).",
+    )
+    presence_sweep_s: float = Field(
+        default=15.0, gt=0, description="How often devices that stopped sending are marked offline."
+    )
+    default_heartbeat_s: int = Field(
+        default=180,
+        ge=1,
+        description="Heartbeat period assumed when a device has not announced one in its status message "
+        "(AP3000 port-status heartbeat 180 s [V], standards.md §1.2).",
+    )
+    heartbeat_misses: int = Field(
+        default=2,
+        ge=1,
+        description="Missed heartbeats before a device counts as offline (AP3000 [V], standards.md §1.2).",
+    )
+    shared_group: str | None = Field(
+        default=None,
+        pattern=r"^[A-Za-z0-9_\-]+$",
+        description="MQTT 5 shared-subscription group; unset: Settings.mqtt.shared_group.",
+    )
+    db_retry_initial_s: float = Field(default=0.2, gt=0, description="First back-off after a failed write.")
+    db_retry_max_s: float = Field(default=5.0, gt=0, description="Longest back-off between write attempts.")
+    metrics_port: int = Field(
+        default=9108, ge=0, le=65_535, description="Prometheus /metrics port of `yiju ingest`; 0 = off."
+    )
+    metrics_host: str = Field(default="127.0.0.1")
+    workers: int = Field(default=1, ge=1, le=64, description="Processes started by `yiju ingest`.")

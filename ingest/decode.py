@@ -1,0 +1,212 @@
+"""Decoding and validation at the edge: raw MQTT message → `Decoded`, or a dead letter saying why.
+
+Pure: no I/O, the clock and the registry snapshot are passed in. The checks run cheapest first —
+size, topic, registry, then one JSON parse + schema validation (devices.catalog.decode) — and a
+refused message is diagnosed further only on the failure path, so an accepted message costs one
+parse. Every refusal carries a `DeadLetterReason`.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from pydantic import BaseModel, ValidationError
+
+from devices.catalog import decode as catalog_decode
+from devices.contract import (
+    Channel,
+    DeadLetterReason,
+    Decoded,
+    DeviceRef,
+    Topic,
+    TopicError,
+    parse_topic,
+)
+from ingest.messages import RawMessage
+
+DETAIL_MAX_CHARS = 500
+
+
+@dataclass(frozen=True, slots=True)
+class Refusal:
+    reason: DeadLetterReason
+    detail: str
+    device_uid: str | None = None
+    family: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Registry:
+    """A snapshot of the device registry: accepted devices by uid, and the uids that are disabled."""
+
+    devices: Mapping[str, DeviceRef]
+    disabled: frozenset[str] = frozenset()
+
+
+class EdgeValidator:
+    def __init__(
+        self,
+        prefix: str,
+        *,
+        max_payload_bytes: int,
+        max_past: timedelta,
+        max_future: timedelta,
+    ) -> None:
+        self.prefix = prefix
+        self.max_payload_bytes = max_payload_bytes
+        self.max_past = max_past
+        self.max_future = max_future
+        self._topics: dict[str, Topic] = {}  # topics repeat per device: parse each once
+
+    def topic(self, text: str) -> Topic:
+        found = self._topics.get(text)
+        if found is None:
+            found = parse_topic(text, self.prefix)
+            if len(self._topics) > 200_000:  # bounded: a flood of junk topics cannot grow it forever
+                self._topics.clear()
+            self._topics[text] = found
+        return found
+
+    def validate(  # noqa: PLR0911 - one return per refusal reason reads best
+        self, raw: RawMessage, registry: Registry, now: datetime
+    ) -> Decoded | Refusal:
+        """`now` is the time the message was received (UTC)."""
+        size = len(raw.payload)
+        if size > self.max_payload_bytes:
+            return Refusal(DeadLetterReason.OVERSIZE, f"{size} bytes > limit {self.max_payload_bytes}")
+        try:
+            topic = self.topic(raw.topic)
+        except TopicError as exc:
+            return Refusal(exc.reason, str(exc)[:DETAIL_MAX_CHARS])
+        if topic.channel is Channel.COMMAND:
+            return Refusal(DeadLetterReason.BAD_TOPIC, "cmd is a downlink channel", topic.device)
+        device = registry.devices.get(topic.device)
+        if device is None:
+            if topic.device in registry.disabled:
+                return Refusal(DeadLetterReason.DEVICE_DISABLED, "device is disabled", topic.device)
+            return Refusal(DeadLetterReason.UNKNOWN_DEVICE, "no such device in the registry", topic.device)
+        family = device.family.value
+        if topic.community != device.community:
+            return Refusal(
+                DeadLetterReason.TOPIC_MISMATCH,
+                f"topic community {topic.community!r} but the device belongs to {device.community!r}",
+                topic.device,
+                family,
+            )
+        if b"\\u0000" in raw.payload:
+            # valid JSON, but PostgreSQL's jsonb cannot hold NUL characters
+            return Refusal(DeadLetterReason.SCHEMA_VIOLATION, "string contains \\u0000", topic.device, family)
+        try:
+            body: Any = catalog_decode(device.family, topic.channel, raw.payload)
+        except ValidationError as exc:
+            return _diagnose(raw.payload, exc, topic, device)
+        except (ValueError, UnicodeDecodeError, RecursionError) as exc:
+            return Refusal(DeadLetterReason.MALFORMED_JSON, _short(exc), topic.device, family)
+        if body.device != topic.device:
+            return Refusal(
+                DeadLetterReason.TOPIC_MISMATCH,
+                f"envelope device {body.device!r} on the topic of {topic.device!r}",
+                topic.device,
+                family,
+            )
+        if body.family is not device.family:
+            return Refusal(
+                DeadLetterReason.FAMILY_MISMATCH,
+                f"envelope family {body.family.value!r} but {topic.device!r} is registered as {family!r}",
+                topic.device,
+                family,
+            )
+        ts: datetime = body.ts
+        if ts < now - self.max_past or ts > now + self.max_future:
+            return Refusal(
+                DeadLetterReason.TIMESTAMP_OUT_OF_WINDOW,
+                f"ts {ts.isoformat()} outside [now - {self.max_past}, now + {self.max_future}]",
+                topic.device,
+                family,
+            )
+        return Decoded(
+            device=device,
+            channel=topic.channel,
+            ts=ts,
+            seq=body.seq,
+            received_at=now,
+            body=body,
+            payload=raw.payload,
+        )
+
+
+def _short(exc: BaseException | str) -> str:
+    return str(exc).replace("\n", " ")[:DETAIL_MAX_CHARS]
+
+
+def _diagnose(  # noqa: PLR0911
+    payload: bytes, exc: ValidationError, topic: Topic, device: DeviceRef
+) -> Refusal:
+    """Name the most specific reason for a payload the schema refused (failure path only)."""
+    uid, family = topic.device, device.family.value
+    errors = exc.errors(include_url=False, include_input=False)
+    if any(e.get("type") == "json_invalid" for e in errors):
+        return Refusal(DeadLetterReason.MALFORMED_JSON, _short(errors[0]["msg"]), uid, family)
+    try:
+        doc = json.loads(payload)
+    except (ValueError, RecursionError) as parse_error:
+        return Refusal(DeadLetterReason.MALFORMED_JSON, _short(parse_error), uid, family)
+    if not isinstance(doc, dict):
+        return Refusal(DeadLetterReason.MALFORMED_JSON, "payload is not a JSON object", uid, family)
+    if "v" in doc and doc["v"] != 1:
+        return Refusal(
+            DeadLetterReason.UNSUPPORTED_VERSION, f"envelope version {doc['v']!r} is not served", uid, family
+        )
+    if isinstance(doc.get("device"), str) and doc["device"] != topic.device:
+        return Refusal(
+            DeadLetterReason.TOPIC_MISMATCH,
+            f"envelope device {doc['device'][:64]!r} on the topic of {topic.device!r}",
+            uid,
+            family,
+        )
+    if isinstance(doc.get("family"), str) and doc["family"] != family:
+        return Refusal(
+            DeadLetterReason.FAMILY_MISMATCH,
+            f"envelope family {doc['family'][:64]!r} but {uid!r} is registered as {family!r}",
+            uid,
+            family,
+        )
+    where, msg = "", ""
+    if errors:
+        where = ".".join(str(p) for p in errors[0]["loc"])
+        msg = errors[0]["msg"]
+    detail = f"{len(errors)} error(s); {where}: {msg}"
+    return Refusal(DeadLetterReason.SCHEMA_VIOLATION, _short(detail), uid, family)
+
+
+def event_fields(decoded: Decoded) -> tuple[str, str | None, int]:
+    """(kind, code, channel) of a device_events row for an event, status or command-ack message."""
+    body: Any = decoded.body
+    if decoded.channel is Channel.STATUS:
+        return "status", body.state, 0
+    if decoded.channel is Channel.COMMAND_ACK:
+        return "cmd_ack", "ok" if body.ok else (body.code or "failed"), 0
+    event: BaseModel = body.event
+    kind = str(getattr(event, "type", "event"))
+    code: Any = None
+    for name in ("code", "kind", "reason", "method"):
+        code = getattr(event, name, None)
+        if code is not None:
+            break
+    channel = 0
+    for name in ("port", "channel"):
+        value = getattr(event, name, None)
+        if isinstance(value, int):
+            channel = value
+            break
+    if code is not None and not isinstance(code, str):
+        code = str(getattr(code, "value", code))
+    return kind, code, channel
+
+
+def utc(epoch_s: float) -> datetime:
+    return datetime.fromtimestamp(epoch_s, UTC)

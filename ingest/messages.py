@@ -1,0 +1,15 @@
+"""The frozen type a raw MQTT message becomes at the edge (nothing paho-specific survives it)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True, slots=True)
+class RawMessage:
+    topic: str
+    payload: bytes
+    mid: int
+    generation: int  # connection generation: acks for an older connection are never sent
+    received_at: float  # epoch seconds, taken in the network callback
+    qos: int = 1

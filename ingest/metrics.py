@@ -1,0 +1,85 @@
+"""Prometheus metrics of ingest. Labels are family, reason and outcome — never a device id (cardinality
+must not grow with the fleet)."""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass
+
+from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge, Histogram
+
+LATENCY_BUCKETS_S = (0.005, 0.01, 0.025, 0.05, 0.1, 0.2, 0.3, 0.5, 0.75, 1.0, 1.5, 2.5, 5.0, 10.0, 30.0, 60.0)
+BATCH_BUCKETS = (1, 10, 50, 100, 250, 500, 1000, 2000, 5000, 10_000)
+
+
+@dataclass(frozen=True)
+class IngestMetrics:
+    received: Counter
+    written: Counter
+    points: Counter
+    dead_letters: Counter
+    batch_size: Histogram
+    write_seconds: Histogram
+    ack_lag_seconds: Histogram
+    publish_to_commit_seconds: Histogram
+    queue_depth: Gauge
+    db_errors: Counter
+    connected: Gauge
+
+
+_lock = threading.Lock()
+_instances: dict[int, IngestMetrics] = {}
+
+
+def ingest_metrics(registry: CollectorRegistry = REGISTRY) -> IngestMetrics:
+    """The ingest metrics on `registry`, created once (several services in one process share them)."""
+    with _lock:
+        found = _instances.get(id(registry))
+        if found is None:
+            found = _create(registry)
+            _instances[id(registry)] = found
+        return found
+
+
+def _create(r: CollectorRegistry) -> IngestMetrics:
+    return IngestMetrics(
+        received=Counter("yiju_ingest_received", "Messages received from the broker", ["family"], registry=r),
+        written=Counter(
+            "yiju_ingest_written",
+            "Accepted messages committed, by outcome (stored, duplicate)",
+            ["family", "outcome"],
+            registry=r,
+        ),
+        points=Counter("yiju_ingest_points", "Numeric points committed", ["family"], registry=r),
+        dead_letters=Counter(
+            "yiju_ingest_dead_letters", "Messages refused into dead_letters", ["family", "reason"], registry=r
+        ),
+        batch_size=Histogram(
+            "yiju_ingest_batch_size", "Messages per committed batch", buckets=BATCH_BUCKETS, registry=r
+        ),
+        write_seconds=Histogram(
+            "yiju_ingest_write_seconds",
+            "Time to commit one batch (successful attempt)",
+            buckets=LATENCY_BUCKETS_S,
+            registry=r,
+        ),
+        ack_lag_seconds=Histogram(
+            "yiju_ingest_ack_lag_seconds",
+            "From receipt to PUBACK, per batch's oldest message",
+            buckets=LATENCY_BUCKETS_S,
+            registry=r,
+        ),
+        publish_to_commit_seconds=Histogram(
+            "yiju_ingest_publish_to_commit_seconds",
+            "From the device timestamp to the commit (includes device clock offset)",
+            buckets=LATENCY_BUCKETS_S,
+            registry=r,
+        ),
+        queue_depth=Gauge(
+            "yiju_ingest_queue_depth", "Messages or batches waiting, by queue", ["queue"], registry=r
+        ),
+        db_errors=Counter(
+            "yiju_ingest_db_errors", "Failed batch writes, by kind (unavailable, error)", ["kind"], registry=r
+        ),
+        connected=Gauge("yiju_ingest_broker_connected", "1 while the MQTT session is up", registry=r),
+    )

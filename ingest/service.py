@@ -1,0 +1,534 @@
+"""The ingest service: MQTT session → edge validation → hand-off → batched, idempotent writes → acks.
+
+Threads, all owned here and stopped by `stop()`:
+
+    paho network loop (MqttConsumer)  → raw deque (bounded by the MQTT 5 Receive Maximum)
+    decoder                            → validates, hands each accepted message to the sink at once,
+                                         builds batches (flush on size or age) → write queue (bounded)
+    writer                             → commits a batch (retrying with back-off while the database is
+                                         away), then acknowledges its messages in receipt order
+    housekeeping                       → registry refresh, offline sweep for silent devices
+
+At-least-once: a message is acknowledged only after the batch holding it (its rows, or its dead
+letter) is committed. While the database is away nothing is acknowledged, the broker stops sending
+once Receive Maximum messages are unacknowledged, and holds the rest in the persistent session.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from prometheus_client import REGISTRY, CollectorRegistry, start_http_server
+
+from devices.catalog import points_of
+from devices.contract import Channel, DeadLetterReason, Decoded, DeviceRef, Family, subscriptions, topic
+from ingest.decode import EdgeValidator, Refusal, Registry, event_fields
+from ingest.handoff import MessageSink, NullSink
+from ingest.messages import RawMessage
+from ingest.metrics import IngestMetrics, ingest_metrics
+from ingest.mqtt_adapter import MqttConsumer
+from storage.db import connect
+from storage.dead_letters import DeadLetterRow
+from storage.ingest_writer import EventRow, IngestWriter, TelemetryRow, WriteBatch, load_ingest_registry
+from storage.presence import PresenceRow, mark_silent_offline
+from yiju.errors import DatabaseUnavailable, StorageError, YijuError
+from yiju.settings import Settings
+
+log = logging.getLogger(__name__)
+
+UNKNOWN_FAMILY = "unknown"
+RAW_QUEUE_SLACK = 2  # the raw deque may exceed Receive Maximum by this factor before the callback waits
+STOP_TIMEOUT_S = 15.0
+
+
+@dataclass(slots=True)
+class _Pending:
+    """A batch on its way to the database, with everything needed after the commit."""
+
+    batch: WriteBatch = field(default_factory=WriteBatch)
+    tokens: list[tuple[int, int, int]] = field(default_factory=list)  # (mid, qos, generation)
+    telemetry: list[Decoded] = field(default_factory=list)
+    events: list[Decoded] = field(default_factory=list)
+    keys: set[tuple[int, datetime, int, bool]] = field(default_factory=set)
+    families: dict[str, int] = field(default_factory=dict)
+    dl_counts: dict[tuple[str, str], int] = field(default_factory=dict)
+    first_received: float = 0.0  # epoch s of the oldest message
+    started: float = 0.0  # monotonic, for the flush age
+    has_status: bool = False
+
+
+@dataclass
+class IngestStats:
+    """Totals since start, for tests and the command's log line."""
+
+    received: int = 0
+    accepted: int = 0
+    dead_lettered: int = 0
+    committed_batches: int = 0
+    stored: int = 0
+    duplicates: int = 0
+    points: int = 0
+    acked: int = 0
+    db_failures: int = 0
+
+
+class IngestService:
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        database_url: str,
+        mqtt_url: str,
+        sink: MessageSink | None = None,
+        client_id: str | None = None,
+        metrics_registry: CollectorRegistry = REGISTRY,
+        metrics_port: int | None = None,
+    ) -> None:
+        self.settings = settings
+        self.cfg = settings.ingest
+        self.database_url = database_url
+        self.sink: MessageSink = sink or NullSink()
+        self.metrics: IngestMetrics = ingest_metrics(metrics_registry)
+        self._metrics_registry = metrics_registry
+        self._metrics_port = metrics_port
+        self._metrics_server: Any = None
+        self.stats = IngestStats()
+        prefix = settings.mqtt.topic_prefix
+        self.prefix = prefix
+        self.validator = EdgeValidator(
+            prefix,
+            max_payload_bytes=self.cfg.max_payload_bytes,
+            max_past=self.cfg.max_past,
+            max_future=self.cfg.max_future,
+        )
+        group = self.cfg.shared_group or settings.mqtt.shared_group
+        self.consumer = MqttConsumer(
+            mqtt_url,
+            client_id=client_id or settings.mqtt.client_id,
+            filters=subscriptions(prefix, group),
+            on_message=self._on_message,
+            on_state=self._on_broker_state,
+            session_expiry_s=settings.mqtt.session_expiry_s,
+            receive_maximum=self.cfg.receive_maximum,
+            keepalive_s=settings.mqtt.keepalive_s,
+        )
+        self.writer = IngestWriter(database_url, settings.database)
+        self._raw: deque[RawMessage] = deque()
+        self._raw_cap = self.cfg.receive_maximum * RAW_QUEUE_SLACK
+        self._raw_ready = threading.Event()
+        self._decoder_waiting = False
+        self._write_q: queue.Queue[_Pending | None] = queue.Queue(maxsize=self.cfg.write_queue_batches)
+        self._stopping = threading.Event()  # stop taking new messages; flush what we have
+        self._abort = threading.Event()  # give up on retries (stop deadline passed)
+        self._registry = Registry({})
+        self._registry_loaded_at = 0.0  # monotonic; 0 = never
+        self._presence: dict[int, list[Any]] = {}
+        self._presence_due = 0.0
+        self._threads: list[threading.Thread] = []
+        self._started = False
+
+    # -- lifecycle ---------------------------------------------------------------------------
+
+    def start(self) -> None:
+        if self._started:
+            return
+        self._started = True
+        if self._metrics_port:
+            self._metrics_server, _thread = start_http_server(
+                self._metrics_port, addr=self.cfg.metrics_host, registry=self._metrics_registry
+            )
+        for name, target in (
+            ("ingest-writer", self._write_loop),
+            ("ingest-decoder", self._decode_loop),
+            ("ingest-housekeeping", self._housekeeping_loop),
+        ):
+            t = threading.Thread(target=target, name=name, daemon=True)
+            t.start()
+            self._threads.append(t)
+        self.consumer.start()
+
+    def stop(self, timeout_s: float = STOP_TIMEOUT_S) -> None:
+        """Flush and acknowledge what has been received, then disconnect. Messages still unwritten
+        after `timeout_s` (database away) stay unacknowledged and are redelivered to the next session."""
+        if not self._started:
+            return
+        self._stopping.set()
+        self._raw_ready.set()
+        deadline = time.monotonic() + timeout_s
+        for t in self._threads:
+            if t.name != "ingest-housekeeping":
+                t.join(max(0.1, deadline - time.monotonic()))
+        self._abort.set()
+        for t in self._threads:
+            t.join(5.0)
+        self.consumer.stop()
+        self.writer.close()
+        if self._metrics_server is not None:
+            self._metrics_server.shutdown()
+            self._metrics_server.server_close()
+        self._started = False
+
+    def __enter__(self) -> IngestService:
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    @property
+    def alive(self) -> bool:
+        return all(t.is_alive() for t in self._threads)
+
+    # -- network thread --------------------------------------------------------------------------
+
+    def _on_message(self, raw: RawMessage) -> None:
+        self._raw.append(raw)
+        if self._decoder_waiting:
+            self._raw_ready.set()
+        # The broker honours our Receive Maximum, so this only triggers with a broker that does not:
+        # hold the network thread rather than grow without bound.
+        while len(self._raw) > self._raw_cap and not self._stopping.is_set():
+            time.sleep(0.01)
+
+    def _on_broker_state(self, connected: bool, reason: str) -> None:
+        self.metrics.connected.set(1 if connected else 0)
+
+    # -- registry --------------------------------------------------------------------------------
+
+    def _load_registry(self, timeout_s: float) -> bool:
+        try:
+            conn = connect(self.database_url, timeout_s=timeout_s)
+        except DatabaseUnavailable as exc:
+            log.warning("registry not refreshed: %s", exc)
+            return False
+        try:
+            rows = load_ingest_registry(conn)
+        except Exception as exc:  # noqa: BLE001 - any failure keeps the previous snapshot
+            log.warning("registry not refreshed: %s", exc)
+            return False
+        finally:
+            conn.close()
+        devices: dict[str, DeviceRef] = {}
+        disabled: set[str] = set()
+        for r in rows:
+            try:
+                family = Family(r.family)
+            except ValueError:
+                continue
+            if r.enabled:
+                devices[r.uid] = DeviceRef(r.id, r.uid, r.community, r.community_id, family)
+            else:
+                disabled.add(r.uid)
+        self._registry = Registry(devices, frozenset(disabled))
+        self._registry_loaded_at = time.monotonic()
+        return True
+
+    def _ensure_registry(self, max_age_s: float) -> bool:
+        """Make the registry at most `max_age_s` old, waiting for the database if needed (a verdict of
+        'unknown device' must never rest on a registry that could not be read). False on stop."""
+        backoff = self.cfg.db_retry_initial_s
+        while time.monotonic() - self._registry_loaded_at > max_age_s or not self._registry_loaded_at:
+            if self._load_registry(timeout_s=2.0):
+                return True
+            if self._abort.wait(backoff):
+                return False
+            backoff = min(backoff * 2, self.cfg.db_retry_max_s)
+        return True
+
+    # -- decoder thread ----------------------------------------------------------------------------
+
+    def _decode_loop(self) -> None:
+        try:
+            self._decode_loop_inner()
+        except Exception:  # a bug: log it loudly; the un-acked messages are redelivered on restart
+            log.exception("ingest decoder failed")
+            raise
+
+    def _decode_loop_inner(self) -> None:
+        if not self._ensure_registry(self.cfg.registry_refresh_s):
+            return
+        cfg = self.cfg
+        raw_q = self._raw
+        batch_size = cfg.batch_size
+        flush_age = cfg.flush_age_s
+        pending = _Pending()
+        while True:
+            if raw_q:
+                raw = raw_q.popleft()
+                if not pending.tokens:
+                    pending.started = time.monotonic()
+                    pending.first_received = raw.received_at
+                self._process(raw, pending)
+                if len(pending.tokens) >= batch_size or (
+                    (len(pending.tokens) & 255) == 0 and time.monotonic() - pending.started >= flush_age
+                ):
+                    pending = self._flush(pending)
+                continue
+            # nothing waiting
+            if pending.tokens and time.monotonic() - pending.started >= flush_age:
+                pending = self._flush(pending)
+            if self._stopping.is_set():
+                if pending.tokens or self._presence:
+                    self._flush(pending, force_presence=True)
+                self._put(None)
+                return
+            wait_s = flush_age if pending.tokens else 0.5
+            if pending.tokens:
+                wait_s = max(0.0, flush_age - (time.monotonic() - pending.started))
+            self._raw_ready.clear()
+            self._decoder_waiting = True
+            if not raw_q:
+                self._raw_ready.wait(wait_s)
+            self._decoder_waiting = False
+
+    def _process(self, raw: RawMessage, p: _Pending) -> None:
+        p.tokens.append((raw.mid, raw.qos, raw.generation))
+        now = datetime.fromtimestamp(raw.received_at, UTC)
+        result = self.validator.validate(raw, self._registry, now)
+        if (
+            isinstance(result, Refusal)
+            and result.reason is DeadLetterReason.UNKNOWN_DEVICE
+            and self._ensure_registry(self.cfg.registry_miss_refresh_s)
+        ):
+            result = self.validator.validate(raw, self._registry, now)
+        if isinstance(result, Refusal):
+            family = result.family or UNKNOWN_FAMILY
+            p.families[family] = p.families.get(family, 0) + 1
+            self._dead_letter(p, raw.topic, raw.payload, now, result)
+            return
+        family = result.device.family.value
+        p.families[family] = p.families.get(family, 0) + 1
+        try:
+            self.sink.submit(result)
+        except Exception:  # the engine's bug must not stop storage; it is logged with its trace
+            log.exception("alert hand-off failed for a %s message", family)
+        channel = result.channel
+        dev = result.device.id
+        is_tel = channel is Channel.TELEMETRY
+        key = (dev, result.ts, result.seq, is_tel)
+        if key in p.keys:
+            return  # the same message twice in one batch (a redelivery): acked, stored once
+        p.keys.add(key)
+        if is_tel:
+            points = tuple(points_of(result.device.family, result.body.data))
+            p.batch.telemetry.append(TelemetryRow(result.ts, dev, result.seq, now, raw.payload, points))
+            p.telemetry.append(result)
+        else:
+            kind, code, chan = event_fields(result)
+            p.batch.events.append(EventRow(result.ts, dev, result.seq, now, kind, code, chan, raw.payload))
+            p.events.append(result)
+        # presence: [last_seen epoch, last_seq, online, status, heartbeat_s]
+        entry = self._presence.get(dev)
+        if channel is Channel.STATUS:
+            body = result.body
+            online = body.state == "online"
+            status = body.state if online or not body.reason else str(body.reason)[:64]
+            hb = body.heartbeat_s
+            if entry is None:
+                self._presence[dev] = [raw.received_at, result.seq, online, status, hb]
+            else:
+                entry[0], entry[1], entry[2], entry[3] = raw.received_at, result.seq, online, status
+                if hb is not None:
+                    entry[4] = hb
+            p.has_status = True
+        elif entry is None:
+            self._presence[dev] = [raw.received_at, result.seq, True, "online", None]
+        else:
+            entry[0], entry[1], entry[2], entry[3] = raw.received_at, result.seq, True, "online"
+
+    def _dead_letter(
+        self, p: _Pending, topic_text: str, payload: bytes, now: datetime, refusal: Refusal
+    ) -> None:
+        keep = self.cfg.dead_letter_payload_bytes
+        p.batch.dead_letters.append(
+            DeadLetterRow(
+                received_at=now,
+                topic=topic_text,
+                payload=payload[:keep],
+                payload_size=len(payload),
+                reason=refusal.reason.value,
+                detail=refusal.detail,
+                device_uid=refusal.device_uid,
+                family=refusal.family,
+            )
+        )
+        k = (refusal.family or UNKNOWN_FAMILY, refusal.reason.value)
+        p.dl_counts[k] = p.dl_counts.get(k, 0) + 1
+
+    def _flush(self, p: _Pending, force_presence: bool = False) -> _Pending:
+        now_m = time.monotonic()
+        if self._presence and (p.has_status or force_presence or now_m >= self._presence_due):
+            p.batch.presence = [
+                PresenceRow(dev, datetime.fromtimestamp(e[0], UTC), e[1], e[2], e[3], e[4])
+                for dev, e in self._presence.items()
+            ]
+            self._presence = {}
+            self._presence_due = now_m + self.cfg.presence_flush_s
+        for family, n in p.families.items():
+            self.metrics.received.labels(family).inc(n)
+        self.stats.received += len(p.tokens)
+        self._put(p)
+        return _Pending()
+
+    def _put(self, item: _Pending | None) -> None:
+        while True:
+            try:
+                self._write_q.put(item, timeout=0.5)
+                return
+            except queue.Full:
+                if self._abort.is_set():
+                    return
+            finally:
+                self.metrics.queue_depth.labels("raw").set(len(self._raw))
+                self.metrics.queue_depth.labels("write_batches").set(self._write_q.qsize())
+
+    # -- writer thread -------------------------------------------------------------------------------
+
+    def _write_loop(self) -> None:
+        while True:
+            try:
+                p = self._write_q.get(timeout=0.5)
+            except queue.Empty:
+                if self._abort.is_set():
+                    return
+                continue
+            if p is None:
+                return
+            if not self._commit(p):
+                return  # aborted while the database was away: leave the rest unacknowledged
+            sent = self.consumer.ack(p.tokens)
+            now = time.time()
+            self.stats.acked += sent
+            if p.tokens:
+                self.metrics.ack_lag_seconds.observe(now - p.first_received)
+
+    def _commit(self, p: _Pending) -> bool:
+        """Write the batch, retrying until it is committed; False only if stop's deadline passed."""
+        backoff = self.cfg.db_retry_initial_s
+        batch = p.batch
+        outage_since: float | None = None
+        while True:
+            t0 = time.perf_counter()
+            try:
+                result = self.writer.write(batch)
+            except (DatabaseUnavailable, StorageError) as exc:
+                kind = "unavailable" if isinstance(exc, DatabaseUnavailable) else "error"
+                self.metrics.db_errors.labels(kind).inc()
+                self.stats.db_failures += 1
+                if outage_since is None:
+                    outage_since = time.monotonic()
+                    log.warning(
+                        "batch of %d not written (%s); retrying, nothing acked meanwhile", len(p.tokens), exc
+                    )
+                if self._abort.wait(backoff):
+                    return False
+                backoff = min(backoff * 2, self.cfg.db_retry_max_s)
+                continue
+            break
+        if outage_since is not None:
+            log.info("database back after %.1f s; batch committed", time.monotonic() - outage_since)
+        self.metrics.write_seconds.observe(time.perf_counter() - t0)
+        if result.rejected:
+            extra = self._rejected_dead_letters(p, result.rejected)
+            if not self._commit(_Pending(batch=WriteBatch(dead_letters=extra))):
+                return False
+        self._account(p, result)
+        return True
+
+    def _rejected_dead_letters(self, p: _Pending, rejected: list[Any]) -> list[DeadLetterRow]:
+        rows: list[DeadLetterRow] = []
+        for r in rejected:
+            d = p.telemetry[r.index] if r.kind == "telemetry" else p.events[r.index]
+            refusal = Refusal(
+                DeadLetterReason.SCHEMA_VIOLATION,
+                f"database refused the document: {r.error}",
+                d.device.uid,
+                d.device.family.value,
+            )
+            tp = topic(self.prefix, d.device.community, d.device.uid, d.channel)
+            tmp = _Pending()
+            self._dead_letter(tmp, tp, d.payload, d.received_at, refusal)
+            rows.extend(tmp.batch.dead_letters)
+            for k, n in tmp.dl_counts.items():
+                p.dl_counts[k] = p.dl_counts.get(k, 0) + n
+        return rows
+
+    def _account(self, p: _Pending, result: Any) -> None:
+        m = self.metrics
+        now = time.time()
+        n_msgs = len(p.tokens)
+        m.batch_size.observe(n_msgs)
+        for (family, reason), n in p.dl_counts.items():
+            m.dead_letters.labels(family, reason).inc(n)
+            self.stats.dead_lettered += n
+        stored_by_family: dict[str, int] = {}
+        observe = m.publish_to_commit_seconds.observe
+        for d in p.telemetry:
+            f = d.device.family.value
+            stored_by_family[f] = stored_by_family.get(f, 0) + 1
+        for d in p.events:
+            f = d.device.family.value
+            stored_by_family[f] = stored_by_family.get(f, 0) + 1
+        # publish-to-commit lag, sampled (one in 16) to keep the hot path cheap
+        for d in p.telemetry[::16]:
+            observe(now - d.ts.timestamp())
+        for d in p.events[::16]:
+            observe(now - d.ts.timestamp())
+        for f, n in stored_by_family.items():
+            m.written.labels(f, "stored").inc(n)
+        if result.duplicates:
+            m.written.labels("any", "duplicate").inc(result.duplicates)
+        if result.points:
+            m.points.labels("any").inc(result.points)
+        self.stats.accepted += len(p.telemetry) + len(p.events)
+        self.stats.stored += result.telemetry + result.events
+        self.stats.duplicates += result.duplicates
+        self.stats.points += result.points
+        self.stats.committed_batches += 1
+
+    # -- housekeeping thread ------------------------------------------------------------------------
+
+    def _housekeeping_loop(self) -> None:
+        sweep_due = time.monotonic() + self.cfg.presence_sweep_s
+        while not self._abort.wait(1.0):
+            if self._stopping.is_set():
+                continue
+            now_m = time.monotonic()
+            try:
+                if (
+                    now_m - self._registry_loaded_at >= self.cfg.registry_refresh_s
+                    and self._registry_loaded_at
+                ):
+                    self._load_registry(timeout_s=5.0)
+                if now_m >= sweep_due:
+                    sweep_due = now_m + self.cfg.presence_sweep_s
+                    self._sweep()
+            except YijuError as exc:
+                log.warning("ingest housekeeping: %s", exc)
+
+    def _sweep(self) -> None:
+        try:
+            conn = connect(self.database_url, autocommit=True, timeout_s=2.0)
+        except DatabaseUnavailable:
+            return
+        try:
+            gone = mark_silent_offline(
+                conn, self.cfg.default_heartbeat_s, self.cfg.heartbeat_misses, datetime.now(UTC)
+            )
+            if gone:
+                log.info(
+                    "%d device(s) silent for %d heartbeats: marked offline",
+                    len(gone),
+                    self.cfg.heartbeat_misses,
+                )
+        except Exception as exc:  # noqa: BLE001 - the sweep is retried on its next turn
+            log.warning("offline sweep failed: %s", exc)
+        finally:
+            conn.close()

@@ -1,0 +1,68 @@
+"""The dead-letter table: every inbound message that could not be accepted, with the reason.
+
+Rows are written by the ingest writer in the same transaction as the batch they arrived in, so a
+refused message is acknowledged to the broker only once its dead letter is stored.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import psycopg
+from psycopg.rows import dict_row
+
+DEAD_LETTER_COLUMNS = "received_at, topic, payload, payload_size, reason, detail, device_uid, family"
+DEAD_LETTER_TYPES = ["timestamptz", "text", "bytea", "int4", "text", "text", "text", "text"]
+DETAIL_MAX_CHARS = 2000
+
+
+@dataclass(frozen=True, slots=True)
+class DeadLetterRow:
+    received_at: datetime
+    topic: str
+    payload: bytes  # already truncated by the caller
+    payload_size: int  # the original size
+    reason: str
+    detail: str
+    device_uid: str | None = None
+    family: str | None = None
+
+
+def _text(value: str | None, limit: int = DETAIL_MAX_CHARS) -> str | None:
+    # PostgreSQL text cannot hold NUL; refused input may contain anything
+    return None if value is None else value.replace("\x00", "\\x00")[:limit]
+
+
+def dead_letter_record(row: DeadLetterRow) -> tuple[Any, ...]:
+    return (
+        row.received_at,
+        _text(row.topic, 1000),
+        row.payload,
+        row.payload_size,
+        row.reason,
+        _text(row.detail) or "",
+        _text(row.device_uid, 200),
+        _text(row.family, 64),
+    )
+
+
+def recent_dead_letters(
+    conn: psycopg.Connection[Any], limit: int = 100, reason: str | None = None
+) -> list[dict[str, Any]]:
+    """The newest dead letters, optionally of one reason."""
+    with conn.cursor(row_factory=dict_row) as cur:
+        cur.execute(
+            "SELECT id, received_at, topic, payload, payload_size, reason, detail, device_uid, family "
+            "FROM dead_letters WHERE (%(reason)s::text IS NULL OR reason = %(reason)s) "
+            "ORDER BY received_at DESC, id DESC LIMIT %(limit)s",
+            {"reason": reason, "limit": limit},
+        )
+        return cur.fetchall()
+
+
+def dead_letter_counts(conn: psycopg.Connection[Any]) -> dict[str, int]:
+    """Dead letters per reason."""
+    rows = conn.execute("SELECT reason, count(*) FROM dead_letters GROUP BY reason").fetchall()
+    return {str(r[0]): int(r[1]) for r in rows}

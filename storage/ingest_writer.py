@@ -1,0 +1,448 @@
+"""Batch writes of ingested messages: telemetry, points, device events, dead letters and presence.
+
+One transaction per batch, filled with binary COPY. Writes are idempotent on the natural key
+(device_id, ts, seq), so a batch redelivered by the broker after a crash or reconnect adds nothing:
+
+- fast path: COPY straight into the tables. A unique violation (a redelivery) rolls the batch back
+  and it is written again through the slow path;
+- slow path: COPY into session-local staging tables, then INSERT … ON CONFLICT DO NOTHING, and
+  points only for the telemetry rows that were really inserted. After a conflict the writer stays on
+  the slow path for a while, because the rest of a redelivered window follows.
+
+Partitioned mode refuses a row whose time has no partition; the writer creates the partitions the
+batch needs (storage.timeseries.ensure_partitions) and retries. A row the database refuses for its
+content (e.g. a JSON document jsonb cannot hold) is isolated: the batch is written row by row and the
+refused rows are returned, so the caller can dead-letter them; one bad row never wedges the stream.
+
+Connection failures are raised as `DatabaseUnavailable`; the caller retries the same batch.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import time
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import psycopg
+from psycopg import sql
+from psycopg.types.json import set_json_dumps
+
+from storage.db import connect
+from storage.dead_letters import DEAD_LETTER_COLUMNS, DEAD_LETTER_TYPES, DeadLetterRow, dead_letter_record
+from storage.presence import PresenceRow, upsert_presence
+from storage.timeseries import ROLLUP_RECENT_WINDOW, SERIES_TABLES, ensure_partitions, refresh_rollup
+from yiju.errors import DatabaseUnavailable, StorageError
+from yiju.settings import DatabaseSettings
+
+log = logging.getLogger(__name__)
+
+# After a redelivery conflict, stay on the idempotent slow path this long (the broker redelivers a
+# whole in-flight window, which spans several batches).
+SLOW_PATH_HOLD_S = 10.0
+# Partitioned mode: late points (older than the maintenance task's recent window) are rolled up by
+# the writer, at most this often.
+LATE_ROLLUP_INTERVAL_S = 30.0
+
+
+@dataclass(frozen=True, slots=True)
+class TelemetryRow:
+    ts: datetime
+    device_id: int
+    seq: int
+    received_at: datetime
+    body: bytes  # the JSON document as the device sent it
+    points: tuple[tuple[str, int, float], ...]  # (metric, channel, value)
+
+
+@dataclass(frozen=True, slots=True)
+class EventRow:
+    ts: datetime
+    device_id: int
+    seq: int
+    received_at: datetime
+    kind: str
+    code: str | None
+    channel: int
+    body: bytes
+
+
+@dataclass(slots=True)
+class WriteBatch:
+    telemetry: list[TelemetryRow] = field(default_factory=list)
+    events: list[EventRow] = field(default_factory=list)
+    dead_letters: list[DeadLetterRow] = field(default_factory=list)
+    presence: list[PresenceRow] = field(default_factory=list)
+
+    def __len__(self) -> int:
+        return len(self.telemetry) + len(self.events) + len(self.dead_letters)
+
+
+@dataclass(frozen=True, slots=True)
+class Rejected:
+    """A row the database refused for its content; `index` points into the batch's list `kind`."""
+
+    kind: str  # "telemetry" | "event"
+    index: int
+    error: str
+
+
+@dataclass(slots=True)
+class WriteResult:
+    telemetry: int = 0
+    points: int = 0
+    events: int = 0
+    dead_letters: int = 0
+    duplicates: int = 0  # telemetry and event rows already stored (redeliveries)
+    slow_path: bool = False
+    partitions_created: int = 0
+    rejected: list[Rejected] = field(default_factory=list)
+
+
+TELEMETRY_COPY = "COPY {} (ts, device_id, seq, received_at, body) FROM STDIN (FORMAT BINARY)"
+TELEMETRY_TYPES = ["timestamptz", "int4", "int8", "timestamptz", "jsonb"]
+POINTS_COPY = "COPY points (ts, device_id, metric, channel, value) FROM STDIN (FORMAT BINARY)"
+POINTS_TYPES = ["timestamptz", "int4", "text", "int2", "float8"]
+STAGE_POINTS_COPY = (
+    "COPY _yiju_stage_points (ts, device_id, seq, metric, channel, value) FROM STDIN (FORMAT BINARY)"
+)
+STAGE_POINTS_TYPES = ["timestamptz", "int4", "int8", "text", "int2", "float8"]
+EVENTS_COPY = (
+    "COPY {} (ts, device_id, seq, received_at, kind, code, channel, body) FROM STDIN (FORMAT BINARY)"
+)
+DEAD_LETTERS_COPY = f"COPY dead_letters ({DEAD_LETTER_COLUMNS}) FROM STDIN (FORMAT BINARY)"
+EVENTS_TYPES = ["timestamptz", "int4", "int8", "timestamptz", "text", "text", "int2", "jsonb"]
+
+_STAGING_DDL = (
+    "CREATE TEMP TABLE IF NOT EXISTS _yiju_stage_telemetry "
+    "(ts timestamptz, device_id int4, seq int8, received_at timestamptz, body jsonb) ON COMMIT DELETE ROWS",
+    "CREATE TEMP TABLE IF NOT EXISTS _yiju_stage_points "
+    "(ts timestamptz, device_id int4, seq int8, metric text, channel int2, value float8) "
+    "ON COMMIT DELETE ROWS",
+    "CREATE TEMP TABLE IF NOT EXISTS _yiju_stage_events "
+    "(ts timestamptz, device_id int4, seq int8, received_at timestamptz, kind text, code text, "
+    "channel int2, body jsonb) ON COMMIT DELETE ROWS",
+)
+_SLOW_TELEMETRY = (
+    "WITH ins AS (INSERT INTO telemetry (ts, device_id, seq, received_at, body) "
+    "SELECT ts, device_id, seq, received_at, body FROM _yiju_stage_telemetry "
+    "ON CONFLICT DO NOTHING RETURNING device_id, ts, seq), "
+    "pts AS (INSERT INTO points (ts, device_id, metric, channel, value) "
+    "SELECT p.ts, p.device_id, p.metric, p.channel, p.value FROM _yiju_stage_points p "
+    "JOIN ins ON ins.device_id = p.device_id AND ins.ts = p.ts AND ins.seq = p.seq RETURNING 1) "
+    "SELECT (SELECT count(*) FROM ins), (SELECT count(*) FROM pts)"
+)
+_SLOW_EVENTS = (
+    "INSERT INTO device_events (ts, device_id, seq, received_at, kind, code, channel, body) "
+    "SELECT ts, device_id, seq, received_at, kind, code, channel, body FROM _yiju_stage_events "
+    "ON CONFLICT DO NOTHING"
+)
+
+
+def _passthrough_dumps(obj: Any) -> str | bytes:
+    """jsonb parameters are the devices' own JSON bytes, stored as they came (no re-serialisation)."""
+    if isinstance(obj, bytes | bytearray | memoryview):
+        return bytes(obj)
+    return json.dumps(obj)
+
+
+class _NoPartition(Exception):
+    pass
+
+
+class _Conflict(Exception):
+    pass
+
+
+class _RowRefused(Exception):
+    pass
+
+
+def _is_missing_partition(exc: psycopg.Error) -> bool:
+    return isinstance(exc, psycopg.errors.CheckViolation) and "no partition" in str(exc)
+
+
+def _is_connection_problem(exc: psycopg.Error, conn: psycopg.Connection[Any] | None) -> bool:
+    return (
+        isinstance(exc, psycopg.OperationalError | psycopg.InterfaceError)
+        or conn is None
+        or conn.closed
+        or conn.broken
+    )
+
+
+class IngestWriter:
+    """Owns one connection; `write` one batch at a time from one thread."""
+
+    def __init__(self, url: str, settings: DatabaseSettings) -> None:
+        self._url = url
+        self._settings = settings
+        self._conn: psycopg.Connection[Any] | None = None
+        self._mode: str | None = None
+        self._slow_until = 0.0
+        self._late_lo: datetime | None = None
+        self._late_hi: datetime | None = None
+        self._late_due = 0.0
+
+    # -- connection -------------------------------------------------------------------------
+
+    def _connection(self) -> psycopg.Connection[Any]:
+        if self._conn is not None and not self._conn.closed and not self._conn.broken:
+            return self._conn
+        self.close()
+        conn = connect(self._url, timeout_s=self._settings.connect_timeout_s)
+        try:
+            set_json_dumps(_passthrough_dumps, context=conn)
+            with conn.transaction():
+                for ddl in _STAGING_DDL:
+                    conn.execute(ddl)
+                row = conn.execute("SELECT value FROM yiju_meta WHERE key = 'storage_mode'").fetchone()
+            conn.execute("SET synchronous_commit = on")
+            conn.commit()
+        except psycopg.Error as exc:
+            conn.close()
+            raise DatabaseUnavailable(f"ingest writer cannot prepare its connection: {exc}") from exc
+        self._mode = row[0] if row else "partitioned"
+        self._conn = conn
+        return conn
+
+    def close(self) -> None:
+        if self._conn is not None:
+            with contextlib.suppress(psycopg.Error):  # already broken: nothing to release
+                self._conn.close()
+            self._conn = None
+
+    def ping(self) -> None:
+        """Raise `DatabaseUnavailable` unless the database answers."""
+        conn = self._connection()
+        try:
+            conn.execute("SELECT 1")
+            conn.rollback()
+        except psycopg.Error as exc:
+            self.close()
+            raise DatabaseUnavailable(f"database did not answer: {exc}") from exc
+
+    # -- writing ----------------------------------------------------------------------------
+
+    def write(self, batch: WriteBatch) -> WriteResult:
+        """Commit the batch (idempotently) and return what was stored.
+
+        Raises `DatabaseUnavailable` when the database cannot be reached (retry the same batch later)
+        and `StorageError` for anything else that is not the batch's fault.
+        """
+        conn = self._connection()
+        result = WriteResult()
+        for _attempt in range(4):
+            slow = time.monotonic() < self._slow_until
+            try:
+                self._write_once(conn, batch, slow, result)
+                conn.commit()
+                result.slow_path = slow
+                self._after_commit(conn, batch)
+                return result
+            except _Conflict:
+                conn.rollback()
+                self._slow_until = time.monotonic() + SLOW_PATH_HOLD_S
+                log.info("redelivered messages in a batch; writing idempotently for %.0f s", SLOW_PATH_HOLD_S)
+            except _NoPartition:
+                conn.rollback()
+                result.partitions_created += self._create_partitions(conn, batch)
+            except _RowRefused:
+                conn.rollback()
+                return self._write_isolating(conn, batch)
+            except psycopg.Error as exc:
+                self._fail(exc, conn)
+        raise StorageError("batch could not be written after creating partitions and retrying")
+
+    def _fail(self, exc: psycopg.Error, conn: psycopg.Connection[Any]) -> None:
+        if _is_connection_problem(exc, conn):
+            self.close()
+            raise DatabaseUnavailable(f"database went away during a batch write: {exc}") from exc
+        try:
+            conn.rollback()
+        except psycopg.Error:
+            self.close()
+        raise StorageError(f"batch write failed: {exc}") from exc
+
+    def _write_once(
+        self, conn: psycopg.Connection[Any], batch: WriteBatch, slow: bool, result: WriteResult
+    ) -> None:
+        try:
+            with conn.cursor() as cur:
+                if batch.telemetry:
+                    if slow:
+                        self._telemetry_slow(cur, batch.telemetry, result)
+                    else:
+                        self._telemetry_fast(cur, batch.telemetry, result)
+                if batch.events:
+                    self._events(cur, batch.events, slow, result)
+                if batch.dead_letters:
+                    with cur.copy(
+                        f"COPY dead_letters ({DEAD_LETTER_COLUMNS}) FROM STDIN (FORMAT BINARY)"
+                    ) as cp:
+                        cp.set_types(DEAD_LETTER_TYPES)
+                        for dl in batch.dead_letters:
+                            cp.write_row(dead_letter_record(dl))
+                    result.dead_letters = len(batch.dead_letters)
+                if batch.presence:
+                    upsert_presence(cur, batch.presence)
+        except psycopg.errors.UniqueViolation as exc:
+            raise _Conflict from exc
+        except psycopg.Error as exc:
+            if _is_missing_partition(exc):
+                raise _NoPartition from exc
+            if isinstance(exc, psycopg.DataError | psycopg.errors.IntegrityError) and not conn.broken:
+                raise _RowRefused(str(exc)) from exc
+            raise
+
+    @staticmethod
+    def _telemetry_fast(cur: psycopg.Cursor[Any], rows: list[TelemetryRow], result: WriteResult) -> None:
+        with cur.copy(sql.SQL(TELEMETRY_COPY).format(sql.Identifier("telemetry"))) as cp:
+            cp.set_types(TELEMETRY_TYPES)
+            for r in rows:
+                cp.write_row((r.ts, r.device_id, r.seq, r.received_at, r.body))
+        n_points = 0
+        with cur.copy(POINTS_COPY) as cp:
+            cp.set_types(POINTS_TYPES)
+            for r in rows:
+                ts, dev = r.ts, r.device_id
+                for metric, channel, value in r.points:
+                    cp.write_row((ts, dev, metric, channel, value))
+                n_points += len(r.points)
+        result.telemetry += len(rows)
+        result.points += n_points
+
+    @staticmethod
+    def _telemetry_slow(cur: psycopg.Cursor[Any], rows: list[TelemetryRow], result: WriteResult) -> None:
+        with cur.copy(sql.SQL(TELEMETRY_COPY).format(sql.Identifier("_yiju_stage_telemetry"))) as cp:
+            cp.set_types(TELEMETRY_TYPES)
+            for r in rows:
+                cp.write_row((r.ts, r.device_id, r.seq, r.received_at, r.body))
+        with cur.copy(STAGE_POINTS_COPY) as cp:
+            cp.set_types(STAGE_POINTS_TYPES)
+            for r in rows:
+                for metric, channel, value in r.points:
+                    cp.write_row((r.ts, r.device_id, r.seq, metric, channel, value))
+        row = cur.execute(_SLOW_TELEMETRY).fetchone()
+        inserted, points = (int(row[0]), int(row[1])) if row else (0, 0)
+        result.telemetry += inserted
+        result.points += points
+        result.duplicates += len(rows) - inserted
+
+    @staticmethod
+    def _events(cur: psycopg.Cursor[Any], rows: list[EventRow], slow: bool, result: WriteResult) -> None:
+        table = "_yiju_stage_events" if slow else "device_events"
+        with cur.copy(sql.SQL(EVENTS_COPY).format(sql.Identifier(table))) as cp:
+            cp.set_types(EVENTS_TYPES)
+            for e in rows:
+                cp.write_row((e.ts, e.device_id, e.seq, e.received_at, e.kind, e.code, e.channel, e.body))
+        if slow:
+            cur.execute(_SLOW_EVENTS)
+            inserted = max(cur.rowcount, 0)
+            result.events += inserted
+            result.duplicates += len(rows) - inserted
+        else:
+            result.events += len(rows)
+
+    def _write_isolating(self, conn: psycopg.Connection[Any], batch: WriteBatch) -> WriteResult:
+        """Row by row (each in a savepoint, all in one transaction) to find the rows the database
+        refuses; everything else in the batch is committed. Rare: only after a refused batch."""
+        result = WriteResult(slow_path=True)
+        try:
+            with conn.cursor() as cur:
+                for i, r in enumerate(batch.telemetry):
+                    try:
+                        with conn.transaction():
+                            self._telemetry_slow(cur, [r], result)
+                    except (psycopg.DataError, psycopg.errors.IntegrityError) as exc:
+                        result.rejected.append(Rejected("telemetry", i, _first_line(exc)))
+                for i, e in enumerate(batch.events):
+                    try:
+                        with conn.transaction():
+                            self._events(cur, [e], True, result)
+                    except (psycopg.DataError, psycopg.errors.IntegrityError) as exc:
+                        result.rejected.append(Rejected("event", i, _first_line(exc)))
+                if batch.dead_letters:
+                    with cur.copy(
+                        f"COPY dead_letters ({DEAD_LETTER_COLUMNS}) FROM STDIN (FORMAT BINARY)"
+                    ) as cp:
+                        cp.set_types(DEAD_LETTER_TYPES)
+                        for dl in batch.dead_letters:
+                            cp.write_row(dead_letter_record(dl))
+                    result.dead_letters = len(batch.dead_letters)
+                if batch.presence:
+                    upsert_presence(cur, batch.presence)
+            conn.commit()
+        except psycopg.Error as exc:
+            self._fail(exc, conn)
+        log.warning("database refused %d row(s) of a batch; the rest is stored", len(result.rejected))
+        return result
+
+    # -- partitions and late rollups (partitioned mode) -------------------------------------
+
+    def _create_partitions(self, conn: psycopg.Connection[Any], batch: WriteBatch) -> int:
+        times = [r.ts for r in batch.telemetry] + [e.ts for e in batch.events]
+        if not times:
+            return 0
+        lo, hi = min(times), max(times)
+        conn.autocommit = True
+        try:
+            created = sum(len(ensure_partitions(conn, t.name, lo, hi, self._settings)) for t in SERIES_TABLES)
+        finally:
+            conn.autocommit = False
+        log.info("created %d partition(s) for rows between %s and %s", created, lo, hi)
+        return created
+
+    def _after_commit(self, conn: psycopg.Connection[Any], batch: WriteBatch) -> None:
+        if self._mode == "timescaledb" or not batch.telemetry:
+            return  # TimescaleDB's continuous-aggregate policy re-materialises late buckets itself
+        now = datetime.now(UTC)
+        cutoff = now - ROLLUP_RECENT_WINDOW
+        late = [r.ts for r in batch.telemetry if r.ts < cutoff and r.points]
+        if late:
+            lo, hi = min(late), max(late)
+            self._late_lo = lo if self._late_lo is None else min(lo, self._late_lo)
+            self._late_hi = hi if self._late_hi is None else max(hi, self._late_hi)
+        if self._late_lo is None or self._late_hi is None or time.monotonic() < self._late_due:
+            return
+        lo, hi = self._late_lo, self._late_hi + timedelta(microseconds=1)
+        self._late_lo = self._late_hi = None
+        self._late_due = time.monotonic() + LATE_ROLLUP_INTERVAL_S
+        try:
+            refresh_rollup(conn, lo, hi)
+            conn.commit()
+        except psycopg.Error as exc:  # the maintenance task will not revisit it: say so
+            conn.rollback()
+            log.warning("rollup refresh for late points %s..%s failed: %s", lo, hi, _first_line(exc))
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
+# --------------------------------------------------------------------------------------------------
+# The registry as ingest sees it
+
+
+@dataclass(frozen=True, slots=True)
+class RegistryRow:
+    uid: str
+    id: int
+    community: str
+    community_id: int
+    family: str
+    enabled: bool
+
+
+def load_ingest_registry(conn: psycopg.Connection[Any]) -> list[RegistryRow]:
+    """Every device with its community code, for ingest's cached registry (disabled ones included,
+    so that their messages are refused as device_disabled rather than unknown_device)."""
+    rows = conn.execute(
+        "SELECT d.uid, d.id, c.code, c.id, d.family, d.enabled "
+        "FROM devices d JOIN communities c ON c.id = d.community_id"
+    ).fetchall()
+    return [RegistryRow(r[0], r[1], r[2], r[3], r[4], r[5]) for r in rows]
