@@ -8,6 +8,7 @@ import re
 import uuid
 from datetime import UTC, datetime
 from enum import StrEnum
+from pathlib import Path
 from typing import Any
 
 import jsonschema
@@ -75,6 +76,7 @@ OUT_OF_RANGE = [
     (Family.EBIKE_CHARGER, ("ports", 0, "port_temp_c"), 900.0),
     (Family.EBIKE_CHARGER, ("ports", 0, "power_w"), -1.0),
     (Family.EBIKE_CHARGER, ("ports", 0, "port"), 0),
+    (Family.EBIKE_CHARGER, ("ports", 0, "session_s"), 40 * 86_400),
     (Family.EBIKE_CHARGER, ("leakage_ma",), -5.0),
     (Family.EBIKE_CHARGER, ("ambient_temp_c",), -120.0),
     (Family.EBIKE_CHARGER, ("protection", "port_power_limit_w"), 0.0),
@@ -86,6 +88,8 @@ OUT_OF_RANGE = [
     (Family.ELEVATOR, ("load_kg",), -3.0),
     (Family.ELEVATOR, ("floor",), 500),
     (Family.CCTV_RECORDER, ("disk_free_gb",), -1.0),
+    (Family.CCTV_RECORDER, ("disk_total_gb",), 0.0),
+    (Family.ACCESS_DOOR, ("open_s",), 40 * 86_400),
     (Family.CCTV_RECORDER, ("channels", 0, "channel"), 0),
 ]
 
@@ -240,3 +244,15 @@ def test_code_tables_are_complete() -> None:
     assert ebike_charger.PortState.FLOAT not in ebike_charger.FAULT_PORT_STATES
     assert ebike_charger.PortState.RELAY_WELDED in ebike_charger.FAULT_PORT_STATES
     assert set(ebike_charger.FAULT_OF_PORT_STATE) == set(ebike_charger.FAULT_PORT_STATES)
+
+
+def test_mqtt_doc_covers_every_field_event_and_command() -> None:
+    doc = (Path(__file__).resolve().parent.parent / "docs" / "mqtt.md").read_text()
+    missing: list[str] = []
+    for family, spec in catalog.FAMILIES.items():
+        if f"### `{family.value}`" not in doc:
+            missing.append(family.value)
+        names = list(spec.telemetry.model_fields) + list(spec.event_types) + list(spec.command_types)
+        names += list(type(spec.defaults).model_fields)
+        missing += [f"{family.value}.{n}" for n in names if f"`{n}`" not in doc]
+    assert missing == [], "docs/mqtt.md is stale: regenerate its family tables"

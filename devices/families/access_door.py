@@ -13,7 +13,7 @@ from typing import Annotated, Literal
 
 from pydantic import Field
 
-from devices.families.common import Bool, CodeInfo, Seconds, Wire
+from devices.families.common import Bool, CodeInfo, DurationS, Seconds, Wire
 
 CredentialHash = Annotated[str, Field(pattern=r"^[0-9a-f]{64}$", description="hex HMAC-SHA256, never clear")]
 
@@ -58,7 +58,7 @@ class Telemetry(Wire):
     open: Bool = Field(description="Door contact: open")
     locked: Bool
     mode: Mode
-    open_s: Seconds | None = Field(default=None, le=30 * 86_400, description="How long it has been open, s")
+    open_s: DurationS | None = Field(default=None, description="How long it has been open, s")
 
 
 class Granted(Wire):

@@ -28,6 +28,8 @@ MainsVolts = Annotated[float, Strict(), Field(ge=0, le=500, allow_inf_nan=False)
 Watts = Annotated[float, Strict(), Field(ge=0, le=50_000, allow_inf_nan=False)]
 Amps = Annotated[float, Strict(), Field(ge=0, le=250, allow_inf_nan=False)]
 Seconds = Annotated[int, Strict(), Field(ge=0, le=10 * 365 * 86_400)]
+# Durations of one session or one open door: a month is already absurd.
+DurationS = Annotated[int, Strict(), Field(ge=0, le=30 * 86_400)]
 
 
 class Wire(Frozen):

@@ -14,6 +14,7 @@ from pydantic import Field, model_validator
 from devices.families.common import (
     Bool,
     CodeInfo,
+    DurationS,
     Int,
     MainsVolts,
     Num,
@@ -255,7 +256,7 @@ class Port(Wire):
     session_energy_kwh: KWh = Field(description="Energy of the current/last session, kWh")
     port_temp_c: TempC
     fault_code: FaultCode | None = None
-    session_s: Seconds = Field(le=30 * 86_400, description="Duration of the current session, s")
+    session_s: DurationS = Field(description="Duration of the current session, s")
 
 
 class Telemetry(Wire):
