@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import json
 import uuid
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from rules_kit import T0
@@ -17,6 +17,7 @@ from devices import catalog, samples
 from devices.contract import Channel, Decoded, DeviceRef, Family
 from storage import alarms, findings
 from storage.db import connect
+from yiju.cli import main
 
 
 class RecordingPublisher:
@@ -138,3 +139,37 @@ def test_service_persists_links_publishes_and_resumes(db_url: str) -> None:
         assert [s.device_uid for s in summary.failing_devices] == ["door"]
     assert publisher.sent == [{"community": "c1", "device": "door", "name": "release_all", "params": {}}]
     assert {e.kind for e in seen} >= {"alarm", "finding", "command"}
+
+
+def test_compliance_cli_table_and_json(db_url: str, services: Any, monkeypatch: Any, capsys: Any) -> None:
+    ids = _seed(db_url)
+    now = datetime.now(UTC)
+    rows = [
+        findings.FindingRow(
+            ids["community"],
+            ids["chg"],
+            "auto_cutoff",
+            "over_temperature",
+            ok,
+            now - timedelta(days=d),
+            measured_s=m,
+            channel=4,
+            dedup_key=f"k{d}",
+        )
+        for d, ok, m in ((1, True, 12.0), (2, False, None), (40, False, None))  # the last is outside 30 d
+    ]
+    with connect(db_url) as conn:
+        assert findings.insert_findings(conn, rows) == 3
+        assert findings.insert_findings(conn, rows[:1]) == 0  # idempotent
+        conn.commit()
+    monkeypatch.setenv("YIJU_DATABASE__URL", db_url)
+    monkeypatch.setenv("YIJU_MQTT__URL", services.mqtt_url)
+    assert main(["compliance", "--community", "c1", "--window", "30d", "--json"]) == 0
+    doc = json.loads(capsys.readouterr().out)
+    (line,) = doc["by_check"]
+    assert (line["check"], line["total"], line["compliant"], line["share"]) == ("auto_cutoff", 2, 1, 0.5)
+    assert [d["device"] for d in doc["failing_devices"]] == ["chg"]
+    assert main(["compliance", "--community", "c1"]) == 0
+    table = capsys.readouterr().out
+    assert "自动断电 auto-cutoff" in table and "50.0%" in table
+    assert main(["compliance", "--community", "nope"]) == 1
