@@ -310,3 +310,22 @@ def latest_transition_id(conn: psycopg.Connection[Any]) -> int:
     """The newest alarm transition id (0 when there is none): where a new live stream starts."""
     row = conn.execute("SELECT coalesce(max(id), 0) FROM alarm_transitions").fetchone()
     return int(row[0]) if row else 0
+
+
+def find_building(conn: psycopg.Connection[Any], community_id: int, code: str) -> dict[str, Any] | None:
+    return _one(conn, _BUILDING + " WHERE b.community_id = %s AND b.code = %s", (community_id, code))
+
+
+def find_location(conn: psycopg.Connection[Any], community_id: int, code: str) -> dict[str, Any] | None:
+    return _one(
+        conn,
+        "SELECT id, community_id, building_id, kind, code, name, floor, unit FROM locations "
+        "WHERE community_id = %s AND code = %s",
+        (community_id, code),
+    )
+
+
+def device_id_by_uid(conn: psycopg.Connection[Any], uid: str) -> tuple[int, int] | None:
+    """(device id, community id) of a uid, whatever the community."""
+    row = conn.execute("SELECT id, community_id FROM devices WHERE uid = %s", (uid,)).fetchone()
+    return (int(row[0]), int(row[1])) if row else None

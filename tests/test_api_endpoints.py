@@ -261,3 +261,110 @@ def test_commands_send_validate_status(client: TestClient, world: World) -> None
     )
     assert other.status_code == 404
     assert [a["target_id"] for a in audit_rows(world.url, "command.send")] == [str(cmd["id"])]
+
+
+def test_registry_writes_csv_import_scoping_and_audit(client: TestClient, world: World) -> None:
+    admin, mgr = world.auth("admin"), world.auth("manager_a")
+    a, b = world.ids["comm_a"], world.ids["comm_b"]
+    body = {"code": "comm-c", "name": "小区C", "city": "苏州"}
+    assert client.post(f"{V1}/communities", json=body, headers=mgr).status_code == 403
+    r = client.post(f"{V1}/communities", json=body, headers=admin)
+    assert r.status_code == 201 and r.json()["name"] == "小区C"
+    r = client.post(f"{V1}/buildings", json={"community_id": a, "code": "B2", "name": "2号楼"}, headers=mgr)
+    assert r.status_code == 201, r.text
+    bid = r.json()["id"]
+    assert (
+        client.post(
+            f"{V1}/buildings", json={"community_id": b, "code": "B2", "name": "x"}, headers=mgr
+        ).status_code
+        == 404
+    )
+    loc = {
+        "community_id": a,
+        "code": "B2-F1",
+        "kind": "floor",
+        "name": "2号楼 1层",
+        "building_id": bid,
+        "floor": 1,
+    }
+    r = client.post(f"{V1}/locations", json=loc, headers=mgr)
+    assert r.status_code == 201 and r.json()["building_id"] == bid
+    bad_loc = {**loc, "building_id": world.ids["bldg_b"]}
+    assert client.post(f"{V1}/locations", json=bad_loc, headers=mgr).status_code == 404
+    dev = {
+        "uid": "gas-a9",
+        "community_id": a,
+        "family": "gas_alarm",
+        "location_code": "B2-F1",
+        "vendor": "ACME",
+    }
+    r = client.post(f"{V1}/devices", json=dev, headers=world.auth("operator_a"))
+    assert r.status_code == 403
+    r = client.post(f"{V1}/devices", json=dev, headers=mgr)
+    assert r.status_code == 201, r.text
+    created = r.json()
+    assert (created["building_id"], created["online"]) == (bid, None)
+    assert client.post(f"{V1}/devices", json=dev, headers=mgr).status_code == 409
+    r = client.post(f"{V1}/devices", json={**dev, "uid": "gas-a10", "location_code": "nowhere"}, headers=mgr)
+    assert r.status_code == 422
+    r = client.patch(f"{V1}/devices/{created['id']}", json={"model": "GX-2"}, headers=mgr)
+    assert r.status_code == 200 and r.json()["model"] == "GX-2" and r.json()["vendor"] == "ACME"
+    assert (
+        client.patch(f"{V1}/devices/{world.ids['smk-b1']}", json={"model": "x"}, headers=mgr).status_code
+        == 404
+    )
+    r = client.delete(f"{V1}/devices/{created['id']}", headers=mgr)
+    assert r.status_code == 200 and r.json()["enabled"] is False
+
+    csv_text = "\n".join(
+        [
+            "device_uid,family,building,floor,型号",
+            "smk-a20,烟感,B1,7,JTY",
+            "bad uid!,烟感,B1,7,",
+            "lgt-a1,light,B2,1,",
+            "",
+        ]
+    )
+    r = client.post(
+        f"{V1}/devices/import?community_id={a}",
+        content=csv_text.encode("gbk"),
+        headers={**mgr, "Content-Type": "text/csv"},
+    )
+    assert r.status_code == 200, r.text
+    report = r.json()
+    assert (report["rows_total"], report["imported"], report["inserted"], report["rejected_rows"]) == (
+        3,
+        2,
+        2,
+        [3],
+    )
+    assert report["errors"][0]["column"] == "device_uid"
+    uids = {d["uid"] for d in client.get(f"{V1}/devices?community_id={a}", headers=mgr).json()["items"]}
+    assert {"smk-a20", "lgt-a1"} <= uids
+    r = client.post(f"{V1}/devices/import?community_id={b}", content=b"device_uid,family\n", headers=mgr)
+    assert r.status_code == 404
+    r = client.post(f"{V1}/devices/import?community_id={a}", content=b"\xff\xfe\x00garbage", headers=mgr)
+    assert r.status_code == 422
+    actions = {
+        row["actor"] + " " + action
+        for action in (
+            "device.create",
+            "device.update",
+            "device.disable",
+            "device.import",
+            "building.upsert",
+            "location.upsert",
+        )
+        for row in audit_rows(world.url, action)
+    }
+    assert actions == {
+        f"user:manager_a {x}"
+        for x in (
+            "device.create",
+            "device.update",
+            "device.disable",
+            "device.import",
+            "building.upsert",
+            "location.upsert",
+        )
+    }

@@ -12,7 +12,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import httpx
-from test_api_support import LiveServer, World, live, wait_for, world
+from test_api_support import LiveServer, World, live, serve, wait_for, world
 
 from storage import alarms
 from storage.db import connect
@@ -166,8 +166,6 @@ def test_stream_scoping_and_bad_resume_ids(live: LiveServer, world: World) -> No
 
 
 def test_shutdown_ends_open_streams(settings: Any, world: World) -> None:
-    from test_api_support import serve
-
     with serve(settings) as server, httpx.Client(base_url=server.base, timeout=10.0) as client:
         reader = _open(client, world, "viewer_a")
         reader.next("ready")

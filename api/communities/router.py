@@ -4,13 +4,20 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Path, Query
+from fastapi import APIRouter, Path, Query, status
 
-from api.communities.schemas import BuildingStatus, CommunityOut
-from api.deps import Conn, Reader
+from api.communities.schemas import (
+    BuildingCreate,
+    BuildingStatus,
+    CommunityCreate,
+    CommunityOut,
+    LocationCreate,
+    LocationOut,
+)
+from api.deps import Admin, Conn, Editor, Principal, Reader
 from api.errors import ERROR_RESPONSES, not_found
 from api.pagination import Cursor, Limit, Page, decode_int_cursor, page_by_id
-from storage import api_queries
+from storage import api_queries, registry, users
 
 router = APIRouter(tags=["communities"], responses={k: ERROR_RESPONSES[k] for k in (403, 404)})
 
@@ -58,3 +65,99 @@ def get_building(building_id: Id, principal: Reader, conn: Conn) -> BuildingStat
     if row is None or not principal.sees(row["community_id"]):
         raise not_found("building", building_id)
     return BuildingStatus(**row)
+
+
+@router.post(
+    "/communities",
+    status_code=status.HTTP_201_CREATED,
+    summary="Create (or update by code) a community (admin)",
+)
+def create_community(body: CommunityCreate, principal: Admin, conn: Conn) -> CommunityOut:
+    cid = registry.upsert_community(
+        conn,
+        registry.CommunityIn(
+            code=body.code, name=body.name, city=body.city, address=body.address, timezone=body.timezone
+        ),
+    )
+    users.audit(
+        conn,
+        actor=principal.actor,
+        action="community.upsert",
+        target_type="community",
+        target_id=str(cid),
+        community_id=cid,
+        details=body.model_dump(),
+    )
+    row = api_queries.get_community(conn, cid)
+    assert row is not None
+    return CommunityOut(**row)
+
+
+def _community_code(conn: Conn, principal: Principal, community_id: int) -> str:
+    row = api_queries.get_community(conn, community_id) if principal.sees(community_id) else None
+    if row is None:
+        raise not_found("community", community_id)
+    return str(row["code"])
+
+
+@router.post(
+    "/buildings", status_code=status.HTTP_201_CREATED, summary="Create (or update by code) a building"
+)
+def create_building(body: BuildingCreate, principal: Editor, conn: Conn) -> BuildingStatus:
+    code = _community_code(conn, principal, body.community_id)
+    registry.upsert_buildings(
+        conn,
+        [registry.BuildingIn(code, body.code, body.name, body.floors, body.units, body.high_rise)],
+    )
+    found = api_queries.find_building(conn, body.community_id, body.code)
+    assert found is not None
+    users.audit(
+        conn,
+        actor=principal.actor,
+        action="building.upsert",
+        target_type="building",
+        target_id=str(found["id"]),
+        community_id=body.community_id,
+        details=body.model_dump(),
+    )
+    return BuildingStatus(**found)
+
+
+@router.post(
+    "/locations", status_code=status.HTTP_201_CREATED, summary="Create (or update by code) a location"
+)
+def create_location(body: LocationCreate, principal: Editor, conn: Conn) -> LocationOut:
+    code = _community_code(conn, principal, body.community_id)
+    building_code = None
+    if body.building_id is not None:
+        building = api_queries.get_building(conn, body.building_id)
+        if building is None or building["community_id"] != body.community_id:
+            raise not_found("building", body.building_id)
+        building_code = building["code"]
+    registry.upsert_locations(
+        conn,
+        [
+            registry.LocationIn(
+                code,
+                body.code,
+                body.kind,
+                body.name,
+                building_code,
+                body.floor,
+                body.unit,
+                body.evacuation_route,
+            )
+        ],
+    )
+    found = api_queries.find_location(conn, body.community_id, body.code)
+    assert found is not None
+    users.audit(
+        conn,
+        actor=principal.actor,
+        action="location.upsert",
+        target_type="location",
+        target_id=str(found["id"]),
+        community_id=body.community_id,
+        details=body.model_dump(),
+    )
+    return LocationOut(**found)

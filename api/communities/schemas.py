@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
 
 class CommunityOut(BaseModel):
@@ -79,3 +80,77 @@ class BuildingStatus(BaseModel):
     minor: int
     warning: int
     unacknowledged: int = Field(description="Open alarms nobody has acknowledged yet")
+
+
+Code = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_-]{1,64}$")]
+Name = Annotated[str, StringConstraints(min_length=1, max_length=200, pattern=r"^[^\x00]*$")]
+OptText = Annotated[str, StringConstraints(max_length=500, pattern=r"^[^\x00]*$")] | None
+
+
+class CommunityCreate(BaseModel):
+    model_config = ConfigDict(
+        json_schema_extra={"examples": [{"code": "hz-xixi-01", "name": "西溪花园", "city": "杭州"}]}
+    )
+    code: Code = Field(
+        description="Natural code, also the MQTT topic level; creating an existing code updates it"
+    )
+    name: Name
+    city: OptText = None
+    address: OptText = None
+    timezone: Annotated[str, StringConstraints(pattern=r"^[A-Za-z_]+(/[A-Za-z0-9_+\-]+){0,2}$")] = (
+        "Asia/Shanghai"
+    )
+
+
+class BuildingCreate(BaseModel):
+    model_config = ConfigDict(
+        json_schema_extra={"examples": [{"community_id": 1, "code": "B03", "name": "3号楼", "floors": 18}]}
+    )
+    community_id: int = Field(ge=1, le=2**62)
+    code: Code
+    name: Name
+    floors: int | None = Field(default=None, ge=1, le=200)
+    units: int | None = Field(default=None, ge=1, le=50)
+    high_rise: bool = False
+
+
+LocationKind = Literal[
+    "building", "floor", "unit", "stairwell", "lobby", "basement", "shed",
+    "road", "entrance", "parking", "plant_room", "duty_room", "other",
+]  # fmt: skip
+
+
+class LocationCreate(BaseModel):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "community_id": 1,
+                    "code": "B03-F6",
+                    "kind": "floor",
+                    "name": "3号楼 6层",
+                    "building_id": 3,
+                    "floor": 6,
+                }
+            ]
+        }
+    )
+    community_id: int = Field(ge=1, le=2**62)
+    code: Code
+    kind: LocationKind
+    name: Name
+    building_id: int | None = Field(default=None, ge=1, le=2**62)
+    floor: int | None = Field(default=None, ge=-10, le=200)
+    unit: Annotated[str, StringConstraints(max_length=20, pattern=r"^[^\x00]*$")] | None = None
+    evacuation_route: bool = False
+
+
+class LocationOut(BaseModel):
+    id: int
+    community_id: int
+    building_id: int | None
+    kind: str
+    code: str
+    name: str
+    floor: int | None
+    unit: str | None

@@ -2,17 +2,31 @@
 
 from __future__ import annotations
 
+import dataclasses
 from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Path, Query
+from fastapi import APIRouter, Path, Query, Request, status
+from starlette.concurrency import run_in_threadpool
 
-from api.deps import Conn, Principal, Reader
-from api.devices.schemas import Bucket, DeviceEventOut, DeviceOut, MetricOut, RawPoint, TelemetryOut
-from api.errors import ERROR_RESPONSES, invalid, not_found
+from api.deps import Conn, Editor, Principal, Reader
+from api.devices.schemas import (
+    Bucket,
+    DeviceCreate,
+    DeviceEventOut,
+    DeviceOut,
+    DeviceUpdate,
+    ImportReport,
+    ImportRowError,
+    MetricOut,
+    RawPoint,
+    TelemetryOut,
+)
+from api.errors import ERROR_RESPONSES, ApiError, invalid, not_found
 from api.pagination import Cursor, Limit, Page, decode_int_cursor, page_by_id
 from devices.contract import Family
-from storage import api_queries
+from devices.csv_import import CsvFileError, parse_csv
+from storage import api_queries, registry, users
 
 router = APIRouter(tags=["devices"], responses={k: ERROR_RESPONSES[k] for k in (403, 404)})
 
@@ -156,3 +170,218 @@ def device_events(
     visible_device(conn, principal, device_id)
     start, end = _range(since, until, timedelta(hours=24))
     return [DeviceEventOut(**r) for r in api_queries.recent_events(conn, device_id, start, end, limit)]
+
+
+def _device_in(row: registry.Device, **changes: Any) -> registry.DeviceIn:
+    """The registry row as it is, with the given (non-None) changes."""
+    current = registry.DeviceIn(
+        uid=row.uid,
+        community=row.community,
+        family=row.family,
+        location=row.location,
+        model=row.model,
+        vendor=row.vendor,
+        install_date=row.install_date,
+        retrofit=row.retrofit,
+        metadata=row.metadata,
+        enabled=row.enabled,
+    )
+    return dataclasses.replace(current, **{k: v for k, v in changes.items() if v is not None})
+
+
+def _community_code(conn: Conn, principal: Principal, community_id: int) -> str:
+    row = api_queries.get_community(conn, community_id) if principal.sees(community_id) else None
+    if row is None:
+        raise not_found("community", community_id)
+    return str(row["code"])
+
+
+def _audit_device(
+    conn: Conn, principal: Principal, *, action: str, device_id: int, community_id: int, details: Any
+) -> None:
+    users.audit(
+        conn,
+        actor=principal.actor,
+        action=action,
+        target_type="device",
+        target_id=str(device_id),
+        community_id=community_id,
+        details=details,
+    )
+
+
+@router.post("/devices", status_code=status.HTTP_201_CREATED, summary="Register a device (admin, manager)")
+def create_device(body: DeviceCreate, principal: Editor, conn: Conn) -> DeviceOut:
+    code = _community_code(conn, principal, body.community_id)
+    if api_queries.device_id_by_uid(conn, body.uid) is not None:
+        raise ApiError(409, f"device uid {body.uid!r} is already registered")
+    registry.upsert_devices(
+        conn,
+        [
+            registry.DeviceIn(
+                uid=body.uid,
+                community=code,
+                family=body.family.value,
+                location=body.location_code,
+                model=body.model,
+                vendor=body.vendor,
+                install_date=body.install_date,
+                retrofit=body.retrofit,
+                metadata=body.metadata,
+                enabled=body.enabled,
+            )
+        ],
+    )
+    found = api_queries.device_id_by_uid(conn, body.uid)
+    assert found is not None
+    _audit_device(
+        conn,
+        principal,
+        action="device.create",
+        device_id=found[0],
+        community_id=body.community_id,
+        details=body.model_dump(mode="json"),
+    )
+    return DeviceOut(**visible_device(conn, principal, found[0]))
+
+
+@router.patch("/devices/{device_id}", summary="Change a device's location, details or enabled flag")
+def update_device(device_id: DeviceId, body: DeviceUpdate, principal: Editor, conn: Conn) -> DeviceOut:
+    row = visible_device(conn, principal, device_id)
+    current = registry.get_device(conn, row["uid"])
+    assert current is not None
+    changes = body.model_dump(exclude_unset=True)
+    registry.upsert_devices(
+        conn,
+        [
+            _device_in(
+                current,
+                location=changes.get("location_code"),
+                model=changes.get("model"),
+                vendor=changes.get("vendor"),
+                install_date=changes.get("install_date"),
+                retrofit=changes.get("retrofit"),
+                metadata=changes.get("metadata"),
+                enabled=changes.get("enabled"),
+            )
+        ],
+    )
+    _audit_device(
+        conn,
+        principal,
+        action="device.update",
+        device_id=device_id,
+        community_id=row["community_id"],
+        details=body.model_dump(mode="json", exclude_unset=True),
+    )
+    return DeviceOut(**visible_device(conn, principal, device_id))
+
+
+@router.delete(
+    "/devices/{device_id}",
+    summary="Decommission a device: disabled, its history kept as evidence (admin, manager)",
+)
+def delete_device(device_id: DeviceId, principal: Editor, conn: Conn) -> DeviceOut:
+    row = visible_device(conn, principal, device_id)
+    current = registry.get_device(conn, row["uid"])
+    assert current is not None
+    registry.upsert_devices(conn, [_device_in(current, enabled=False)])
+    _audit_device(
+        conn,
+        principal,
+        action="device.disable",
+        device_id=device_id,
+        community_id=row["community_id"],
+        details={},
+    )
+    return DeviceOut(**visible_device(conn, principal, device_id))
+
+
+MAX_CSV_BYTES = 20 * 1024 * 1024
+
+
+def _import(conn: Any, principal: Principal, community_id: int, data: bytes) -> ImportReport:
+    code = _community_code(conn, principal, community_id)
+    try:
+        plan = parse_csv(data, community=code)
+    except CsvFileError as exc:
+        raise invalid("body", str(exc)) from None
+    c = plan.community
+    with conn.transaction():
+        registry.upsert_buildings(conn, [registry.BuildingIn(c, b.code, b.name) for b in plan.buildings])
+        registry.upsert_locations(
+            conn,
+            [
+                registry.LocationIn(
+                    c, x.code, x.kind, x.name, x.building, x.floor, x.unit, x.evacuation_route
+                )
+                for x in plan.locations
+            ],
+        )
+        counts = registry.upsert_devices(
+            conn,
+            [
+                registry.DeviceIn(
+                    uid=d.uid,
+                    community=c,
+                    family=d.family.value,
+                    location=d.location,
+                    model=d.model,
+                    vendor=d.vendor,
+                    install_date=d.install_date,
+                    retrofit=d.retrofit,
+                    metadata=d.metadata,
+                )
+                for d in plan.devices
+            ],
+        )
+    report = ImportReport(
+        rows_total=plan.rows_total,
+        imported=len(plan.devices),
+        inserted=counts.inserted,
+        updated=counts.updated,
+        rejected_rows=plan.rejected_rows,
+        errors=[ImportRowError(row=e.row, column=e.column, reason=e.reason) for e in plan.errors],
+    )
+    users.audit(
+        conn,
+        actor=principal.actor,
+        action="device.import",
+        target_type="community",
+        target_id=str(community_id),
+        community_id=community_id,
+        details=report.model_dump(exclude={"errors"}),
+    )
+    return report
+
+
+@router.post(
+    "/devices/import",
+    summary="Import devices from a CSV spreadsheet (UTF-8 or GBK, Chinese headers); per-row report",
+    openapi_extra={
+        "requestBody": {
+            "required": True,
+            "content": {
+                "text/csv": {
+                    "schema": {"type": "string"},
+                    "example": "device_uid,family,building,floor\nsmk-b3-0601,烟感,B03,6\n",
+                }
+            },
+        }
+    },
+)
+async def import_devices(
+    request: Request,
+    principal: Editor,
+    community_id: Annotated[int, Query(ge=1, le=2**62)],
+) -> ImportReport:
+    data = await request.body()
+    if len(data) > MAX_CSV_BYTES:
+        raise invalid("body", f"file larger than {MAX_CSV_BYTES // (1024 * 1024)} MiB")
+    pool = request.app.state.pool
+
+    def work() -> ImportReport:
+        with pool.connection() as conn:
+            return _import(conn, principal, community_id, data)
+
+    return await run_in_threadpool(work)

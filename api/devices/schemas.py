@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from datetime import date, datetime
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
 from devices.contract import Family
 
@@ -123,3 +123,77 @@ class DeviceEventOut(BaseModel):
     code: str | None
     channel: int
     body: dict[str, Any]
+
+
+Uid = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_-]{1,64}$")]
+ShortText = Annotated[str, StringConstraints(max_length=100, pattern=r"^[^\x00]*$")]
+LocationCode = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_-]{1,64}$")]
+
+
+class DeviceCreate(BaseModel):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "uid": "smk-b3-0601",
+                    "community_id": 1,
+                    "family": "smoke_alarm",
+                    "location_code": "B03-F6",
+                    "model": "JTY-GD-01",
+                    "vendor": "ACME",
+                }
+            ]
+        }
+    )
+    uid: Uid = Field(description="The device's MQTT username and topic id")
+    community_id: int = Field(ge=1, le=2**62)
+    family: Family
+    location_code: LocationCode | None = Field(default=None, description="A location of the community")
+    model: ShortText | None = None
+    vendor: ShortText | None = None
+    install_date: date | None = None
+    retrofit: bool = False
+    metadata: dict[str, Any] = Field(default_factory=dict)
+    enabled: bool = True
+
+
+class DeviceUpdate(BaseModel):
+    """Fields to change; omitted fields keep their value."""
+
+    model_config = ConfigDict(json_schema_extra={"examples": [{"location_code": "B03-F7", "enabled": True}]})
+    location_code: LocationCode | None = None
+    model: ShortText | None = None
+    vendor: ShortText | None = None
+    install_date: date | None = None
+    retrofit: bool | None = None
+    metadata: dict[str, Any] | None = None
+    enabled: bool | None = None
+
+
+class ImportRowError(BaseModel):
+    row: int = Field(description="Line in the file (the header is line 1)")
+    column: str
+    reason: str
+
+
+class ImportReport(BaseModel):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "rows_total": 120,
+                    "imported": 119,
+                    "inserted": 100,
+                    "updated": 19,
+                    "rejected_rows": [7],
+                    "errors": [{"row": 7, "column": "family", "reason": "unknown family 'toaster'"}],
+                }
+            ]
+        }
+    )
+    rows_total: int
+    imported: int
+    inserted: int
+    updated: int
+    rejected_rows: list[int]
+    errors: list[ImportRowError]
