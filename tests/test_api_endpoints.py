@@ -368,3 +368,29 @@ def test_registry_writes_csv_import_scoping_and_audit(client: TestClient, world:
             "location.upsert",
         )
     }
+
+
+def test_compliance_summary_scoped(client: TestClient, world: World) -> None:
+    with connect(world.url, autocommit=True) as conn:
+        for ok, measured in ((True, 12.0), (True, 20.0), (False, 95.0)):
+            conn.execute(
+                "INSERT INTO compliance_findings (community_id, device_id, check_name, kind, compliant, "
+                "observed_at, deadline_s, measured_s) "
+                "VALUES (%s, %s, 'auto_cutoff', 'over_temperature', %s, %s, 60, %s)",
+                (world.ids["comm_a"], world.ids["chg-a1"], ok, T0, measured),
+            )
+    a = world.ids["comm_a"]
+    s = client.get(f"{V1}/compliance/summary?community_id={a}", headers=world.auth("viewer_a")).json()
+    (line,) = s["by_check"]
+    assert (line["check_name"], line["total"], line["failed"]) == ("auto_cutoff", 3, 1)
+    assert abs(line["share"] - 2 / 3) < 1e-9
+    assert (
+        s["failing_devices"][0]["device_uid"] == "chg-a1"
+        and s["failing_devices"][0]["worst_measured_s"] == 95.0
+    )
+    r = client.get(f"{V1}/compliance/summary?community_id={a}", headers=world.auth("manager_b"))
+    assert r.status_code == 404
+    old = client.get(
+        f"{V1}/compliance/summary?community_id={a}&until=2020-01-01T00:00:00Z", headers=world.auth("admin")
+    ).json()
+    assert old["by_check"] == []

@@ -1,0 +1,482 @@
+// Yiju duty-room console. Plain JavaScript, no build step, no external files (the duty-room network
+// may have no internet). Talks to /api/v1 with the bearer token from the login.
+"use strict";
+
+const API = "/api/v1";
+const SEVERITY_RANK = { critical: 0, major: 1, minor: 2, warning: 3 };
+
+const I18N = {
+  zh: {
+    appName: "宜居 · 值班台", username: "用户名", password: "密码", login: "登录", logout: "退出",
+    switchLang: "English", tabBoard: "告警", tabDevices: "设备", tabCompliance: "合规",
+    live: "实时", offline: "未连接", noAlarms: "当前没有未关闭的告警", buildings: "楼栋状态", devices: "设备",
+    searchDevice: "搜索设备编号或位置", all: "全部", online: "在线", offlineState: "离线", never: "从未上报",
+    deviceUid: "设备编号", family: "类型", location: "位置", presence: "状态", lastSeen: "最后上报",
+    openAlarms: "告警", more: "更多", complianceTitle: "合规检查（近30天）",
+    acknowledge: "确认", comment: "备注", clear: "关闭", detail: "详情", acknowledged: "已确认",
+    unacknowledged: "未确认", cleared: "已关闭", active: "未关闭", first: "首次", last: "最近", times: "次",
+    newCritical: "新的紧急告警", history: "处理记录", telemetry: "设备近期数据", noTelemetry: "暂无数据",
+    send: "提交", commentPlaceholder: "填写处理说明", loginFailed: "用户名或密码错误",
+    allCommunities: "全部小区", check: "检查项", share: "合格率", failed: "不合格", total: "次数",
+    failingDevices: "不合格设备", noFindings: "该时段没有检查记录",
+    sev: { critical: "紧急", major: "重要", minor: "次要", warning: "提示" },
+    actions: { raised: "产生", updated: "再次发生", acknowledged: "确认", commented: "备注", cleared: "关闭",
+               escalated: "升级", notified: "通知" },
+    families: { ebike_charger: "电动车充电桩", smoke_alarm: "烟感", gas_alarm: "燃气报警器", light: "照明",
+                elevator: "电梯", access_door: "门禁", cctv_recorder: "录像机" },
+    checks: { auto_cutoff: "自动断电", protection_config: "保护设置", fault_alarm: "故障报警",
+              cctv_retention: "录像保存≥30天", linkage: "联动", rescue: "困人救援" },
+    devicesUnit: "台设备", onlineUnit: "在线",
+  },
+  en: {
+    appName: "Yiju · Duty room", username: "Username", password: "Password", login: "Log in", logout: "Log out",
+    switchLang: "中文", tabBoard: "Alarms", tabDevices: "Devices", tabCompliance: "Compliance",
+    live: "Live", offline: "Offline", noAlarms: "No open alarms", buildings: "Buildings", devices: "Devices",
+    searchDevice: "Search device id or location", all: "All", online: "Online", offlineState: "Offline",
+    never: "Never seen", deviceUid: "Device", family: "Family", location: "Location", presence: "Status",
+    lastSeen: "Last seen", openAlarms: "Alarms", more: "More", complianceTitle: "Compliance (last 30 days)",
+    acknowledge: "Acknowledge", comment: "Comment", clear: "Clear", detail: "Details", acknowledged: "Acknowledged",
+    unacknowledged: "Unacknowledged", cleared: "Cleared", active: "Active", first: "First", last: "Last",
+    times: "×", newCritical: "New critical alarm", history: "History", telemetry: "Recent device data",
+    noTelemetry: "No data", send: "Send", commentPlaceholder: "What was done", loginFailed: "Wrong username or password",
+    allCommunities: "All communities", check: "Check", share: "Met", failed: "Failed", total: "Count",
+    failingDevices: "Failing devices", noFindings: "No findings in this period",
+    sev: { critical: "Critical", major: "Major", minor: "Minor", warning: "Warning" },
+    actions: { raised: "raised", updated: "occurred again", acknowledged: "acknowledged", commented: "comment",
+               cleared: "cleared", escalated: "escalated", notified: "notified" },
+    families: { ebike_charger: "E-bike charger", smoke_alarm: "Smoke alarm", gas_alarm: "Gas alarm", light: "Light",
+                elevator: "Elevator", access_door: "Access door", cctv_recorder: "CCTV recorder" },
+    checks: { auto_cutoff: "Auto power-off", protection_config: "Protection settings", fault_alarm: "Fault alarm",
+              cctv_retention: "CCTV retention ≥ 30 d", linkage: "Linkage", rescue: "Rescue timing" },
+    devicesUnit: "devices", onlineUnit: "online",
+  },
+};
+
+const state = {
+  lang: localStorage.getItem("yiju.lang") || "zh",
+  token: localStorage.getItem("yiju.token"),
+  user: null,
+  community: localStorage.getItem("yiju.community") || "",
+  alarms: new Map(),        // id -> alarm (open ones, plus recently changed)
+  lastEventId: null,        // stream high watermark, for resuming after a drop
+  stream: null,             // AbortController of the running stream
+  tab: "board",
+  devicesCursor: null,
+  audio: null,
+};
+
+const $ = (sel) => document.querySelector(sel);
+const t = (key) => I18N[state.lang][key] ?? key;
+const esc = (s) => String(s ?? "").replace(/[&<>"']/g, (c) => ({ "&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;", "'": "&#39;" })[c]);
+const fmtTime = (iso) => iso ? new Date(iso).toLocaleString(state.lang === "zh" ? "zh-CN" : "en-GB", { hour12: false }) : "—";
+
+// ------------------------------------------------------------------------------------------------
+// API
+
+async function api(path, options = {}) {
+  const headers = { ...(options.headers || {}) };
+  if (state.token) headers.Authorization = `Bearer ${state.token}`;
+  if (options.json !== undefined) { headers["Content-Type"] = "application/json"; options.body = JSON.stringify(options.json); }
+  const res = await fetch(API + path, { ...options, headers });
+  if (res.status === 401 && !path.startsWith("/auth/login")) { logout(); throw new Error("unauthorized"); }
+  const body = res.status === 204 ? null : await res.json().catch(() => null);
+  if (!res.ok) { const err = new Error(body?.message || res.statusText); err.status = res.status; throw err; }
+  return body;
+}
+
+const communityQuery = () => (state.community ? `community_id=${state.community}` : "");
+
+// ------------------------------------------------------------------------------------------------
+// Language
+
+function applyLang() {
+  document.documentElement.lang = state.lang === "zh" ? "zh-CN" : "en";
+  document.querySelectorAll("[data-i18n]").forEach((el) => { el.textContent = t(el.dataset.i18n); });
+  document.querySelectorAll("[data-i18n-placeholder]").forEach((el) => { el.placeholder = t(el.dataset.i18nPlaceholder); });
+  document.title = t("appName");
+  setLive(state.stream !== null && $("#live").classList.contains("on"));
+  if (state.user) { renderBoard(); renderCommunities(); if (state.tab !== "board") showTab(state.tab); }
+}
+
+// ------------------------------------------------------------------------------------------------
+// Login
+
+async function login(ev) {
+  ev.preventDefault();
+  const form = new FormData(ev.target);
+  $("#login-error").textContent = "";
+  ensureAudio(); // a user gesture: browsers only allow sound after one
+  try {
+    const res = await api("/auth/login", { method: "POST", json: { username: form.get("username"), password: form.get("password") } });
+    state.token = res.token;
+    localStorage.setItem("yiju.token", res.token);
+    await start();
+  } catch (e) {
+    $("#login-error").textContent = e.status === 401 || e.status === 422 ? t("loginFailed") : e.message;
+  }
+}
+
+function logout() {
+  if (state.token) fetch(API + "/auth/logout", { method: "POST", headers: { Authorization: `Bearer ${state.token}` } }).catch(() => {});
+  state.token = null; state.user = null;
+  localStorage.removeItem("yiju.token");
+  stopStream();
+  $("#app-view").hidden = true;
+  $("#login-view").hidden = false;
+}
+
+async function start() {
+  try { state.user = await api("/auth/me"); } catch { logout(); return; }
+  $("#login-view").hidden = true;
+  $("#app-view").hidden = false;
+  $("#who").textContent = `${state.user.display_name || state.user.username} · ${state.user.role}`;
+  const comms = await api("/communities?limit=500");
+  state.communities = comms.items;
+  if (state.community && !comms.items.some((c) => String(c.id) === state.community)) state.community = "";
+  renderCommunities();
+  applyLang();
+  startStream();
+}
+
+function renderCommunities() {
+  const sel = $("#community");
+  const opts = [`<option value="">${esc(t("allCommunities"))}</option>`].concat(
+    (state.communities || []).map((c) => `<option value="${c.id}">${esc(c.name)}</option>`));
+  sel.innerHTML = opts.join("");
+  sel.value = state.community;
+}
+
+// ------------------------------------------------------------------------------------------------
+// Live stream (SSE over fetch, so the bearer token goes in a header); resumes from the last id
+
+function setLive(on) {
+  const el = $("#live");
+  el.classList.toggle("on", on); el.classList.toggle("off", !on);
+  el.textContent = on ? t("live") : t("offline");
+}
+
+function stopStream() {
+  if (state.stream) state.stream.abort();
+  state.stream = null;
+  setLive(false);
+}
+
+async function loadOpenAlarms() {
+  const q = ["status=active", "order=worst", "limit=500", communityQuery()].filter(Boolean).join("&");
+  const page = await api(`/alarms?${q}`);
+  state.alarms = new Map(page.items.map((a) => [a.id, a]));
+  renderBoard();
+}
+
+async function startStream() {
+  stopStream();
+  const controller = new AbortController();
+  state.stream = controller;
+  let delay = 500;
+  while (state.stream === controller) {
+    try {
+      const params = [communityQuery(), state.lastEventId !== null ? `since=${state.lastEventId}` : ""].filter(Boolean).join("&");
+      const res = await fetch(`${API}/alarms/stream${params ? "?" + params : ""}`, {
+        headers: { Authorization: `Bearer ${state.token}`, Accept: "text/event-stream" }, signal: controller.signal,
+      });
+      if (res.status === 401) { logout(); return; }
+      if (!res.ok) throw new Error(`stream ${res.status}`);
+      delay = 500;
+      await readEvents(res.body, controller);
+    } catch (e) {
+      if (controller.signal.aborted) return;
+    }
+    setLive(false);
+    await new Promise((r) => setTimeout(r, delay));
+    delay = Math.min(delay * 2, 5000);
+  }
+}
+
+async function readEvents(body, controller) {
+  const reader = body.pipeThrough(new TextDecoderStream()).getReader();
+  let buffer = "";
+  while (!controller.signal.aborted) {
+    const { value, done } = await reader.read();
+    if (done) return;
+    buffer += value;
+    let cut;
+    while ((cut = buffer.indexOf("\n\n")) >= 0) {
+      const block = buffer.slice(0, cut); buffer = buffer.slice(cut + 2);
+      const msg = {};
+      for (const line of block.split("\n")) {
+        if (line.startsWith(":")) continue;
+        const i = line.indexOf(":");
+        if (i > 0) msg[line.slice(0, i)] = line.slice(i + 1).trimStart();
+      }
+      if (msg.id) state.lastEventId = Number(msg.id);
+      if (msg.event === "ready") { setLive(true); await loadOpenAlarms(); }
+      else if (msg.event === "alarm") onAlarmEvent(JSON.parse(msg.data));
+    }
+  }
+}
+
+function onAlarmEvent(ev) {
+  const alarm = ev.alarm;
+  const known = state.alarms.has(alarm.id);
+  state.alarms.set(alarm.id, alarm);
+  if (ev.action === "raised" && alarm.severity === "critical" && !known) {
+    alarm._newCritical = true;
+    beep();
+    showCriticalBanner(alarm);
+  }
+  renderBoard();
+  if (state.detailId === alarm.id) openDetail(alarm.id);
+}
+
+// ------------------------------------------------------------------------------------------------
+// Sound and the critical banner
+
+function ensureAudio() {
+  if (!state.audio && window.AudioContext) state.audio = new AudioContext();
+  if (state.audio && state.audio.state === "suspended") state.audio.resume();
+}
+
+function beep() {
+  ensureAudio();
+  const ctx = state.audio;
+  if (!ctx) return;
+  // three short two-tone beeps: recognisable over a noisy duty room
+  for (let i = 0; i < 3; i++) {
+    for (const [offset, freq] of [[0, 880], [0.18, 660]]) {
+      const osc = ctx.createOscillator(); const gain = ctx.createGain();
+      const at = ctx.currentTime + i * 0.5 + offset;
+      osc.frequency.value = freq; osc.type = "square";
+      gain.gain.setValueAtTime(0.0001, at); gain.gain.exponentialRampToValueAtTime(0.25, at + 0.02);
+      gain.gain.exponentialRampToValueAtTime(0.0001, at + 0.16);
+      osc.connect(gain).connect(ctx.destination); osc.start(at); osc.stop(at + 0.17);
+    }
+  }
+}
+
+function showCriticalBanner(alarm) {
+  const banner = $("#critical-banner");
+  banner.textContent = `⚠ ${t("newCritical")}: ${alarmLabel(alarm)} · ${where(alarm)}`;
+  banner.dataset.alarm = alarm.id;
+  banner.hidden = false;
+}
+
+// ------------------------------------------------------------------------------------------------
+// The board
+
+const alarmLabel = (a) => (state.lang === "zh" ? a.type_zh : a.type_en) || a.type;
+const where = (a) => [a.building_name, a.location_name, a.device_uid].filter(Boolean).join(" · ");
+
+function sortAlarms(list) {
+  return list.sort((x, y) =>
+    (x.status === "active" ? 0 : 1) - (y.status === "active" ? 0 : 1) ||
+    SEVERITY_RANK[x.severity] - SEVERITY_RANK[y.severity] ||
+    (x.acknowledged ? 1 : 0) - (y.acknowledged ? 1 : 0) ||
+    new Date(y.last_at) - new Date(x.last_at));
+}
+
+function renderBoard() {
+  const visible = sortAlarms([...state.alarms.values()].filter((a) => a.status === "active" &&
+    (!state.community || String(a.community_id) === state.community)));
+  const counts = { critical: 0, major: 0, minor: 0, warning: 0 };
+  visible.forEach((a) => counts[a.severity]++);
+  $("#board-summary").innerHTML = Object.entries(counts)
+    .map(([s, n]) => `<span class="pill sev-${s}">${esc(t("sev")[s])} ${n}</span>`).join("");
+  $("#board-empty").hidden = visible.length > 0;
+  const canAct = state.user && state.user.role !== "viewer";
+  $("#board").innerHTML = visible.map((a) => `
+    <article class="alarm card ${a.severity}${a._newCritical && !a.acknowledged ? " new-critical" : ""}" data-alarm="${a.id}" data-status="${a.status}" data-acknowledged="${a.acknowledged}">
+      <div class="title"><strong>${esc(alarmLabel(a))}</strong><span class="pill sev-${a.severity}">${esc(t("sev")[a.severity])}</span></div>
+      <div class="where">${esc(where(a))}</div>
+      <div class="state">
+        <span class="${a.acknowledged ? "acked" : "unacked"}">${esc(a.acknowledged ? t("acknowledged") : t("unacknowledged"))}</span>
+        · ${esc(t("first"))} ${esc(fmtTime(a.first_at))} · ${a.occurrences} ${esc(t("times"))}
+      </div>
+      <div class="actions">
+        ${canAct && !a.acknowledged ? `<button class="primary" data-act="acknowledge">${esc(t("acknowledge"))}</button>` : ""}
+        <button data-act="detail">${esc(t("detail"))}</button>
+        ${canAct ? `<button class="danger" data-act="clear">${esc(t("clear"))}</button>` : ""}
+      </div>
+    </article>`).join("");
+}
+
+async function act(alarmId, action, comment) {
+  const path = `/alarms/${alarmId}/${action}`;
+  const res = await api(path, { method: "POST", json: action === "comment" ? { text: comment } : (comment ? { comment } : {}) });
+  state.alarms.set(res.alarm.id, res.alarm);
+  if (res.alarm.acknowledged && String($("#critical-banner").dataset.alarm) === String(alarmId)) $("#critical-banner").hidden = true;
+  renderBoard();
+  if (state.detailId === alarmId) openDetail(alarmId);
+}
+
+// ------------------------------------------------------------------------------------------------
+// Alarm detail with the device's recent telemetry
+
+async function openDetail(alarmId) {
+  state.detailId = alarmId;
+  const alarm = await api(`/alarms/${alarmId}`);
+  const canAct = state.user.role !== "viewer";
+  const history = alarm.history.map((h) => `<li><b>${esc(fmtTime(h.at))}</b> ${esc(t("actions")[h.action] || h.action)} · ${esc(h.actor)}${h.comment ? ` — ${esc(h.comment)}` : ""}</li>`).join("");
+  $("#detail-content").innerHTML = `
+    <h2>${esc(alarmLabel(alarm))} <span class="pill sev-${alarm.severity}">${esc(t("sev")[alarm.severity])}</span></h2>
+    <p>${esc(where(alarm))}</p>
+    <p class="muted">${esc(alarm.status === "active" ? t("active") : t("cleared"))} · ${esc(alarm.acknowledged ? t("acknowledged") : t("unacknowledged"))}
+      · ${esc(t("first"))} ${esc(fmtTime(alarm.first_at))} · ${esc(t("last"))} ${esc(fmtTime(alarm.last_at))}</p>
+    <div class="actions">
+      ${canAct && !alarm.acknowledged ? `<button class="primary" data-detail-act="acknowledge">${esc(t("acknowledge"))}</button>` : ""}
+      ${canAct && alarm.status === "active" ? `<button class="danger" data-detail-act="clear">${esc(t("clear"))}</button>` : ""}
+    </div>
+    <h3>${esc(t("telemetry"))}</h3><div id="charts">…</div>
+    <h3>${esc(t("history"))}</h3><ul class="history">${history}</ul>
+    ${canAct ? `<form class="comment-form" id="comment-form"><input name="text" required maxlength="2000" placeholder="${esc(t("commentPlaceholder"))}"><button type="submit">${esc(t("send"))}</button></form>` : ""}`;
+  $("#detail").hidden = false;
+  renderCharts(alarm);
+}
+
+async function renderCharts(alarm) {
+  const end = new Date(Math.max(Date.now(), new Date(alarm.last_at).getTime()));
+  const start = new Date(new Date(alarm.first_at).getTime() - 2 * 3600e3);
+  const since = start.toISOString();
+  let metrics = [];
+  try { metrics = await api(`/devices/${alarm.device_id}/metrics?since=${encodeURIComponent(since)}`); } catch { /* none */ }
+  if (!metrics.length) { $("#charts").innerHTML = `<p class="muted">${esc(t("noTelemetry"))}</p>`; return; }
+  const parts = [];
+  for (const m of metrics.slice(0, 4)) {
+    const data = await api(`/devices/${alarm.device_id}/telemetry?metric=${m.metric}&channel=${m.channel}&since=${encodeURIComponent(since)}&until=${encodeURIComponent(end.toISOString())}`);
+    parts.push(`<p class="muted">${esc(m.metric)}${m.channel ? ` #${m.channel}` : ""}</p>` + chartSvg(data, new Date(alarm.first_at)));
+  }
+  $("#charts").innerHTML = parts.join("");
+}
+
+function chartSvg(data, markAt) {
+  const W = 640, H = 200, L = 44, R = 10, T = 10, B = 24;
+  const pts = data.resolution === "raw"
+    ? data.points.map((p) => ({ x: new Date(p.ts).getTime(), y: p.value }))
+    : data.buckets.map((b) => ({ x: new Date(b.bucket).getTime(), y: b.avg_value, lo: b.min_value, hi: b.max_value }));
+  if (!pts.length) return `<p class="muted">${esc(t("noTelemetry"))}</p>`;
+  const x0 = new Date(data.since).getTime(), x1 = new Date(data.until).getTime();
+  const ys = pts.flatMap((p) => [p.y, p.lo ?? p.y, p.hi ?? p.y]);
+  let y0 = Math.min(...ys), y1 = Math.max(...ys);
+  if (y0 === y1) { y0 -= 1; y1 += 1; }
+  const sx = (x) => L + ((x - x0) / (x1 - x0)) * (W - L - R);
+  const sy = (y) => T + (1 - (y - y0) / (y1 - y0)) * (H - T - B);
+  const line = pts.map((p, i) => `${i ? "L" : "M"}${sx(p.x).toFixed(1)},${sy(p.y).toFixed(1)}`).join("");
+  const band = data.resolution === "hour"
+    ? `<path class="band" d="${pts.map((p, i) => `${i ? "L" : "M"}${sx(p.x).toFixed(1)},${sy(p.hi).toFixed(1)}`).join("")}${pts.slice().reverse().map((p) => `L${sx(p.x).toFixed(1)},${sy(p.lo).toFixed(1)}`).join("")}Z"/>` : "";
+  const mx = sx(markAt.getTime());
+  const hhmm = (ms) => new Date(ms).toLocaleTimeString(state.lang === "zh" ? "zh-CN" : "en-GB", { hour: "2-digit", minute: "2-digit", hour12: false });
+  return `<svg class="chart" viewBox="0 0 ${W} ${H}" role="img" aria-label="${esc(data.metric)}">
+    <line class="axis" x1="${L}" y1="${H - B}" x2="${W - R}" y2="${H - B}"/><line class="axis" x1="${L}" y1="${T}" x2="${L}" y2="${H - B}"/>
+    <text x="4" y="${T + 10}">${y1.toFixed(1)}</text><text x="4" y="${H - B}">${y0.toFixed(1)}</text>
+    <text x="${L}" y="${H - 6}">${hhmm(x0)}</text><text x="${W - R - 34}" y="${H - 6}">${hhmm(x1)}</text>
+    ${band}<path class="line" d="${line}"/>
+    ${mx >= L && mx <= W - R ? `<line class="mark" x1="${mx}" y1="${T}" x2="${mx}" y2="${H - B}"/>` : ""}
+  </svg>`;
+}
+
+// ------------------------------------------------------------------------------------------------
+// Devices and buildings
+
+async function loadDevices(append = false) {
+  const search = $("#device-search").value.trim();
+  const online = $("#device-online").value;
+  const q = [communityQuery(), search ? `q=${encodeURIComponent(search)}` : "", online ? `online=${online}` : "",
+    append && state.devicesCursor ? `cursor=${state.devicesCursor}` : "", "limit=100"].filter(Boolean).join("&");
+  const page = await api(`/devices?${q}`);
+  state.devicesCursor = page.next_cursor;
+  $("#devices-more").hidden = !page.next_cursor;
+  const rows = page.items.map((d) => `<tr>
+      <td>${esc(d.uid)}</td><td>${esc(t("families")[d.family] || d.family)}</td>
+      <td>${esc([d.building_name, d.location_name].filter(Boolean).join(" · "))}</td>
+      <td><span class="dot ${d.online ? "on" : d.online === false ? "off" : ""}"></span>${esc(d.online ? t("online") : d.online === false ? t("offlineState") : t("never"))}</td>
+      <td>${esc(fmtTime(d.last_seen))}</td><td>${d.open_alarms || ""}</td></tr>`).join("");
+  if (append) $("#device-rows").insertAdjacentHTML("beforeend", rows); else $("#device-rows").innerHTML = rows;
+}
+
+async function loadBuildings() {
+  const page = await api(`/buildings?limit=500${state.community ? "&" + communityQuery() : ""}`);
+  $("#buildings").innerHTML = page.items.map((b) => {
+    const cls = b.critical ? "bad" : (b.major || b.offline) ? "warn" : "";
+    const sev = ["critical", "major", "minor", "warning"].filter((s) => b[s])
+      .map((s) => `<span class="pill sev-${s}">${esc(t("sev")[s])} ${b[s]}</span>`).join(" ");
+    return `<div class="building card ${cls}"><strong>${esc(b.name)}</strong>
+      <div class="counts">${b.devices} ${esc(t("devicesUnit"))} · ${b.online} ${esc(t("onlineUnit"))} · ${b.offline} ${esc(t("offlineState"))}</div>
+      <div>${sev}</div></div>`;
+  }).join("");
+}
+
+// ------------------------------------------------------------------------------------------------
+// Compliance
+
+async function loadCompliance() {
+  const target = $("#compliance");
+  const ids = state.community ? [state.community] : (state.communities || []).map((c) => String(c.id));
+  const parts = [];
+  for (const id of ids) {
+    const name = (state.communities || []).find((c) => String(c.id) === id)?.name || id;
+    const s = await api(`/compliance/summary?community_id=${id}`);
+    if (!s.by_check.length) { parts.push(`<h3>${esc(name)}</h3><p class="muted">${esc(t("noFindings"))}</p>`); continue; }
+    const rows = s.by_check.map((c) => {
+      const pct = Math.round(c.share * 1000) / 10;
+      return `<tr><td>${esc(t("checks")[c.check_name] || c.check_name)}</td><td>${c.total}</td><td>${c.failed}</td>
+        <td><div class="bar ${pct < 95 ? "low" : ""}"><span style="width:${pct}%"></span></div> ${pct}%</td></tr>`;
+    }).join("");
+    const failing = s.failing_devices.slice(0, 20).map((d) => `<li>${esc(d.device_uid)} · ${esc(t("checks")[d.check_name] || d.check_name)} · ${d.failed}/${d.total}</li>`).join("");
+    parts.push(`<h3>${esc(name)}</h3><table class="compliance-table"><thead><tr><th>${esc(t("check"))}</th><th>${esc(t("total"))}</th><th>${esc(t("failed"))}</th><th>${esc(t("share"))}</th></tr></thead><tbody>${rows}</tbody></table>
+      ${failing ? `<h4>${esc(t("failingDevices"))}</h4><ul>${failing}</ul>` : ""}`);
+  }
+  target.innerHTML = parts.join("");
+}
+
+// ------------------------------------------------------------------------------------------------
+// Wiring
+
+function showTab(tab) {
+  state.tab = tab;
+  document.querySelectorAll(".tabs button").forEach((b) => b.classList.toggle("active", b.dataset.tab === tab));
+  document.querySelectorAll(".tab").forEach((s) => { s.hidden = s.id !== `tab-${tab}`; });
+  if (tab === "devices") { loadBuildings(); loadDevices(); }
+  if (tab === "compliance") loadCompliance();
+}
+
+document.addEventListener("DOMContentLoaded", () => {
+  $("#login-form").addEventListener("submit", login);
+  document.querySelectorAll(".lang-toggle").forEach((b) => b.addEventListener("click", () => {
+    state.lang = state.lang === "zh" ? "en" : "zh";
+    localStorage.setItem("yiju.lang", state.lang);
+    applyLang();
+  }));
+  $("#logout").addEventListener("click", logout);
+  document.querySelectorAll(".tabs button").forEach((b) => b.addEventListener("click", () => showTab(b.dataset.tab)));
+  $("#community").addEventListener("change", (e) => {
+    state.community = e.target.value;
+    localStorage.setItem("yiju.community", state.community);
+    state.lastEventId = null;
+    startStream();
+    if (state.tab !== "board") showTab(state.tab);
+  });
+  $("#board").addEventListener("click", async (e) => {
+    const button = e.target.closest("button[data-act]");
+    if (!button) return;
+    ensureAudio();
+    const id = Number(button.closest("[data-alarm]").dataset.alarm);
+    if (button.dataset.act === "detail") openDetail(id);
+    else await act(id, button.dataset.act);
+  });
+  $("#detail").addEventListener("click", async (e) => {
+    if (e.target.id === "detail" || e.target.id === "detail-close") { $("#detail").hidden = true; state.detailId = null; return; }
+    const button = e.target.closest("button[data-detail-act]");
+    if (button) await act(state.detailId, button.dataset.detailAct);
+  });
+  $("#detail").addEventListener("submit", async (e) => {
+    e.preventDefault();
+    const text = new FormData(e.target).get("text");
+    if (String(text).trim()) await act(state.detailId, "comment", text);
+  });
+  $("#critical-banner").addEventListener("click", (e) => { ensureAudio(); openDetail(Number(e.currentTarget.dataset.alarm)); });
+  let searchTimer = null;
+  $("#device-search").addEventListener("input", () => { clearTimeout(searchTimer); searchTimer = setTimeout(() => loadDevices(), 300); });
+  $("#device-online").addEventListener("change", () => loadDevices());
+  $("#devices-more").addEventListener("click", () => loadDevices(true));
+  applyLang();
+  if (state.token) start(); else $("#login-view").hidden = false;
+});
