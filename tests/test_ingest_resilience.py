@@ -152,7 +152,10 @@ class Probe:
     def remove(self) -> None:
         time.sleep(1.0)  # late probes land first
         with connection(self.db_url) as conn:
-            ids = "SELECT d.id FROM devices d JOIN communities c ON c.id = d.community_id WHERE c.code = 'probe'"
+            ids = (
+                "SELECT d.id FROM devices d JOIN communities c ON c.id = d.community_id "
+                "WHERE c.code = 'probe'"
+            )
             for table in ("points", "telemetry", "device_events", "device_presence"):
                 conn.execute(f"DELETE FROM {table} WHERE device_id IN ({ids})")
             conn.commit()
