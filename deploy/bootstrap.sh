@@ -21,6 +21,9 @@ fi
 [ -n "$PYTHON" ] || need_apt+=(python3 python3-venv)
 ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || command -v initdb >/dev/null || need_apt+=(postgresql)
 command -v mosquitto >/dev/null || [ -x /usr/sbin/mosquitto ] || need_apt+=(mosquitto)
+# the console's browser test drives Debian's chromium with Playwright; CJK fonts so Chinese renders
+command -v chromium >/dev/null || need_apt+=(chromium)
+dpkg -s fonts-noto-cjk >/dev/null 2>&1 || need_apt+=(fonts-noto-cjk)
 # extra packages a caller needs (e.g. the browser for the console's end-to-end test)
 for extra in ${YIJU_EXTRA_APT:-}; do
   dpkg -s "$extra" >/dev/null 2>&1 || need_apt+=("$extra")
