@@ -66,10 +66,13 @@ def event(out: Out, msg: EventMessage[fam.Event], ts: float, th: AlertSettings) 
 def _rescue_follow(out: Out, ts: float, th: AlertSettings) -> None:
     """Start the rescue clock when the trapped alarm opens; stop it when it clears."""
     trapped = out.is_open(A.ELEVATOR_TRAPPED)
-    if trapped and "r" not in out.st.marks:
+    # "rd" = trapped-since of an episode whose rescuer already arrived: its clock must not restart
+    if trapped and "r" not in out.st.marks and out.st.marks.get("rd") != out.st.open[A.ELEVATOR_TRAPPED]:
         out.st.marks["r"] = [out.st.open[A.ELEVATOR_TRAPPED], 0]
-    elif not trapped and "r" in out.st.marks:
-        _rescue_end(out, ts, th, "released", None)
+    elif not trapped:
+        out.st.marks.pop("rd", None)
+        if "r" in out.st.marks:
+            _rescue_end(out, ts, th, "released", None)
 
 
 def _rescue_end(out: Out, ts: float, th: AlertSettings, how: str, by: str | None) -> None:
@@ -77,6 +80,8 @@ def _rescue_end(out: Out, ts: float, th: AlertSettings, how: str, by: str | None
     if clock is None:
         return
     t0 = clock[0]
+    if how == "arrived":
+        out.st.marks["rd"] = t0
     limit = float(th.elevator.rescue_arrival_s)
     measured = ts - t0
     if measured <= limit or not out.is_open(A.RESCUE_OVERDUE):
