@@ -57,11 +57,11 @@ class SizeSpec:
 
 SIZES: dict[Size, SizeSpec] = {
     Size.SMALL: SizeSpec(
-        high_rise_buildings=3, high_rise_floors=11, high_rise_units=2,
+        high_rise_buildings=5, high_rise_floors=8, high_rise_units=2,
         low_rise_buildings=2, low_rise_floors=6, low_rise_units=2,
         households_per_floor=2, retrofit_share=0.5,
-        sheds=2, posts_per_shed=(3, 3), roads=3, lamps_per_road=10, entrances=2,
-        recorders=2, channels_per_recorder=16,
+        sheds=3, posts_per_shed=(4, 4), roads=3, lamps_per_road=10, entrances=2,
+        recorders=3, channels_per_recorder=16,
     ),
     Size.TYPICAL: SizeSpec(
         high_rise_buildings=30, high_rise_floors=20, high_rise_units=2,
