@@ -8,14 +8,12 @@ are ordered by id and paged with `after_id` (the last id of the previous page) a
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Sequence
 from datetime import datetime
 from typing import Any, LiteralString
 
 import psycopg
 from psycopg.rows import dict_row
-from psycopg.types.json import Jsonb
 
 # Raw points returned at most per request; beyond that the caller asks for hourly buckets.
 RAW_POINTS_MAX = 5000
@@ -252,28 +250,6 @@ _COMMAND: LiteralString = """
             FROM command_acks k WHERE k.command_id = c.id) AS acks
     FROM commands c JOIN devices d ON d.id = c.device_id
 """
-
-
-def create_command(
-    conn: psycopg.Connection[Any],
-    *,
-    device_id: int,
-    name: str,
-    params: dict[str, Any],
-    requested_by: str,
-    alarm_id: int | None,
-) -> dict[str, Any]:
-    """A pending command row; the service that owns the MQTT side sends pending commands."""
-    row = _one(
-        conn,
-        """INSERT INTO commands (command_uuid, device_id, name, params, requested_by, requested_at, alarm_id)
-           VALUES (%s, %s, %s, %s, %s, now(), %s) RETURNING id""",
-        (uuid.uuid4(), device_id, name, Jsonb(params), requested_by, alarm_id),
-    )
-    assert row is not None
-    command = get_command(conn, int(row["id"]))
-    assert command is not None
-    return command
 
 
 def get_command(conn: psycopg.Connection[Any], command_id: int) -> dict[str, Any] | None:

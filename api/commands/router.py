@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import uuid
+from datetime import UTC, datetime
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, Path, Query, status
@@ -14,7 +16,7 @@ from api.errors import ERROR_RESPONSES, ApiError, FieldError, invalid, not_found
 from api.pagination import Cursor, Limit, Page, decode_int_cursor, page_by_id
 from devices.catalog import FAMILIES
 from devices.contract import Family
-from storage import alarms, api_queries, users
+from storage import alarms, api_queries, findings, users
 
 router = APIRouter(tags=["commands"], responses={k: ERROR_RESPONSES[k] for k in (403, 404)})
 
@@ -40,14 +42,18 @@ def send_command(body: CommandCreate, principal: Operator, conn: Conn) -> Comman
         if alarm is None or alarm.community_id != device["community_id"]:
             raise not_found("alarm", body.alarm_id)
     params = typed.model_dump(mode="json", exclude={"command"}, exclude_none=True)
-    row = api_queries.create_command(
+    command_id = findings.insert_command(
         conn,
+        command_uuid=uuid.uuid4(),
         device_id=body.device_id,
         name=body.command,
         params=params,
         requested_by=principal.actor,
+        requested_at=datetime.now(UTC),
         alarm_id=body.alarm_id,
     )
+    row = api_queries.get_command(conn, command_id) if command_id is not None else None
+    assert row is not None  # a fresh uuid is never a redelivery
     users.audit(
         conn,
         actor=principal.actor,
