@@ -13,9 +13,11 @@ concurrent duplicate triggers update the open alarm instead of creating a second
 Each function runs in `conn.transaction()`: a transaction of its own on an idle connection, a
 savepoint inside the caller's transaction (the caller's commit then covers it, NOTIFY included).
 
-Transition ids come from a sequence, so two concurrent transactions can commit ids out of order;
-a resuming reader should re-read a short window before its last id (ids are unique, so duplicates are
-easy to drop).
+Transition ids commit in id order: every function that writes a transition first takes one
+transaction-scoped advisory lock (before touching any alarm row, so the lock order is always the
+same and cannot deadlock). A stream that resumes after id N therefore never misses a transition that
+committed later with a smaller id. Alarm transitions are rare next to telemetry, so serialising their
+writers costs nothing measurable.
 """
 
 from __future__ import annotations
@@ -165,6 +167,9 @@ _UPSERT = _q(
     """
 )
 
+# pg_advisory_xact_lock key for transition writers: "alrm" in ASCII, recognisable in pg_locks
+TRANSITION_LOCK_KEY = 0x616C_726D
+
 _INSERT_TRANSITION: LiteralString = """
     WITH t AS (
         INSERT INTO alarm_transitions (alarm_id, at, action, actor, comment, details)
@@ -241,6 +246,11 @@ def _record(
     return _transition(row)
 
 
+def _serialise_transitions(conn: psycopg.Connection[Any]) -> None:
+    """Hold the transition-writer lock until this transaction ends (re-entrant within it)."""
+    conn.execute("SELECT pg_advisory_xact_lock(%s)", (TRANSITION_LOCK_KEY,))
+
+
 def _check_aware(at: datetime | None) -> None:
     if at is not None and at.tzinfo is None:
         raise InputError("alarm times must be timezone-aware")
@@ -283,6 +293,7 @@ def raise_or_update(
         "details": Jsonb(details or {}),
     }
     with conn.transaction():
+        _serialise_transitions(conn)
         row = _one(conn, _UPSERT, params)
         if row is None:  # the device row vanished between the insert and the join
             raise StorageError(f"device {device_id} does not exist")
@@ -313,6 +324,7 @@ def clear(
     if alarm_id is None and (device_id is None or type is None):
         raise InputError("clear needs an alarm id or a device id and alarm type")
     with conn.transaction():
+        _serialise_transitions(conn)
         query = _CLEAR_BY_ID if alarm_id is not None else _CLEAR_BY_PAIR
         key = (alarm_id,) if alarm_id is not None else (device_id, type)
         row = _one(conn, query, (at, actor, *key))
@@ -337,6 +349,7 @@ def acknowledge(
     """Acknowledge an alarm (active or already cleared). None if it was acknowledged before."""
     _check_aware(at)
     with conn.transaction():
+        _serialise_transitions(conn)
         row = _one(conn, _ACKNOWLEDGE, (at, actor, alarm_id))
         if row is None:
             if get(conn, alarm_id) is None:
@@ -370,6 +383,7 @@ def record_transition(
     """A transition that does not change the alarm's state (comment, escalation, notification)."""
     _check_aware(at)
     with conn.transaction():
+        _serialise_transitions(conn)
         alarm = get(conn, alarm_id, for_update=True)
         if alarm is None:
             raise AlarmNotFound(f"no alarm {alarm_id}")

@@ -247,3 +247,37 @@ def test_concurrent_duplicate_triggers_make_one_open_alarm(seeded: tuple[str, di
         ).fetchall()
     assert [r[0] for r in rows] == ["cleared"] * 4
     assert sum(r[1] for r in rows) == 2 * rounds
+
+
+def test_transitions_become_visible_in_id_order(seeded: tuple[str, dict[str, int]]) -> None:
+    """A writer must wait while an earlier transition is uncommitted, so a stream resuming after id N
+    can never miss a smaller id that commits later."""
+    url, ids = seeded
+    slow = connect(url)
+    try:
+        slow.execute("SELECT 1")  # an open transaction, so the writer's block becomes a savepoint
+        first = _raise(slow, ids)  # transition id allocated, not committed
+        done: list[Any] = []
+
+        def second_writer() -> None:
+            with connect(url, autocommit=True) as conn:
+                done.append(_raise(conn, ids, device="smk1", type="fire_alarm", severity="critical"))
+
+        thread = threading.Thread(target=second_writer)
+        thread.start()
+        with connect(url, autocommit=True) as probe:
+            deadline = datetime.now(UTC) + timedelta(seconds=10)
+            waiting = 0
+            while datetime.now(UTC) < deadline and not waiting:
+                row = probe.execute(
+                    "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted"
+                ).fetchone()
+                waiting = row[0] if row else 0
+            assert waiting == 1, "the second writer did not wait for the uncommitted transition"
+            assert not done
+        slow.commit()
+        thread.join(10)
+        assert done
+        assert first.transition.id < done[0].transition.id
+    finally:
+        slow.close()

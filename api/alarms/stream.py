@@ -8,10 +8,10 @@ Every alarm transition is an event whose id comes from `alarm_transitions.id`. A
 3. follows the notifications, reading each named transition.
 
 The SSE `id:` sent with each event is a high watermark (the largest transition id sent so far), so
-a client that reconnects with it gets every later event exactly once, even when two writers commit
-their ids out of order. Each stream owns one pump task that the response cancels when the client
-disconnects and the hub cancels at shutdown. Blocking reads run in worker threads (`asyncio.to_thread`)
-on the app's pool; the event loop only waits.
+a client that reconnects with it gets every later event exactly once (transition ids commit in id
+order: storage/alarms.py serialises their writers). Each stream owns one pump task that the
+response cancels when the client disconnects and the hub cancels at shutdown. Blocking reads run in
+worker threads (`asyncio.to_thread`) on the app's pool; the event loop only waits.
 """
 
 from __future__ import annotations
