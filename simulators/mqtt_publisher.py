@@ -3,16 +3,18 @@ MQTT 5 broker.
 
 Two ways to connect, as the issue asks:
 
-- `DevicePublisher`: one MQTT session per device, client id = username = device uid, so the broker
-  sees what it sees in production: the device's retained `status` online message and its Last Will
-  (offline, retained) that the broker publishes if the session dies.
-- `LoadPublisher`: a few multiplexed connections publishing many devices' messages (QoS 1, a large
-  in-flight window) as fast as the broker acknowledges them. A device always goes through the same
-  connection, so its messages stay in order.
+- `DevicePublisher` (paho): one MQTT session per device, client id = username = device uid, so the
+  broker sees what it sees in production: the device's retained `status` online message and its
+  Last Will (offline, retained) that the broker publishes if the session dies.
+- `LoadPublisher`: a few multiplexed connections publishing many devices' messages (QoS 1, the
+  broker's whole Receive Maximum in flight) as fast as the broker acknowledges them. A device always
+  goes through the same connection, so its messages stay in order. It speaks MQTT 5 through
+  `WireConnection`, a minimal client written for throughput (paho costs ~100 µs per message here);
+  `run_load` spreads pre-serialised messages over worker processes.
 
-Both run on the caller's thread: no background thread. The caller's loop calls `pump()` while it
-waits (that reads acknowledgements and keeps sessions alive) and `close()` at the end (also on
-errors: use them as context managers). paho errors become `yiju.errors` types here.
+Neither starts a thread: the caller's loop calls `pump()` while it waits (acknowledgements,
+keep-alives) and `close()` at the end (context managers). Socket and protocol errors become
+`yiju.errors.BrokerUnavailable` here.
 
 `drain_count` is a bare subscriber that counts what arrives (benchmarks and tests).
 """
