@@ -26,6 +26,8 @@ from yiju.errors import BrokerUnavailable, ConfigurationError
 log = logging.getLogger(__name__)
 
 DEFAULT_MQTT_PORT = 1883
+# commands kept by paho while the broker is away; beyond this, publishing a command fails loudly
+COMMAND_QUEUE_MAX = 10_000
 
 
 @dataclass(frozen=True)
@@ -249,6 +251,71 @@ class MqttConsumer:
     def stop(self) -> None:
         """Disconnect (the session and its unacknowledged messages stay with the broker)."""
         self._started = False
+        try:
+            self._client.disconnect()
+        finally:
+            self._client.loop_stop()
+        self.connected.clear()
+
+
+class MqttCommandPublisher:
+    """Publishes downlink commands (`{prefix}/v1/{community}/{device}/cmd`, QoS 1) for the alert engine
+    and the API. Its own MQTT session, on paho's network thread owned here (`start`/`stop`).
+
+    `publish` only queues the message with paho and returns; while the broker is away paho keeps it
+    and sends it after reconnecting. A command that cannot even be queued raises `BrokerUnavailable`,
+    and the caller marks it failed.
+    """
+
+    def __init__(self, url: str, *, client_id: str, keepalive_s: int = 30) -> None:
+        self.address = parse_mqtt_url(url)
+        self.connected = threading.Event()
+        self._client = mqtt.Client(
+            CallbackAPIVersion.VERSION2,
+            client_id=client_id,
+            protocol=MQTTProtocolVersion.MQTTv5,
+            reconnect_on_failure=True,
+        )
+        self._client.max_queued_messages_set(COMMAND_QUEUE_MAX)
+        if self.address.username:
+            self._client.username_pw_set(self.address.username, self.address.password)
+        self._client.on_connect = self._on_connect
+        self._client.on_disconnect = self._on_disconnect
+        self._keepalive_s = keepalive_s
+
+    def _on_connect(
+        self,
+        client: mqtt.Client,
+        userdata: object,
+        flags: mqtt.ConnectFlags,
+        reason: ReasonCode,
+        props: object,
+    ) -> None:
+        if reason.is_failure:
+            log.warning("command publisher: broker refused the connection: %s", reason)
+            return
+        self.connected.set()
+
+    def _on_disconnect(
+        self,
+        client: mqtt.Client,
+        userdata: object,
+        flags: mqtt.DisconnectFlags,
+        reason: ReasonCode,
+        props: object,
+    ) -> None:
+        self.connected.clear()
+
+    def start(self) -> None:
+        self._client.connect_async(self.address.host, self.address.port, keepalive=self._keepalive_s)
+        self._client.loop_start()
+
+    def publish(self, topic: str, payload: bytes) -> None:
+        info = self._client.publish(topic, payload, qos=1)
+        if info.rc not in (mqtt.MQTT_ERR_SUCCESS, mqtt.MQTT_ERR_NO_CONN):
+            raise BrokerUnavailable(f"command to {topic} not queued: {mqtt.error_string(info.rc)}")
+
+    def stop(self) -> None:
         try:
             self._client.disconnect()
         finally:
