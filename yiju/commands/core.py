@@ -1,26 +1,20 @@
-"""Core commands: db migrate / maintain, doctor, demo, version."""
+"""Core commands: db migrate / maintain, doctor, run, demo, version."""
 
 from __future__ import annotations
 
 import argparse
-import logging
 import signal
-import threading
-import time
-from types import FrameType
 
 from storage.db import connection
 from storage.migrate import migrate
 from storage.timeseries import run_maintenance
 from yiju import __version__
 from yiju.commands.base import Subparsers
+from yiju.demo import run_demo
 from yiju.doctor import run_checks
+from yiju.runtime import Runtime, serve_until_signal
 from yiju.settings import Settings
-from yiju.stack import LocalStack, resolve
-
-log = logging.getLogger("yiju")
-
-MAINTENANCE_INTERVAL_S = 60.0
+from yiju.stack import resolve
 
 
 def _cmd_migrate(args: argparse.Namespace, settings: Settings) -> int:
@@ -56,30 +50,19 @@ def _cmd_doctor(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
-    stop = threading.Event()
+    signal.signal(signal.SIGTERM, signal.default_int_handler)  # stop cleanly on SIGTERM as on Ctrl-C
+    return run_demo(settings, duration_s=args.duration, port=args.port)
 
-    def _on_signal(signum: int, frame: FrameType | None) -> None:
-        stop.set()
 
-    signal.signal(signal.SIGTERM, _on_signal)
-    with LocalStack(settings) as endpoints:
-        report = migrate(endpoints.database_url, settings.database)
-        print(f"database  {endpoints.database_url}  (storage mode {report.mode}: {report.mode_reason})")
-        print(f"broker    {endpoints.mqtt_url}")
-        print("The stack is up. Device simulator, ingest and the live console are not built yet;")
-        print("this demo runs the storage and the broker only. Press Ctrl-C to stop.")
-        deadline = None if args.duration is None else time.monotonic() + args.duration
-        try:
-            while True:
-                wait_s = MAINTENANCE_INTERVAL_S
-                if deadline is not None:
-                    wait_s = min(wait_s, max(0.0, deadline - time.monotonic()))
-                if stop.wait(wait_s) or (deadline is not None and time.monotonic() >= deadline):
-                    break
-                with connection(endpoints.database_url, autocommit=True) as conn:
-                    run_maintenance(conn, settings.database)
-        except KeyboardInterrupt:
-            pass
+def _cmd_run(args: argparse.Namespace, settings: Settings) -> int:
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
+    endpoints = resolve(settings)
+    runtime = Runtime(settings, endpoints)
+    server = runtime.api_server(port=args.port)
+    with runtime:
+        where = f"http://{server.config.host}:{server.config.port}/console/"
+        print(f"Yiju running: ingest, alert engine, command dispatch, upkeep; API and console on {where}")
+        serve_until_signal(server)
     print("stopped")
     return 0
 
@@ -102,7 +85,16 @@ def register(sub: Subparsers) -> None:
     sub.add_parser("doctor", help="check the database, its storage mode and the broker").set_defaults(
         handler=_cmd_doctor
     )
-    demo = sub.add_parser("demo", help="run the whole stack on private local services")
+    demo = sub.add_parser(
+        "demo", help="the whole stack on private local services with a simulated compound and the console"
+    )
     demo.add_argument("--duration", type=float, default=None, help="stop after this many seconds")
+    demo.add_argument("--port", type=int, default=None, help="console/API port (default: settings, 8080)")
     demo.set_defaults(handler=_cmd_demo)
+    run = sub.add_parser(
+        "run",
+        help="ingest, alert engine, command dispatch, upkeep and the API against the configured servers",
+    )
+    run.add_argument("--port", type=int, default=None, help="API port (default: settings)")
+    run.set_defaults(handler=_cmd_run)
     sub.add_parser("version", help="print the version").set_defaults(handler=_cmd_version)

@@ -1,0 +1,86 @@
+"""Downlink commands: claiming the pending ones for sending, and applying device acknowledgements.
+
+The engine records and publishes its own commands (storage.findings). Commands requested through the
+API are recorded `pending`; the runtime's dispatcher claims them here, publishes them and marks them
+sent. Device acknowledgements arrive as `cmd_ack` device events (stored by ingest) and are applied
+to their command by id.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+from uuid import UUID
+
+import psycopg
+
+
+@dataclass(frozen=True)
+class PendingCommand:
+    id: int
+    command_uuid: UUID
+    device_uid: str
+    community_code: str
+    name: str
+    params: dict[str, Any]
+    requested_at: datetime
+
+
+def claim_pending(conn: psycopg.Connection[Any], limit: int = 100) -> list[PendingCommand]:
+    """Pending commands, oldest first, locked until the caller's transaction ends (SKIP LOCKED, so
+    two dispatchers never send the same command)."""
+    rows = conn.execute(
+        """
+        SELECT c.id, c.command_uuid, d.uid, co.code, c.name, c.params, c.requested_at
+        FROM commands c JOIN devices d ON d.id = c.device_id JOIN communities co ON co.id = d.community_id
+        WHERE c.status = 'pending'
+        ORDER BY c.requested_at, c.id
+        LIMIT %s
+        FOR UPDATE OF c SKIP LOCKED
+        """,
+        (limit,),
+    ).fetchall()
+    return [PendingCommand(*row) for row in rows]
+
+
+def mark_sent(conn: psycopg.Connection[Any], command_id: int, *, ok: bool) -> None:
+    conn.execute(
+        "UPDATE commands SET status = %s, sent_at = CASE WHEN %s THEN now() ELSE sent_at END WHERE id = %s",
+        ("sent" if ok else "failed", ok, command_id),
+    )
+
+
+def apply_acks(conn: psycopg.Connection[Any], since: datetime) -> tuple[int, datetime]:
+    """Apply `cmd_ack` events with device time >= `since` to their commands (idempotent).
+
+    Returns how many acknowledgements were new and the newest event time seen (the next `since`).
+    """
+    row = conn.execute(
+        """
+        WITH acks AS (
+            SELECT e.ts, e.received_at, e.body, c.id AS command_id
+            FROM device_events e
+            JOIN commands c ON c.command_uuid::text = e.body->>'id' AND c.device_id = e.device_id
+            WHERE e.kind = 'cmd_ack' AND e.ts >= %s
+        ), inserted AS (
+            INSERT INTO command_acks (command_id, received_at, ok, code, body)
+            SELECT a.command_id, a.received_at, (a.body->>'ok')::boolean, a.body->>'code', a.body
+            FROM acks a
+            WHERE NOT EXISTS (
+                SELECT 1 FROM command_acks k
+                WHERE k.command_id = a.command_id AND k.received_at = a.received_at
+            )
+            RETURNING command_id, ok
+        ), updated AS (
+            UPDATE commands c SET status = CASE WHEN i.ok THEN 'acknowledged' ELSE 'rejected' END
+            FROM inserted i
+            WHERE c.id = i.command_id AND c.status IN ('pending', 'sent', 'failed')
+            RETURNING c.id
+        )
+        SELECT (SELECT count(*) FROM inserted), (SELECT max(ts) FROM acks)
+        """,
+        (since,),
+    ).fetchone()
+    assert row is not None
+    return int(row[0]), row[1] or since

@@ -1,0 +1,168 @@
+"""`yiju demo`: the whole stack on private local services, a simulated compound, the live console.
+
+What happens, in order: the local stack (private PostgreSQL + Mosquitto under the state directory)
+starts and is migrated; a small simulated compound is registered; a demo login is created (its
+password is kept in `<state dir>/demo-login.json` so later runs reuse it); ingest, the alert engine,
+command dispatch and upkeep start; the simulator plays the compound in real time with a few incidents
+scheduled in the first minutes (a fire with a door that fails to release, a charger whose relay is
+stuck, a door forced open, …); and the API serves the console until Ctrl-C or `--duration`.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import secrets
+import threading
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from simulators import behaviour, scenarios
+from simulators.compound import Fleet, Size, generate_fleet
+from simulators.mqtt_publisher import DevicePublisher, LoadPublisher
+from simulators.runner import play
+from simulators.stream import SimClock, merge
+from storage.db import connection
+from storage.migrate import migrate
+from storage.users import Role, community_ids_by_code, create_user, get_user_by_username
+from yiju.commands.simulate import register_fleet
+from yiju.errors import YijuError
+from yiju.runtime import Runtime, serve_until_signal
+from yiju.settings import Settings
+from yiju.stack import LocalStack
+
+log = logging.getLogger(__name__)
+
+DEMO_SEED = 1
+DEMO_PREFIX = "demo"
+DEMO_USER = "demo"
+LOGIN_FILE = "demo-login.json"
+# Incidents played into the demo compound (scenario, seconds after the start). Each scenario plays
+# about a minute of normal traffic before its incident, so the first alarm (the fire) comes after
+# about a minute and the others follow over the next few minutes.
+INCIDENTS: tuple[tuple[str, float], ...] = (
+    ("smoke_fire_linkage_door_fails", 0.0),
+    ("door_forced_open", 10.0),
+    ("charger_overtemp_stuck_relay", 20.0),
+    ("gas_high_valve_fails", 40.0),
+    ("nvr_retention_short", 60.0),
+    ("elevator_trapped_rescued", 80.0),
+)
+SIMULATOR_STOP_S = 10.0
+
+
+@dataclass(frozen=True)
+class DemoLogin:
+    username: str
+    password: str | None  # None: created by an earlier run whose password file is gone
+
+
+def ensure_login(database_url: str, state_dir: Path, fleet: Fleet) -> DemoLogin:
+    """An admin login for the demo; the password is generated once and kept beside the stack."""
+    path = state_dir / LOGIN_FILE
+    with connection(database_url) as conn:
+        if get_user_by_username(conn, DEMO_USER) is not None:
+            try:
+                saved = json.loads(path.read_text())
+                return DemoLogin(DEMO_USER, str(saved["password"]))
+            except (OSError, ValueError, KeyError):
+                return DemoLogin(DEMO_USER, None)
+        password = secrets.token_urlsafe(9)
+        codes = [c.community.code for c in fleet.compounds]
+        create_user(
+            conn,
+            username=DEMO_USER,
+            role=Role.ADMIN,
+            password=password,
+            community_ids=community_ids_by_code(conn, codes),
+            display_name="演示管理员 Demo admin",
+        )
+        conn.commit()
+    path.write_text(json.dumps({"username": DEMO_USER, "password": password}))
+    path.chmod(0o600)
+    return DemoLogin(DEMO_USER, password)
+
+
+class SimulatorThread:
+    """Plays the demo compound in real time (speed 1) with the incidents above; owned and stoppable."""
+
+    def __init__(self, settings: Settings, mqtt_url: str, fleet: Fleet) -> None:
+        self._settings = settings
+        self._mqtt_url = mqtt_url
+        self._fleet = fleet
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="demo-simulator", daemon=True)
+        self.error: BaseException | None = None
+
+    def _stream(self, start: datetime) -> Any:
+        compound = self._fleet.compounds[0]
+        picker = scenarios.Picker(compound)  # shared, so each incident gets devices of its own
+        built = [
+            scenarios.build([name], compound, start + timedelta(seconds=offset), picker=picker)[0]
+            for name, offset in INCIDENTS
+        ]
+        claimed = frozenset(uid for s in built for uid in s.devices)
+        background = behaviour.fleet_background(self._fleet, start, None, exclude=claimed)
+        return merge(background, *(s.messages for s in built))
+
+    def _publisher(self) -> DevicePublisher | LoadPublisher:
+        prefix = self._settings.mqtt.topic_prefix
+        try:
+            DevicePublisher.check_capacity(self._fleet.device_count())
+        except YijuError as exc:
+            log.warning("one MQTT session per device is not possible here (%s); multiplexing", exc)
+            return LoadPublisher(self._mqtt_url, prefix, connections=4)
+        return DevicePublisher(self._mqtt_url, prefix)
+
+    def _run(self) -> None:
+        start = datetime.now(UTC).replace(microsecond=0)
+        try:
+            with self._publisher() as publisher:
+                play(self._stream(start), publisher, SimClock(start, 1.0, time.monotonic()), stop=self._stop)
+        except BaseException as exc:  # reported by the owner; the demo keeps serving the console
+            self.error = exc
+            log.exception("demo simulator stopped")
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=SIMULATOR_STOP_S)
+
+
+def run_demo(settings: Settings, *, duration_s: float | None = None, port: int | None = None) -> int:
+    with LocalStack(settings) as endpoints:
+        report = migrate(endpoints.database_url, settings.database)
+        fleet = generate_fleet(Size.SMALL, 1, DEMO_SEED, prefix=DEMO_PREFIX)
+        register_fleet(endpoints.database_url, fleet)
+        login = ensure_login(endpoints.database_url, settings.state_dir, fleet)
+        runtime = Runtime(settings, endpoints)
+        server = runtime.api_server(port=port)
+        with runtime:
+            simulator = SimulatorThread(settings, endpoints.mqtt_url, fleet)
+            simulator.start()
+            host, bound_port = server.config.host, server.config.port
+            password = login.password or f"(set by an earlier run; see {settings.state_dir / LOGIN_FILE})"
+            print(f"storage   {report.mode} ({report.mode_reason})")
+            print(f"broker    {endpoints.mqtt_url}")
+            community = fleet.compounds[0].community.code
+            print(f"devices   {fleet.device_count():,} simulated in community {community}")
+            print(f"console   http://{host}:{bound_port}/console/   login: {login.username} / {password}")
+            print("The first incident (a fire) comes after about a minute. Press Ctrl-C to stop.", flush=True)
+            timer: threading.Timer | None = None
+            if duration_s is not None:
+                timer = threading.Timer(duration_s, lambda: setattr(server, "should_exit", True))
+                timer.daemon = True
+                timer.start()
+            try:
+                serve_until_signal(server)
+            finally:
+                if timer is not None:
+                    timer.cancel()
+                simulator.stop()
+    print("stopped")
+    return 0

@@ -1,0 +1,202 @@
+"""The running system: ingest → alert engine → storage, command dispatch, storage upkeep, the API.
+
+`yiju run` and `yiju demo` build one `Runtime` from the settings and the resolved endpoints. Every
+thread here has an owner that stops it: the runtime stops its parts in reverse order of starting,
+so ingest flushes (and acknowledges) what it holds before the engine and the database go away.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from typing import Any
+from uuid import UUID
+
+import uvicorn
+
+from alerts.service import AlertService
+from api.app import create_app
+from devices.contract import Channel, topic
+from devices.envelope import CommandMessage
+from ingest.mqtt_adapter import MqttCommandPublisher
+from ingest.service import IngestService
+from storage import commands as command_store
+from storage.db import connection
+from storage.migrate import pending
+from storage.timeseries import run_maintenance
+from yiju.errors import ConfigurationError, YijuError
+from yiju.settings import Settings
+from yiju.stack import Endpoints
+
+log = logging.getLogger(__name__)
+
+MAINTENANCE_INTERVAL_S = 60.0
+DISPATCH_INTERVAL_S = 1.0
+# cmd_ack events are looked for this far behind the newest one seen (device clocks, late delivery)
+ACK_LOOKBACK = timedelta(minutes=10)
+# Open live streams are ended by the app at shutdown; this bounds how long uvicorn waits for them.
+API_GRACEFUL_SHUTDOWN_S = 3
+
+
+class CommandSender:
+    """The engine's and the dispatcher's way to a device: `alerts.service.CommandPublisher`."""
+
+    def __init__(self, mqtt: MqttCommandPublisher, prefix: str) -> None:
+        self._mqtt = mqtt
+        self._prefix = prefix
+
+    def publish_command(
+        self,
+        *,
+        community: str,
+        device: str,
+        command_id: UUID,
+        name: str,
+        params: dict[str, Any],
+        ts: datetime,
+    ) -> None:
+        message = CommandMessage(id=command_id, ts=ts, command=name, params=params)
+        where = topic(self._prefix, community, device, Channel.COMMAND)
+        self._mqtt.publish(where, message.model_dump_json().encode())
+
+
+class _Loop:
+    """A named thread that runs `step` every `interval_s` until stopped; errors are logged, not fatal."""
+
+    def __init__(self, name: str, interval_s: float, step: Callable[[], None]) -> None:
+        self._name = name
+        self._interval_s = interval_s
+        self._step = step
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name=name, daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def _run(self) -> None:
+        while not self._stop.wait(self._interval_s):
+            try:
+                self._step()
+            except YijuError as exc:
+                log.warning("%s: %s", self._name, exc)
+            except Exception:  # keep the loop alive; the next round may succeed
+                log.exception("%s failed", self._name)
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread.is_alive():
+            self._thread.join(timeout=30)
+
+
+class CommandDispatcher:
+    """Sends commands requested through the API and applies device acknowledgements to commands."""
+
+    def __init__(self, database_url: str, sender: CommandSender) -> None:
+        self._url = database_url
+        self._sender = sender
+        self._acks_since = datetime.now(UTC) - ACK_LOOKBACK
+        self.loop = _Loop("command-dispatcher", DISPATCH_INTERVAL_S, self.step)
+
+    def step(self) -> None:
+        with connection(self._url) as conn:
+            with conn.transaction():
+                for cmd in command_store.claim_pending(conn):
+                    try:
+                        self._sender.publish_command(
+                            community=cmd.community_code,
+                            device=cmd.device_uid,
+                            command_id=cmd.command_uuid,
+                            name=cmd.name,
+                            params=cmd.params,
+                            ts=datetime.now(UTC),
+                        )
+                        ok = True
+                    except YijuError as exc:
+                        log.warning("command %s to %s not sent: %s", cmd.name, cmd.device_uid, exc)
+                        ok = False
+                    command_store.mark_sent(conn, cmd.id, ok=ok)
+            with conn.transaction():
+                _, newest = command_store.apply_acks(conn, self._acks_since)
+            self._acks_since = max(self._acks_since, newest - ACK_LOOKBACK)
+
+
+class Runtime:
+    """Ingest, the alert engine, command dispatch and storage upkeep, started and stopped together."""
+
+    def __init__(self, settings: Settings, endpoints: Endpoints) -> None:
+        self.settings = settings.model_copy(
+            update={"database": settings.database.model_copy(update={"url": endpoints.database_url})}
+        )
+        self.endpoints = endpoints
+        client_id = settings.mqtt.client_id
+        self.mqtt_commands = MqttCommandPublisher(endpoints.mqtt_url, client_id=f"{client_id}-commands")
+        self.sender = CommandSender(self.mqtt_commands, settings.mqtt.topic_prefix)
+        self.engine = AlertService(endpoints.database_url, settings.alerts, publisher=self.sender)
+        self.ingest = IngestService(
+            self.settings, database_url=endpoints.database_url, mqtt_url=endpoints.mqtt_url, sink=self.engine
+        )
+        self.dispatcher = CommandDispatcher(endpoints.database_url, self.sender)
+        self.maintenance = _Loop("storage-maintenance", MAINTENANCE_INTERVAL_S, self._maintain)
+        self._started: list[Any] = []
+
+    def _maintain(self) -> None:
+        with connection(self.endpoints.database_url, autocommit=True) as conn:
+            run_maintenance(conn, self.settings.database)
+
+    def start(self) -> None:
+        todo = pending(self.endpoints.database_url)
+        if todo:
+            raise ConfigurationError(f"{len(todo)} schema migration(s) pending; run `yiju db migrate` first")
+        try:
+            for part in (
+                self.mqtt_commands,
+                self.engine,
+                self.ingest,
+                self.dispatcher.loop,
+                self.maintenance,
+            ):
+                part.start()
+                self._started.append(part)
+        except BaseException:
+            self.stop()
+            raise
+
+    def stop(self) -> None:
+        while self._started:
+            part = self._started.pop()
+            try:
+                part.stop()
+            except Exception:  # stop the rest whatever one part does
+                log.exception("stopping %s failed", type(part).__name__)
+
+    def __enter__(self) -> Runtime:
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def api_server(self, host: str | None = None, port: int | None = None) -> uvicorn.Server:
+        """The API and console server; run it with `serve_until_signal`."""
+        config = uvicorn.Config(
+            create_app(self.settings),
+            host=host or self.settings.api.host,
+            port=self.settings.api.port if port is None else port,
+            log_level="warning",
+            timeout_graceful_shutdown=API_GRACEFUL_SHUTDOWN_S,
+        )
+        return uvicorn.Server(config)
+
+
+def serve_until_signal(server: uvicorn.Server) -> None:
+    """Serve until Ctrl-C, SIGTERM or `server.should_exit`.
+
+    uvicorn shuts down gracefully on SIGINT/SIGTERM and then re-raises the signal; that is the normal
+    way to stop, so the resulting KeyboardInterrupt ends serving here and the caller stops the rest.
+    """
+    try:
+        server.run()
+    except KeyboardInterrupt:
+        log.info("stopping on signal")
