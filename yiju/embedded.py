@@ -17,6 +17,7 @@ import signal
 import socket
 import subprocess
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -43,6 +44,26 @@ def port_open(host: str, port: int, timeout_s: float = 0.5) -> bool:
             return True
     except OSError:
         return False
+
+
+def _wait_ready(
+    proc: subprocess.Popen[bytes],
+    ready: Callable[[], bool],
+    what: str,
+    log_path: Path,
+    *,
+    on_timeout: Callable[[], None],
+) -> None:
+    """Wait until `ready()`; a process that exits or a service that never gets ready is an error."""
+    deadline = time.monotonic() + START_TIMEOUT_S
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise ServiceStartError(f"{what} exited with {proc.returncode}:\n{_tail(log_path)}")
+        if ready():
+            return
+        time.sleep(POLL_INTERVAL_S)
+    on_timeout()
+    raise ServiceStartError(f"{what} was not ready within {START_TIMEOUT_S:.0f} s:\n{_tail(log_path)}")
 
 
 def _tail(path: Path, lines: int = 20) -> str:
@@ -235,23 +256,13 @@ class PostgresServer:
                 stdin=subprocess.DEVNULL,
                 start_new_session=True,
             )
-        deadline = time.monotonic() + START_TIMEOUT_S
-        while time.monotonic() < deadline:
-            if self._proc.poll() is not None:
-                raise ServiceStartError(
-                    f"PostgreSQL exited with {self._proc.returncode} on port {self.port}:\n"
-                    f"{_tail(self.log_path)}"
-                )
-            ready = subprocess.run(
-                [str(self.binaries.bin_dir / "pg_isready"), "-q", "-h", LOOPBACK, "-p", str(self.port)],
-                check=False,
-            )
-            if ready.returncode == 0:
-                return
-            time.sleep(POLL_INTERVAL_S * 2)
-        self.kill()
-        raise ServiceStartError(
-            f"PostgreSQL did not accept connections on port {self.port} within {START_TIMEOUT_S:.0f} s"
+        isready = [str(self.binaries.bin_dir / "pg_isready"), "-q", "-h", LOOPBACK, "-p", str(self.port)]
+        _wait_ready(
+            self._proc,
+            lambda: subprocess.run(isready, check=False).returncode == 0,
+            f"PostgreSQL on port {self.port}",
+            self.log_path,
+            on_timeout=self.kill,
         )
 
     def running(self) -> bool:
@@ -422,19 +433,12 @@ class MosquittoBroker:
             stderr=subprocess.DEVNULL,
             start_new_session=True,
         )
-        deadline = time.monotonic() + START_TIMEOUT_S
-        while time.monotonic() < deadline:
-            if self._proc.poll() is not None:
-                raise ServiceStartError(
-                    f"mosquitto exited with {self._proc.returncode} on port {self.port}:\n"
-                    f"{_tail(self.log_path)}"
-                )
-            if port_open(LOOPBACK, self.port):
-                return
-            time.sleep(POLL_INTERVAL_S)
-        self.kill()
-        raise ServiceStartError(
-            f"mosquitto did not listen on port {self.port} within {START_TIMEOUT_S:.0f} s"
+        _wait_ready(
+            self._proc,
+            lambda: port_open(LOOPBACK, self.port),
+            f"mosquitto on port {self.port}",
+            self.log_path,
+            on_timeout=self.kill,
         )
 
     def running(self) -> bool:
