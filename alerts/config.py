@@ -109,6 +109,27 @@ class AlertSettings(BaseModel):
         description="A fault state seen in telemetry must be matched by the device's own fault event "
         "within this time, else silent_fault (domain.md §5.2) — [NOT FOUND] normatively: configurable",
     )
+    implausible_clear_messages: int = Field(
+        default=3,
+        ge=1,
+        description="sensor_implausible from an out-of-range reading (refused at the edge) clears after "
+        "this many good reports in a row (hysteresis) — [V] practice",
+    )
+    replay_slack_s: float = Field(
+        default=5.0,
+        ge=0,
+        description="Crash recovery: stored messages received this long before the engine's checkpoint "
+        "are replayed too (receipt clocks jitter; the sequence window skips what was evaluated).",
+    )
+    replay_ts_lookback_s: float = Field(
+        default=6 * 3600.0,
+        gt=0,
+        description="Crash recovery reads messages whose device time is at most this much older than the "
+        "checkpoint (bounds the scan; older buffered data is stored but not re-evaluated).",
+    )
+    persist_retry_max_s: float = Field(
+        default=5.0, gt=0, description="Back-off ceiling while the database refuses the engine's writes."
+    )
     command_verify_s: float = Field(
         default=60.0,
         gt=0,

@@ -1,33 +1,45 @@
 """The alert engine service: the I/O shell around the pure rule core.
 
-- `submit(message)` implements ingest's `MessageSink` (structurally): non-blocking, into a bounded
-  queue; a full queue drops the hand-off only (the message is still stored by ingest) and counts it.
+- `submit(message)` implements ingest's `MessageSink`: into a bounded queue. When the queue is full it
+  waits (back-pressure: ingest's decoder slows down, the broker holds the rest — at-least-once), and
+  only a message arriving while the engine is stopping or not running is counted as dropped.
+  `reject(...)` takes ingest's schema refusals of known devices (out-of-range readings → alarm).
 - One owned worker thread evaluates messages in arrival order, fans fire linkages out to the
-  building's devices, persists alarms / findings / commands in one short transaction per batch,
-  publishes commands through a `CommandPublisher` (the composition root wires ingest's MQTT adapter)
-  and then tells subscribers (the internal bus: live console, metrics, benchmarks).
-- A periodic tick evaluates timers on the engine clock (`AlertSettings.clock`): the wall clock, or
-  the event-time watermark (newest device time seen) for accelerated simulations.
-- Rule state is written behind every `state_flush_s` and on stop; loaded on start.
+  building's devices, persists alarms / findings / commands in one short transaction per batch
+  (retried with back-off until it commits: the evaluated outputs are kept, never lost to a database
+  outage), publishes commands through a `CommandPublisher` and then tells subscribers (the internal
+  bus: live console, metrics, benchmarks).
+- Timers run on the engine clock (`AlertSettings.clock`: wall, or the event-time watermark for
+  accelerated simulations). A heap of each device's next due time (`engine.next_due`) makes the
+  periodic tick cost the due devices only.
+- Rule state is written behind every `state_flush_s`, on stop, and synchronously for the devices
+  whose outputs a batch writes (so a written output and its state never disagree). Each full flush
+  moves the checkpoint (`alert_checkpoint`): on start, the stored messages received after it are
+  replayed through the same path (crash recovery, storage/replay.py).
 """
 
 from __future__ import annotations
 
+import heapq
 import logging
+import math
 import queue
 import threading
 import time
 import uuid
 from collections import defaultdict
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 
 import psycopg
+from prometheus_client import REGISTRY, CollectorRegistry
+from pydantic import ValidationError
 
 from alerts.config import AlertSettings
 from alerts.core import engine
+from alerts.core.implausible import out_of_range
 from alerts.core.model import (
     ClearAlarm,
     DeviceContext,
@@ -39,14 +51,19 @@ from alerts.core.model import (
     RaiseAlarm,
     SendCommand,
 )
-from devices.contract import Decoded, Family
-from storage import alarms, findings, rule_state
+from alerts.metrics import AlertMetrics, alert_metrics
+from devices.catalog import decode
+from devices.contract import Channel, Decoded, DeviceRef, Family
+from storage import alarms, findings, replay, rule_state
 from storage.db import connect
 from yiju.errors import YijuError
 
 log = logging.getLogger(__name__)
 COMMAND_NAMESPACE = uuid.UUID("5d0f3c52-7a52-4a8e-8f38-3c3f1e0b6a11")
 BATCH_MAX = 500
+SUBMIT_WAIT_S = 0.2  # back-pressure: re-check for stop this often while the queue is full
+ENGINE_NAME = "engine"  # the checkpoint row (one engine per database today)
+_DB_ERRORS = (YijuError, psycopg.Error)
 
 
 class CommandPublisher(Protocol):
@@ -78,14 +95,34 @@ class EngineEvent:
 Subscriber = Callable[[EngineEvent], None]
 
 
+@dataclass(frozen=True, slots=True)
+class _Rejected:
+    """A refusal handed over by ingest (schema violation of a known device)."""
+
+    device: DeviceRef
+    channel: Channel
+    received_at: datetime
+    payload: bytes
+
+
+_Item = Decoded | _Rejected
+_Work = list[tuple[DeviceContext, list[Output], datetime | None]]
+
+
 @dataclass
 class EngineStats:
     processed: int = 0
     duplicates: int = 0
-    dropped: int = 0
+    dropped: int = 0  # not evaluated: arrived while stopping / not running, or left when the DB was down
     errors: int = 0
     unknown_devices: int = 0
     batches: int = 0
+    ticks: int = 0
+    persist_retries: int = 0
+    unwritten: int = 0  # outputs given up at stop with the database down
+    replayed: int = 0
+    implausible: int = 0
+    backpressure_waits: int = 0
 
 
 class AlertService:
@@ -96,17 +133,20 @@ class AlertService:
         *,
         publisher: CommandPublisher | None = None,
         wall_clock: Callable[[], float] = time.time,
+        metrics_registry: CollectorRegistry = REGISTRY,
     ) -> None:
         self._url = database_url
         self._settings = settings
         self._publisher = publisher
         self._wall = wall_clock
-        self._queue: queue.Queue[Decoded] = queue.Queue(settings.queue_size)
+        self._queue: queue.Queue[_Item] = queue.Queue(settings.queue_size)
         self._stop = threading.Event()
+        self._running = False
         self._thread: threading.Thread | None = None
         self._subscribers: list[Subscriber] = []
         self._lock = threading.Lock()
         self.stats = EngineStats()
+        self.metrics: AlertMetrics = alert_metrics(metrics_registry)
         # owned by the worker thread
         self._conn: psycopg.Connection[Any] | None = None
         self._ctx: dict[int, DeviceContext] = {}
@@ -115,8 +155,14 @@ class AlertService:
         self._states: dict[int, DeviceState] = {}
         self._thresholds: dict[int, AlertSettings] = {}
         self._dirty: set[int] = set()
+        self._tainted: set[int] = set()  # in-memory state ahead of outputs that could not be written
+        self._gave_up = False  # stopping with the database down: no more write attempts
         self._watermark = 0.0
+        self._rx_mark: datetime | None = None  # newest receipt time evaluated (the next checkpoint)
+        self._heap: list[tuple[float, int]] = []  # (engine time due, device id)
+        self._queued: dict[int, float] = {}  # device id → its live heap entry
         self._idle = threading.Event()
+        self._replayed = threading.Event()
 
     # ------------------------------------------------------------------ lifecycle and MessageSink
 
@@ -129,19 +175,27 @@ class AlertService:
         self._conn = connect(self._url)
         self._load()
         self._stop.clear()
+        self._gave_up = False
+        self._running = True
         self._thread = threading.Thread(target=self._run, name="alert-engine", daemon=True)
         self._thread.start()
 
     def stop(self, timeout_s: float = 10.0) -> None:
-        """Finish the queued messages, flush the rule state, close the connection."""
+        """Finish the queued messages, flush the rule state, close the connection. With the database
+        down, outputs not written by then are logged and counted (`unwritten`), and the checkpoint
+        stays where it was, so the next start replays them from the stored messages."""
         if self._thread is None:
             return
         self._stop.set()
         self._thread.join(timeout_s)
+        self._running = False
         self._thread = None
         if self._conn is not None:
             try:
-                self._flush_states()
+                if not self._gave_up:
+                    self._flush_states()
+            except _DB_ERRORS as exc:
+                log.error("alert engine: rule state not written at stop (%s); the next start replays", exc)
             finally:
                 self._conn.close()
                 self._conn = None
@@ -154,18 +208,51 @@ class AlertService:
         self.stop()
 
     def submit(self, message: Decoded) -> None:
+        """MessageSink: waits while the queue is full (back-pressure), returns at once otherwise."""
+        self._put(message)
+
+    def reject(
+        self,
+        device: DeviceRef,
+        *,
+        channel: Channel,
+        received_at: datetime,
+        reason: str,
+        detail: str,
+        payload: bytes,
+    ) -> None:
+        """MessageSink (optional): ingest refused a known device's message as a schema violation. The
+        engine checks whether it is a reading out of the physical range (then: sensor_implausible)."""
+        if reason == "schema_violation" and channel is Channel.TELEMETRY:
+            self._put(_Rejected(device, channel, received_at, payload))
+
+    def _put(self, item: _Item) -> None:
         self._idle.clear()
-        try:
-            self._queue.put_nowait(message)
-        except queue.Full:
-            with self._lock:
-                self.stats.dropped += 1
-                if self.stats.dropped == 1 or self.stats.dropped % 10_000 == 0:
-                    log.warning("alert engine queue full: %d messages not evaluated", self.stats.dropped)
+        waited = False
+        while True:
+            try:
+                self._queue.put(item, timeout=SUBMIT_WAIT_S)
+                return
+            except queue.Full:
+                if not waited:
+                    waited = True
+                    with self._lock:
+                        self.stats.backpressure_waits += 1
+                    self.metrics.backpressure_waits.inc()
+                if not self._running or self._stop.is_set():
+                    with self._lock:
+                        self.stats.dropped += 1
+                        n = self.stats.dropped
+                    self.metrics.dropped_on_stop.inc()
+                    if n == 1 or n % 10_000 == 0:
+                        log.warning("alert engine stopping with a full queue: %d messages not evaluated", n)
+                    return
 
     def wait_idle(self, timeout_s: float = 10.0) -> bool:
         """Block until every submitted message is evaluated and persisted (tests, benchmarks)."""
         deadline = time.monotonic() + timeout_s
+        if not self._replayed.wait(timeout_s):
+            return False
         while time.monotonic() < deadline:
             if self._queue.empty() and self._idle.wait(0.02) and self._queue.empty():
                 return True
@@ -191,6 +278,7 @@ class AlertService:
             self._thresholds[community_id] = self._settings.with_overrides(override)
         for device_id, doc in stored.items():
             self._states[device_id] = DeviceState.from_json(doc)
+            self._schedule(device_id)
 
     def _add_context(self, row: rule_state.DeviceContextRow) -> DeviceContext:
         ctx = DeviceContext(
@@ -227,14 +315,32 @@ class AlertService:
             st = self._states[device_id] = DeviceState()
         return st
 
+    def _schedule(self, device_id: int) -> None:
+        """(Re)compute the device's next tick time; push it if earlier than its live heap entry."""
+        ctx = self._ctx.get(device_id)
+        st = self._states.get(device_id)
+        if ctx is None or st is None:
+            return
+        due = engine.next_due(ctx, st, self._th(ctx.community_id))
+        if due == math.inf:
+            return
+        queued = self._queued.get(device_id)
+        if queued is None or due < queued:
+            self._queued[device_id] = due
+            heapq.heappush(self._heap, (due, device_id))
+
     # ------------------------------------------------------------------ the worker
 
     def _run(self) -> None:
+        try:
+            self._replay()
+        finally:
+            self._replayed.set()
         next_tick = time.monotonic()
         next_flush = time.monotonic() + self._settings.state_flush_s
         while True:
             try:
-                first = self._queue.get(timeout=min(self._settings.tick_s, 0.1))
+                first: _Item | None = self._queue.get(timeout=min(self._settings.tick_s, 0.1))
             except queue.Empty:
                 first = None
             batch = [first] if first is not None else []
@@ -243,62 +349,101 @@ class AlertService:
                     batch.append(self._queue.get_nowait())
                 except queue.Empty:
                     break
+            self.metrics.queue_depth.set(self._queue.qsize())
             try:
                 if batch:
-                    self._evaluate_batch(batch)
+                    self._process(batch)
                 if time.monotonic() >= next_tick:
                     next_tick = time.monotonic() + self._settings.tick_s
                     self._tick()
-                if time.monotonic() >= next_flush:
+                if time.monotonic() >= next_flush and not self._gave_up:
                     next_flush = time.monotonic() + self._settings.state_flush_s
                     self._flush_states()
-            except (YijuError, psycopg.Error) as exc:
+            except _DB_ERRORS as exc:  # context lookups and the write-behind flush: retried next turn
                 self.stats.errors += 1
-                log.error("alert engine batch failed: %s", exc)
+                log.error("alert engine: %s", exc)
                 self._reconnect()
             if self._queue.empty():
                 self._idle.set()
                 if self._stop.is_set():
                     return
 
-    def _reconnect(self) -> None:
+    def _reconnect(self) -> bool:
         try:
             if self._conn is not None:
                 self._conn.close()
-            self._conn = connect(self._url)
+            self._conn = connect(self._url, timeout_s=2.0)
+            return True
         except YijuError as exc:
-            log.error("alert engine cannot reconnect: %s", exc)
-            time.sleep(1.0)
+            log.warning("alert engine cannot reconnect: %s", exc)
+            return False
 
-    def _evaluate_batch(self, batch: list[Decoded]) -> None:
-        work: list[tuple[DeviceContext, list[Output], datetime | None]] = []
+    def _process(self, batch: list[_Item]) -> None:
+        """Evaluate a batch, then write its outputs (retrying until they are written or we stop)."""
+        if self._gave_up:
+            with self._lock:
+                self.stats.dropped += len(batch)
+            self.metrics.dropped_on_stop.inc(len(batch))
+            return
+        work = self._evaluate_batch(batch)
+        if work:
+            self._persist_retrying(work)
+
+    def _evaluate_batch(self, batch: Iterable[_Item]) -> _Work:
+        work: _Work = []
         max_lead = self._settings.event_clock_max_lead_s
         for msg in batch:
             ctx = self._context(msg.device.id)
             if ctx is None:
                 self.stats.unknown_devices += 1
                 continue
-            ts = msg.ts.timestamp()
-            if not self._watermark or ts <= self._watermark + max_lead or ts <= self._wall() + max_lead:
-                self._watermark = max(self._watermark, ts)
             st = self._state(ctx.device_id)
-            before = st.max_seq, st.seq_mask
-            outputs = engine.evaluate(ctx, st, msg, self._th(ctx.community_id))
-            if (st.max_seq, st.seq_mask) == before:
-                self.stats.duplicates += 1
+            th = self._th(ctx.community_id)
+            if isinstance(msg, _Rejected):
+                outputs = self._rejected(ctx, st, msg, th)
+                received_at = msg.received_at
+            else:
+                ts = msg.ts.timestamp()
+                if not self._watermark or ts <= self._watermark + max_lead or ts <= self._wall() + max_lead:
+                    self._watermark = max(self._watermark, ts)
+                before = st.max_seq, st.seq_mask
+                outputs = engine.evaluate(ctx, st, msg, th)
+                if (st.max_seq, st.seq_mask) == before:
+                    self.stats.duplicates += 1
+                    self.metrics.duplicates.inc()
+                received_at = msg.received_at
+                self.stats.processed += 1
+                self.metrics.evaluated.inc()
+            rx = received_at.timestamp()
+            st.last_rx = max(st.last_rx, rx)
+            if self._rx_mark is None or received_at > self._rx_mark:
+                self._rx_mark = received_at
             self._dirty.add(ctx.device_id)
-            self.stats.processed += 1
             if outputs:
-                work.append((ctx, outputs, msg.received_at))
-                work.extend(self._fan_out(ctx, outputs, msg.received_at))
-        if work:
-            self._persist(work)
+                work.append((ctx, outputs, received_at))
+                work.extend(self._fan_out(ctx, outputs, received_at))
+            self._schedule(ctx.device_id)
         self.stats.batches += 1
+        return work
 
-    def _fan_out(
-        self, ctx: DeviceContext, outputs: list[Output], received_at: datetime | None
-    ) -> list[tuple[DeviceContext, list[Output], datetime | None]]:
-        extra: list[tuple[DeviceContext, list[Output], datetime | None]] = []
+    def _rejected(
+        self, ctx: DeviceContext, st: DeviceState, msg: _Rejected, th: AlertSettings
+    ) -> list[Output]:
+        found = out_of_range(ctx.family, msg.channel, msg.payload)
+        if found is None:
+            return []
+        # the envelope's time if it is plausible, else the receipt time
+        ts = found.ts if found.ts is not None else msg.received_at
+        if abs((ts - msg.received_at).total_seconds()) > 3 * 86_400:
+            ts = msg.received_at
+        outputs = engine.reject(ctx, st, ts.timestamp(), th, seq=found.seq, detail=found.detail)
+        if outputs:
+            self.stats.implausible += 1
+            self.metrics.implausible.inc()
+        return outputs
+
+    def _fan_out(self, ctx: DeviceContext, outputs: list[Output], received_at: datetime | None) -> _Work:
+        extra: _Work = []
         for out in outputs:
             if not isinstance(out, Linkage) or out.building_id is None:
                 continue
@@ -308,43 +453,170 @@ class AlertService:
                     continue
                 st = self._state(device_id)
                 produced = engine.start_linkage(target, st, out.kind, out.at, self._th(target.community_id))
+                self._dirty.add(device_id)
+                self._schedule(device_id)
                 if produced:
-                    self._dirty.add(device_id)
                     extra.append((target, produced, received_at))
         return extra
 
     def _tick(self) -> None:
+        """Run the timers of the devices that are due (heap), not of the whole fleet."""
         now = self.now()
-        work: list[tuple[DeviceContext, list[Output], datetime | None]] = []
-        for device_id, st in self._states.items():
-            if not st.last_ts and not st.marks:
-                continue
+        self.stats.ticks += 1
+        work: _Work = []
+        touched: list[int] = []
+        heap = self._heap
+        while heap and heap[0][0] <= now:
+            due, device_id = heapq.heappop(heap)
+            if self._queued.get(device_id) != due:
+                continue  # stale: superseded by an earlier entry
+            del self._queued[device_id]
             ctx = self._ctx.get(device_id)
-            if ctx is None:
+            st = self._states.get(device_id)
+            if ctx is None or st is None:
                 continue
+            touched.append(device_id)
             outputs = engine.tick(ctx, st, now, self._th(ctx.community_id))
             if outputs:
                 self._dirty.add(device_id)
                 work.append((ctx, outputs, None))
+        for device_id in touched:  # after the loop: a due time not yet passed waits for a later tick
+            self._schedule(device_id)
         if work:
-            self._persist(work)
+            self._persist_retrying(work)
 
     def _flush_states(self) -> None:
-        if not self._dirty or self._conn is None:
+        """Write the dirty rule states and move the checkpoint, in one transaction."""
+        if self._conn is None or (not self._dirty and self._rx_mark is None):
             return
-        rows = [(d, self._states[d].to_json()) for d in self._dirty if d in self._states]
+        rows = [
+            (d, self._states[d].to_json())
+            for d in self._dirty
+            if d in self._states and d not in self._tainted
+        ]
+        mark = self._rx_mark
         with self._conn.transaction():
             rule_state.save_states(self._conn, rows)
+            if mark is not None and not self._tainted:
+                rule_state.save_checkpoint(self._conn, ENGINE_NAME, mark)
         self._dirty.clear()
+
+    # ------------------------------------------------------------------ crash recovery
+
+    def _replay(self) -> None:
+        """Evaluate again the stored messages received after the checkpoint (what a crash lost)."""
+        backoff = 0.2
+        while not self._stop.is_set():
+            try:
+                self._replay_once()
+                return
+            except _DB_ERRORS as exc:
+                log.warning("alert engine replay failed (%s); retrying", exc)
+                self._stop.wait(backoff)
+                backoff = min(backoff * 2, self._settings.persist_retry_max_s)
+                self._reconnect()
+
+    def _replay_once(self) -> None:
+        assert self._conn is not None
+        with self._conn.transaction():
+            since = rule_state.load_checkpoint(self._conn, ENGINE_NAME)
+            if since is None:  # first start: everything received from now on is ours
+                started = datetime.now(UTC)
+                rule_state.save_checkpoint(self._conn, ENGINE_NAME, started)
+                return
+        s = self._settings
+        start = since - timedelta(seconds=s.replay_slack_s)
+        reader = connect(self._url, autocommit=True)
+        n = 0
+        try:
+            batch: list[_Item] = []
+            for row in replay.received_since(
+                reader, start, ts_lookback=timedelta(seconds=s.replay_ts_lookback_s)
+            ):
+                msg = self._stored_to_decoded(row)
+                if msg is None:
+                    continue
+                n += 1
+                batch.append(msg)
+                if len(batch) >= BATCH_MAX:
+                    self._process(batch)
+                    batch = []
+            if batch:
+                self._process(batch)
+        finally:
+            reader.close()
+        self.stats.replayed += n
+        self.metrics.replayed.inc(n)
+        if n:
+            log.info("alert engine replayed %d stored message(s) received since %s", n, start.isoformat())
+            self._flush_states()
+
+    def _stored_to_decoded(self, row: replay.StoredMessage) -> Decoded | None:
+        ctx = self._context(row.device_id)
+        if ctx is None:
+            return None
+        st = self._states.get(row.device_id)
+        if st is not None and row.received_at.timestamp() <= st.last_rx:
+            return None  # its state already includes it (written with its outputs)
+        channel = {
+            "telemetry": Channel.TELEMETRY,
+            "status": Channel.STATUS,
+            "cmd_ack": Channel.COMMAND_ACK,
+        }.get(row.kind, Channel.EVENT)
+        try:
+            body: Any = decode(ctx.family, channel, row.payload)
+        except (ValidationError, ValueError) as exc:
+            log.warning("replay: stored %s of device %d does not decode: %s", row.kind, row.device_id, exc)
+            return None
+        ref = DeviceRef(
+            ctx.device_id, ctx.uid, self._codes.get(ctx.community_id, ""), ctx.community_id, ctx.family
+        )
+        return Decoded(ref, channel, row.ts, row.seq, row.received_at, body, row.payload)
 
     # ------------------------------------------------------------------ persistence
 
-    def _persist(self, work: list[tuple[DeviceContext, list[Output], datetime | None]]) -> None:
-        """Write a batch's outputs in one transaction; publish commands and tell subscribers after it."""
+    def _persist_retrying(self, work: _Work) -> None:
+        """Write the outputs until they commit; reconnect with back-off meanwhile. Only a stop while
+        the database is down ends the retries: then the outputs are logged and counted as unwritten."""
+        backoff = 0.1
+        while True:
+            try:
+                self._persist(work)
+                return
+            except _DB_ERRORS as exc:
+                self.stats.persist_retries += 1
+                self.metrics.persist_retries.inc()
+                if self.stats.persist_retries == 1 or backoff >= self._settings.persist_retry_max_s:
+                    log.warning("alert engine: outputs not written (%s); retrying", exc)
+            if self._stop.is_set():
+                self._give_up(work)
+                return
+            self._stop.wait(backoff)
+            backoff = min(backoff * 2, self._settings.persist_retry_max_s)
+            self._reconnect()
+
+    def _give_up(self, work: _Work) -> None:
+        n = sum(len([o for o in outs if not isinstance(o, Linkage)]) for _, outs, _ in work)
+        self._gave_up = True
+        self._tainted.update(ctx.device_id for ctx, _, _ in work)
+        self.stats.unwritten += n
+        self.metrics.unwritten_on_stop.inc(n)
+        log.error(
+            "alert engine stopping with the database down: %d output(s) of %d device(s) not written; "
+            "the checkpoint is not moved, so the next start replays their messages",
+            n,
+            len(work),
+        )
+
+    def _persist(self, work: _Work) -> None:
+        """Write a batch's outputs and the state of the devices concerned in one transaction; publish
+        commands and tell subscribers after it."""
         conn = self._conn
-        assert conn is not None
+        if conn is None or conn.closed:
+            raise YijuError("no database connection")
         events: list[EngineEvent] = []
         to_publish: list[tuple[int, DeviceContext, SendCommand, uuid.UUID]] = []
+        devices = {ctx.device_id for ctx, _, _ in work}
         with conn.transaction():
             for ctx, outputs, received_at in work:
                 batch = _DeviceBatch(conn, ctx, received_at)
@@ -353,6 +625,10 @@ class AlertService:
                 findings.insert_findings(conn, batch.rows)
                 events += batch.events
                 to_publish += batch.commands
+            rule_state.save_states(
+                conn, [(d, self._states[d].to_json()) for d in devices if d in self._states]
+            )
+        self._count(work)
         for command_id, ctx, out, cmd_uuid in to_publish:
             self._publish(command_id, ctx, out, cmd_uuid)
             payload = {"id": command_id, "name": out.name, "params": out.params}
@@ -363,6 +639,19 @@ class AlertService:
                     callback(event)
                 except Exception:  # a subscriber's bug must not stop the engine
                     log.exception("alert engine subscriber failed")
+
+    def _count(self, work: _Work) -> None:
+        m = self.metrics
+        for _, outputs, _ in work:
+            for out in outputs:
+                if isinstance(out, RaiseAlarm):
+                    m.alarms_raised.inc()
+                elif isinstance(out, ClearAlarm):
+                    m.alarms_cleared.inc()
+                elif isinstance(out, Finding):
+                    m.findings.labels("true" if out.compliant else "false").inc()
+                elif isinstance(out, SendCommand):
+                    m.commands.inc()
 
     def _publish(self, command_id: int, ctx: DeviceContext, out: SendCommand, cmd_uuid: uuid.UUID) -> None:
         if self._publisher is None or self._conn is None:
@@ -380,8 +669,11 @@ class AlertService:
         except YijuError as exc:
             log.warning("command %s to %s not sent: %s", out.name, ctx.uid, exc)
             status, sent = "failed", False
-        with self._conn.transaction():
-            findings.mark_command(self._conn, command_id, status, sent=sent)
+        try:
+            with self._conn.transaction():
+                findings.mark_command(self._conn, command_id, status, sent=sent)
+        except _DB_ERRORS as exc:  # the command is recorded; only its status is stale
+            log.warning("command %d status not recorded: %s", command_id, exc)
 
 
 def _finding_row(ctx: DeviceContext, f: Finding) -> findings.FindingRow:

@@ -12,9 +12,10 @@ from __future__ import annotations
 import logging
 import queue
 import threading
+from datetime import datetime
 from typing import Protocol, runtime_checkable
 
-from devices.contract import Decoded
+from devices.contract import Channel, Decoded, DeviceRef
 
 log = logging.getLogger(__name__)
 
@@ -22,7 +23,47 @@ log = logging.getLogger(__name__)
 @runtime_checkable
 class MessageSink(Protocol):
     def submit(self, message: Decoded) -> None:
-        """Take one decoded message. Must return at once; must not raise for a full queue."""
+        """Take one decoded message. Returns at once unless the sink is saturated: then it may wait
+        (back-pressure: ingest slows, the broker holds the rest); it must not raise for a full queue."""
+
+
+@runtime_checkable
+class RejectSink(Protocol):
+    """Optional second method of a sink: a known device's message refused at the edge (called on the
+    decoding thread, must return at once). The alert engine raises `sensor_implausible` for readings
+    outside the physical range (domain.md §5.2), which fail schema validation here."""
+
+    def reject(
+        self,
+        device: DeviceRef,
+        *,
+        channel: Channel,
+        received_at: datetime,
+        reason: str,
+        detail: str,
+        payload: bytes,
+    ) -> None: ...
+
+
+def hand_off_refusal(
+    sink: MessageSink,
+    device: DeviceRef | None,
+    *,
+    channel: Channel,
+    received_at: datetime,
+    reason: str,
+    detail: str,
+    payload: bytes,
+) -> None:
+    """Tell a `RejectSink` about a known device's schema violation; a sink's bug never stops ingest."""
+    if device is None or reason != "schema_violation" or not isinstance(sink, RejectSink):
+        return
+    try:
+        sink.reject(
+            device, channel=channel, received_at=received_at, reason=reason, detail=detail, payload=payload
+        )
+    except Exception:
+        log.exception("alert hand-off of a refusal failed")
 
 
 class NullSink:

@@ -30,7 +30,7 @@ from prometheus_client import REGISTRY, CollectorRegistry, start_http_server
 from devices.catalog import points_of
 from devices.contract import Channel, DeadLetterReason, Decoded, DeviceRef, Family, subscriptions, topic
 from ingest.decode import EdgeValidator, Refusal, Registry, event_fields
-from ingest.handoff import MessageSink, NullSink
+from ingest.handoff import MessageSink, NullSink, hand_off_refusal
 from ingest.messages import RawMessage
 from ingest.metrics import IngestMetrics, ingest_metrics
 from ingest.mqtt_adapter import MqttConsumer
@@ -302,6 +302,7 @@ class IngestService:
             family = result.family or UNKNOWN_FAMILY
             p.families[family] = p.families.get(family, 0) + 1
             self._dead_letter(p, raw.topic, raw.payload, now, result)
+            self._refused(raw, result, now)
             return
         family = result.device.family.value
         p.families[family] = p.families.get(family, 0) + 1
@@ -342,6 +343,19 @@ class IngestService:
             self._presence[dev] = [raw.received_at, result.seq, True, "online", None]
         else:
             entry[0], entry[1], entry[2], entry[3] = raw.received_at, result.seq, True, "online"
+
+    def _refused(self, raw: RawMessage, refusal: Refusal, now: datetime) -> None:
+        """A known device's schema violation also goes to the sink (out-of-range readings → alarm)."""
+        if refusal.reason is DeadLetterReason.SCHEMA_VIOLATION and refusal.device_uid:
+            hand_off_refusal(
+                self.sink,
+                self._registry.devices.get(refusal.device_uid),
+                channel=self.validator.topic(raw.topic).channel,
+                received_at=now,
+                reason=refusal.reason.value,
+                detail=refusal.detail,
+                payload=raw.payload,
+            )
 
     def _dead_letter(
         self, p: _Pending, topic_text: str, payload: bytes, now: datetime, refusal: Refusal

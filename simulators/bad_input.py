@@ -1,6 +1,8 @@
 """The bad-input set: messages ingest must refuse, each labelled with the dead-letter reason it must
 record (`devices.contract.DeadLetterReason`, shared with ingest). None may crash the stream, none may
-be dropped silently, and none may reach the engine (no alarm, no finding, no row).
+be dropped silently, and none may reach the rules as a reading (no finding, no row). The one reading
+outside the physically possible range (150 %LEL) is a device fault all the same (domain.md §5.2):
+ingest hands that refusal to the engine, which raises `sensor_implausible` — the only alarm here.
 
 Payloads are built by hand here, on purpose (the emitter validates everything it sends). Sequence
 numbers are far above anything the devices use, so a refused message cannot disturb the devices'
@@ -13,6 +15,7 @@ import json
 from datetime import datetime, timedelta
 from typing import Any
 
+from devices.alarms import AlarmType
 from devices.contract import CONTRACT_VERSION, Channel, DeadLetterReason, Family
 from simulators.compound import SimDevice
 from simulators.emitter import iso
@@ -44,7 +47,8 @@ def bad_input(p: Picker, start: datetime) -> Scenario:
         start,
         "Malformed JSON, wrong types, out-of-range values, a missing field, an unknown device, topic/"
         "device and family mismatches, far-future and far-past timestamps, an oversize payload and bad "
-        "topics: each must become one dead letter with its reason, and nothing else.",
+        "topics: each must become one dead letter with its reason; the out-of-range reading also raises "
+        "sensor_implausible.",
     )
     a, other = p.take(Family.GAS_ALARM), p.take(Family.GAS_ALARM)
     b.devices += [a.uid, other.uid]
@@ -70,6 +74,7 @@ def bad_input(p: Picker, start: datetime) -> Scenario:
     send(R.MALFORMED_JSON, dump(doc())[:40])
     send(R.MALFORMED_JSON, b"\xff\xfe not utf-8 at all")
     send(R.SCHEMA_VIOLATION, dump(doc(lel_pct="3.5")))  # a string where a number belongs
+    b.alarm(AlarmType.SENSOR_IMPLAUSIBLE, a.uid, at)  # the refused reading's own time
     send(R.SCHEMA_VIOLATION, dump(doc(lel_pct=150.0)))  # above 100 %LEL: physically impossible
     send(R.SCHEMA_VIOLATION, dump(doc(valve="half-open")))  # not a valve state
     missing = doc()

@@ -1042,7 +1042,7 @@ def network_outage_flush(p: Picker, start: datetime) -> Scenario:
     rng = random.Random(f"outage/{start.isoformat()}")  # noqa: S311 - simulation
     lamps = [b.script(p.take(Family.LIGHT, lambda d: d.location.startswith("road"))) for _ in range(3)]
     down, up = 60.0, 660.0
-    telemetry = 3  # the online status is not a row; the first report at +1 s is
+    telemetry = 3  # the first report at +1 s of each lamp (its online status is an event row)
     for lamp in lamps:
         buffered: list[SimMessage] = []
         s = 60.0
@@ -1060,7 +1060,8 @@ def network_outage_flush(p: Picker, start: datetime) -> Scenario:
         lamp.tele(up + 30)
         telemetry += 1
     assert down < up
-    b.rows = {"telemetry": telemetry, "device_events": 0}
+    # each lamp's online status is stored too, as a device_events row of kind "status" (ingest)
+    b.rows = {"telemetry": telemetry, "device_events": len(lamps)}
     return b.build()
 
 

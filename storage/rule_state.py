@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 import psycopg
@@ -76,3 +77,21 @@ def save_states(conn: psycopg.Connection[Any], states: Sequence[tuple[int, dict[
             """,
             ([d for d, _ in states], [Jsonb(s) for _, s in states]),
         )
+
+
+def load_checkpoint(conn: psycopg.Connection[Any], engine: str) -> datetime | None:
+    """The receipt time up to which `engine` has evaluated and checkpointed everything (None: never)."""
+    row = conn.execute("SELECT received_at FROM alert_checkpoint WHERE engine = %s", (engine,)).fetchone()
+    return None if row is None else row[0]
+
+
+def save_checkpoint(conn: psycopg.Connection[Any], engine: str, received_at: datetime) -> None:
+    """Move the checkpoint forward (never back)."""
+    conn.execute(
+        """
+        INSERT INTO alert_checkpoint (engine, received_at) VALUES (%s, %s)
+        ON CONFLICT (engine) DO UPDATE
+        SET received_at = GREATEST(alert_checkpoint.received_at, EXCLUDED.received_at), updated_at = now()
+        """,
+        (engine, received_at),
+    )

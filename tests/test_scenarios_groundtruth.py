@@ -16,10 +16,11 @@ from pydantic import ValidationError
 
 from alerts.config import AlertSettings
 from alerts.core import engine
+from alerts.core.implausible import out_of_range
 from alerts.core.model import ClearAlarm, DeviceContext, DeviceState, Finding, Linkage, RaiseAlarm
 from devices import catalog
 from devices.alarms import ALARM_INFO
-from devices.contract import Channel, DeadLetterReason, Decoded, DeviceRef, TopicError, parse_topic
+from devices.contract import Channel, DeadLetterReason, Decoded, DeviceRef, TopicError, parse_topic, topic
 from simulators.compound import Compound, Size, generate_compound
 from simulators.emitter import CST
 from simulators.scenarios import FAULT_ALARM_DEADLINE_S, SCENARIOS, Picker, Scenario, build
@@ -180,8 +181,26 @@ def replay(s: Scenario, compound: Compound, th: AlertSettings) -> Produced:
 
     watermark = 0.0
     for m in s.messages:
-        if m.raw_topic is not None:
-            continue  # refused at the edge (bad-input set)
+        if m.raw_topic is not None:  # refused at the edge (bad-input set); out-of-range → the engine
+            if (
+                f"{PREFIX}/{m.raw_topic}" == topic(PREFIX, m.community, m.device, m.channel)
+                and m.device in ctxs
+            ):
+                ctx = ctxs[m.device]
+                found = out_of_range(ctx.family, m.channel, m.payload)
+                if found is not None and found.ts is not None:
+                    collect(
+                        m.device,
+                        engine.reject(
+                            ctx,
+                            states[m.device],
+                            found.ts.timestamp(),
+                            th,
+                            seq=found.seq,
+                            detail=found.detail,
+                        ),
+                    )
+            continue
         ctx = ctxs[m.device]
         body = catalog.decode(ctx.family, m.channel, m.payload)
         ref = DeviceRef(ctx.device_id, ctx.uid, compound.community.code, 1, ctx.family)

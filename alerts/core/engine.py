@@ -2,7 +2,9 @@
 
     evaluate(ctx, state, message, settings) -> outputs     (device time = message.ts)
     tick(ctx, state, now, settings) -> outputs             (now = the engine clock)
+    next_due(ctx, state, settings) -> engine time          (when `tick` can next produce something)
     start_linkage(ctx, state, kind, at, settings) -> outputs
+    reject(ctx, state, ts, settings, seq=, detail=) -> outputs  (an out-of-range reading refused at the edge)
 
 `settings` is the community's `AlertSettings` (defaults with its overrides applied). `state` is
 updated in place. Pure: no I/O, no clock reads, no randomness.
@@ -10,6 +12,7 @@ updated in place. Pure: no I/O, no clock reads, no randomness.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from datetime import datetime
 from typing import Any
@@ -108,6 +111,7 @@ def evaluate(ctx: DeviceContext, st: DeviceState, msg: Decoded, th: AlertSetting
         _TELEMETRY[ctx.family](out, msg.body, ts, th, ctx)
         if ctx.family is Family.EBIKE_CHARGER:
             charger.remember_on_ports(out, msg.body)
+        out.release_after(A.SENSOR_IMPLAUSIBLE, th.implausible_clear_messages, ts)
     elif msg.channel is Channel.EVENT:
         out.clear(A.DEVICE_OFFLINE, ts, {"by": "data"})
         _EVENT[ctx.family](out, msg.body, ts, th, ctx)
@@ -136,6 +140,52 @@ def tick(ctx: DeviceContext, st: DeviceState, now: float, th: AlertSettings) -> 
     return out.items
 
 
+def next_due(ctx: DeviceContext, st: DeviceState, th: AlertSettings) -> float:
+    """The earliest engine time at which `tick` can produce anything for this device (math.inf:
+    never, until its next message). The service keeps these in a heap, so a tick costs the due
+    devices only, not the whole fleet. Mirrors `tick`: grace, silence, the deadline marks of
+    faults ("sf:"), linkage ("l:"), auto-cutoff ("o:"), rescue clock ("r"), flap-held clears ("q:")
+    and the daily CCTV evaluation ("c<n>")."""
+    grace = th.tick_grace_s
+    due = math.inf
+    if st.last_ts and A.DEVICE_OFFLINE not in st.open:
+        due = st.last_ts + offline_after_s(ctx, st, th) + grace
+    cctv_daily = th.cctv_recorder.daily_evaluation_s if ctx.family is Family.CCTV_RECORDER else None
+    for key, v in st.marks.items():
+        if key.startswith("sf:"):
+            if not v[1]:
+                due = min(due, v[0] + th.fault_alarm_deadline_s + grace)
+        elif key.startswith(("l:", "o:")):
+            if v[2] != 2:
+                due = min(due, v[1] + grace)
+        elif key.startswith("q:"):
+            due = min(due, v + th.flap_window_s + grace)
+        elif key == "r":
+            t0, step = v
+            steps = th.elevator.rescue_escalation_s
+            if step < len(steps):
+                due = min(due, t0 + steps[step] + grace)
+            if A.RESCUE_OVERDUE not in st.open:
+                due = min(due, t0 + th.elevator.rescue_arrival_s + grace)
+        elif cctv_daily is not None and key[0] == "c" and key[1:].isdigit():
+            due = min(due, v[3] + cctv_daily)
+    return due
+
+
+def reject(
+    ctx: DeviceContext, st: DeviceState, ts: float, th: AlertSettings, *, seq: int | None, detail: str
+) -> list[Output]:
+    """A reading of this device outside the physically possible range, refused at the edge (domain.md
+    §5.2): raise `sensor_implausible`, held open until `implausible_clear_messages` good reports."""
+    if seq is not None and st.seen(seq):
+        return []
+    out = _out(st, th)
+    st.last_ts = max(st.last_ts, ts)
+    out.hold(A.SENSOR_IMPLAUSIBLE)
+    out.raise_(A.SENSOR_IMPLAUSIBLE, ts, {"reason": "out_of_range", "detail": detail})
+    return out.items
+
+
 def start_linkage(
     ctx: DeviceContext, st: DeviceState, kind: str, at: datetime, th: AlertSettings
 ) -> list[Output]:
@@ -151,4 +201,4 @@ def start_linkage(
     return out.items
 
 
-__all__ = ["evaluate", "offline_after_s", "start_linkage", "tick", "to_dt"]
+__all__ = ["evaluate", "next_due", "offline_after_s", "reject", "start_linkage", "tick", "to_dt"]

@@ -121,10 +121,11 @@ class DeviceState:
     lists of floats/ints/strings so that the whole state stays well under 2 KB for a typical device.
     """
 
-    __slots__ = ("heartbeat_s", "last_ts", "marks", "max_seq", "open", "seq_mask")
+    __slots__ = ("heartbeat_s", "last_rx", "last_ts", "marks", "max_seq", "open", "seq_mask")
 
     def __init__(self) -> None:
         self.last_ts = 0.0
+        self.last_rx = 0.0  # receipt time of the newest evaluated message (the service's replay filter)
         self.max_seq = -1
         self.seq_mask = 0
         self.heartbeat_s = 0  # 0: the family default
@@ -153,6 +154,7 @@ class DeviceState:
     def to_json(self) -> dict[str, Any]:
         return {
             "t": self.last_ts,
+            "x": self.last_rx,
             "s": self.max_seq,
             "k": self.seq_mask,
             "h": self.heartbeat_s,
@@ -164,6 +166,7 @@ class DeviceState:
     def from_json(cls, doc: dict[str, Any]) -> DeviceState:
         st = cls()
         st.last_ts = float(doc.get("t", 0.0))
+        st.last_rx = float(doc.get("x", 0.0))
         st.max_seq = int(doc.get("s", -1))
         st.seq_mask = int(doc.get("k", 0))
         st.heartbeat_s = int(doc.get("h", 0))
@@ -203,6 +206,9 @@ class Out:
         another occurrence). Returns True if something was emitted."""
         st = self.st
         st.marks.pop("q:" + type, None)  # the condition is back: no pending (flap-held) clear
+        hold = st.marks.get("h:" + type)
+        if hold is not None:
+            hold[1] = 1  # a rule of its own still sees the condition (see `hold`)
         if type in st.open and not repeat:
             return False
         if type not in st.open:
@@ -223,6 +229,10 @@ class Out:
         st = self.st
         if type not in st.open:
             return False
+        hold = st.marks.get("h:" + type)
+        if hold is not None:  # held open by another source of the same alarm type (see `hold`)
+            hold[1] = 2
+            return False
         flap = st.marks.get("f:" + type)
         if flap is not None and flap[0] >= self.flap_max and ts - flap[1] <= self.flap_window_s:
             st.marks.setdefault("q:" + type, ts)
@@ -241,6 +251,26 @@ class Out:
                 self.st.marks.pop("f:" + type, None)
                 if self.st.open.pop(type, None) is not None:
                     self.items.append(ClearAlarm(type, to_dt(now), {"after_flapping": True}))
+
+    def hold(self, type: AlarmType) -> None:
+        """Keep `type` open against the rules' own clears until `release` (a second source of the same
+        alarm type, e.g. an out-of-range reading refused at the edge). The hold records [good messages
+        since, what the rules said in the current evaluation: 0 nothing, 1 raise, 2 clear]."""
+        self.st.marks["h:" + type] = [0, 0]
+
+    def release_after(self, type: AlarmType, good: int, ts: float) -> None:
+        """Count one good message against a hold; after `good` of them, drop the hold and clear the
+        alarm unless a rule of its own raised it again in this evaluation."""
+        hold = self.st.marks.get("h:" + type)
+        if hold is None:
+            return
+        hold[0] += 1
+        said = hold[1]
+        hold[1] = 0
+        if hold[0] >= good:
+            del self.st.marks["h:" + type]
+            if said != 1:
+                self.clear(type, ts, {"after_good_messages": good})
 
     def is_open(self, type: AlarmType) -> bool:
         return type in self.st.open
