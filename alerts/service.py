@@ -227,9 +227,9 @@ class AlertService:
             self._put(_Rejected(device, channel, received_at, payload))
 
     def _put(self, item: _Item) -> None:
-        self._idle.clear()
         waited = False
-        while True:
+        while self._running and not self._stop.is_set():
+            self._idle.clear()
             try:
                 self._queue.put(item, timeout=SUBMIT_WAIT_S)
                 return
@@ -239,14 +239,13 @@ class AlertService:
                     with self._lock:
                         self.stats.backpressure_waits += 1
                     self.metrics.backpressure_waits.inc()
-                if not self._running or self._stop.is_set():
-                    with self._lock:
-                        self.stats.dropped += 1
-                        n = self.stats.dropped
-                    self.metrics.dropped_on_stop.inc()
-                    if n == 1 or n % 10_000 == 0:
-                        log.warning("alert engine stopping with a full queue: %d messages not evaluated", n)
-                    return
+        # not running, or stopping: nobody would evaluate it (the stored copy is replayed on start)
+        with self._lock:
+            self.stats.dropped += 1
+            n = self.stats.dropped
+        self.metrics.dropped_on_stop.inc()
+        if n == 1 or n % 10_000 == 0:
+            log.warning("alert engine not running: %d message(s) not evaluated (replayed on start)", n)
 
     def wait_idle(self, timeout_s: float = 10.0) -> bool:
         """Block until every submitted message is evaluated and persisted (tests, benchmarks)."""
