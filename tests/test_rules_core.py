@@ -412,3 +412,50 @@ def test_state_json_roundtrip_and_settings_overrides() -> None:
     d.port_tele(0, 4, port_temp_c=71.0)
     d.port_tele(30, 4, port_temp_c=71.0)
     assert d.raised() == ["charger_over_temperature"]
+
+
+def test_an_out_of_range_reading_holds_sensor_implausible_for_n_good_reports() -> None:
+    d = Dev(F.ELEVATOR)  # the elevator rule has its own implausible check (speed while standing)
+    d.tele(0)
+    out = engine.reject(d.ctx, d.st, (T0 + timedelta(seconds=5)).timestamp(), d.th, seq=2, detail="speed")
+    d.seq = 2
+    d.outputs += out
+    assert d.raised() == ["sensor_implausible"]
+    assert engine.reject(d.ctx, d.st, (T0 + timedelta(seconds=5)).timestamp(), d.th, seq=2, detail="x") == []
+    d.tele(10)  # the rule itself would clear it: held
+    d.tele(20)
+    assert d.cleared() == []
+    d.tele(30, moving=False, speed_mps=2.0)  # 3rd good report, but the rule's own condition is on
+    assert d.cleared() == [] and "sensor_implausible" in d.open()
+    d.tele(40)  # the rule clears it (no hold any more)
+    assert d.cleared() == ["sensor_implausible"]
+    g = Dev(F.GAS_ALARM)  # no rule of its own: cleared by the third good report
+    g.outputs += engine.reject(g.ctx, g.st, T0.timestamp(), g.th, seq=1, detail="lel_pct")
+    g.seq = 1
+    for s in (10, 20):
+        g.tele(s)
+    assert g.cleared() == []
+    g.tele(30)
+    assert g.cleared() == ["sensor_implausible"]
+    assert DeviceState.from_json(json.loads(json.dumps(g.st.to_json()))).marks == g.st.marks
+
+
+def test_next_due_is_never_later_than_the_first_tick_that_produces_something() -> None:
+    """`tick` at any time before `next_due` produces nothing; at `next_due` the timer is due."""
+    cases = []
+    c = Dev(F.EBIKE_CHARGER)
+    c.port_tele(0, 4, port_temp_c=95.0)  # over-temperature: cutoff obligation
+    cases.append(c)
+    s = Dev(F.SMOKE_ALARM)
+    s.tele(0)  # silence only
+    cases.append(s)
+    e = Dev(F.ELEVATOR)
+    e.event(0, type="fault", code="trapped_not_at_level", active=True, floor=3)  # rescue clock
+    cases.append(e)
+    for d in cases:
+        due = engine.next_due(d.ctx, d.st, d.th)
+        assert due < float("inf")
+        probe = DeviceState.from_json(json.loads(json.dumps(d.st.to_json())))
+        for at in (T0.timestamp() + 1, due - 0.5):
+            assert engine.tick(d.ctx, probe, at, d.th) == [], (d.family, at, due)
+        assert engine.tick(d.ctx, probe, due + 0.01, d.th) != [], d.family
