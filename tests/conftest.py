@@ -83,7 +83,8 @@ def storage_mode(request: pytest.FixtureRequest, services: ServiceSet) -> str:
     mode: str = request.param
     if mode == "timescaledb" and not services.timescaledb:
         pytest.skip(
-            "TimescaleDB extension not installed on this PostgreSQL; hypertable mode not testable here"
+            "TimescaleDB is not usable on this PostgreSQL (not installed, or not in "
+            "shared_preload_libraries); hypertable mode not testable here"
         )
     return mode
 
