@@ -61,6 +61,8 @@ class EdgeValidator:
         self.max_past = max_past
         self.max_future = max_future
         self._topics: dict[str, Topic] = {}  # topics repeat per device: parse each once
+        self._window_for: datetime | None = None  # `now` the bounds below were computed for
+        self._lo = self._hi = datetime.min.replace(tzinfo=UTC)
 
     def topic(self, text: str) -> Topic:
         found = self._topics.get(text)
@@ -71,7 +73,7 @@ class EdgeValidator:
             self._topics[text] = found
         return found
 
-    def validate(  # noqa: PLR0911 - one return per refusal reason reads best
+    def validate(  # noqa: PLR0911, PLR0912 - one return per refusal reason reads best
         self, raw: RawMessage, registry: Registry, now: datetime
     ) -> Decoded | Refusal:
         """`now` is the time the message was received (UTC)."""
@@ -82,38 +84,44 @@ class EdgeValidator:
             topic = self.topic(raw.topic)
         except TopicError as exc:
             return Refusal(exc.reason, str(exc)[:DETAIL_MAX_CHARS])
-        if topic.channel is Channel.COMMAND:
+        channel = topic.channel
+        if channel is Channel.COMMAND:
             return Refusal(DeadLetterReason.BAD_TOPIC, "cmd is a downlink channel", topic.device)
         device = registry.devices.get(topic.device)
         if device is None:
             if topic.device in registry.disabled:
                 return Refusal(DeadLetterReason.DEVICE_DISABLED, "device is disabled", topic.device)
             return Refusal(DeadLetterReason.UNKNOWN_DEVICE, "no such device in the registry", topic.device)
-        family = device.family.value
         if topic.community != device.community:
             return Refusal(
                 DeadLetterReason.TOPIC_MISMATCH,
                 f"topic community {topic.community!r} but the device belongs to {device.community!r}",
                 topic.device,
-                family,
+                device.family.value,
             )
         if b"\\u0000" in raw.payload:
             # valid JSON, but PostgreSQL's jsonb cannot hold NUL characters
-            return Refusal(DeadLetterReason.SCHEMA_VIOLATION, "string contains \\u0000", topic.device, family)
+            return Refusal(
+                DeadLetterReason.SCHEMA_VIOLATION,
+                "string contains \\u0000",
+                topic.device,
+                device.family.value,
+            )
         try:
-            body: Any = catalog_decode(device.family, topic.channel, raw.payload)
+            body: Any = catalog_decode(device.family, channel, raw.payload)
         except ValidationError as exc:
             return _diagnose(raw.payload, exc, topic, device)
         except (ValueError, UnicodeDecodeError, RecursionError) as exc:
-            return Refusal(DeadLetterReason.MALFORMED_JSON, _short(exc), topic.device, family)
+            return Refusal(DeadLetterReason.MALFORMED_JSON, _short(exc), topic.device, device.family.value)
         if body.device != topic.device:
             return Refusal(
                 DeadLetterReason.TOPIC_MISMATCH,
                 f"envelope device {body.device!r} on the topic of {topic.device!r}",
                 topic.device,
-                family,
+                device.family.value,
             )
         if body.family is not device.family:
+            family = device.family.value
             return Refusal(
                 DeadLetterReason.FAMILY_MISMATCH,
                 f"envelope family {body.family.value!r} but {topic.device!r} is registered as {family!r}",
@@ -121,22 +129,16 @@ class EdgeValidator:
                 family,
             )
         ts: datetime = body.ts
-        if ts < now - self.max_past or ts > now + self.max_future:
+        if now is not self._window_for:  # messages of one network read share `now`
+            self._window_for, self._lo, self._hi = now, now - self.max_past, now + self.max_future
+        if ts < self._lo or ts > self._hi:
             return Refusal(
                 DeadLetterReason.TIMESTAMP_OUT_OF_WINDOW,
                 f"ts {ts.isoformat()} outside [now - {self.max_past}, now + {self.max_future}]",
                 topic.device,
-                family,
+                device.family.value,
             )
-        return Decoded(
-            device=device,
-            channel=topic.channel,
-            ts=ts,
-            seq=body.seq,
-            received_at=now,
-            body=body,
-            payload=raw.payload,
-        )
+        return Decoded(device, channel, ts, body.seq, now, body, raw.payload)
 
 
 def _short(exc: BaseException | str) -> str:

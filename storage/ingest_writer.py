@@ -25,7 +25,7 @@ import logging
 import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, NamedTuple
 
 import psycopg
 from psycopg import sql
@@ -48,8 +48,7 @@ SLOW_PATH_HOLD_S = 10.0
 LATE_ROLLUP_INTERVAL_S = 30.0
 
 
-@dataclass(frozen=True, slots=True)
-class TelemetryRow:
+class TelemetryRow(NamedTuple):  # a tuple: built once per message on the hot path
     ts: datetime
     device_id: int
     seq: int
@@ -58,8 +57,7 @@ class TelemetryRow:
     points: tuple[tuple[str, int, float], ...]  # (metric, channel, value)
 
 
-@dataclass(frozen=True, slots=True)
-class EventRow:
+class EventRow(NamedTuple):
     ts: datetime
     device_id: int
     seq: int

@@ -1,13 +1,23 @@
-# ruff: noqa: TID251, PLC0415, E501 - a benchmark drives paho directly and imports lazily in child processes
-"""Ingest benchmark: one command, three measurements on private PostgreSQL + Mosquitto.
+# ruff: noqa: TID251, PLC0415, E501 - a benchmark drives paho directly, imports lazily in child processes and prints
+"""Ingest benchmark: one command, all measurements, on private PostgreSQL + Mosquitto it starts.
 
-    .venv/bin/python bench/ingest/run.py [--duration 60] [--rate 20000] [--workers 1] [--devices 2000]
+    .venv/bin/python bench/ingest/run.py [--duration 60] [--workers 1 2] [--compounds 1]
+                                         [--rates auto | --rates 8000 10000] [--profile DIR]
 
-(a) broker ceiling: pre-serialised QoS 1 publishers → a bare paho subscriber (QoS 1, auto-ack);
-(b) database ceiling: IngestWriter.write of the same rows in batches (binary COPY, one commit each);
-(c) end to end: publishers at --rate for --duration s → `yiju ingest` → committed rows; msg/s,
-    points/s, p50/p99 publish-to-commit lag (from ingest's histogram), CPU and peak RSS per process.
-Prints a Markdown block for bench/RESULTS.md.
+Load: the simulator's typical-compound traffic (`bench/ingest/load.py`), re-stamped at publish
+time and published at QoS 1 by the simulator's raw-socket publisher.
+
+(a) broker ceiling: publisher flat out → a bare QoS 1 subscriber (raw socket, bulk PUBACKs); also
+    the same through a bare paho subscriber (what one Python paho session can receive);
+(b) database ceiling: IngestWriter.write of the same rows in 2,000-message batches;
+(c) end to end, per worker count: `yiju ingest --workers N`
+    - saturation: the publisher as fast as the broker's windows allow for --duration s;
+    - sustained: paced at a fixed offered rate for --duration s; the highest rate tried at which
+      every message was committed within 5 s of the end and p99 publish-to-commit lag < 1 s.
+    Reports msg/s, points/s, p50/p99 lag (ingest's histogram: device ts → commit), CPU (cores) of
+    ingest, Mosquitto, PostgreSQL and the publisher, ingest peak RSS, loss, ratio (c)/min(a, b).
+--profile DIR: py-spy records each ingest worker during the saturation runs (flame graph SVG and a
+self-time table).
 """
 
 from __future__ import annotations
@@ -16,205 +26,37 @@ import argparse
 import json
 import multiprocessing as mp
 import os
+import shutil
 import subprocess
 import sys
 import time
 import urllib.request
+from collections import Counter
 from datetime import UTC, datetime
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
-sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
+sys.path[:0] = [str(ROOT), str(ROOT / "tests"), str(Path(__file__).resolve().parent)]
 
-import paho.mqtt.client as mqtt  # noqa: E402
-from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion  # noqa: E402
+from load import Template, bench_fleet, drain_qos1, expected_totals, publish, templates  # noqa: E402
 
-from devices import samples  # noqa: E402
-from devices.catalog import decode, points_of  # noqa: E402
-from devices.contract import Channel, Family, topic  # noqa: E402
 from storage.db import connection  # noqa: E402
-from storage.ingest_writer import IngestWriter, TelemetryRow, WriteBatch  # noqa: E402
-from yiju.settings import DatabaseSettings  # noqa: E402
 
 PREFIX = "bench"
-COMMUNITY = "bench1"
-# device mix of a mid-size compound (share of devices per family)
-MIX = {
-    Family.SMOKE_ALARM: 0.40,
-    Family.LIGHT: 0.18,
-    Family.EBIKE_CHARGER: 0.10,
-    Family.ACCESS_DOOR: 0.10,
-    Family.CCTV_RECORDER: 0.08,
-    Family.GAS_ALARM: 0.08,
-    Family.ELEVATOR: 0.06,
-}
-EVENT_SHARE = 0.05
-TS_MARK = "2000-01-01T00:00:00.000000+00:00"
-SEQ_MARK = 987654321987
+LAG_OK_S = 1.0
+DRAIN_OK_S = 5.0
+STALL_S = 30.0
+CTX = mp.get_context("spawn")
 
 
-def fleet(n: int) -> list[tuple[Family, str]]:
-    out: list[tuple[Family, str]] = []
-    for family, share in MIX.items():
-        out += [(family, f"{family.value[:5]}-{i}") for i in range(max(1, int(n * share)))]
-    return out
-
-
-def register(db_url: str, devices: list[tuple[Family, str]]) -> None:
-    with connection(db_url) as conn:
-        cid = conn.execute(
-            "INSERT INTO communities (code, name) VALUES (%s, %s) RETURNING id", (COMMUNITY, COMMUNITY)
-        ).fetchone()[0]
-        with conn.cursor().copy("COPY devices (uid, community_id, family) FROM STDIN") as cp:
-            for family, uid in devices:
-                cp.write_row((uid, cid, family.value))
-        conn.commit()
-
-
-def templates(devices: list[tuple[Family, str]]) -> list[tuple[str, bytes, bytes, bytes, int]]:
-    """(topic, before-ts, between ts and seq, after-seq, points) per message kind of each device."""
-    out = []
-    for family, uid in devices:
-        kinds = [Channel.TELEMETRY] * int(1 / EVENT_SHARE - 1)
-        if samples.EVENTS[family]:
-            kinds.append(Channel.EVENT)
-        for ch in kinds:
-            p = samples.payload(family, ch, device=uid, seq=SEQ_MARK, ts=TS_MARK)
-            n_points = len(points_of(family, decode(family, ch, p))) if ch is Channel.TELEMETRY else 0
-            a, rest = p.split(TS_MARK.encode())
-            b, c = rest.split(str(SEQ_MARK).encode())
-            out.append((topic(PREFIX, COMMUNITY, uid, ch), a, b, c, n_points))
-    return out
-
-
-def publisher(
-    url: str, idx: int, n_proc: int, rate: float, duration: float, total: mp.Value, devices_n: int
-) -> None:
-    """Publish this process's share of `rate` for `duration` s, QoS 1, fresh ts and seq each time."""
-    from ingest.mqtt_adapter import parse_mqtt_url
-
-    addr = parse_mqtt_url(url)
-    tpl = templates(fleet(devices_n))
-    c = mqtt.Client(
-        CallbackAPIVersion.VERSION2, client_id=f"bench-pub-{idx}", protocol=MQTTProtocolVersion.MQTTv5
-    )
-    c.max_inflight_messages_set(1000)
-    c.max_queued_messages_set(0)
-    c.connect(addr.host, addr.port)
-    c.loop_start()
-    my_rate = rate / n_proc
-    t0 = time.monotonic()
-    seq = idx * 10**12
-    i = idx
-    sent = 0
-    while True:
-        el = time.monotonic() - t0
-        if el >= duration:
-            break
-        target = int(el * my_rate) + 200
-        # keep at most one in-flight window outstanding: paho rescans its whole queue on every PUBACK
-        while sent < target and len(c._out_messages) < 1000:
-            t, a, b, cc, _ = tpl[i % len(tpl)]
-            i += n_proc
-            seq += 1
-            ts = datetime.now(UTC).isoformat(timespec="microseconds").encode()
-            c.publish(t, a + ts + b + str(seq).encode() + cc, qos=1)
-            sent += 1
-        time.sleep(0.001)
-    while len(c._out_messages) > 0:  # wait for the broker's PUBACKs
-        time.sleep(0.05)
-    c.disconnect()
-    c.loop_stop()
-    with total.get_lock():
-        total.value += sent
-
-
-def run_publishers(url: str, procs: int, rate: float, duration: float, devices_n: int) -> tuple[int, float]:
-    total = mp.Value("q", 0)
-    ps = [
-        mp.Process(target=publisher, args=(url, i, procs, rate, duration, total, devices_n))
-        for i in range(procs)
-    ]
-    t0 = time.monotonic()
-    for p in ps:
-        p.start()
-    for p in ps:
-        p.join()
-    return int(total.value), time.monotonic() - t0
-
-
-# --- (a) broker ceiling -------------------------------------------------------------------------
-
-
-def broker_ceiling(url: str, procs: int, seconds: float, devices_n: int) -> float:
-    """Publishers flat out for `seconds`; the bare subscriber's receive rate (first to last message)."""
-    from ingest.mqtt_adapter import parse_mqtt_url
-
-    addr = parse_mqtt_url(url)
-    got = 0
-    stamps: list[float] = [0.0, 0.0]
-
-    def on_message(c, u, m) -> None:
-        nonlocal got
-        now = time.monotonic()
-        if not got:
-            stamps[0] = now
-        stamps[1] = now
-        got += 1
-
-    sub = mqtt.Client(CallbackAPIVersion.VERSION2, client_id="bench-sub", protocol=MQTTProtocolVersion.MQTTv5)
-    sub.on_message = on_message
-    sub.connect(addr.host, addr.port)
-    sub.subscribe(f"{PREFIX}/v1/+/+/+", qos=1)
-    sub.loop_start()
-    time.sleep(0.5)
-    run_publishers(url, procs, 10**6, seconds, devices_n)
-    last = -1
-    while got != last:  # drain
-        last = got
-        time.sleep(1.0)
-    sub.disconnect()
-    sub.loop_stop()
-    return got / max(1e-6, stamps[1] - stamps[0])
-
-
-# --- (b) database ceiling -----------------------------------------------------------------------
-
-
-def db_ceiling(db_url: str, devices_n: int, n_msgs: int, batch: int) -> tuple[float, float]:
-    tpl = [t for t in templates(fleet(devices_n)) if t[4] > 0]
-    devs = {}
-    with connection(db_url) as conn:
-        for uid, did in conn.execute("SELECT uid, id FROM devices").fetchall():
-            devs[uid] = did
-    rows: list[TelemetryRow] = []
-    now = datetime.now(UTC)
-    for i in range(n_msgs):
-        t, a, b, c, _ = tpl[i % len(tpl)]
-        uid = t.split("/")[3]
-        family = Family(next(f for f in Family if uid.startswith(f.value[:5])))
-        body = a + now.isoformat().encode() + b + str(i).encode() + c
-        msg = decode(family, Channel.TELEMETRY, body)
-        pts = tuple(points_of(family, msg))
-        rows.append(TelemetryRow(now, devs[uid], i, now, body, pts))
-    w = IngestWriter(db_url, DatabaseSettings())
-    n_points = sum(len(r.points) for r in rows)
-    t0 = time.perf_counter()
-    for k in range(0, len(rows), batch):
-        w.write(WriteBatch(telemetry=rows[k : k + batch]))
-    el = time.perf_counter() - t0
-    w.close()
-    return n_msgs / el, n_points / el
-
-
-# --- (c) end to end ------------------------------------------------------------------------------
+# --- processes ------------------------------------------------------------------------------------
 
 
 def _cpu_s(pid: int) -> float:
     try:
         parts = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
         return (int(parts[11]) + int(parts[12])) / os.sysconf("SC_CLK_TCK")
-    except OSError:
+    except (OSError, IndexError):
         return 0.0
 
 
@@ -240,22 +82,41 @@ def _children(pid: int) -> list[int]:
     return out
 
 
-def _histogram(port: int, name: str) -> list[tuple[float, float]]:
+class CpuMeter:
+    def __init__(self, groups: dict[str, list[int]]) -> None:
+        self.groups = groups
+        self.t0 = time.monotonic()
+        self.start = {g: {p: _cpu_s(p) for p in pids} for g, pids in groups.items()}
+
+    def cores(self, groups: dict[str, list[int]] | None = None) -> dict[str, float]:
+        el = time.monotonic() - self.t0
+        out = {}
+        for g, pids in (groups or self.groups).items():
+            used = sum(_cpu_s(p) - self.start.get(g, {}).get(p, 0.0) for p in pids)
+            out[g] = round(used / el, 2)
+        return out
+
+
+# --- metrics --------------------------------------------------------------------------------------
+
+
+def _histogram(port: int, name: str) -> dict[float, float]:
     text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read().decode()
-    out = []
+    out: dict[float, float] = {}
     for line in text.splitlines():
         if line.startswith(f"{name}_bucket"):
             le = line.split('le="')[1].split('"')[0]
-            out.append((float("inf") if le == "+Inf" else float(le), float(line.rsplit(" ", 1)[1])))
+            out[float("inf") if le == "+Inf" else float(le)] = float(line.rsplit(" ", 1)[1])
     return out
 
 
-def _quantile(buckets: list[tuple[float, float]], q: float) -> float:
-    total = buckets[-1][1] if buckets else 0
+def _quantile(buckets: dict[float, float], q: float) -> float:
+    items = sorted(buckets.items())
+    total = items[-1][1] if items else 0
     if not total:
         return float("nan")
     prev_le, prev_c = 0.0, 0.0
-    for le, c in buckets:
+    for le, c in items:
         if c >= q * total:
             if le == float("inf"):
                 return prev_le
@@ -264,116 +125,467 @@ def _quantile(buckets: list[tuple[float, float]], q: float) -> float:
     return prev_le
 
 
+# --- setup ----------------------------------------------------------------------------------------
+
+
+def fresh_db(services, fleet) -> str:
+    from yiju.commands.simulate import register_fleet
+
+    url = services.create_database(None)
+    register_fleet(url, fleet)
+    return url
+
+
+def stored(db_url: str) -> tuple[int, int, int, int]:
+    with connection(db_url) as conn:
+        row = conn.execute(
+            "SELECT (SELECT count(*) FROM telemetry), (SELECT count(*) FROM device_events),"
+            " (SELECT count(*) FROM points), (SELECT count(*) FROM dead_letters)"
+        ).fetchone()
+    return int(row[0]), int(row[1]), int(row[2]), int(row[3])
+
+
+def duplicates(db_url: str) -> int:
+    with connection(db_url) as conn:
+        row = conn.execute(
+            "SELECT (SELECT count(*) - count(DISTINCT (device_id, ts, seq)) FROM telemetry)"
+            " + (SELECT count(*) - count(DISTINCT (device_id, ts, seq)) FROM device_events)"
+        ).fetchone()
+    return int(row[0])
+
+
+# --- (a) broker ceiling ---------------------------------------------------------------------------
+
+
+def _paho_drain(url: str, topic_filter: str, quiet_s: float, ready, result) -> None:
+    import paho.mqtt.client as mqtt
+    from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
+
+    from ingest.mqtt_adapter import parse_mqtt_url
+
+    addr = parse_mqtt_url(url)
+    st = {"n": 0, "first": 0.0, "last": 0.0}
+
+    def on_message(c, u, m) -> None:
+        now = time.monotonic()
+        if not st["n"]:
+            st["first"] = now
+        st["last"] = now
+        st["n"] += 1
+
+    def on_subscribe(*a) -> None:
+        ready.set()
+
+    sub = mqtt.Client(
+        CallbackAPIVersion.VERSION2,
+        client_id=f"bench-paho-{time.monotonic_ns()}",
+        protocol=MQTTProtocolVersion.MQTTv5,
+    )
+    sub.on_message = on_message
+    sub.on_subscribe = on_subscribe
+    sub.connect(addr.host, addr.port)
+    sub.subscribe(topic_filter, qos=1)
+    sub.loop_start()
+    while not st["n"] or time.monotonic() - st["last"] < quiet_s:
+        time.sleep(0.1)
+    sub.disconnect()
+    sub.loop_stop()
+    result.put((st["n"], st["first"], st["last"]))
+
+
+def broker_ceiling(url: str, tpl: list[Template], seconds: float, subscriber: str) -> tuple[float, int, int]:
+    ready, result = CTX.Event(), CTX.Queue()
+    target = drain_qos1 if subscriber == "raw" else _paho_drain
+    kw = {"quiet_s": 3.0, "ready": ready, "result": result} if subscriber == "raw" else {}
+    args = (url, f"{PREFIX}/v1/#") if subscriber == "raw" else (url, f"{PREFIX}/v1/#", 3.0, ready, result)
+    sub = CTX.Process(target=target, args=args, kwargs=kw)
+    sub.start()
+    ready.wait(30)
+    rep = publish(url, tpl, rate=None, duration_s=seconds, start_at=time.time())
+    got, first, last = result.get(timeout=600)
+    sub.join(30)
+    return got / max(1e-6, last - first), rep.sent, got
+
+
+# --- (b) database ceiling -------------------------------------------------------------------------
+
+
+def db_ceiling(db_url: str, tpl: list[Template], n_msgs: int, batch: int) -> tuple[float, float]:
+    from load import CST
+
+    from devices.catalog import points_of
+    from devices.contract import Channel, DeviceRef, Family
+    from ingest.decode import EdgeValidator, Registry, event_fields
+    from ingest.messages import RawMessage
+    from storage.ingest_writer import EventRow, IngestWriter, TelemetryRow, WriteBatch, load_ingest_registry
+    from yiju.settings import DatabaseSettings
+
+    with connection(db_url) as conn:
+        reg = Registry(
+            {
+                r.uid: DeviceRef(r.id, r.uid, r.community, r.community_id, Family(r.family))
+                for r in load_ingest_registry(conn)
+            }
+        )
+    from datetime import timedelta
+
+    v = EdgeValidator(
+        PREFIX, max_payload_bytes=1 << 16, max_past=timedelta(days=3), max_future=timedelta(minutes=5)
+    )
+    now = datetime.now(UTC)
+    batches: list[WriteBatch] = []
+    b = WriteBatch()
+    n_points = 0
+    for i in range(n_msgs):
+        t = tpl[i % len(tpl)]
+        ts = (now - timedelta(seconds=n_msgs - i)).astimezone(CST).isoformat(timespec="microseconds").encode()
+        payload = t.pre[1:] + ts + t.post
+        topic = t.head[t.head.index(PREFIX.encode()) :].decode()
+        d = v.validate(RawMessage(topic, payload, 0, 0, time.time()), reg, now)
+        if d.channel is Channel.TELEMETRY:
+            pts = tuple(points_of(d.device.family, d.body.data))
+            n_points += len(pts)
+            b.telemetry.append(TelemetryRow(d.ts, d.device.id, d.seq, now, payload, pts))
+        else:
+            kind, code, chan = event_fields(d)
+            b.events.append(EventRow(d.ts, d.device.id, d.seq, now, kind, code, chan, payload))
+        if len(b) >= batch:
+            batches.append(b)
+            b = WriteBatch()
+    if len(b):
+        batches.append(b)
+    w = IngestWriter(db_url, DatabaseSettings())
+    t0 = time.perf_counter()
+    for b in batches:
+        w.write(b)
+    el = time.perf_counter() - t0
+    w.close()
+    return n_msgs / el, n_points / el
+
+
+# --- (c) end to end -------------------------------------------------------------------------------
+
+
+def end_to_end(
+    services, fleet, tpl, *, workers: int, rate: float | None, duration: float, profile: Path | None, tag: str
+) -> dict:
+    db_url = fresh_db(services, fleet)
+    port = 19108
+    env = {k: v for k, v in os.environ.items() if not k.startswith("YIJU_")}
+    env.update(
+        YIJU_DATABASE__URL=db_url,
+        YIJU_MQTT__URL=services.mqtt_url,
+        YIJU_MQTT__TOPIC_PREFIX=PREFIX,
+        YIJU_MQTT__CLIENT_ID=f"bench-ingest-{tag}",
+        # a group per run: a finished run's sessions persist, and Mosquitto would keep giving them
+        # their share of the group's messages
+        YIJU_INGEST__SHARED_GROUP=f"bench{time.monotonic_ns()}",
+        YIJU_INGEST__METRICS_PORT=str(port),
+        YIJU_LOG_LEVEL="WARNING",
+    )
+    cmd = [sys.executable, "-m", "yiju.cli", "ingest", "--workers", str(workers)]
+    ingest = subprocess.Popen(cmd, cwd=ROOT, env=env)
+    try:
+        deadline = time.monotonic() + 30
+        ports = [port + w for w in range(workers)]
+        while time.monotonic() < deadline:
+            try:
+                for p in ports:
+                    _histogram(p, "yiju_ingest_publish_to_commit_seconds")
+                break
+            except OSError:
+                time.sleep(0.2)
+        time.sleep(1.0)  # sessions subscribed
+        workers_pids = _children(ingest.pid) if workers > 1 else [ingest.pid]
+        mq_pid = services.broker._proc.pid if services.broker and services.broker._proc else 0
+        pg_pids = _children(services.postgres.postmaster_pid() or 0) if services.postgres else []
+        rq, ready, go = CTX.Queue(), CTX.Event(), CTX.Event()
+        pub = CTX.Process(
+            target=publish,
+            args=(services.mqtt_url, tpl),
+            kwargs={
+                "rate": rate,
+                "duration_s": duration,
+                "start_at": 0.0,
+                "report": rq,
+                "ready": ready,
+                "go": go,
+            },
+        )
+        pub.start()
+        if not ready.wait(300):
+            raise RuntimeError("publisher did not get ready")
+        spies = []
+        if profile is not None and shutil.which("py-spy", path=str(Path(sys.executable).parent)):
+            spy = str(Path(sys.executable).parent / "py-spy")
+            for k, wp in enumerate(workers_pids):
+                out = f"{profile / f'{tag}-w{k}'}.txt"
+                cmd = [
+                    spy,
+                    "record",
+                    "-p",
+                    str(wp),
+                    "-d",
+                    str(int(duration)),
+                    "-r",
+                    "97",
+                    "-f",
+                    "raw",
+                    "-o",
+                    out,
+                ]
+                spies.append(subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+        meter = CpuMeter(
+            {
+                "ingest": sorted({ingest.pid, *workers_pids}),
+                "mosquitto": [mq_pid],
+                "postgres": pg_pids,
+                "publisher": [pub.pid],
+            }
+        )
+        go.set()
+        t0 = time.monotonic()
+        rep = rq.get(timeout=duration + 900)
+        pub_done = time.monotonic()
+        cpu = meter.cores(
+            {
+                **meter.groups,
+                "postgres": _children(services.postgres.postmaster_pid() or 0) if services.postgres else [],
+            }
+        )
+        pub.join(30)
+        # wait for the last rows
+        tel_w, ev_w, pts_w = expected_totals(tpl, rep.acked)
+        want = tel_w + ev_w
+        drain_deadline = time.monotonic() + 600
+        progress = (0, time.monotonic())
+        while True:
+            tel, ev, pts, dls = stored(db_url)
+            if tel + ev >= want or time.monotonic() > drain_deadline:
+                break
+            if tel + ev != progress[0]:
+                progress = (tel + ev, time.monotonic())
+            elif time.monotonic() - progress[1] > STALL_S:  # a stall is a bug: show where everyone is
+                print(f"STALL: {tel + ev} of {want} stored, no progress for {STALL_S:.0f} s", flush=True)
+                spy = Path(sys.executable).parent / "py-spy"
+                for wp in workers_pids:
+                    subprocess.run([str(spy), "dump", "-p", str(wp)], check=False)
+                break
+            time.sleep(0.1)
+        done = time.monotonic()
+        el = done - t0
+        lag: Counter[float] = Counter()
+        for p in ports:
+            lag.update(_histogram(p, "yiju_ingest_publish_to_commit_seconds"))
+        hwm = max(_hwm_mb(p) for p in workers_pids)
+        for s in spies:
+            s.wait(60)
+        if profile is not None:
+            for k in range(len(workers_pids)):
+                _summarise(profile / f"{tag}-w{k}.txt")
+    finally:
+        ingest.terminate()
+        ingest.wait(60)
+    dups = duplicates(db_url)
+    services.drop_database(db_url)
+    res = {
+        "workers": workers,
+        "offered": "max" if rate is None else round(rate),
+        "published": rep.acked,
+        "publish_s": round(rep.seconds, 1),
+        "publisher_behind_s": round(rep.max_behind_s, 2),
+        "stored": tel + ev,
+        "lost": want - (tel + ev),
+        "duplicates": dups,
+        "points_missing": pts_w - pts,
+        "dead_letters": dls,
+        "drain_after_publish_s": round(done - pub_done, 1),
+        "msg_per_s": round((tel + ev) / el),
+        "points_per_s": round(pts / el),
+        "p50_lag_s": round(_quantile(lag, 0.5), 3),
+        "p99_lag_s": round(_quantile(lag, 0.99), 3),
+        "cpu_cores": cpu,
+        "ingest_peak_rss_mb": round(hwm),
+    }
+    print(json.dumps(res), flush=True)
+    return res
+
+
+def _summarise(raw: Path) -> None:
+    """Self time per function and inclusive time of a few frames of interest, from py-spy's raw output."""
+    if not raw.exists():
+        return
+    self_t: Counter[str] = Counter()
+    incl: Counter[str] = Counter()
+    total = 0
+    for line in raw.read_text().splitlines():
+        stack, _, n = line.rpartition(" ")
+        try:
+            k = int(n)
+        except ValueError:
+            continue
+        frames = stack.split(";")
+        total += k
+        self_t[frames[-1]] += k
+        for f in set(frames):
+            incl[f] += k
+    with raw.with_suffix(".summary.txt").open("w") as out:
+        out.write(f"{total} samples\n\nself time\n")
+        for f, k in self_t.most_common(40):
+            out.write(f"{100 * k / total:5.1f}%  {f}\n")
+        out.write("\ninclusive time\n")
+        for f, k in incl.most_common(60):
+            out.write(f"{100 * k / total:5.1f}%  {f}\n")
+
+
+def sustainable(
+    services,
+    fleet,
+    tpl,
+    workers: int,
+    start_rate: float,
+    duration: float,
+    rates: list[float] | None,
+    profile: Path | None = None,
+) -> list[dict]:
+    """Paced runs: the given rates, or from `start_rate` down in 15 % steps until one is sustained."""
+    out = []
+    todo = rates or [start_rate * 0.85**k for k in range(6)]
+    for offered in todo:
+        r = round(offered, -2)
+        res = end_to_end(
+            services,
+            fleet,
+            tpl,
+            workers=workers,
+            rate=r,
+            duration=duration,
+            profile=profile,
+            tag=f"paced{r:.0f}-{workers}w",
+        )
+        res["sustained"] = ok(res)
+        out.append(res)
+        if not rates and res["sustained"]:
+            break
+    return out
+
+
+def ok(res: dict) -> bool:
+    return (
+        res["lost"] == 0
+        and res["duplicates"] == 0
+        and res["p99_lag_s"] < LAG_OK_S
+        and res["drain_after_publish_s"] <= DRAIN_OK_S
+        and res["publisher_behind_s"] < LAG_OK_S
+    )
+
+
 def main() -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("--duration", type=float, default=60.0)
-    ap.add_argument("--rate", type=float, default=20_000.0)
-    ap.add_argument("--workers", type=int, default=1)
-    ap.add_argument("--publishers", type=int, default=2)
-    ap.add_argument("--devices", type=int, default=2000)
-    ap.add_argument("--ceiling-messages", type=int, default=200_000)
+    ap.add_argument("--workers", type=int, nargs="+", default=[1, 2])
+    ap.add_argument("--compounds", type=int, default=1, help="typical compounds in the fleet")
+    ap.add_argument("--templates", type=int, default=100_000, help="distinct messages, replayed in a loop")
+    ap.add_argument("--rates", nargs="+", default=["auto"], help="offered rates of the paced runs, or 'auto'")
+    ap.add_argument("--ceiling-seconds", type=float, default=15.0)
+    ap.add_argument("--profile", type=Path, default=None)
+    ap.add_argument("--skip", nargs="*", default=[], choices=["a", "b", "saturation", "paced"])
     args = ap.parse_args()
+    if args.profile:
+        args.profile.mkdir(parents=True, exist_ok=True)
 
     from harness import start_services
 
     services = start_services()
-    results: dict[str, object] = {}
+    out: dict = {
+        "machine": machine(),
+        "date": datetime.now(UTC).isoformat(timespec="seconds"),
+        "args": vars(args) | {"profile": str(args.profile)},
+    }
     try:
-        db_url = services.create_database(None)
-        devices = fleet(args.devices)
-        register(db_url, devices)
-        print(f"fleet: {len(devices)} devices; storage mode {services.default_mode}", flush=True)
-
-        rate_a = broker_ceiling(services.mqtt_url, args.publishers, 10.0, args.devices)
-        print(f"(a) broker ceiling: {rate_a:,.0f} msg/s", flush=True)
-        db_b = services.create_database(None)
-        register(db_b, devices)
-        rate_b, pts_b = db_ceiling(db_b, args.devices, min(args.ceiling_messages, 100_000), 2000)
-        print(f"(b) database ceiling: {rate_b:,.0f} msg/s ({pts_b:,.0f} points/s)", flush=True)
-
-        port = 19108
-        env = {k: v for k, v in os.environ.items() if not k.startswith("YIJU_")}
-        env.update(
-            YIJU_DATABASE__URL=db_url,
-            YIJU_MQTT__URL=services.mqtt_url,
-            YIJU_MQTT__TOPIC_PREFIX=PREFIX,
-            YIJU_INGEST__METRICS_PORT=str(port),
-            YIJU_LOG_LEVEL="WARNING",
-        )
-        cmd = [sys.executable, "-m", "yiju.cli", "ingest", "--workers", str(args.workers)]
-        ingest = subprocess.Popen(cmd, cwd=ROOT, env=env)
-        time.sleep(3.0)
-        pids = [ingest.pid, *_children(ingest.pid)] if args.workers > 1 else [ingest.pid]
-        cpu0 = {p: _cpu_s(p) for p in pids}
-        mq_pid = services.broker._proc.pid if services.broker and services.broker._proc else 0
-        pg_pids = _children(services.postgres.postmaster_pid() or 0) if services.postgres else []
-        other0 = (_cpu_s(mq_pid), sum(_cpu_s(p) for p in pg_pids))
-        t0 = time.monotonic()
-        sent, pub_s = run_publishers(
-            services.mqtt_url, args.publishers, args.rate, args.duration, args.devices
-        )
-        with connection(db_url) as conn:
-
-            def stored() -> int:
-                r = conn.execute(
-                    "SELECT (SELECT count(*) FROM telemetry) + (SELECT count(*) FROM device_events)"
-                )
-                conn.commit()
-                return int(r.fetchone()[0])
-
-            deadline = time.monotonic() + 120
-            while stored() < sent and time.monotonic() < deadline:
-                time.sleep(0.2)
-            el = time.monotonic() - t0
-            n = stored()
-            pts = conn.execute("SELECT count(*) FROM points").fetchone()[0]
-            dls = conn.execute("SELECT count(*) FROM dead_letters").fetchone()[0]
-        pids_now = [ingest.pid, *_children(ingest.pid)] if args.workers > 1 else [ingest.pid]
-        cpu = sum(_cpu_s(p) - cpu0.get(p, 0.0) for p in pids_now)
-        hwm = max(_hwm_mb(p) for p in pids_now)
-        mq_cpu = _cpu_s(mq_pid) - other0[0]
-        pg_cpu = (
-            sum(_cpu_s(p) for p in _children(services.postgres.postmaster_pid() or 0)) - other0[1]
-            if services.postgres
-            else 0.0
-        )
-        lag = []
-        for w in range(args.workers):
-            lag += _histogram(port + w, "yiju_ingest_publish_to_commit_seconds") if w == 0 else []
-        ingest.terminate()
-        ingest.wait(30)
-        rate_c = n / el
-        results = {
-            "sent": sent,
-            "stored": n,
-            "lost": sent - n,
-            "dead_letters": dls,
-            "seconds": round(el, 1),
-            "publish_seconds": round(pub_s, 1),
-            "msg_per_s": round(rate_c),
-            "points_per_s": round(pts / el),
-            "p50_lag_s": round(_quantile(lag, 0.5), 3),
-            "p99_lag_s": round(_quantile(lag, 0.99), 3),
-            "ingest_cpu_cores": round(cpu / el, 2),
-            "ingest_peak_rss_mb": round(hwm, 1),
-            "mosquitto_cpu_cores": round(mq_cpu / el, 2),
-            "postgres_cpu_cores": round(pg_cpu / el, 2),
-            "broker_ceiling": round(rate_a),
-            "db_ceiling": round(rate_b),
-            "db_ceiling_points": round(pts_b),
-            "ratio_c_to_min_ab": round(rate_c / min(rate_a, rate_b), 2),
+        fleet = bench_fleet(args.compounds)
+        n_dev = sum(1 for _ in fleet.devices)
+        t = time.monotonic()
+        tpl = templates(fleet, PREFIX, args.templates + n_dev)[n_dev:]  # skip the opening status burst
+        mix = Counter(x.table for x in tpl)
+        out["load"] = {
+            "devices": n_dev,
+            "templates": len(tpl),
+            "telemetry_share": round(mix["telemetry"] / len(tpl), 3),
+            "points_per_message": round(sum(x.points for x in tpl) / len(tpl), 2),
+            "bytes_per_packet": round(
+                sum(len(x.head) + 2 + len(x.pre) + 32 + len(x.post) for x in tpl) / len(tpl)
+            ),
         }
-        print(json.dumps(results, indent=2))
         print(
-            f"\n| run | msg/s | points/s | p50 lag | p99 lag | ingest CPU | ingest peak RSS | lost |\n|---|---|---|---|---|---|---|---|\n"
-            f"| (a) broker only | {rate_a:,.0f} | | | | | | |\n| (b) DB COPY only | {rate_b:,.0f} | {pts_b:,.0f} | | | | | |\n"
-            f"| (c) end to end, offered {args.rate:,.0f}/s for {args.duration:.0f} s, {args.workers} worker(s) | {rate_c:,.0f} | "
-            f"{pts / el:,.0f} | {results['p50_lag_s']} s | {results['p99_lag_s']} s | {cpu / el:.2f} cores | {hwm:.0f} MB | {sent - n} |\n"
-            f"\n(c)/min(a,b) = {results['ratio_c_to_min_ab']}"
+            f"load: {out['load']} (prepared in {time.monotonic() - t:.0f} s); storage mode {services.default_mode}",
+            flush=True,
         )
+        if "a" not in args.skip:
+            db_url = fresh_db(services, fleet)  # noqa: F841 - the topic prefix must be known to nobody else
+            rate, sent, got = broker_ceiling(services.mqtt_url, tpl, args.ceiling_seconds, "raw")
+            out["a_broker_raw_qos1"] = {"msg_per_s": round(rate), "sent": sent, "received": got}
+            print(f"(a) broker ceiling, raw QoS 1 subscriber: {rate:,.0f} msg/s", flush=True)
+            rate, sent, got = broker_ceiling(services.mqtt_url, tpl, args.ceiling_seconds, "paho")
+            out["a_broker_paho_qos1"] = {"msg_per_s": round(rate), "sent": sent, "received": got}
+            print(f"(a') bare paho QoS 1 subscriber: {rate:,.0f} msg/s", flush=True)
+        if "b" not in args.skip:
+            db_b = fresh_db(services, fleet)
+            rate_b, pts_b = db_ceiling(db_b, tpl, 100_000, 2000)
+            services.drop_database(db_b)
+            out["b_db_copy"] = {"msg_per_s": round(rate_b), "points_per_s": round(pts_b)}
+            print(f"(b) database ceiling: {rate_b:,.0f} msg/s ({pts_b:,.0f} points/s)", flush=True)
+        rates = None if args.rates == ["auto"] else [float(r) for r in args.rates]
+        for w in args.workers:
+            sat = None
+            if "saturation" not in args.skip:
+                sat = end_to_end(
+                    services,
+                    fleet,
+                    tpl,
+                    workers=w,
+                    rate=None,
+                    duration=args.duration,
+                    profile=args.profile,
+                    tag=f"sat-{w}w",
+                )
+                out[f"c_saturation_{w}w"] = sat
+            if "paced" not in args.skip:
+                start = sat["msg_per_s"] if sat else 8000
+                out[f"c_paced_{w}w"] = sustainable(
+                    services, fleet, tpl, w, start, args.duration, rates, args.profile
+                )
+        floor = min(
+            [out[k]["msg_per_s"] for k in ("a_broker_raw_qos1", "b_db_copy") if k in out] or [float("nan")]
+        )
+        for k, v in list(out.items()):
+            if k.startswith("c_saturation"):
+                v["ratio_to_min_ab"] = round(v["msg_per_s"] / floor, 2)
+            if k.startswith("c_paced"):
+                best = max((r for r in v if r["sustained"]), key=lambda r: r["msg_per_s"], default=None)
+                out[k.replace("paced", "sustained")] = best and {
+                    **best,
+                    "ratio_to_min_ab": round(best["msg_per_s"] / floor, 2),
+                }
+        print(json.dumps(out, indent=2, default=str))
     finally:
         services.stop()
     return 0
+
+
+def machine() -> dict:
+    model = ""
+    for line in Path("/proc/cpuinfo").read_text().splitlines():
+        if line.startswith("model name"):
+            model = line.split(":", 1)[1].strip()
+            break
+    mem = Path("/proc/meminfo").read_text().splitlines()[0].split()[1]
+    return {
+        "nproc": os.cpu_count(),
+        "cpu": model,
+        "ram_gb": round(int(mem) / 1024**2, 1),
+        "loadavg_at_start": os.getloadavg(),
+    }
 
 
 if __name__ == "__main__":
