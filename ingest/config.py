@@ -85,6 +85,16 @@ class IngestSettings(BaseModel):
         pattern=r"^[A-Za-z0-9_\-]+$",
         description="MQTT 5 shared-subscription group; unset: Settings.mqtt.shared_group.",
     )
+    # Mosquitto 2.0 restores a persistent session's plain subscriptions after a broker restart but
+    # not its shared ones: until the ingest session re-subscribes, messages go to "no matching
+    # subscribers" and are lost (measured: 68–101 of 16,000 at 4,000 msg/s). One ingest process
+    # therefore subscribes plainly; only several processes splitting the load need the shared group.
+    shared_subscription: bool | None = Field(
+        default=None,
+        description="Join the MQTT 5 shared group (several ingest processes split the load). "
+        "Unset: shared only under `yiju ingest --workers N` with N > 1; a single process uses a plain "
+        "persistent subscription, which the broker restores after a restart.",
+    )
     db_retry_initial_s: float = Field(default=0.2, gt=0, description="First back-off after a failed write.")
     db_retry_max_s: float = Field(default=5.0, gt=0, description="Longest back-off between write attempts.")
     metrics_port: int = Field(

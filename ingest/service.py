@@ -109,7 +109,10 @@ class IngestService:
             max_past=self.cfg.max_past,
             max_future=self.cfg.max_future,
         )
-        group = self.cfg.shared_group or settings.mqtt.shared_group
+        shared = self.cfg.shared_subscription
+        if shared is None:
+            shared = self.cfg.workers > 1
+        group = (self.cfg.shared_group or settings.mqtt.shared_group) if shared else None
         self.consumer = MqttConsumer(
             mqtt_url,
             client_id=client_id or settings.mqtt.client_id,

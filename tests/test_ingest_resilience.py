@@ -219,8 +219,13 @@ def test_two_processes_one_killed_no_loss(
 ) -> None:
     fleet = register_fleet(db_url)
     msgs = good_messages(topic_prefix, fleet, 20_000)
-    env_a = _env(services, db_url, topic_prefix, f"a-{topic_prefix}")
-    env_b = _env(services, db_url, topic_prefix, f"b-{topic_prefix}")
+    # two processes splitting the load: the shared group, as `yiju ingest --workers 2` sets it
+    env_a = _env(services, db_url, topic_prefix, f"a-{topic_prefix}") | {
+        "YIJU_INGEST__SHARED_SUBSCRIPTION": "true"
+    }
+    env_b = _env(services, db_url, topic_prefix, f"b-{topic_prefix}") | {
+        "YIJU_INGEST__SHARED_SUBSCRIPTION": "true"
+    }
     a, b = _spawn(env_a), _spawn(env_b)
     try:
         probe = Probe(db_url, publisher, topic_prefix)

@@ -86,7 +86,9 @@ def _supervise(workers: int) -> int:
 
     def spawn(i: int) -> subprocess.Popen[bytes]:
         return subprocess.Popen(
-            [sys.executable, "-m", "yiju.cli", "ingest", "--worker-index", str(i)], env=os.environ.copy()
+            [sys.executable, "-m", "yiju.cli", "ingest", "--worker-index", str(i)],
+            # the workers split the load through the MQTT 5 shared group
+            env={**os.environ, "YIJU_INGEST__SHARED_SUBSCRIPTION": "true"},
         )
 
     procs = {i: spawn(i) for i in range(workers)}
