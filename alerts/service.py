@@ -55,6 +55,7 @@ from alerts.metrics import AlertMetrics, alert_metrics
 from devices.catalog import decode
 from devices.contract import Channel, Decoded, DeviceRef, Family
 from storage import alarms, findings, replay, rule_state
+from storage import commands as command_store
 from storage.db import connect
 from yiju.errors import YijuError
 
@@ -764,7 +765,7 @@ class _DeviceBatch:
             device_id=ctx.device_id,
             name=out.name,
             params=out.params,
-            requested_by="engine",
+            requested_by=command_store.ENGINE_ACTOR,
             requested_at=out.at,
             alarm_id=alarm_id,
             details={"reason": out.reason.value},

@@ -27,19 +27,24 @@ class PendingCommand:
     requested_at: datetime
 
 
+# The engine records its commands `pending` and publishes them itself right after the commit; the
+# dispatcher must leave those alone or it could send them a second time in between.
+ENGINE_ACTOR = "engine"
+
+
 def claim_pending(conn: psycopg.Connection[Any], limit: int = 100) -> list[PendingCommand]:
-    """Pending commands, oldest first, locked until the caller's transaction ends (SKIP LOCKED, so
-    two dispatchers never send the same command)."""
+    """Pending commands not owned by the engine, oldest first, locked until the caller's transaction
+    ends (SKIP LOCKED, so two dispatchers never send the same command)."""
     rows = conn.execute(
         """
         SELECT c.id, c.command_uuid, d.uid, co.code, c.name, c.params, c.requested_at
         FROM commands c JOIN devices d ON d.id = c.device_id JOIN communities co ON co.id = d.community_id
-        WHERE c.status = 'pending'
+        WHERE c.status = 'pending' AND c.requested_by <> %s
         ORDER BY c.requested_at, c.id
         LIMIT %s
         FOR UPDATE OF c SKIP LOCKED
         """,
-        (limit,),
+        (ENGINE_ACTOR, limit),
     ).fetchall()
     return [PendingCommand(*row) for row in rows]
 

@@ -55,6 +55,19 @@ def test_api_command_is_sent_and_its_ack_applied(settings: Settings, db_url: str
         device.subscribe(topic(prefix, "c1", "gas-1", Channel.COMMAND), qos=1)
         assert subscribed.wait(WAIT_S)
         with Runtime(settings, Endpoints(db_url, settings.mqtt.url, "test")):
+            engine_uuid = uuid.uuid4()
+            with connection(db_url) as conn:  # the engine's own command: it publishes that one itself
+                findings.insert_command(
+                    conn,
+                    command_uuid=engine_uuid,
+                    device_id=device_id,
+                    name="close_valve",
+                    params={},
+                    requested_by="engine",
+                    requested_at=datetime.now(UTC),
+                    alarm_id=None,
+                )
+                conn.commit()
             command_uuid = uuid.uuid4()
             with connection(db_url) as conn:  # what the API does: record the command as pending
                 findings.insert_command(
@@ -69,7 +82,7 @@ def test_api_command_is_sent_and_its_ack_applied(settings: Settings, db_url: str
                 )
                 conn.commit()
             _until(lambda: received, "the command on the device's cmd topic")
-            assert received[0].id == command_uuid
+            assert [m.id for m in received] == [command_uuid]  # never the engine's command
             assert received[0].command == "close_valve"
             with connection(db_url) as conn:
                 status = conn.execute("SELECT status FROM commands WHERE command_uuid = %s", (command_uuid,))
