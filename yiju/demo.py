@@ -122,7 +122,7 @@ class SimulatorThread:
         try:
             with self._publisher() as publisher:
                 play(self._stream(start), publisher, SimClock(start, 1.0, time.monotonic()), stop=self._stop)
-        except BaseException as exc:  # reported by the owner; the demo keeps serving the console
+        except Exception as exc:  # logged now and reported again at stop; the console keeps serving
             self.error = exc
             log.exception("demo simulator stopped")
 
@@ -164,5 +164,7 @@ def run_demo(settings: Settings, *, duration_s: float | None = None, port: int |
                 if timer is not None:
                     timer.cancel()
                 simulator.stop()
+            if simulator.error is not None:
+                print(f"the simulator stopped early: {simulator.error}")
     print("stopped")
     return 0
