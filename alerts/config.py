@@ -107,13 +107,15 @@ class AlertSettings(BaseModel):
         default=60.0,
         ge=0,
         description="A fault state seen in telemetry must be matched by the device's own fault event "
-        "within this time, else silent_fault (domain.md §5.2) — [NOT FOUND] normatively: configurable",
+        "within this time, else silent_fault, s — [NOT FOUND] domain.md §5.2 asks for a deadline; "
+        "no number in standards.md",
     )
     implausible_clear_messages: int = Field(
         default=3,
         ge=1,
         description="sensor_implausible from an out-of-range reading (refused at the edge) clears after "
-        "this many good reports in a row (hysteresis) — [V] practice",
+        "this many good reports in a row (hysteresis) — [NOT FOUND] domain.md §4 hysteresis; no number "
+        "in standards.md",
     )
     replay_slack_s: float = Field(
         default=5.0,
@@ -134,16 +136,40 @@ class AlertSettings(BaseModel):
         default=60.0,
         gt=0,
         description="After a remote cutoff/close command, its effect must be seen within this time or the "
-        "alarm is escalated (domain.md §5.1) — [V] practice (AP3000 ack timeout 15 s, one resend)",
+        "alarm is escalated (domain.md §5.1), s — [V] AP3000 ack timeout 15 s with one resend "
+        "(standards.md §1.2), plus the next telemetry",
     )
     flap_window_s: float = Field(
-        default=600.0, gt=0, description="Flapping: window over which raises of one alarm are counted — [V]"
+        default=600.0,
+        gt=0,
+        description="Flapping: window over which raises of one alarm are counted, s — [NOT FOUND] "
+        "domain.md §4 asks for flapping suppression; no number in standards.md",
     )
     flap_max_raises: int = Field(
         default=4,
         ge=2,
         description="Flapping: from this many raises within the window, the alarm is held open until the "
-        "condition stays clear for a whole window — [V] practice",
+        "condition stays clear for a whole window — [NOT FOUND] domain.md §4; no number in standards.md",
+    )
+    clock_skew_alarm_s: float = Field(
+        default=30.0,
+        gt=0,
+        description="A device whose measured clock offset (the least receive − device time over a "
+        "window) exceeds this raises clock_skew, s — [S] GB 50396-2007 §5.1.3: event clocks err "
+        "< 10 s/day with a daily sync; the rest is room for transport delay",
+    )
+    clock_skew_clear_s: float = Field(
+        default=10.0,
+        gt=0,
+        description="clock_skew clears once the measured offset is back within this, s — [S] "
+        "GB 50396-2007 §5.1.3 (< 10 s/day)",
+    )
+    clock_offset_window_s: float = Field(
+        default=600.0,
+        gt=0,
+        description="The clock offset is the least receive − device time over a window this long "
+        "holding at least two messages (the minimum filters the transport delay out), s — [V] "
+        "practice: the NTP clock filter keeps the minimum-delay sample",
     )
     ebike_charger: ChargerRules = Field(default_factory=ChargerRules)
     smoke_alarm: SmokeRules = Field(default_factory=SmokeRules)

@@ -23,6 +23,7 @@ class AlarmType(StrEnum):
     DEVICE_OFFLINE = "device_offline"  # missed heartbeats / Last Will
     SENSOR_IMPLAUSIBLE = "sensor_implausible"  # reading outside the physically possible range
     LINKAGE_FAILED = "linkage_failed"  # this device did not act on a fire/gas linkage in time
+    CLOCK_SKEW = "clock_skew"  # the device's clock is wrong (alerts/core/clock.py)
     # e-bike charging
     CHARGER_OVER_TEMPERATURE = "charger_over_temperature"
     CHARGER_OVERLOAD = "charger_overload"
@@ -87,6 +88,7 @@ ALARM_INFO: dict[AlarmType, AlarmInfo] = {
     AlarmType.DEVICE_OFFLINE: AlarmInfo(_N, "设备离线", "Device offline"),
     AlarmType.SENSOR_IMPLAUSIBLE: AlarmInfo(_N, "读数异常(超出物理范围)", "Implausible reading"),
     AlarmType.LINKAGE_FAILED: AlarmInfo(_C, "联动失败", "Linkage failed"),
+    AlarmType.CLOCK_SKEW: AlarmInfo(_N, "设备时钟偏差", "Device clock wrong"),
     AlarmType.CHARGER_OVER_TEMPERATURE: AlarmInfo(_M, "充电桩过温", "Charger over-temperature"),
     AlarmType.CHARGER_OVERLOAD: AlarmInfo(_M, "充电过载/过流", "Charger overload"),
     AlarmType.CHARGER_LEAKAGE: AlarmInfo(_C, "充电桩漏电", "Charger leakage current"),

@@ -35,8 +35,12 @@ class Dev:
         building_id: int | None = 1,
         evacuation_route: bool = False,
         device_id: int = 1,
+        rx_skew_s: float = 0.0,
     ) -> None:
+        """`rx_skew_s`: the device's clock is this far behind Yiju's (negative: ahead); messages are
+        received `rx_skew_s` after their device time, and `tick` takes Yiju's time."""
         self.family = family
+        self.rx_skew_s = rx_skew_s
         self.th = settings or AlertSettings()
         self.ctx = DeviceContext(
             device_id=device_id,
@@ -52,18 +56,26 @@ class Dev:
         self.telemetry = copy.deepcopy(samples.TELEMETRY[family])
 
     def _send(
-        self, channel: Channel, at_s: float, fill: dict[str, Any], seq: int | None = None
+        self,
+        channel: Channel,
+        at_s: float,
+        fill: dict[str, Any],
+        seq: int | None = None,
+        *,
+        claimed: datetime | None = None,
     ) -> list[Output]:
+        """`claimed`: the envelope says this time, outside ingest's window, so ingest stamped the
+        message with its receive time (device time `at_s` + `rx_skew_s`)."""
         if seq is None:
             self.seq += 1
             seq = self.seq
         ts = T0 + timedelta(seconds=at_s)
-        msg = samples.envelope(self.family, device=self.ctx.uid, seq=seq, ts=ts.isoformat())
+        rx = ts + timedelta(seconds=self.rx_skew_s)
+        msg = samples.envelope(self.family, device=self.ctx.uid, seq=seq, ts=(claimed or ts).isoformat())
         msg.update(fill)
         body = catalog.decode(self.family, channel, json.dumps(msg))
-        decoded = Decoded(
-            DeviceRef(self.ctx.device_id, self.ctx.uid, "c1", 1, self.family), channel, ts, seq, ts, body, b""
-        )
+        ref = DeviceRef(self.ctx.device_id, self.ctx.uid, "c1", 1, self.family)
+        decoded = Decoded(ref, channel, rx if claimed else ts, seq, rx, body, b"")
         out = engine.evaluate(self.ctx, self.st, decoded, self.th)
         self.outputs += out
         return out
@@ -80,8 +92,10 @@ class Dev:
                 p.update(changes)
         return self._send(Channel.TELEMETRY, at_s, {"data": data})
 
-    def event(self, at_s: float, seq: int | None = None, **event: Any) -> list[Output]:
-        return self._send(Channel.EVENT, at_s, {"event": event}, seq)
+    def event(
+        self, at_s: float, seq: int | None = None, *, claimed: datetime | None = None, **event: Any
+    ) -> list[Output]:
+        return self._send(Channel.EVENT, at_s, {"event": event}, seq, claimed=claimed)
 
     def status(self, at_s: float, state: str = "online", heartbeat_s: int | None = None) -> list[Output]:
         fill: dict[str, Any] = {"state": state}

@@ -5,20 +5,26 @@
     next_due(ctx, state, settings) -> engine time          (when `tick` can next produce something)
     start_linkage(ctx, state, kind, at, settings) -> outputs
     reject(ctx, state, ts, settings, seq=, detail=) -> outputs  (an out-of-range reading refused at the edge)
+    refuse_clock(ctx, state, device_ts, received, settings) -> outputs  (telemetry refused for its time)
 
 `settings` is the community's `AlertSettings` (defaults with its overrides applied). `state` is
 updated in place. Pure: no I/O, no clock reads, no randomness.
+
+Clocks: rules run in device time; `tick` and `next_due` take and give engine time, turned into the
+device's time with its measured clock offset (alerts/core/clock.py), so a device whose clock is
+behind or ahead meets the same deadlines as one in step with Yiju.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Callable
+from dataclasses import replace
 from datetime import datetime
 from typing import Any
 
 from alerts.config import AlertSettings
-from alerts.core import cctv, charger, door, elevator, faults, gas, light, linkage, smoke
+from alerts.core import cctv, charger, clock, door, elevator, faults, gas, light, linkage, smoke
 from alerts.core.model import DeviceContext, DeviceState, Linkage, Out, Output, RaiseAlarm, to_dt
 from devices.alarms import AlarmType
 from devices.contract import Channel, Decoded, Family
@@ -96,6 +102,7 @@ def evaluate(ctx: DeviceContext, st: DeviceState, msg: Decoded, th: AlertSetting
         return []
     ts = msg.ts.timestamp()
     out = _out(st, th)
+    substituted = clock.observe(out, msg, st.last_ts, th)
     _deadlines(ctx, out, ts, th)  # obligations that expired before this message, in device time
     st.last_ts = max(st.last_ts, ts)
     if msg.channel is Channel.STATUS:
@@ -119,13 +126,22 @@ def evaluate(ctx: DeviceContext, st: DeviceState, msg: Decoded, th: AlertSetting
         isinstance(o, RaiseAlarm) and o.type is A.FIRE_ALARM and st.open.get(A.FIRE_ALARM) == ts
         for o in out.items
     ):
-        out.items.append(Linkage("fire", ctx.building_id, msg.ts))
+        # in Yiju's time: the building's devices each run on their own clock
+        out.items.append(Linkage("fire", ctx.building_id, to_dt(ts + clock.offset_s(st.marks))))
+    if substituted is not None:  # every alarm of the message says its time is the receive time
+        out.items = [
+            replace(o, details={**o.details, "ts_from": "received_at", "device_ts": substituted["device_ts"]})
+            if isinstance(o, RaiseAlarm) and o.type is not A.CLOCK_SKEW
+            else o
+            for o in out.items
+        ]
     return out.items
 
 
 def tick(ctx: DeviceContext, st: DeviceState, now: float, th: AlertSettings) -> list[Output]:
     """Timers of a device at engine time `now` (seconds): deadlines, silence, daily evaluations."""
     out = _out(st, th)
+    now = clock.device_now(st.marks, now)
     _deadlines(ctx, out, now - th.tick_grace_s, th)
     if st.last_ts and A.DEVICE_OFFLINE not in st.open:
         silent_s = offline_after_s(ctx, st, th)
@@ -145,7 +161,11 @@ def next_due(ctx: DeviceContext, st: DeviceState, th: AlertSettings) -> float:
     never, until its next message). The service keeps these in a heap, so a tick costs the due
     devices only, not the whole fleet. Mirrors `tick`: grace, silence, the deadline marks of
     faults ("sf:"), linkage ("l:"), auto-cutoff ("o:"), rescue clock ("r"), flap-held clears ("q:")
-    and the daily CCTV evaluation ("c<n>")."""
+    and the daily CCTV evaluation ("c<n>"), computed in device time and returned in engine time."""
+    return _next_due_device_time(ctx, st, th) + clock.offset_s(st.marks)
+
+
+def _next_due_device_time(ctx: DeviceContext, st: DeviceState, th: AlertSettings) -> float:
     grace = th.tick_grace_s
     due = math.inf
     if st.last_ts and A.DEVICE_OFFLINE not in st.open:
@@ -197,8 +217,27 @@ def start_linkage(
     if action is None:
         return []
     out = _out(st, th)
-    linkage.expect(out, action[0], at.timestamp(), action[1])
+    linkage.expect(out, action[0], clock.device_now(st.marks, at.timestamp()), action[1])
     return out.items
 
 
-__all__ = ["evaluate", "next_due", "offline_after_s", "reject", "start_linkage", "tick", "to_dt"]
+def refuse_clock(
+    ctx: DeviceContext, st: DeviceState, device_ts: datetime, received: float, th: AlertSettings
+) -> list[Output]:
+    """Ingest dead-lettered telemetry of this device for its timestamp alone (outside the window):
+    the device's clock is wrong (`clock_skew`, with the evidence, at the receive time)."""
+    out = _out(st, th)
+    clock.refused(out, device_ts, received)
+    return out.items
+
+
+__all__ = [
+    "evaluate",
+    "next_due",
+    "offline_after_s",
+    "refuse_clock",
+    "reject",
+    "start_linkage",
+    "tick",
+    "to_dt",
+]
