@@ -38,7 +38,7 @@ from prometheus_client import REGISTRY, CollectorRegistry
 from pydantic import ValidationError
 
 from alerts.config import AlertSettings
-from alerts.core import engine
+from alerts.core import clock, engine
 from alerts.core.implausible import out_of_range
 from alerts.core.model import (
     ClearAlarm,
@@ -104,6 +104,7 @@ class _Rejected:
     channel: Channel
     received_at: datetime
     payload: bytes
+    reason: str = "schema_violation"  # or "timestamp_out_of_window"
 
 
 _Item = Decoded | _Rejected
@@ -222,10 +223,11 @@ class AlertService:
         detail: str,
         payload: bytes,
     ) -> None:
-        """MessageSink (optional): ingest refused a known device's message as a schema violation. The
-        engine checks whether it is a reading out of the physical range (then: sensor_implausible)."""
-        if reason == "schema_violation" and channel is Channel.TELEMETRY:
-            self._put(_Rejected(device, channel, received_at, payload))
+        """MessageSink (optional): ingest refused a known device's telemetry. A schema violation may be
+        a reading out of the physical range (then: sensor_implausible); a timestamp outside ingest's
+        window is a wrong clock (clock_skew)."""
+        if reason in ("schema_violation", "timestamp_out_of_window") and channel is Channel.TELEMETRY:
+            self._put(_Rejected(device, channel, received_at, payload, reason))
 
     def _put(self, item: _Item) -> None:
         waited = False
@@ -404,7 +406,9 @@ class AlertService:
                 received_at = msg.received_at
             else:
                 ts = msg.ts.timestamp()
-                if not self._watermark or ts <= self._watermark + max_lead or ts <= self._wall() + max_lead:
+                if clock.claimed_ts(msg) is not None:
+                    pass  # stamped with its receive time (the device's was out of window): not device time
+                elif not self._watermark or ts <= self._watermark + max_lead or ts <= self._wall() + max_lead:
                     self._watermark = max(self._watermark, ts)
                 before = st.max_seq, st.seq_mask
                 outputs = engine.evaluate(ctx, st, msg, th)
@@ -429,6 +433,11 @@ class AlertService:
     def _rejected(
         self, ctx: DeviceContext, st: DeviceState, msg: _Rejected, th: AlertSettings
     ) -> list[Output]:
+        if msg.reason == "timestamp_out_of_window":
+            claimed = clock.envelope_ts(msg.payload)
+            if claimed is None:
+                return []
+            return engine.refuse_clock(ctx, st, claimed, msg.received_at.timestamp(), th)
         found = out_of_range(ctx.family, msg.channel, msg.payload)
         if found is None:
             return []

@@ -67,18 +67,11 @@ class IngestSettings(BaseModel):
         "Last-Will messages are written with their own batch).",
     )
     presence_sweep_s: float = Field(
-        default=15.0, gt=0, description="How often devices that stopped sending are marked offline."
-    )
-    default_heartbeat_s: int = Field(
-        default=180,
-        ge=1,
-        description="Heartbeat period assumed when a device has not announced one in its status message "
-        "(AP3000 port-status heartbeat 180 s [V], standards.md §1.2).",
-    )
-    heartbeat_misses: int = Field(
-        default=2,
-        ge=1,
-        description="Missed heartbeats before a device counts as offline (AP3000 [V], standards.md §1.2).",
+        default=15.0,
+        gt=0,
+        description="How often devices that stopped sending are marked offline. When: each family's "
+        "rule, the alert engine's (`alerts.<family>.heartbeat_s` unless the device announced its own "
+        "`heartbeat_s`, × `missed_heartbeats`, with the community's overrides).",
     )
     shared_group: str | None = Field(
         default=None,

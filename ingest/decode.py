@@ -132,6 +132,12 @@ class EdgeValidator:
         if now is not self._window_for:  # messages of one network read share `now`
             self._window_for, self._lo, self._hi = now, now - self.max_past, now + self.max_future
         if ts < self._lo or ts > self._hi:
+            if channel is not Channel.TELEMETRY:
+                # An alarm is never refused for the device's clock alone (a fire alarm from a detector
+                # whose clock was reset must reach the duty room): events, status (a Last Will carries
+                # the time of the connect that registered it) and acks are stored at the receive time;
+                # the envelope keeps the device's own time as evidence (alerts/core/clock.py).
+                return Decoded(device, channel, now, body.seq, now, body, raw.payload)
             return Refusal(
                 DeadLetterReason.TIMESTAMP_OUT_OF_WINDOW,
                 f"ts {ts.isoformat()} outside [now - {self.max_past}, now + {self.max_future}]",

@@ -18,6 +18,8 @@ from typing import Protocol, runtime_checkable
 from devices.contract import Channel, Decoded, DeviceRef
 
 log = logging.getLogger(__name__)
+# refusals of a known device's message that the engine still evaluates
+HANDED_OFF = frozenset({"schema_violation", "timestamp_out_of_window"})
 
 
 @runtime_checkable
@@ -31,7 +33,8 @@ class MessageSink(Protocol):
 class RejectSink(Protocol):
     """Optional second method of a sink: a known device's message refused at the edge (called on the
     decoding thread, must return at once). The alert engine raises `sensor_implausible` for readings
-    outside the physical range (domain.md §5.2), which fail schema validation here."""
+    outside the physical range (domain.md §5.2), which fail schema validation here, and `clock_skew`
+    for telemetry refused for its timestamp."""
 
     def reject(
         self,
@@ -55,8 +58,9 @@ def hand_off_refusal(
     detail: str,
     payload: bytes,
 ) -> None:
-    """Tell a `RejectSink` about a known device's schema violation; a sink's bug never stops ingest."""
-    if device is None or reason != "schema_violation" or not isinstance(sink, RejectSink):
+    """Tell a `RejectSink` about a known device's schema violation or telemetry refused for its
+    timestamp (a wrong clock: `clock_skew`); a sink's bug never stops ingest."""
+    if device is None or reason not in HANDED_OFF or not isinstance(sink, RejectSink):
         return
     try:
         sink.reject(

@@ -28,18 +28,19 @@ from typing import Any
 
 from prometheus_client import REGISTRY, CollectorRegistry, start_http_server
 
+from alerts.config import AlertSettings
 from devices.catalog import FAMILIES
 from devices.contract import Channel, DeadLetterReason, Decoded, DeviceRef, Family, subscriptions, topic
 from ingest.decode import EdgeValidator, Refusal, Registry, event_fields
-from ingest.handoff import MessageSink, NullSink, hand_off_refusal
+from ingest.handoff import HANDED_OFF, MessageSink, NullSink, hand_off_refusal
 from ingest.messages import RawMessage
 from ingest.metrics import IngestMetrics, ingest_metrics
 from ingest.mqtt_adapter import MqttConsumer
 from storage.db import connect
 from storage.dead_letters import DeadLetterRow
 from storage.ingest_writer import EventRow, IngestWriter, TelemetryRow, WriteBatch, load_ingest_registry
-from storage.presence import PresenceRow, mark_silent_offline
-from yiju.errors import DatabaseUnavailable, StorageError, YijuError
+from storage.presence import OfflineRule, PresenceRow, community_alert_overrides, mark_silent_offline
+from yiju.errors import ConfigurationError, DatabaseUnavailable, StorageError, YijuError
 from yiju.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -370,8 +371,9 @@ class IngestService:
             entry[0], entry[1], entry[2], entry[3] = raw.received_at, result.seq, True, "online"
 
     def _refused(self, raw: RawMessage, refusal: Refusal, now: datetime) -> None:
-        """A known device's schema violation also goes to the sink (out-of-range readings → alarm)."""
-        if refusal.reason is DeadLetterReason.SCHEMA_VIOLATION and refusal.device_uid:
+        """A known device's schema violation (out-of-range readings → alarm) or telemetry refused for
+        its timestamp (→ clock_skew) also goes to the sink."""
+        if refusal.reason.value in HANDED_OFF and refusal.device_uid:
             hand_off_refusal(
                 self.sink,
                 self._registry.devices.get(refusal.device_uid),
@@ -571,16 +573,39 @@ class IngestService:
         except DatabaseUnavailable:
             return
         try:
-            gone = mark_silent_offline(
-                conn, self.cfg.default_heartbeat_s, self.cfg.heartbeat_misses, datetime.now(UTC)
-            )
+            rules = offline_rules(self.settings.alerts, community_alert_overrides(conn))
+            gone = mark_silent_offline(conn, rules, datetime.now(UTC))
             if gone:
                 log.info(
-                    "%d device(s) silent for %d heartbeats: marked offline",
-                    len(gone),
-                    self.cfg.heartbeat_misses,
+                    "%d device(s) silent for their families' missed heartbeats: marked offline", len(gone)
                 )
         except Exception as exc:  # noqa: BLE001 - the sweep is retried on its next turn
             log.warning("offline sweep failed: %s", exc)
         finally:
             conn.close()
+
+
+def offline_rules(alerts: AlertSettings, overrides: dict[int, dict[str, Any]]) -> list[OfflineRule]:
+    """The presence sweep's offline rule per family — the alert engine's (`engine.offline_after_s`):
+    the family's heartbeat (unless the device announced one) × its missed heartbeats, smoke and gas
+    alarms hourly, chargers every 3 minutes — and the communities that override them."""
+
+    def of(th: AlertSettings, community_id: int | None) -> list[OfflineRule]:
+        out = []
+        for family in Family:
+            group = getattr(th, family.value)
+            out.append(
+                OfflineRule(family.value, int(group.heartbeat_s), int(group.missed_heartbeats), community_id)
+            )
+        return out
+
+    rules = of(alerts, None)
+    defaults = {(r.family, r.heartbeat_s, r.misses) for r in rules}
+    for community_id, override in sorted(overrides.items()):
+        try:
+            th = alerts.with_overrides(override)
+        except ConfigurationError as exc:
+            log.warning("community %d: %s; its devices are swept with the defaults", community_id, exc)
+            continue
+        rules += [r for r in of(th, community_id) if (r.family, r.heartbeat_s, r.misses) not in defaults]
+    return rules

@@ -2,10 +2,13 @@
 
 Ordering is by the time ingest received a message, not the device's clock: a Last Will is published
 by the broker at disconnect time but carries the timestamp of the connect that registered it.
+Silence is receive time too, so a device whose clock is wrong is swept like any other; the offline
+rule is its family's (heartbeat × misses, as the alert engine's), not one number for every family.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -65,20 +68,65 @@ def upsert_presence(cur: psycopg.Cursor[Any], rows: list[PresenceRow]) -> None:
     )
 
 
+@dataclass(frozen=True, slots=True)
+class OfflineRule:
+    """When a silent device of `family` counts as offline: after `misses` × its heartbeat, the period
+    the device announced in its status message or else `heartbeat_s`. `community_id` None: the rule
+    of every community without one of its own."""
+
+    family: str
+    heartbeat_s: int
+    misses: int
+    community_id: int | None = None
+
+
+_SWEEP = """
+WITH fam AS (SELECT * FROM unnest(%(ff)s::text[], %(fh)s::int4[], %(fm)s::int4[]) AS t(family, hb, misses)),
+     com AS (SELECT * FROM unnest(%(cc)s::int4[], %(cf)s::text[], %(ch)s::int4[], %(cm)s::int4[])
+             AS t(community_id, family, hb, misses))
+UPDATE device_presence p
+SET online = false, status = 'heartbeat_timeout', status_changed_at = %(now)s, updated_at = now()
+FROM devices d
+JOIN fam ON fam.family = d.family
+LEFT JOIN com ON com.community_id = d.community_id AND com.family = d.family
+WHERE p.device_id = d.id AND p.online
+  AND p.last_seen < %(now)s - make_interval(
+        secs => COALESCE(p.heartbeat_s, com.hb, fam.hb) * COALESCE(com.misses, fam.misses))
+RETURNING p.device_id
+"""
+
+
 def mark_silent_offline(
-    conn: psycopg.Connection[Any], default_heartbeat_s: int, misses: int, now: datetime
+    conn: psycopg.Connection[Any], rules: Sequence[OfflineRule], now: datetime
 ) -> list[int]:
-    """Devices online whose last message is older than `misses` heartbeat periods become offline
-    with status 'heartbeat_timeout'; returns their ids. Idempotent, safe from several processes."""
+    """Devices online whose last message (receive time) is older than their family's offline rule
+    become offline with status 'heartbeat_timeout'; returns their ids. A family without a rule is
+    never swept. Idempotent, safe from several processes."""
+    fam = [r for r in rules if r.community_id is None]
+    com = [r for r in rules if r.community_id is not None]
     with conn.transaction():
         rows = conn.execute(
-            "UPDATE device_presence SET online = false, status = 'heartbeat_timeout', "
-            "status_changed_at = %(now)s, updated_at = now() "
-            "WHERE online AND last_seen < %(now)s - make_interval(secs => "
-            "COALESCE(heartbeat_s, %(hb)s) * %(misses)s) RETURNING device_id",
-            {"now": now, "hb": default_heartbeat_s, "misses": misses},
+            _SWEEP,
+            {
+                "ff": [r.family for r in fam],
+                "fh": [r.heartbeat_s for r in fam],
+                "fm": [r.misses for r in fam],
+                "cc": [r.community_id for r in com],
+                "cf": [r.family for r in com],
+                "ch": [r.heartbeat_s for r in com],
+                "cm": [r.misses for r in com],
+                "now": now,
+            },
         ).fetchall()
     return [int(r[0]) for r in rows]
+
+
+def community_alert_overrides(conn: psycopg.Connection[Any]) -> dict[int, dict[str, Any]]:
+    """Per-community alert-setting overrides (`communities.settings -> 'alerts'`)."""
+    rows = conn.execute(
+        "SELECT id, settings -> 'alerts' FROM communities WHERE settings ? 'alerts'"
+    ).fetchall()
+    return {int(r[0]): r[1] for r in rows if isinstance(r[1], dict)}
 
 
 def presence_of(conn: psycopg.Connection[Any], device_id: int) -> dict[str, Any] | None:

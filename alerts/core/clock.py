@@ -26,6 +26,7 @@ so no offset is measured and the correction is 0. Pure: no I/O.
 
 from __future__ import annotations
 
+import json
 from datetime import datetime
 from typing import Any
 
@@ -54,6 +55,20 @@ def claimed_ts(msg: Decoded) -> datetime | None:
     if claimed is None or claimed == msg.ts:
         return None
     return claimed
+
+
+def envelope_ts(payload: bytes) -> datetime | None:
+    """The envelope's `ts` of a refused payload, when it is an ISO time with an offset."""
+    try:
+        doc = json.loads(payload)
+        ts = (
+            datetime.fromisoformat(doc["ts"])
+            if isinstance(doc, dict) and isinstance(doc.get("ts"), str)
+            else None
+        )
+    except (ValueError, RecursionError):
+        return None
+    return ts if ts is not None and ts.tzinfo is not None else None
 
 
 def _evidence(claimed: datetime, received: datetime) -> dict[str, Any]:
