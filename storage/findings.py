@@ -102,6 +102,8 @@ class SummaryLine:
     device_id: int | None = None
     device_uid: str | None = None
     worst_measured_s: float | None = None
+    # device lines: the channels (recorder channels, charger ports) with a non-compliant finding
+    failing_channels: tuple[int, ...] = ()
 
     @property
     def failed(self) -> int:
@@ -131,7 +133,9 @@ def compliance_summary(
     rows = conn.execute(
         """
         SELECT f.check_name, d.family, f.device_id, d.uid, count(*), count(*) FILTER (WHERE f.compliant),
-               max(f.measured_s)
+               max(f.measured_s),
+               array_agg(DISTINCT f.channel ORDER BY f.channel)
+                   FILTER (WHERE NOT f.compliant AND f.channel > 0)
         FROM compliance_findings f JOIN devices d ON d.id = f.device_id
         WHERE f.community_id = %s AND f.observed_at >= %s AND f.observed_at < %s
         GROUP BY GROUPING SETS ((f.check_name), (f.check_name, d.family), (f.check_name, f.device_id, d.uid))
@@ -142,8 +146,8 @@ def compliance_summary(
     by_check: list[SummaryLine] = []
     by_family: list[SummaryLine] = []
     failing: list[SummaryLine] = []
-    for check, family, device_id, uid, total, ok, worst in rows:
-        line = SummaryLine(check, total, ok, family, device_id, uid, worst)
+    for check, family, device_id, uid, total, ok, worst, channels in rows:
+        line = SummaryLine(check, total, ok, family, device_id, uid, worst, tuple(channels or ()))
         if device_id is not None:
             if ok < total:
                 failing.append(line)

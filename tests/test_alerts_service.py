@@ -168,8 +168,8 @@ def test_compliance_cli_table_and_json(db_url: str, services: Any, monkeypatch: 
     doc = json.loads(capsys.readouterr().out)
     (line,) = doc["by_check"]
     assert (line["check"], line["total"], line["compliant"], line["share"]) == ("auto_cutoff", 2, 1, 0.5)
-    assert [d["device"] for d in doc["failing_devices"]] == ["chg"]
+    assert [(d["device"], d["failing_channels"]) for d in doc["failing_devices"]] == [("chg", [4])]
     assert main(["compliance", "--community", "c1"]) == 0
     table = capsys.readouterr().out
-    assert "自动断电 auto-cutoff" in table and "50.0%" in table
+    assert "自动断电 auto-cutoff" in table and "50.0%" in table and "(channels 4)" in table
     assert main(["compliance", "--community", "nope"]) == 1

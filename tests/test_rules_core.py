@@ -364,6 +364,7 @@ def test_cctv_retention_gap_and_daily_evaluation() -> None:
     assert "cctv_retention_short" in d.raised()
 
     g = Dev(F.CCTV_RECORDER)
+    g.status(-1, heartbeat_s=86_400)  # reports daily: the days below are no silence
     g.tele(0, channels=_channels(1))
     g.tele(300, channels=_channels(1, recording=False))
     g.tele(500, channels=_channels(1, recording=False))  # stopped ≥ 180 s: recording_stopped
@@ -373,7 +374,8 @@ def test_cctv_retention_gap_and_daily_evaluation() -> None:
     assert "cctv_recording_gap" in g.raised()
     g.tick(700 + 86_400)  # daily re-evaluation
     assert g.findings("cctv_retention")[-1].observed_at > T0 + timedelta(days=1)
-    g.tick(700 + 31 * 86_400)  # the gap is older than 30 days now
+    for day in range(1, 32):  # the gap is older than 30 days after a month of reports
+        g.tele(700 + day * 86_400, channels=_channels(1))
     assert g.findings("cctv_retention")[-1].compliant is True
     assert "cctv_recording_gap" in g.cleared()
 

@@ -2,14 +2,32 @@
 channel, channel offline, recording stopped, disk faults.
 
 A channel complies when retention days (now − earliest recording) ≥ 30, no recording gap longer than
-the tolerance lies in the last 30 days, and it is online and recording. Gaps come from Yiju's own
-history of the channel's recording state (stopped → started) and from gaps the recorder reports.
-Evaluated on every recorder report and at least daily (`tick`); a finding is written when a channel's
-verdict changes and once a day otherwise.
+the tolerance lies in the last 30 days, and it is online and recording. Unknown is not compliant: a
+channel that never reported its earliest recording fails (`retention_unknown`), and so does every
+channel of a recorder Yiju cannot reach (`recorder_offline`, from its Last Will or missed heartbeats);
+when the recorder reports again, the whole silence is a recording gap of every channel, since nothing
+shows it recorded meanwhile. Gaps also come from Yiju's own history of the channel's recording state
+(stopped → started) and from gaps the recorder reports.
+
+Hysteresis at the limit (`retention_hysteresis_s`): overwrite frees the oldest footage in blocks, so
+a recorder sized for exactly 30 days keeps 30 days minus up to a block. Retention falls short only
+below the limit minus the band, and complies again only back at the limit; inside the band the
+previous verdict stands (a first verdict inside it complies).
+
+A full disk is the normal state of a recorder that overwrites (循环覆盖): `disk_full` is a fault only
+with overwrite off or unknown, and it clears when the device says so, reports overwrite on, or its
+telemetry shows free space again. With overwrite off, free space under `disk_free_warning_pct` is the
+fault too. A disk health fault is its own.
+
+Evaluated on every recorder report, when it goes offline and at least daily (`tick`); a finding is
+written when a channel's verdict changes and once a day otherwise. The alarms carry the evidence
+(domain.md §5.3): per failing channel its earliest recording, retention days and gaps, and the limits.
 
 Marks per channel n: "c<n>" = [flags (1 online, 2 recording), stopped since (0: recording), verdict
 bits (-1: never evaluated), last evaluation, earliest recording (0: unknown)]; "g<n>" = [[gap end,
-gap seconds], …] within the last retention window.
+gap seconds], …] within the last retention window. Recorder: "cl" = device time of its last report,
+"ro" = 1 while it is offline, "ow" = its overwrite setting (1/0) as last reported, "ca:<alarm>" = the
+failing channels its open alarm names.
 """
 
 from __future__ import annotations
@@ -18,16 +36,19 @@ from typing import Any
 
 from alerts.config import AlertSettings, CctvRules
 from alerts.core import faults
-from alerts.core.model import Out
-from devices.alarms import AlarmType, Check
+from alerts.core.model import Out, to_dt
+from devices.alarms import AlarmType
+from devices.alarms import Check as C
 from devices.envelope import EventMessage, TelemetryMessage
 from devices.families import cctv_recorder as fam
 
 A = AlarmType
 DAY_S = 86_400.0
-RETENTION_SHORT, GAP, OFFLINE, NOT_RECORDING = 1, 2, 4, 8
+RETENTION_SHORT, GAP, OFFLINE, NOT_RECORDING, UNKNOWN, UNREACHABLE = 1, 2, 4, 8, 16, 32
 REASONS = (
     (RETENTION_SHORT, "retention_short"),
+    (UNKNOWN, "retention_unknown"),
+    (UNREACHABLE, "recorder_offline"),
     (GAP, "recording_gap"),
     (OFFLINE, "channel_offline"),
     (NOT_RECORDING, "recording_stopped"),
@@ -38,6 +59,10 @@ MAX_GAPS = 8
 def _channel(out: Out, n: int) -> list[Any]:
     ch: list[Any] = out.st.marks.setdefault(f"c{n}", [3, 0.0, -1, 0.0, 0.0])
     return ch
+
+
+def _channels(out: Out) -> list[int]:
+    return sorted(int(k[1:]) for k in out.st.marks if k[0] == "c" and k[1:].isdigit())
 
 
 def _add_gap(out: Out, n: int, end: float, seconds: float, r: CctvRules) -> None:
@@ -67,80 +92,170 @@ def _online(out: Out, n: int, online: bool) -> None:
     ch[0] = (ch[0] | 1) if online else (ch[0] & ~1)
 
 
+def _reported(out: Out, ts: float, silent_s: float, r: CctvRules) -> None:
+    """The recorder speaks: a silence since its previous report that made it offline (or lasted as
+    long) is a gap of every channel — nothing shows that it recorded meanwhile."""
+    marks = out.st.marks
+    last = marks.get("cl")
+    was_offline = marks.pop("ro", None)
+    if last is not None and ts > last and (was_offline or ts - last > silent_s):
+        for n in _channels(out):
+            _add_gap(out, n, ts, ts - last, r)
+    marks["cl"] = max(ts, last or ts)
+
+
+def offline(out: Out, at: float, th: AlertSettings) -> None:
+    """The recorder went offline at `at` (Last Will, or missed heartbeats): its channels fail."""
+    out.st.marks["ro"] = 1
+    if _channels(out):
+        evaluate(out, max(at, out.st.marks.get("cl", at)), th.cctv_recorder)
+
+
+def _iso(ts: float) -> str | None:
+    return to_dt(ts).isoformat() if ts else None
+
+
+def _gaps_doc(gaps: list[list[float]]) -> list[dict[str, Any]]:
+    return [{"start": _iso(end - secs), "end": _iso(end), "seconds": secs} for end, secs in gaps]
+
+
+def _retention_bits(ch: list[Any], retention_days: float | None, r: CctvRules) -> int:
+    if retention_days is None:
+        return UNKNOWN
+    if retention_days < r.retention_days - r.retention_hysteresis_s / DAY_S:
+        return RETENTION_SHORT
+    if retention_days >= r.retention_days or ch[2] < 0:
+        return 0
+    return int(ch[2]) & RETENTION_SHORT  # inside the band: the previous verdict stands
+
+
 def evaluate(out: Out, now: float, r: CctvRules, *, force: bool = False) -> None:
     """Decide every channel's verdict; write findings on change or daily; keep the alarms in step."""
     window = r.retention_days * DAY_S
-    any_bits = 0
+    unreachable = bool(out.st.marks.get("ro"))
+    short: list[dict[str, Any]] = []
+    gapped: list[dict[str, Any]] = []
     offline: list[int] = []
     stopped: list[int] = []
-    for key in [k for k in out.st.marks if k[0] == "c" and k[1:].isdigit()]:
-        n = int(key[1:])
-        ch = out.st.marks[key]
+    for n in _channels(out):
+        ch = out.st.marks[f"c{n}"]
         gaps = [g for g in out.st.marks.get(f"g{n}", []) if g[0] >= now - window]
         if gaps:
             out.st.marks[f"g{n}"] = gaps
         else:
             out.st.marks.pop(f"g{n}", None)
-        bits = 0
         retention_days = (now - ch[4]) / DAY_S if ch[4] else None
-        if retention_days is not None and retention_days < r.retention_days:
-            bits |= RETENTION_SHORT
+        bits = _retention_bits(ch, retention_days, r)
         if gaps:
             bits |= GAP
-        off = out.held(f"t:off{n}", not ch[0] & 1, now, r.channel_offline_confirm_s)
-        rec_stopped = bool(ch[1]) and now - ch[1] >= r.channel_offline_confirm_s
-        if off:
-            bits |= OFFLINE
-            offline.append(n)
-        if rec_stopped and ch[0] & 1:
-            bits |= NOT_RECORDING
-            stopped.append(n)
-        any_bits |= bits
+        if unreachable:
+            bits |= UNREACHABLE
+        else:
+            if out.held(f"t:off{n}", not ch[0] & 1, now, r.channel_offline_confirm_s):
+                bits |= OFFLINE
+                offline.append(n)
+            if bool(ch[1]) and now - ch[1] >= r.channel_offline_confirm_s and ch[0] & 1:
+                bits |= NOT_RECORDING
+                stopped.append(n)
+        evidence = {
+            "channel": n,
+            "earliest_recording": _iso(ch[4]),
+            "retention_days": None if retention_days is None else round(retention_days, 2),
+        }
+        if bits & (RETENTION_SHORT | UNKNOWN):
+            short.append({**evidence, "reason": "retention_short" if bits & RETENTION_SHORT else "unknown"})
+        if gaps:
+            gapped.append({"channel": n, "gaps": _gaps_doc(gaps)})
         if bits != ch[2] or force or now - ch[3] >= r.daily_evaluation_s:
             reasons = [name for bit, name in REASONS if bits & bit]
             out.finding(
-                Check.CCTV_RETENTION,
+                C.CCTV_RETENTION,
                 reasons[0] if reasons else "retention_ok",
                 bits == 0,
                 now,
+                trigger_ts=now,  # one decision per evaluation (the daily one is not a redelivery)
                 channel=n,
-                deadline_s=r.retention_days * DAY_S,
+                deadline_s=window,
                 measured_s=None if retention_days is None else retention_days * DAY_S,
                 details={
-                    "retention_days": None if retention_days is None else round(retention_days, 2),
+                    **evidence,
                     "reasons": reasons,
-                    "gaps": gaps,
+                    "threshold_days": r.retention_days,
+                    "gap_tolerance_s": r.gap_tolerance_s,
+                    "gaps": _gaps_doc(gaps),
                 },
             )
             ch[2], ch[3] = bits, now
-    _alarm(out, A.CCTV_RETENTION_SHORT, any_bits & RETENTION_SHORT, now, {})
-    _alarm(out, A.CCTV_RECORDING_GAP, any_bits & GAP, now, {})
-    _alarm(out, A.CCTV_CHANNEL_OFFLINE, bool(offline), now, {"channels": offline})
-    _alarm(out, A.CCTV_RECORDING_STOPPED, bool(stopped), now, {"channels": stopped})
+    limits = {"threshold_days": r.retention_days, "hysteresis_s": r.retention_hysteresis_s}
+    _alarm(out, A.CCTV_RETENTION_SHORT, short, now, limits)
+    _alarm(
+        out,
+        A.CCTV_RECORDING_GAP,
+        gapped,
+        now,
+        {"gap_tolerance_s": r.gap_tolerance_s, "window_days": r.retention_days},
+    )
+    _alarm(out, A.CCTV_CHANNEL_OFFLINE, [{"channel": n} for n in offline], now, {})
+    _alarm(out, A.CCTV_RECORDING_STOPPED, [{"channel": n} for n in stopped], now, {})
 
 
-def _alarm(out: Out, type: AlarmType, on: int | bool, ts: float, details: dict[str, Any]) -> None:
-    if on:
-        out.raise_(type, ts, details)
-    else:
+def _alarm(
+    out: Out, type: AlarmType, channels: list[dict[str, Any]], ts: float, limits: dict[str, Any]
+) -> None:
+    """Raise with the failing channels' evidence; raise again (new details) when they change."""
+    key = "ca:" + type
+    names = [c["channel"] for c in channels]
+    if not channels:
+        out.st.marks.pop(key, None)
         out.clear(type, ts)
+        return
+    changed = out.st.marks.get(key) != names
+    out.st.marks[key] = names
+    out.raise_(type, ts, {"channels": channels, **limits}, repeat=changed and out.is_open(type))
 
 
-def telemetry(out: Out, msg: TelemetryMessage[fam.Telemetry], ts: float, th: AlertSettings) -> None:
+def _disk(out: Out, t: fam.Telemetry, ts: float, r: CctvRules) -> None:
+    marks = out.st.marks
+    if t.overwrite is not None:
+        marks["ow"] = int(t.overwrite)
+    free_pct = 100.0 * t.disk_free_gb / t.disk_total_gb
+    low = marks.get("ow") == 0 and free_pct < r.disk_free_warning_pct
+    if low and "rf:disk_full" not in marks:
+        marks["rf:disk_full"] = [ts, A.CCTV_DISK_FAULT.value]
+        details = {
+            "fault": "disk_full",
+            "free_pct": round(free_pct, 2),
+            "threshold_pct": r.disk_free_warning_pct,
+        }
+        out.raise_(A.CCTV_DISK_FAULT, ts, details, source="engine")
+    elif (
+        not low and "rf:disk_full" in marks and (marks.get("ow") == 1 or free_pct >= r.disk_free_warning_pct)
+    ):
+        faults.reported(out, "disk_full", A.CCTV_DISK_FAULT, False, ts)
+
+
+def telemetry(
+    out: Out, msg: TelemetryMessage[fam.Telemetry], ts: float, th: AlertSettings, silent_s: float
+) -> None:
     r = th.cctv_recorder
     t = msg.data
+    for c in t.channels:
+        _channel(out, c.channel)
+    _reported(out, ts, silent_s, r)
     for c in t.channels:
         _online(out, c.channel, c.online)
         _recording(out, c.channel, c.recording, ts, r)
         if c.earliest_recording is not None:
             _channel(out, c.channel)[4] = c.earliest_recording.timestamp()
     faults.sync(out, {} if t.disk_healthy else {"disk": A.CCTV_DISK_FAULT}, "disk", ts)
+    _disk(out, t, ts, r)
     evaluate(out, ts, r)
 
 
-def event(out: Out, msg: EventMessage[fam.Event], ts: float, th: AlertSettings) -> None:
+def event(out: Out, msg: EventMessage[fam.Event], ts: float, th: AlertSettings, silent_s: float) -> None:
     r = th.cctv_recorder
     ev = msg.event
+    _reported(out, ts, silent_s, r)
     if isinstance(ev, fam.ChannelOffline | fam.ChannelOnline):
         _online(out, ev.channel, isinstance(ev, fam.ChannelOnline))
     elif isinstance(ev, fam.RecordingStopped | fam.RecordingStarted):
@@ -152,6 +267,10 @@ def event(out: Out, msg: EventMessage[fam.Event], ts: float, th: AlertSettings) 
         faults.reported(out, "disk", A.CCTV_DISK_FAULT, ev.active, ts)
         return
     elif isinstance(ev, fam.DiskFull):
-        faults.reported(out, "disk_full", A.CCTV_DISK_FAULT, ev.active, ts)
+        if ev.overwrite is not None:
+            out.st.marks["ow"] = int(ev.overwrite)
+        overwriting = out.st.marks.get("ow") == 1
+        # overwriting: the oldest footage makes room, a full disk is normal (retention is checked)
+        faults.reported(out, "disk_full", A.CCTV_DISK_FAULT, ev.active and not overwriting, ts)
         return
     evaluate(out, ts, r)

@@ -53,7 +53,7 @@ _TELEMETRY: dict[Family, Handler] = {
     Family.LIGHT: light.telemetry,
     Family.ELEVATOR: lambda o, m, ts, th, c: elevator.telemetry(o, m, ts, th),
     Family.ACCESS_DOOR: lambda o, m, ts, th, c: door.telemetry(o, m, ts, th),
-    Family.CCTV_RECORDER: lambda o, m, ts, th, c: cctv.telemetry(o, m, ts, th),
+    Family.CCTV_RECORDER: lambda o, m, ts, th, c: cctv.telemetry(o, m, ts, th, offline_after_s(c, o.st, th)),
 }
 _EVENT: dict[Family, Handler] = {
     Family.EBIKE_CHARGER: lambda o, m, ts, th, c: charger.event(o, m, ts, th),
@@ -62,7 +62,7 @@ _EVENT: dict[Family, Handler] = {
     Family.LIGHT: lambda o, m, ts, th, c: light.event(o, m, ts, th),
     Family.ELEVATOR: lambda o, m, ts, th, c: elevator.event(o, m, ts, th),
     Family.ACCESS_DOOR: lambda o, m, ts, th, c: door.event(o, m, ts, th),
-    Family.CCTV_RECORDER: lambda o, m, ts, th, c: cctv.event(o, m, ts, th),
+    Family.CCTV_RECORDER: lambda o, m, ts, th, c: cctv.event(o, m, ts, th, offline_after_s(c, o.st, th)),
 }
 _HEARTBEAT: dict[Family, tuple[int, int]] = {
     Family.EBIKE_CHARGER: (ebike_charger.DEFAULTS.heartbeat_s, ebike_charger.DEFAULTS.missed_heartbeats),
@@ -111,6 +111,8 @@ def evaluate(ctx: DeviceContext, st: DeviceState, msg: Decoded, th: AlertSetting
             st.heartbeat_s = body.heartbeat_s
         if body.state == "offline":
             out.raise_(A.DEVICE_OFFLINE, ts, {"reason": body.reason or "last_will"}, source="device")
+            if ctx.family is Family.CCTV_RECORDER:
+                cctv.offline(out, ts, th)
         else:
             out.clear(A.DEVICE_OFFLINE, ts, {"by": "status"})
     elif msg.channel is Channel.TELEMETRY:
@@ -149,6 +151,8 @@ def tick(ctx: DeviceContext, st: DeviceState, now: float, th: AlertSettings) -> 
             out.raise_(
                 A.DEVICE_OFFLINE, st.last_ts + silent_s, {"reason": "missed_heartbeats", "silent_s": silent_s}
             )
+            if ctx.family is Family.CCTV_RECORDER:
+                cctv.offline(out, st.last_ts + silent_s, th)
     if ctx.family is Family.CCTV_RECORDER:
         daily = th.cctv_recorder.daily_evaluation_s
         if any(k[0] == "c" and k[1:].isdigit() and now - v[3] >= daily for k, v in st.marks.items()):

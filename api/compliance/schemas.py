@@ -19,6 +19,10 @@ class SummaryLineOut(BaseModel):
     device_id: int | None = None
     device_uid: str | None = None
     worst_measured_s: float | None = Field(default=None, description="e.g. the slowest measured cutoff delay")
+    failing_channels: list[int] = Field(
+        default_factory=list,
+        description="Device lines: the recorder channels / charger ports with a non-compliant finding",
+    )
 
     @classmethod
     def of(cls, line: SummaryLine) -> SummaryLineOut:
@@ -32,6 +36,7 @@ class SummaryLineOut(BaseModel):
             device_id=line.device_id,
             device_uid=line.device_uid,
             worst_measured_s=line.worst_measured_s,
+            failing_channels=list(line.failing_channels),
         )
 
 
@@ -63,6 +68,7 @@ class ComplianceSummaryOut(BaseModel):
                             "device_id": 7,
                             "device_uid": "chg-shed2-01",
                             "worst_measured_s": 95.0,
+                            "failing_channels": [2, 5],
                         }
                     ],
                 }

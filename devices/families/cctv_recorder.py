@@ -41,6 +41,11 @@ class Telemetry(Wire):
     disk_total_gb: Gigabytes = Field(gt=0)
     disk_free_gb: Gigabytes
     disk_healthy: Bool
+    overwrite: Bool | None = Field(
+        default=None,
+        description="The recorder overwrites its oldest footage when the disk is full (循环覆盖); "
+        "then a full disk is its normal state, not a fault",
+    )
 
     @model_validator(mode="after")
     def _consistent(self) -> Telemetry:
@@ -79,6 +84,9 @@ class DiskFault(Wire):
 class DiskFull(Wire):
     type: Literal["disk_full"]
     active: Bool
+    overwrite: Bool | None = Field(
+        default=None, description="Overwrite mode is on: the oldest footage is being overwritten"
+    )
 
 
 class Gap(Wire):
@@ -108,21 +116,33 @@ Command = None
 class Defaults(Wire):
     retention_days: float = Field(
         default=30.0,
-        description="Video kept ≥ 30 days — 国务院令第799号 Art.17 [S2]; GB 55029-2022 §3.5.2(5) [S2]",
+        description="Video kept at least this long, d — [S2] 国务院令第799号 Art.17; GB 55029-2022 §3.5.2(5)",
+    )
+    retention_hysteresis_s: float = Field(
+        default=3600.0,
+        description="A channel's retention verdict changes only once retention is below the limit by more "
+        "than this (overwrite frees the oldest footage in blocks, so a recorder sized for exactly 30 "
+        "days dips just under it and must not flap), or back at the limit, s — [NOT FOUND] normatively; "
+        "configurable",
     )
     gap_tolerance_s: float = Field(
         default=300.0,
-        description="Longest tolerated recording gap in the last 30 days, s — [NOT FOUND]: configurable",
+        description="Longest tolerated recording gap in the last 30 days, s — [NOT FOUND] normatively "
+        "(standards.md §6); configurable",
     )
     channel_offline_confirm_s: float = Field(
-        default=180.0, description="Channel offline before alarm, s — GB/T 28181 3 missed 60 s keepalives [V]"
+        default=180.0,
+        description="Channel offline or not recording before alarm, s — [V] GB/T 28181 device SDKs: "
+        "3 missed 60 s keepalives",
     )
     disk_free_warning_pct: float = Field(
-        default=5.0, description="Disk free below this % with overwrite off → disk full — [NOT FOUND]: config"
+        default=5.0,
+        description="With overwrite off, disk free below this share raises the disk-full fault, % — "
+        "[NOT FOUND] normatively; configurable",
     )
-    heartbeat_s: int = Field(default=300, description="Report period, s — vendor practice [V]")
+    heartbeat_s: int = Field(default=300, description="Report period, s — [V] vendor practice")
     missed_heartbeats: int = Field(
-        default=3, description="Missed heartbeats before offline — GB/T 28181 3 [V]"
+        default=3, description="Missed heartbeats before offline — [V] GB/T 28181 SDKs: 3 missed keepalives"
     )
 
 

@@ -46,6 +46,7 @@ def summary_json(s: findings.ComplianceSummary, code: str) -> dict[str, Any]:
             "failed": x.failed,
             "share": round(x.share, 4),
             "worst_measured_s": x.worst_measured_s,
+            "failing_channels": list(x.failing_channels),
         }
 
     return {
@@ -72,6 +73,7 @@ def summary_table(s: findings.ComplianceSummary, code: str) -> str:
         out += ["", "devices with failures:"]
         out += [
             f"  {x.device_uid:<40} {x.check_name:<18} failed {x.failed} of {x.total}"
+            + (f" (channels {', '.join(map(str, x.failing_channels))})" if x.failing_channels else "")
             for x in s.failing_devices
         ]
     return "\n".join(out)
