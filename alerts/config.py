@@ -71,7 +71,8 @@ class DoorRules(access_door.Defaults):
 class CctvRules(cctv_recorder.Defaults):
     daily_evaluation_s: int = Field(
         default=86_400,
-        description="Retention is re-evaluated at least this often per channel (domain.md §5.3)",
+        description="Retention is re-evaluated at least this often per channel, s — [V] practice: "
+        "domain.md §5.3 asks for a daily evaluation",
     )
 
 

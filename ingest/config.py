@@ -42,14 +42,15 @@ class IngestSettings(BaseModel):
     )
     max_past: timedelta = Field(
         default=timedelta(days=3),
-        description="Oldest accepted device time relative to now. Devices flush buffered data after an "
-        "outage; 3 days matches the rollup refresh window so late points still reach points_hourly, and "
-        "stays inside TimescaleDB's compress_after (7 d). Vendor practice [V].",
+        description="Oldest accepted device time of telemetry relative to the receive time (events, "
+        "status and acks outside the window are kept at the receive time instead). Devices flush "
+        "buffered data after an outage; 3 days matches the rollup refresh window so late points still "
+        "reach points_hourly, and stays inside TimescaleDB's compress_after (7 d) — [V] practice",
     )
     max_future: timedelta = Field(
         default=timedelta(minutes=5),
-        description="Newest accepted device time relative to now (clock-skew allowance; vendor "
-        "practice [V]).",
+        description="Newest accepted device time of telemetry relative to the receive time (a clock "
+        "ahead by less is corrected for and flagged as clock_skew) — [V] practice",
     )
     registry_refresh_s: float = Field(
         default=60.0, gt=0, description="Reload the device registry cache at least this often."

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 from storage.db import connection
 
@@ -40,3 +41,10 @@ def database_status(url: str) -> DatabaseStatus:
         storage_mode=mode[0],
         storage_mode_reason=mode[1],
     )
+
+
+def community_alert_overrides(url: str) -> list[tuple[str, dict[str, Any] | None]]:
+    """Every community's code with its alert-setting overrides (`settings -> 'alerts'`), by code."""
+    with connection(url, autocommit=True) as conn:
+        rows = conn.execute("SELECT code, settings -> 'alerts' FROM communities ORDER BY code").fetchall()
+    return [(str(r[0]), r[1] if isinstance(r[1], dict) else None) for r in rows]

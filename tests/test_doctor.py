@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
 
+import psycopg
 from harness import ServiceSet
 
 from yiju.embedded import free_port
@@ -66,3 +68,21 @@ def test_doctor_without_configuration_says_how_to_start(tmp_path: object) -> Non
     assert result.returncode == 1
     assert "YIJU_DATABASE__URL and YIJU_MQTT__URL not set" in result.stdout
     assert "yiju demo" in result.stdout
+
+
+def test_doctor_warns_for_communities_on_unsourced_defaults(services: ServiceSet, db_url: str) -> None:
+    required = {"cctv_recorder": {"gap_tolerance_s": 600, "retention_hysteresis_s": 1800}}
+    with psycopg.connect(db_url, autocommit=True) as conn:
+        conn.execute("INSERT INTO communities (code, name) VALUES ('plain', 'P'), ('plain2', 'P2')")
+        conn.execute(
+            "INSERT INTO communities (code, name, settings) VALUES ('tuned', 'T', %s)",
+            (json.dumps({"alerts": required}),),
+        )
+    result = _doctor(db_url, services.mqtt_url)
+    assert result.returncode == 0, result.stdout + result.stderr  # a warning, not a failure
+    warns = [line for line in result.stdout.splitlines() if line.startswith("warn")]
+    assert len(warns) == 2, result.stdout  # 'plain' and 'plain2' share one line; 'tuned' has its own
+    plain = next(w for w in warns if "(plain, plain2)" in w)
+    assert "cctv_recorder.gap_tolerance_s" in plain and "ebike_charger.leakage_trip_ma" in plain
+    tuned = next(w for w in warns if "(tuned)" in w)
+    assert "cctv_recorder.gap_tolerance_s" not in tuned and "ebike_charger.leakage_trip_ma" in tuned

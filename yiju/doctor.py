@@ -7,8 +7,9 @@ from urllib.parse import urlsplit
 
 from ingest.mqtt_adapter import probe_broker
 from storage.migrate import pending
-from storage.status import database_status
+from storage.status import community_alert_overrides, database_status
 from yiju.errors import YijuError
+from yiju.parameters import unsourced_defaults
 from yiju.settings import Settings
 from yiju.stack import resolve
 
@@ -18,9 +19,11 @@ class Check:
     ok: bool
     name: str
     message: str
+    warn: bool = False  # worth reading, not a failure (the exit status stays 0)
 
     def line(self) -> str:
-        return f"{'ok  ' if self.ok else 'FAIL'}  {self.name:<10} {self.message}"
+        status = "FAIL" if not self.ok else "warn" if self.warn else "ok  "
+        return f"{status}  {self.name:<10} {self.message}"
 
 
 def _where(url: str) -> str:
@@ -35,12 +38,44 @@ def run_checks(settings: Settings) -> list[Check]:
         return [Check(False, "config", str(exc))]
     checks = [Check(True, "config", f"endpoints from {endpoints.source}")]
     checks.extend(_database_checks(endpoints.database_url))
+    if checks[-1].ok and checks[-1].name == "schema":
+        checks.extend(_default_checks(endpoints.database_url, settings))
     try:
         checks.append(
             Check(True, "broker", probe_broker(endpoints.mqtt_url, settings.mqtt.connect_timeout_s))
         )
     except YijuError as exc:
         checks.append(Check(False, "broker", str(exc)))
+    return checks
+
+
+def _default_checks(url: str, settings: Settings) -> list[Check]:
+    """standards.md §0: a [NOT FOUND] value is a required setting. One warning line per group of
+    communities that run on the same unsourced defaults (docs/rules.md lists them)."""
+    try:
+        communities = community_alert_overrides(url)
+    except YijuError as exc:
+        return [Check(False, "defaults", str(exc))]
+    groups: dict[tuple[str, ...], list[str]] = {}
+    for code, overrides in communities:
+        keys = tuple(p.override_key for p in unsourced_defaults(settings.alerts, overrides))
+        if keys:
+            groups.setdefault(keys, []).append(code)
+    checks = []
+    for keys, codes in groups.items():
+        shown = ", ".join(codes[:5]) + (f" and {len(codes) - 5} more" if len(codes) > 5 else "")
+        checks.append(
+            Check(
+                True,
+                "defaults",
+                f"{len(codes)} community(ies) ({shown}) run on {len(keys)} default(s) with no source "
+                f"([NOT FOUND], standards.md §0: required settings): {', '.join(keys)} — set them under "
+                "communities.settings.alerts (docs/rules.md)",
+                warn=True,
+            )
+        )
+    if communities and not checks:
+        checks.append(Check(True, "defaults", "every community sets its unsourced rule parameters"))
     return checks
 
 
