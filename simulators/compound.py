@@ -61,7 +61,7 @@ SIZES: dict[Size, SizeSpec] = {
         low_rise_buildings=2, low_rise_floors=6, low_rise_units=2,
         households_per_floor=2, retrofit_share=0.5,
         sheds=3, posts_per_shed=(4, 4), roads=3, lamps_per_road=10, entrances=2,
-        recorders=3, channels_per_recorder=16,
+        recorders=6, channels_per_recorder=16,
     ),
     Size.TYPICAL: SizeSpec(
         high_rise_buildings=30, high_rise_floors=20, high_rise_units=2,

@@ -753,6 +753,7 @@ def _trapped(p: Picker, start: datetime, *, rescue_after_s: float) -> Scenario:
     arrive = trapped + rescue_after_s
     e.every(trapped + ELEV.heartbeat_s, arrive - 1, ELEV.heartbeat_s)
     e.event(arrive, type="rescue_arrived", by="维保单位")
+    e.every(arrive + ELEV.heartbeat_s, arrive + 299, ELEV.heartbeat_s)  # still reporting: not offline
     e.event(arrive + 300, type="fault", code="trapped_not_at_level", active=False, floor=5)
     e.tele(arrive + 300, at_level=True, occupied=False, faults=[])
     b.alarm(A.ELEVATOR_TRAPPED, e.uid, trapped)
@@ -1003,6 +1004,83 @@ def nvr_channel_offline(p: Picker, start: datetime) -> Scenario:
     seen = 1 + CCTV.heartbeat_s
     b.alarm(A.CCTV_CHANNEL_OFFLINE, r.uid, seen)
     b.finding(Check.CCTV_RETENTION, "channel_offline", r.uid, False, seen, seen, channel=3)
+    return b.build()
+
+
+@scenario("nvr_retention_unknown")
+def nvr_retention_unknown(p: Picker, start: datetime) -> Scenario:
+    b = Builder(
+        "nvr_retention_unknown",
+        p.compound,
+        start,
+        "A recorder's channel 4 never reports its earliest recording (an old firmware's search returns "
+        "nothing for it): unknown is not compliant — a non-compliant retention_unknown finding for "
+        "channel 4 and cctv_retention_short naming it, the other channels compliant.",
+    )
+    r = b.script(p.take(Family.CCTV_RECORDER), online=False).online(0)
+    for k in range(3):
+        s = 1 + k * CCTV.heartbeat_s
+        chans = healthy(r.device, b.t(s))["channels"]
+        del chans[3]["earliest_recording"], chans[3]["latest_recording"]
+        r.tele(s, channels=chans)
+    for n in range(1, r.device.channels + 1):
+        ok = n != 4
+        b.finding(
+            Check.CCTV_RETENTION, "retention_ok" if ok else "retention_unknown", r.uid, ok, 1, channel=n
+        )
+    b.alarm(A.CCTV_RETENTION_SHORT, r.uid, 1)
+    return b.build()
+
+
+@scenario("nvr_exact_30_days")
+def nvr_exact_30_days(p: Picker, start: datetime) -> Scenario:
+    b = Builder(
+        "nvr_exact_30_days",
+        p.compound,
+        start,
+        "A recorder sized for exactly 30 days overwrites its oldest hour-long block whenever the disk "
+        "fills: channel 1 keeps between 29.96 and 30.0 days, and the recorder reports disk_full while "
+        "overwriting. Inside the hysteresis band and overwriting as designed: compliant throughout, no "
+        "alarm, no flapping.",
+    )
+    r = b.script(p.take(Family.CCTV_RECORDER), online=False).online(0)
+    keeps = (30.0, 29.975, 29.99, 29.96, 30.0, 29.97, 29.985, 29.96)
+    for k, keep in enumerate(keeps):
+        s = 1 + k * CCTV.heartbeat_s
+        chans = healthy(r.device, b.t(s))["channels"]
+        chans[0] = _channel(1, b.t(s), keep_days=keep)
+        r.tele(s, channels=chans, overwrite=True, disk_free_gb=0.0)
+        if k == 2:
+            r.event(s + 30, type="disk_full", active=True, overwrite=True)
+    _recorder_ok(b, r, 1)
+    return b.build()
+
+
+@scenario("nvr_offline_gap")
+def nvr_offline_gap(p: Picker, start: datetime) -> Scenario:
+    b = Builder(
+        "nvr_offline_gap",
+        p.compound,
+        start,
+        "A recorder's uplink dies after its report at +1 s (no Last Will: the switch port is dead) and "
+        "comes back an hour later. Offline after 3 missed 300 s reports: device_offline and every channel "
+        "non-compliant (recorder_offline); back at +3601 s, the hour without evidence is a recording "
+        "gap of every channel (cctv_recording_gap).",
+    )
+    r = b.script(p.take(Family.CCTV_RECORDER), online=False).online(0)
+    r.tele(1, channels=healthy(r.device, b.t(1))["channels"])
+    back = 3601.0
+    keeper = b.script(p.take(Family.ACCESS_DOOR))  # keeps the event clock moving meanwhile
+    keeper.every(61, back + CCTV.heartbeat_s, DOOR.heartbeat_s)
+    for s in (back, back + CCTV.heartbeat_s):
+        r.tele(s, channels=healthy(r.device, b.t(s))["channels"])
+    due = 1 + CCTV.heartbeat_s * CCTV.missed_heartbeats
+    _recorder_ok(b, r, 1)
+    b.alarm(A.DEVICE_OFFLINE, r.uid, due, due + SLACK_S)
+    for n in range(1, r.device.channels + 1):
+        b.finding(Check.CCTV_RETENTION, "recorder_offline", r.uid, False, due, due + SLACK_S, channel=n)
+        b.finding(Check.CCTV_RETENTION, "recording_gap", r.uid, False, back, channel=n)
+    b.alarm(A.CCTV_RECORDING_GAP, r.uid, back)
     return b.build()
 
 

@@ -128,3 +128,16 @@ def test_daily_findings_of_one_verdict_are_separate_decisions() -> None:
     first, daily = d.findings("cctv_retention")
     assert first.kind == daily.kind == "retention_ok"
     assert first.dedup_key != daily.dedup_key  # the database keeps both (a redelivery keeps one)
+
+
+def test_offline_is_decided_by_the_next_message_when_no_tick_came_in_between() -> None:
+    d = Dev(F.CCTV_RECORDER)  # an accelerated replay: no tick during the silence
+    d.tele(0, channels=[_chan(1)])
+    d.tele(3600, channels=[_chan(1, at_s=3600)])
+    offline = _raised(d, "device_offline")
+    assert [o.at for o in offline] == [T0 + timedelta(seconds=900)]  # as the tick would have said
+    assert d.cleared()[:1] == ["device_offline"]
+    assert [(f.kind, f.observed_at) for f in d.findings("cctv_retention")][1:] == [
+        ("recorder_offline", T0 + timedelta(seconds=900)),
+        ("recording_gap", T0 + timedelta(seconds=3600)),
+    ]

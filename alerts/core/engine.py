@@ -96,6 +96,19 @@ def _deadlines(ctx: DeviceContext, out: Out, now: float, th: AlertSettings) -> N
     out.flush_pending_clears(now)
 
 
+def _silence(ctx: DeviceContext, out: Out, st: DeviceState, now: float, th: AlertSettings) -> None:
+    """Offline after the allowed silence (device time): decided by the tick, or by the next message
+    when no tick came in between (an accelerated replay), with the same time either way."""
+    if not st.last_ts or A.DEVICE_OFFLINE in st.open:
+        return
+    silent_s = offline_after_s(ctx, st, th)
+    if now - st.last_ts > silent_s + th.tick_grace_s:
+        at = st.last_ts + silent_s
+        out.raise_(A.DEVICE_OFFLINE, at, {"reason": "missed_heartbeats", "silent_s": silent_s})
+        if ctx.family is Family.CCTV_RECORDER:
+            cctv.offline(out, at, th)
+
+
 def evaluate(ctx: DeviceContext, st: DeviceState, msg: Decoded, th: AlertSettings) -> list[Output]:
     """Evaluate one message of the device. Redelivered messages (same seq) produce nothing."""
     if st.seen(msg.seq):
@@ -104,6 +117,8 @@ def evaluate(ctx: DeviceContext, st: DeviceState, msg: Decoded, th: AlertSetting
     out = _out(st, th)
     substituted = clock.observe(out, msg, st.last_ts, th)
     _deadlines(ctx, out, ts, th)  # obligations that expired before this message, in device time
+    if substituted is None:
+        _silence(ctx, out, st, ts, th)  # it was silent long enough to count as offline meanwhile
     st.last_ts = max(st.last_ts, ts)
     if msg.channel is Channel.STATUS:
         body: StatusMessage = msg.body
@@ -145,14 +160,7 @@ def tick(ctx: DeviceContext, st: DeviceState, now: float, th: AlertSettings) -> 
     out = _out(st, th)
     now = clock.device_now(st.marks, now)
     _deadlines(ctx, out, now - th.tick_grace_s, th)
-    if st.last_ts and A.DEVICE_OFFLINE not in st.open:
-        silent_s = offline_after_s(ctx, st, th)
-        if now - st.last_ts > silent_s + th.tick_grace_s:
-            out.raise_(
-                A.DEVICE_OFFLINE, st.last_ts + silent_s, {"reason": "missed_heartbeats", "silent_s": silent_s}
-            )
-            if ctx.family is Family.CCTV_RECORDER:
-                cctv.offline(out, st.last_ts + silent_s, th)
+    _silence(ctx, out, st, now, th)
     if ctx.family is Family.CCTV_RECORDER:
         daily = th.cctv_recorder.daily_evaluation_s
         if any(k[0] == "c" and k[1:].isdigit() and now - v[3] >= daily for k, v in st.marks.items()):
