@@ -6,6 +6,7 @@ sweep marks a device offline after its own family's heartbeats, not 180 s × 2 f
 from __future__ import annotations
 
 import json
+import time
 import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -16,8 +17,8 @@ from ingest_support import Msg, Publisher, register_fleet, wait_for
 
 from alerts.config import AlertSettings
 from alerts.service import AlertService
-from devices import samples
-from devices.contract import Channel, Family, topic
+from devices import catalog, samples
+from devices.contract import Channel, Decoded, DeviceRef, Family, topic
 from ingest.config import IngestSettings
 from ingest.service import IngestService, offline_rules
 from storage.db import connect, connection
@@ -115,3 +116,43 @@ def test_presence_sweep_follows_each_familys_heartbeats(db_url: str) -> None:
         )
         assert mark_silent_offline(conn, offline_rules(AlertSettings(), {cid: override}), now) == [ids[smoke]]
         assert mark_silent_offline(conn, offline_rules(AlertSettings(), {cid: override}), now) == []
+
+
+def test_engine_on_the_wall_clock_corrects_a_device_clock_behind(db_url: str) -> None:
+    """A door 4 minutes behind, announcing a 1 s heartbeat (offline after 3 s of silence): online
+    while it reports every second, offline 3 s after its last report arrived, not at once."""
+    fleet = register_fleet(db_url, per_family=1)
+    door = fleet[Family.ACCESS_DOOR][0]
+    with connection(db_url) as conn:
+        (door_id, community_id) = conn.execute(  # type: ignore[misc]
+            "SELECT id, community_id FROM devices WHERE uid = %s", (door,)
+        ).fetchone()
+    ref = DeviceRef(door_id, door, "c1", community_id, Family.ACCESS_DOOR)
+    behind = timedelta(minutes=4)
+    engine = AlertService(db_url, AlertSettings(tick_s=0.05, state_flush_s=0.1))
+
+    def send(seq: int, channel: Channel, fill: dict[str, object]) -> datetime:
+        rx = datetime.now(UTC)
+        ts = rx - behind
+        doc = {**samples.envelope(Family.ACCESS_DOOR, device=door, seq=seq, ts=ts.isoformat()), **fill}
+        body = catalog.decode(Family.ACCESS_DOOR, channel, json.dumps(doc))
+        engine.submit(Decoded(ref, channel, ts, seq, rx, body, b""))
+        return rx
+
+    def offline() -> list[datetime]:
+        with connection(db_url) as conn:
+            rows = conn.execute("SELECT first_at FROM alarms WHERE type = 'device_offline'").fetchall()
+        return [r[0] for r in rows]
+
+    with engine:
+        send(1, Channel.STATUS, {"state": "online", "heartbeat_s": 1})
+        for seq in range(2, 9):
+            last_rx = send(seq, Channel.TELEMETRY, {"data": samples.TELEMETRY[Family.ACCESS_DOOR]})
+            time.sleep(0.5)  # a device reporting every half second: pacing the feed, not waiting for a result
+        assert engine.wait_idle(10)
+        assert offline() == []  # 4 min behind, yet online while it reports
+        wait_for(lambda: bool(offline()), 15, "device_offline after 3 s of silence")
+        noticed = datetime.now(UTC)
+    (first_at,) = offline()
+    assert first_at == last_rx - behind + timedelta(seconds=3)  # in the door's time, 3 s after its last
+    assert noticed - last_rx < timedelta(seconds=3 + 2 + 3)  # decided after 3 s + 2 s grace, not 4 min
