@@ -6,9 +6,12 @@ Ground-truth format (the contract with the engine's end-to-end tests):
     Scenario(name, description, community, start, end, devices, messages,
              expected_alarms, expected_findings, expected_dead_letters, expected_rows)
 
-    ExpectedAlarm(type, device_uid, severity, earliest, latest)
+    ExpectedAlarm(type, device_uid, severity, earliest, latest, received=False)
         an alarm of `type` on the device whose first occurrence (alarms.first_at) lies in
-        [earliest, latest] (device time; the engine stamps alarms with device time).
+        [earliest, latest] (device time; the engine stamps alarms with device time). `received`:
+        the device's clock lay outside ingest's timestamp window, so the alarm carries the receive
+        time — here the simulated instant the message goes on the wire (`SimMessage.at`); a run that
+        publishes a simulated stream in real time stamps it with the wall clock instead.
     ExpectedFinding(check, kind, device_uid, compliant, earliest, latest, channel=0)
         a compliance finding whose observed_at lies in [earliest, latest]; `channel` is the port
         (chargers) or camera channel (recorders), 0 for the device itself.
@@ -45,7 +48,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from devices.alarms import ALARM_INFO, AlarmType, Check, Severity
-from devices.contract import Family
+from devices.contract import Channel, Family
 from devices.families import (
     access_door,
     cctv_recorder,
@@ -82,6 +85,7 @@ class ExpectedAlarm:
     severity: Severity
     earliest: datetime
     latest: datetime
+    received: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -303,9 +307,12 @@ class Builder:
         sc = Script(self, device)
         return sc.online(0).tele(1) if online else sc
 
-    def alarm(self, type: AlarmType, uid: str, s0: float, s1: float | None = None) -> None:
+    def alarm(
+        self, type: AlarmType, uid: str, s0: float, s1: float | None = None, *, received: bool = False
+    ) -> None:
         s1 = s0 if s1 is None else s1
-        self.alarms.append(ExpectedAlarm(type, uid, ALARM_INFO[type].severity, self.t(s0), self.t(s1)))
+        severity = ALARM_INFO[type].severity
+        self.alarms.append(ExpectedAlarm(type, uid, severity, self.t(s0), self.t(s1), received))
 
     def finding(  # noqa: PLR0917 - reads like the ground-truth row it builds
         self,
@@ -1082,6 +1089,50 @@ def nvr_offline_gap(p: Picker, start: datetime) -> Scenario:
         b.finding(Check.CCTV_RETENTION, "recording_gap", r.uid, False, back, channel=n)
     b.alarm(A.CCTV_RECORDING_GAP, r.uid, back)
     return b.build()
+
+
+# ---------------------------------------------------------------------------------------------
+# Device clocks
+
+
+RESET_CLOCK = datetime(2000, 1, 1, 8, 0, tzinfo=CST)  # where a real-time clock without battery restarts
+
+
+@scenario("door_clock_reset")
+def door_clock_reset(p: Picker, start: datetime) -> Scenario:
+    b = Builder(
+        "door_clock_reset",
+        p.compound,
+        start,
+        "A door controller's clock battery died: it restarts at 2000-01-01 08:00 and counts on from there. "
+        "Its telemetry lies outside ingest's timestamp window and is dead-lettered with that reason; its "
+        "status and its forced-open alarm are not refused for their time alone: stored and raised at "
+        "the receive time — clock_skew from the first message, door_forced_open at +60 s.",
+    )
+    door = p.take(Family.ACCESS_DOOR)
+    b.devices.append(door.uid)
+    em = Emitter(door, HEARTBEAT_S[Family.ACCESS_DOOR])
+
+    def device_time(s: float) -> datetime:
+        return RESET_CLOCK + timedelta(seconds=s)
+
+    b.add(_sent_at(em.online(device_time(0)), b.t(0)))
+    telemetry = f"v1/{door.community}/{door.uid}/{Channel.TELEMETRY.value}"
+    for s in (1.0, 61.0, 121.0):
+        if s == 61.0:
+            b.add(_sent_at(em.event(device_time(60), {"type": "forced_open"}), b.t(60)))
+        msg = em.telemetry(device_time(s), healthy(door, b.t(s)))
+        b.add(SimMessage(b.t(s), msg.community, msg.device, msg.channel, msg.payload, raw_topic=telemetry))
+        b.dead.append(ExpectedDeadLetter("timestamp_out_of_window", telemetry, door.uid))
+    b.alarm(A.CLOCK_SKEW, door.uid, 0, SLACK_S, received=True)
+    b.alarm(A.DOOR_FORCED_OPEN, door.uid, 60, 60 + SLACK_S, received=True)
+    return b.build()
+
+
+def _sent_at(msg: SimMessage, at: datetime) -> SimMessage:
+    return SimMessage(
+        at, msg.community, msg.device, msg.channel, msg.payload, msg.retain, msg.raw_topic, msg.will
+    )
 
 
 # ---------------------------------------------------------------------------------------------

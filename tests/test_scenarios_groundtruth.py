@@ -21,6 +21,7 @@ from alerts.core.model import ClearAlarm, DeviceContext, DeviceState, Finding, L
 from devices import catalog
 from devices.alarms import ALARM_INFO
 from devices.contract import Channel, DeadLetterReason, Decoded, DeviceRef, TopicError, parse_topic, topic
+from ingest.config import IngestSettings
 from simulators.compound import Compound, Size, generate_compound
 from simulators.emitter import CST
 from simulators.scenarios import FAULT_ALARM_DEADLINE_S, SCENARIOS, Picker, Scenario, build
@@ -159,6 +160,18 @@ def _contexts(compound: Compound) -> dict[str, DeviceContext]:
     return out
 
 
+WINDOW = IngestSettings()  # ingest's timestamp window, relative to the receive time (m.at here)
+
+
+def _as_ingest_stamps(channel: Channel, ts: datetime, received: datetime) -> datetime:
+    """Ingest keeps an event, status or ack whose time lies outside its window at the receive time
+    (its telemetry is refused: a bad-input message, raw_topic). Telemetry refused for its time also
+    raises clock_skew in the engine; the replay does not model that path
+    (tests/test_clock_and_presence.py does)."""
+    outside = ts < received - WINDOW.max_past or ts > received + WINDOW.max_future
+    return received if outside and channel is not Channel.TELEMETRY else ts
+
+
 def replay(s: Scenario, compound: Compound, th: AlertSettings) -> Produced:
     ctxs = _contexts(compound)
     states: dict[str, DeviceState] = defaultdict(DeviceState)
@@ -204,9 +217,11 @@ def replay(s: Scenario, compound: Compound, th: AlertSettings) -> Produced:
         ctx = ctxs[m.device]
         body = catalog.decode(ctx.family, m.channel, m.payload)
         ref = DeviceRef(ctx.device_id, ctx.uid, compound.community.code, 1, ctx.family)
-        decoded = Decoded(ref, m.channel, body.ts, body.seq, m.at, body, m.payload)  # type: ignore[attr-defined]
+        ts = _as_ingest_stamps(m.channel, body.ts, m.at)  # type: ignore[attr-defined]
+        decoded = Decoded(ref, m.channel, ts, body.seq, m.at, body, m.payload)  # type: ignore[attr-defined]
         collect(m.device, engine.evaluate(ctx, states[m.device], decoded, th))
-        watermark = max(watermark, body.ts.timestamp())  # type: ignore[attr-defined]
+        if ts == body.ts:  # type: ignore[attr-defined]
+            watermark = max(watermark, ts.timestamp())  # a receive time is not device time
         for uid in s.devices:  # the event clock ticks every device the scenario speaks for
             if uid in states:
                 collect(uid, engine.tick(ctxs[uid], states[uid], watermark, th))
