@@ -71,8 +71,9 @@ class DoorRules(access_door.Defaults):
 class CctvRules(cctv_recorder.Defaults):
     daily_evaluation_s: int = Field(
         default=86_400,
-        description="Retention is re-evaluated at least this often per channel, s — [V] practice: "
+        description="Retention is re-evaluated at least this often per channel, s — [NOT FOUND] "
         "domain.md §5.3 asks for a daily evaluation",
+        json_schema_extra={"safety": False},
     )
 
 
@@ -171,6 +172,7 @@ class AlertSettings(BaseModel):
         description="The clock offset is the least receive − device time over a window this long "
         "holding at least two messages (the minimum filters the transport delay out), s — [V] "
         "practice: the NTP clock filter keeps the minimum-delay sample",
+        json_schema_extra={"safety": False},
     )
     ebike_charger: ChargerRules = Field(default_factory=ChargerRules)
     smoke_alarm: SmokeRules = Field(default_factory=SmokeRules)

@@ -45,12 +45,14 @@ class IngestSettings(BaseModel):
         description="Oldest accepted device time of telemetry relative to the receive time (events, "
         "status and acks outside the window are kept at the receive time instead). Devices flush "
         "buffered data after an outage; 3 days matches the rollup refresh window so late points still "
-        "reach points_hourly, and stays inside TimescaleDB's compress_after (7 d) — [V] practice",
+        "reach points_hourly, and stays inside TimescaleDB's compress_after (7 d) — [NOT FOUND] no "
+        "standard sets an acceptance window; chosen for storage",
     )
     max_future: timedelta = Field(
         default=timedelta(minutes=5),
         description="Newest accepted device time of telemetry relative to the receive time (a clock "
-        "ahead by less is corrected for and flagged as clock_skew) — [V] practice",
+        "ahead by less is corrected for and flagged as clock_skew) — [NOT FOUND] no standard sets an "
+        "acceptance window; GB 50396-2007 §5.1.3 clocks err < 10 s/day",
     )
     registry_refresh_s: float = Field(
         default=60.0, gt=0, description="Reload the device registry cache at least this often."

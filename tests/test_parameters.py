@@ -90,6 +90,7 @@ def test_unsourced_defaults_a_community_runs_on() -> None:
     keys = {p.override_key for p in parameters.unsourced_defaults(th, None)}
     assert "cctv_recorder.gap_tolerance_s" in keys and "ebike_charger.leakage_trip_ma" in keys
     assert "cctv_recorder.retention_days" not in keys  # [S2]: sourced
+    assert "cctv_recorder.daily_evaluation_s" not in keys  # [NOT FOUND], but no safety threshold
     overridden = parameters.unsourced_defaults(th, {"cctv_recorder": {"gap_tolerance_s": 600}})
     assert "cctv_recorder.gap_tolerance_s" not in {p.override_key for p in overridden}
     deployed = AlertSettings(cctv_recorder=CctvRules(gap_tolerance_s=120.0))

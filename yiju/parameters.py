@@ -17,6 +17,8 @@ Scope: `community` — overridable per community under `communities.settings.ale
 `{"ebike_charger": {"port_over_temp_c": 70}}`); `device` — the device's own announcement wins
 (`heartbeat_s` in its status message), else the community's; a field may state its scope in
 `json_schema_extra={"scope": "building"}`; `deployment` — one value per Yiju deployment (settings).
+A parameter that is no safety threshold (how often Yiju re-evaluates, how it measures) says
+`json_schema_extra={"safety": False}`: doctor does not warn about it.
 
     python -m yiju.parameters > docs/rules.md      # regenerate the table
 """
@@ -65,6 +67,7 @@ class Parameter:
     text: str
     scope: str
     convention: bool  # the description follows ` — [LABEL] source`
+    safety: bool = True  # a threshold, deadline or timer of a rule (not how often Yiju looks)
 
     @property
     def override_key(self) -> str:
@@ -115,7 +118,15 @@ def _param(prefix: str, model: type[BaseModel], name: str, value: Any, scope: st
     elif scope == "community" and name in DEVICE_SCOPED:
         scope = DEVICE_SCOPED[name]
     return Parameter(
-        f"{prefix}.{name}", _default(value), _unit(name, value), label, source, text, scope, convention
+        f"{prefix}.{name}",
+        _default(value),
+        _unit(name, value),
+        label,
+        source,
+        text,
+        scope,
+        convention,
+        extra.get("safety") is not False,
     )
 
 
@@ -178,20 +189,20 @@ def markdown() -> str:
         label = f"[{p.label}]" if p.label else "unsourced"
         lines.append(
             f"| `{p.key}` | {_cell(p.default)} | {p.unit} | {label} | {_cell(p.source)} | {p.scope} "
-            f"| {_cell(p.text)} |"
+            f"| {_cell(p.text)}{'' if p.safety else ' (not a safety threshold)'} |"
         )
     return "\n".join(lines) + "\n"
 
 
 def unsourced_defaults(alerts: AlertSettings, overrides: dict[str, Any] | None) -> list[Parameter]:
-    """The community-scoped parameters a community runs on at their [NOT FOUND]/unsourced code default:
-    neither the deployment's settings nor the community's overrides set them."""
+    """The community-scoped safety parameters a community runs on at their [NOT FOUND]/unsourced code
+    default: neither the deployment's settings nor the community's overrides set them."""
     code = {p.key: p.default for p in catalogue()}
     deployed = {p.key: p.default for p in catalogue(alerts)}
     overrides = overrides or {}
     out = []
     for p in catalogue():
-        if not p.required or not p.key.startswith("alerts.") or deployed[p.key] != code[p.key]:
+        if not (p.required and p.safety) or not p.key.startswith("alerts.") or deployed[p.key] != code[p.key]:
             continue
         path = p.override_key.split(".")
         node: Any = overrides
