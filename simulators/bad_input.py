@@ -2,7 +2,8 @@
 record (`devices.contract.DeadLetterReason`, shared with ingest). None may crash the stream, none may
 be dropped silently, and none may reach the rules as a reading (no finding, no row). The one reading
 outside the physically possible range (150 %LEL) is a device fault all the same (domain.md §5.2):
-ingest hands that refusal to the engine, which raises `sensor_implausible` — the only alarm here.
+ingest hands that refusal to the engine, which raises `sensor_implausible`; telemetry refused for its
+timestamp is handed over too and raises `clock_skew` (a wrong clock) — the only two alarms here.
 
 Payloads are built by hand here, on purpose (the emitter validates everything it sends). Sequence
 numbers are far above anything the devices use, so a refused message cannot disturb the devices'
@@ -92,6 +93,8 @@ def bad_input(p: Picker, start: datetime) -> Scenario:
         topic=f"v{CONTRACT_VERSION}/{stranger}/{a.uid}/{Channel.TELEMETRY.value}",
     )
     send(R.FAMILY_MISMATCH, dump({**doc(), "family": Family.LIGHT.value}))
+    # telemetry refused for its time alone: a wrong clock, flagged at the receive time
+    b.alarm(AlarmType.CLOCK_SKEW, a.uid, at, received=True)
     send(R.TIMESTAMP_OUT_OF_WINDOW, dump({**doc(), "ts": iso(b.t(at) + timedelta(seconds=FAR_S))}))
     send(R.TIMESTAMP_OUT_OF_WINDOW, dump({**doc(), "ts": iso(b.t(at) - timedelta(seconds=3 * FAR_S))}))
     big = doc()

@@ -25,6 +25,7 @@ from ingest.config import IngestSettings
 from simulators.compound import Compound, Size, generate_compound
 from simulators.emitter import CST
 from simulators.scenarios import FAULT_ALARM_DEADLINE_S, SCENARIOS, Picker, Scenario, build
+from simulators.stream import SimMessage
 
 START = datetime(2026, 6, 1, 20, 0, tzinfo=CST)  # evening: lamps are due on
 PREFIX = "yiju"
@@ -165,11 +166,27 @@ WINDOW = IngestSettings()  # ingest's timestamp window, relative to the receive 
 
 def _as_ingest_stamps(channel: Channel, ts: datetime, received: datetime) -> datetime:
     """Ingest keeps an event, status or ack whose time lies outside its window at the receive time
-    (its telemetry is refused: a bad-input message, raw_topic). Telemetry refused for its time also
-    raises clock_skew in the engine; the replay does not model that path
-    (tests/test_clock_and_presence.py does)."""
-    outside = ts < received - WINDOW.max_past or ts > received + WINDOW.max_future
-    return received if outside and channel is not Channel.TELEMETRY else ts
+    (its telemetry is refused: a bad-input message, raw_topic, see `_refused_for_its_time`)."""
+    return received if _outside(ts, received) and channel is not Channel.TELEMETRY else ts
+
+
+def _outside(ts: datetime, received: datetime) -> bool:
+    return ts < received - WINDOW.max_past or ts > received + WINDOW.max_future
+
+
+def _refused_for_its_time(ctx: DeviceContext, m: SimMessage) -> datetime | None:
+    """The device's time of telemetry ingest refuses for its timestamp alone (in ingest's order of
+    checks: schema, envelope device and family, then the window), else None."""
+    if m.channel is not Channel.TELEMETRY:
+        return None
+    try:
+        body = catalog.decode(ctx.family, m.channel, m.payload)
+    except (ValidationError, ValueError):
+        return None
+    ts: datetime = body.ts  # type: ignore[attr-defined]
+    if body.device != m.device or body.family is not ctx.family:  # type: ignore[attr-defined]
+        return None
+    return ts if _outside(ts, m.at) else None
 
 
 def replay(s: Scenario, compound: Compound, th: AlertSettings) -> Produced:
@@ -212,6 +229,11 @@ def replay(s: Scenario, compound: Compound, th: AlertSettings) -> Produced:
                             seq=found.seq,
                             detail=found.detail,
                         ),
+                    )
+                refused = _refused_for_its_time(ctx, m)
+                if refused is not None:  # ingest hands it to the engine: a wrong clock
+                    collect(
+                        m.device, engine.refuse_clock(ctx, states[m.device], refused, m.at.timestamp(), th)
                     )
             continue
         ctx = ctxs[m.device]
