@@ -25,6 +25,7 @@ from api.communities.router import router as communities_router
 from api.compliance.router import router as compliance_router
 from api.devices.router import router as devices_router
 from api.errors import ERROR_RESPONSES, install_error_handlers
+from api.indicators.router import router as indicators_router
 from yiju.errors import ConfigurationError
 from yiju.settings import Settings
 
@@ -99,6 +100,7 @@ def create_app(settings: Settings) -> FastAPI:
         alarms_router,
         compliance_router,
         commands_router,
+        indicators_router,
     ):
         app.include_router(router, prefix=API_PREFIX)
 

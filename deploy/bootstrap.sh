@@ -24,6 +24,10 @@ command -v mosquitto >/dev/null || [ -x /usr/sbin/mosquitto ] || need_apt+=(mosq
 # the console's browser test drives Debian's chromium with Playwright; CJK fonts so Chinese renders
 command -v chromium >/dev/null || need_apt+=(chromium)
 dpkg -s fonts-noto-cjk >/dev/null 2>&1 || need_apt+=(fonts-noto-cjk)
+# the indicator report's PDF: WeasyPrint renders with Pango (and HarfBuzz's subsetter for the fonts)
+for lib in libpango-1.0-0 libpangoft2-1.0-0 libharfbuzz-subset0; do
+  dpkg -s "$lib" >/dev/null 2>&1 || need_apt+=("$lib")
+done
 # extra packages a caller needs (e.g. the browser for the console's end-to-end test)
 for extra in ${YIJU_EXTRA_APT:-}; do
   dpkg -s "$extra" >/dev/null 2>&1 || need_apt+=("$extra")
