@@ -248,11 +248,10 @@ def _cover(r: Report, lang: str, *, for_pdf: bool) -> list[str]:
     for name, value in r.settings.model_dump(mode="json").items():
         if name != "fault_unit":
             out.append(f"{_e(name)} = {_e(value)}<br>")
-    s = r.summary
     out.append("</td></tr></table></section>")
-    return (
-        out + _summary(r, lang) + _tables(r, lang) + _manual(r, lang) + _charts(r, lang) + _appendix(r, lang)
-    )
+    for section in (_summary, _tables, _manual, _charts, _appendix):
+        out += section(r, lang)
+    return out
 
 
 def _summary(r: Report, lang: str) -> list[str]:
