@@ -30,6 +30,18 @@ FAULT_UNIT_INFO: dict[FaultUnit, tuple[str, str]] = {
 }
 
 
+SETTING_LABELS: dict[str, tuple[str, str]] = {
+    "fault_unit": ("一处故障的计法", "One fault counts"),
+    "smoke_test_interval_days": ("烟感测试记录间隔（天）", "Detector test interval (days)"),
+    "fire_maintenance_interval_days": (
+        "消防设施维保记录间隔（天）",
+        "Fire facility maintenance interval (days)",
+    ),
+    "retention_days_min": ("录像保存最少天数", "Minimum CCTV retention (days)"),
+    "monitored_online_min": ("集中监控最低上报率", "Minimum reporting share for central monitoring"),
+}
+
+
 class IndicatorSettings(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 

@@ -18,6 +18,6 @@ def render_pdf(report: Report, lang: str = "zh") -> bytes:
             f"PDF rendering needs WeasyPrint and Debian's Pango libraries (deploy/bootstrap.sh installs "
             f"them): {exc}"
         ) from exc
-    pdf = HTML(string=render_html(report, lang, for_pdf=True)).write_pdf()
+    pdf = HTML(string=render_html(report, lang)).write_pdf()
     assert pdf is not None
     return bytes(pdf)

@@ -9,10 +9,11 @@ and footers never fall back to another face; its Latin glyphs serve the digits a
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import UTC, datetime
+from datetime import datetime
 from html import escape
 
-from alerts.indicators.config import FAULT_UNIT_INFO
+from alerts.indicators.config import FAULT_UNIT_INFO, SETTING_LABELS
+from alerts.indicators.period import zone
 from alerts.indicators.report import SCHEMES, Report
 from alerts.indicators.scoring import VERDICT_LABELS, Deduction, ItemResult, Verdict, fmt
 
@@ -65,8 +66,8 @@ def t(key: str, lang: str) -> str:
     return zh if lang == "zh" else en
 
 
-def _utc(dt: datetime) -> str:
-    return dt.astimezone(UTC).strftime("%Y-%m-%d %H:%M UTC")
+def _local(dt: datetime, tz: str) -> str:
+    return dt.astimezone(zone(tz)).strftime("%Y-%m-%d %H:%M")
 
 
 def _e(value: object) -> str:
@@ -217,12 +218,12 @@ def _grouped(i: ItemResult) -> list[Deduction]:
     return out
 
 
-def render_html(r: Report, lang: str = "zh", *, for_pdf: bool = False) -> str:
-    """The whole report as one HTML document (`for_pdf`: without the on-screen language switch)."""
-    return "".join(_cover(r, lang, for_pdf=for_pdf))
+def render_html(r: Report, lang: str = "zh") -> str:
+    """The whole report as one HTML document (the same for the screen and for the PDF)."""
+    return "".join(_cover(r, lang))
 
 
-def _cover(r: Report, lang: str, *, for_pdf: bool) -> list[str]:
+def _cover(r: Report, lang: str) -> list[str]:
     zh = lang == "zh"
     tz = r.timezone
     out = [
@@ -231,23 +232,21 @@ def _cover(r: Report, lang: str, *, for_pdf: bool) -> list[str]:
         f"</title><style>{_css(lang, r)}</style></head><body>",
         '<section class="cover">',
     ]
-    if not for_pdf:
-        other = "en" if zh else "zh"
-        out.append(f'<a class="lang" href="?format=html&amp;lang={other}">{"English" if zh else "中文"}</a>')
     out += [
         f"<h1>{_e(t('title', lang))}</h1><table>",
         f"<tr><td>{_e(t('community', lang))}</td><td"
         f">{_e(r.community_name)}（{_e(r.community_code)}）</td></tr>",
-        f"<tr><td>{_e(t('period', lang))}</td><td>{_e(_utc(r.period_start))} – {_e(_utc(r.period_end))}"
-        f"（{_e(tz)}）</td></tr>",
-        f"<tr><td>{_e(t('generated', lang))}</td><td>{_e(_utc(r.generated_at))}</td></tr>",
+        f"<tr><td>{_e(t('period', lang))}</td><td>{_e(_local(r.period_start, tz))} – "
+        f"{_e(_local(r.period_end, tz))}（{_e(tz)}）</td></tr>",
+        f"<tr><td>{_e(t('generated', lang))}</td><td>{_e(_local(r.generated_at, tz))}</td></tr>",
         f"<tr><td>{_e(t('fingerprint', lang))}</td><td class='small'>{_e(r.fingerprint)}</td></tr>",
         f"<tr><td>{_e(t('settings', lang))}</td><td class='small'>",
         f"{_e(t('fault_unit', lang))}：{_e(FAULT_UNIT_INFO[r.settings.fault_unit][0 if zh else 1])}<br>",
     ]
     for name, value in r.settings.model_dump(mode="json").items():
         if name != "fault_unit":
-            out.append(f"{_e(name)} = {_e(value)}<br>")
+            text = SETTING_LABELS.get(name, (name, name))[0 if zh else 1]
+            out.append(f"{_e(text)}：{_e(value)} <span class='small'>({_e(name)})</span><br>")
     out.append("</td></tr></table></section>")
     for section in (_summary, _tables, _manual, _charts, _appendix):
         out += section(r, lang)

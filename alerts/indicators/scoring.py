@@ -20,7 +20,7 @@ from datetime import date, datetime, timedelta
 from enum import StrEnum
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from alerts.indicators.config import FaultUnit, IndicatorSettings
+from alerts.indicators.config import FAULT_UNIT_INFO, FaultUnit, IndicatorSettings
 from devices.alarms import ALARM_INFO, Check
 from devices.alarms import AlarmType as A
 from storage.indicators import AlarmRow, DeviceRow, Extract, FindingAgg
@@ -268,6 +268,11 @@ class Facts:
         return [m.verdict for m in self.x.manual if m.scheme == scheme and m.item == item]
 
 
+def _unit(f: Facts, lang: str = "zh") -> str:
+    zh, en = FAULT_UNIT_INFO[f.s.fault_unit]
+    return zh if lang == "zh" else en
+
+
 def _deductions(
     faults: dict[tuple[object, ...], list[Evidence]], each: float, zh: str, en: str
 ) -> tuple[Deduction, ...]:
@@ -298,9 +303,8 @@ def _jiangsu_8(f: Facts) -> ItemResult:
         score if lamps else 0.0,
         Verdict.SCORED,
         arithmetic if lamps else "未登记照明设备：无法证明 → 0",
-        f"照明设备 {total} 台，期内上报 {ok} 台；灯具故障/控制器故"
-        f"障/离线告警与期内无数据（{f.s.fault_unit.value}）",
-        f"{total} lamps, {ok} reported; lamp/controller faults, offline, no data ({f.s.fault_unit.value})",
+        f"照明设备 {total} 台，期内上报 {ok} 台；灯具故障/控制器故障/离线告警与期内无数据（{_unit(f)}）",
+        f"{total} lamps, {ok} reported; lamp/controller faults, offline, no data ({_unit(f, 'en')})",
         _deductions(faults, 0.1, "照明设施不符合要求", "lighting facility not conforming"),
     )
 
@@ -388,7 +392,7 @@ def _jiangsu_14(f: Facts) -> ItemResult:
         Verdict.SCORED,
         arithmetic if doors else "无门禁系统（未登记）→ 0",
         f"门禁 {total} 处，期内上报 {ok} 处；门禁故障、防拆、强行开门、长时"
-        f"间未关、离线（{f.s.fault_unit.value}）；安保人员需现场核验",
+        f"间未关、离线（{_unit(f)}）；安保人员需现场核验",
         f"{total} doors, {ok} reported; controller faults, t"
         "amper, forced, held open, offline; guards: on site",
         _deductions(faults, 0.5, "门禁不符合要求", "access door not conforming"),
@@ -421,7 +425,7 @@ def _jiangsu_16(f: Facts) -> ItemResult:
         arithmetic if recorders else "安防监控设施缺失（未登记录像机）→ 0",
         f"录像机 {len(recorders)} 台、通道 {_channels(f)} 路"
         f"；每路：录像保存天数 ≥ {fmt(f.s.retention_days_min)}、"
-        f"录像中断、通道离线、录像停止、硬盘故障（{f.s.fault_unit.value}）",
+        f"录像中断、通道离线、录像停止、硬盘故障（{_unit(f)}）",
         f"{len(recorders)} recorders, {_channels(f)} channels;"
         f" retention ≥ {fmt(f.s.retention_days_min)} d, gaps, "
         "offline, recording stopped, disk faults",
