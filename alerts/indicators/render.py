@@ -18,6 +18,7 @@ from alerts.indicators.report import SCHEMES, Report
 from alerts.indicators.scoring import VERDICT_LABELS, Deduction, ItemResult, Verdict, fmt
 
 FONT = "Noto Sans CJK SC"
+APPENDIX_ROWS = 60  # per item, in the HTML and PDF; the JSON form has every piece
 
 _T: dict[str, tuple[str, str]] = {
     "title": ("智慧社区指标核验报告", "Smart-community indicator verification report"),
@@ -102,7 +103,7 @@ tr {{ break-inside: avoid; }}
 col.c-no {{ width: 4%; }} col.c-item {{ width: 11%; }} col.c-points {{ width: 4%; }}
 col.c-rule {{ width: 18%; }} col.c-source {{ width: 16%; }} col.c-score {{ width: 11%; }}
 col.c-arith {{ width: 12%; }} col.c-reasons {{ width: 13%; }} col.c-evidence {{ width: 11%; }}
-table.items {{ table-layout: fixed; }}
+table.items, table.evidence {{ table-layout: fixed; }}
 table.items td:last-child {{ word-break: break-all; }}
 .v-met {{ color: #1a7f37; }} .v-partly {{ color: #9a6700; }} .v-not_met {{ color: #cf222e; }}
 .v-no_evidence, .v-manual {{ color: #57606a; }}
@@ -327,25 +328,36 @@ def _charts(r: Report, lang: str) -> list[str]:
 
 
 def _appendix(r: Report, lang: str) -> list[str]:
+    """Each deduction's evidence, one row per piece; beyond APPENDIX_ROWS per item the rest is counted
+    and left to the JSON form, which carries all of it under the same fingerprint."""
     zh = lang == "zh"
     out = [f'<section class="appendix"><h2>{_e(t("appendix", lang))}</h2>']
     for i in r.items:
-        if not any(d.evidence for d in i.deductions):
+        rows = [(d, e) for d in i.deductions for e in d.evidence]
+        if not rows:
             continue
         out.append(
             f"<h3>{_e(SCHEMES[i.scheme][0 if zh else 1])} [{_e(i.number)}"
             f"] {_e(i.title_zh if zh else i.title_en)}</h3>"
         )
         out.append(
-            f"<table><thead><tr><th>{_e(t('reasons', lang))}</th><"
-            f"th>{_e(t('evidence', lang))}</th></tr></thead><tbody>"
+            "<table class='evidence'><colgroup><col style='width:30%'><col style='width:70%'></colgroup>"
+            f"<thead><tr><th>{_e(t('reasons', lang))}</th><th"
+            f">{_e(t('evidence', lang))}</th></tr></thead><tbody>"
         )
-        for d in i.deductions:
-            for e in d.evidence:
-                out.append(
-                    f"<tr><td>{_e(d.zh if zh else d.en)}</td><td>{_e(e.zh if zh else e.en)}"
-                    f" <span class='small'>[{_e(e.ref)}]</span></td></tr>"
-                )
+        for d, e in rows[:APPENDIX_ROWS]:
+            out.append(
+                f"<tr><td>{_e(d.zh if zh else d.en)}</td><td>{_e(e.zh if zh else e.en)}"
+                f" <span class='small'>[{_e(e.ref)}]</span></td></tr>"
+            )
         out.append("</tbody></table>")
+        if len(rows) > APPENDIX_ROWS:
+            more = len(rows) - APPENDIX_ROWS
+            text = (
+                f"其余 {more} 条证据见 JSON 导出（同一证据指纹）"
+                if zh
+                else f"{more} more pieces of evidence in the JSON export (same fingerprint)"
+            )
+            out.append(f"<p class='small'>{_e(text)}</p>")
     out.append("</section></body></html>")
     return out

@@ -86,12 +86,28 @@ def _canonical(value: Any) -> Any:
     return value
 
 
+def _plain(value: object) -> object:
+    if isinstance(value, (datetime, date)):
+        return value.isoformat()
+    raise TypeError(f"not part of an extract: {type(value).__name__}")
+
+
 def fingerprint(x: Extract, s: IndicatorSettings) -> str:
+    """SHA-256 of the extract (every row, field by field, in the extract's order) and the settings."""
+    parts: dict[str, object] = {}
+    for f in dataclasses.fields(x):
+        value = getattr(x, f.name)
+        if isinstance(value, tuple) and value and dataclasses.is_dataclass(value[0]):
+            names = [g.name for g in dataclasses.fields(value[0])]
+            parts[f.name] = [names, [[getattr(row, n) for n in names] for row in value]]
+        else:
+            parts[f.name] = value
     blob = json.dumps(
-        {"extract": _canonical(x), "settings": s.model_dump(mode="json")},
+        {"extract": parts, "settings": s.model_dump(mode="json")},
         sort_keys=True,
         ensure_ascii=False,
         separators=(",", ":"),
+        default=_plain,
     )
     return hashlib.sha256(blob.encode()).hexdigest()
 

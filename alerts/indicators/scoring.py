@@ -23,7 +23,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from alerts.indicators.config import FAULT_UNIT_INFO, FaultUnit, IndicatorSettings
 from devices.alarms import ALARM_INFO, Check
 from devices.alarms import AlarmType as A
-from storage.indicators import AlarmRow, DeviceRow, Extract, FindingAgg
+from storage.indicators import AlarmRow, DeviceRow, Extract, FindingAgg, RecordRow
 
 
 class Verdict(StrEnum):
@@ -161,6 +161,13 @@ class Facts:
         for a in x.alarms:
             if a.device_id in self.devices:
                 self.alarms_by_device[a.device_id].append(a)
+        self.records_by_device: dict[int | None, list[RecordRow]] = defaultdict(list)
+        self.system_records: dict[str, list[RecordRow]] = defaultdict(list)  # device_id NULL, by family
+        for r in x.records:
+            if r.device_id is None:
+                self.system_records[r.family].append(r)
+            else:
+                self.records_by_device[r.device_id].append(r)
         self.findings_by_device: dict[int, list[FindingAgg]] = defaultdict(list)
         for f in x.findings:
             if f.device_id in self.devices:
@@ -312,8 +319,8 @@ def _jiangsu_8(f: Facts) -> ItemResult:
 def _overdue(f: Facts, d: DeviceRow, kinds: frozenset[str], interval_days: int) -> datetime | bool | None:
     """The newest qualifying record of a device (device- or system-level); False when none at all."""
     newest: datetime | None = None
-    for r in f.x.records:
-        if r.kind in kinds and (r.device_id == d.id or (r.device_id is None and r.family == d.family)):
+    for r in (*f.records_by_device.get(d.id, ()), *f.system_records.get(d.family, ())):
+        if r.kind in kinds:
             newest = r.performed_at if newest is None else max(newest, r.performed_at)
     if newest is None:
         return False
