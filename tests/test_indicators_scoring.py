@@ -102,6 +102,19 @@ def test_three_cctv_channels_failing_retention_score_half_a_point() -> None:
     assert "4 路" in r.source_zh
 
 
+def test_a_recorder_level_alarm_does_not_count_on_top_of_its_channels() -> None:
+    x = extract(
+        [dev(1, "cctv_recorder"), dev(2, "cctv_recorder")],
+        alarms=(alarm(1, 1, "cctv_retention_short", 3, None), alarm(2, 2, "cctv_disk_fault", 1, 2)),
+        findings=(
+            finding(1, "cctv_retention", 10, 5, channel=1),
+            finding(1, "cctv_retention", 10, 4, channel=2),
+        ),
+    )
+    r = item(score_all(x, IndicatorSettings()), "jiangsu_basic", "16")
+    assert r.arithmetic == "2 − 3 × 0.5 = 0.5"  # recorder 1: channels 1 and 2; recorder 2: the recorder
+
+
 def test_cctv_channel_alarms_count_per_channel_once() -> None:
     x = extract(
         [dev(1, "cctv_recorder")],

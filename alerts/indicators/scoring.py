@@ -219,6 +219,8 @@ class Facts:
             for f in self.findings_by_device.get(d.id, []):
                 if f.check_name in failing_checks and f.compliant < f.total:
                     self._finding_units(out, d, f)
+            if per_channel:
+                _fold_device_level(out, d.id)
         return out
 
     def _units(
@@ -273,6 +275,19 @@ class Facts:
 
     def manual(self, scheme: str, item: str) -> list[str | None]:
         return [m.verdict for m in self.x.manual if m.scheme == scheme and m.item == item]
+
+
+def _fold_device_level(out: dict[tuple[object, ...], list[Evidence]], device_id: int) -> None:
+    """A recorder-level fault (an alarm naming no channel, e.g. retention short) counts once, and not
+    on top of the channel faults that the per-channel findings name: its evidence joins theirs."""
+    mine = [k for k in out if k[0] == device_id]
+    level = [k for k in mine if k[1] == 0]
+    channels = [k for k in mine if k[1] != 0]
+    if not level or not channels:
+        return
+    extra = [e for k in level for e in out.pop(k)]
+    for k in channels:
+        out[k].extend(extra)
 
 
 def _unit(f: Facts, lang: str = "zh") -> str:
