@@ -126,7 +126,7 @@ def seed_evidence(url: str, community_id: int, end: datetime, days: int) -> dict
             """
             INSERT INTO device_events (ts, device_id, seq, received_at, kind, code, channel, body)
             SELECT %s::timestamptz + make_interval(days => d.id %% %s), d.id, 1, now(), 'self_test', NULL, 0,
-                   '{"data": {"type": "self_test", "ok": true}}'
+                   '{"event": {"type": "self_test", "ok": true}}'
             FROM devices d WHERE d.community_id = %s AND d.family = 'smoke_alarm' AND d.id %% 10 <> 0
             """,
             (start, days, community_id),

@@ -4,7 +4,9 @@ alert engine → database → report), compared to expectations computed by hand
 - a charging post whose fault is silent (telemetry shows a blown fuse, the post never raises a fault)
   beside a post that cuts its power in time: item [33] scores 2 + 0 = 2, not 3;
 - a recorder three of whose channels lose footage until retention is far under 30 days: item [16]
-  scores 2 − 3 × 0.5 = 0.5.
+  scores 2 − 3 × 0.5 = 0.5;
+- two smoke alarms report a self-test over MQTT, one passed and one failed, with the system's yearly
+  maintenance on record: item [10] scores 2 − 1 × 0.5 = 1.5 (the passed self-test is a test record).
 
 The community holds exactly the scenarios' devices, so nothing else (silent devices) enters the score.
 """
@@ -28,7 +30,9 @@ from simulators.emitter import CST
 from simulators.mqtt_publisher import LoadPublisher
 from simulators.scenarios import CCTV, SCENARIOS, Builder, Picker, Scenario, _channel, healthy
 from simulators.stream import merge
+from storage import maintenance
 from storage.db import connect
+from storage.maintenance import NewRecord
 from yiju.commands.simulate import register_fleet
 from yiju.settings import DatabaseSettings, MqttSettings, Settings
 
@@ -52,6 +56,14 @@ def three_channels_short(p: Picker, start: datetime) -> Scenario:
     return b.build()
 
 
+def self_tests(p: Picker, start: datetime) -> Scenario:
+    """Two smoke alarms press their test button: one passes, one fails."""
+    b = Builder("self_tests", p.compound, start, __doc__ or "")
+    for ok in (True, False):
+        b.script(p.take(Family.SMOKE_ALARM)).event(30, type="self_test", ok=ok)
+    return b.build()
+
+
 def _start(now: datetime) -> datetime:
     start = now.astimezone(CST).replace(hour=20, minute=0, second=0, microsecond=0)
     while start + timedelta(hours=2) > now:
@@ -71,17 +83,25 @@ def test_simulated_compound_scores_as_computed_by_hand(services: ServiceSet) -> 
             SCENARIOS["charger_overtemp_cut"](picker, start),
             SCENARIOS["charger_silent_fault"](picker, start),
             three_channels_short(picker, start),
+            self_tests(picker, start),
         ]
         mine = {uid for s in scenarios for uid in s.devices}
         only = dataclasses.replace(compound, devices=tuple(d for d in compound.devices if d.uid in mine))
         register_fleet(url, Fleet(fleet.seed, fleet.size, (only,)))
         _play(services, url, prefix, scenarios)
 
-        with connect(url) as conn:
+        with connect(url, autocommit=True) as conn:
             row = conn.execute(
                 "SELECT id FROM communities WHERE code = %s", (compound.community.code,)
             ).fetchone()
             assert row is not None
+            maintenance.add_records(  # the fire system's yearly maintenance, by the maintenance company
+                conn,
+                int(row[0]),
+                [NewRecord("smoke_alarm", "maintenance", start - timedelta(days=20), "消防维保公司", "pass")],
+                source="manual",
+                recorded_by="test",
+            )
             end = datetime.now(UTC)
             report = make_report(conn, int(row[0]), start - timedelta(hours=1), end, now=end)
         items = {(i.scheme, i.number): i for i in report.items}
@@ -97,6 +117,10 @@ def test_simulated_compound_scores_as_computed_by_hand(services: ServiceSet) -> 
             {e.zh.split()[0] for d in cctv.deductions for e in d.evidence if e.ref.startswith("finding:")}
         )
         assert where == [f"{recorder}#{n}" for n in FAILING]
+        fire = items[("jiangsu_basic", "10")]
+        failed_test = scenarios[3].devices[1]
+        assert fire.arithmetic == "2 − 1 × 0.5 = 1.5"  # the passed self-test counts as a test record
+        assert [e.device for d in fire.deductions for e in d.evidence] == [failed_test]
         # the same data and period give the same report
         with connect(url) as conn:
             again = make_report(conn, int(row[0]), start - timedelta(hours=1), end, now=datetime.now(UTC))
