@@ -198,7 +198,8 @@ def extract(conn: psycopg.Connection[Any], community_id: int, start: datetime, e
                 SELECT e.device_id, max(e.ts)
                 FROM device_events e JOIN devices d ON d.id = e.device_id
                 WHERE d.community_id = %s AND e.kind = 'self_test' AND e.ts >= %s AND e.ts < %s
-                  AND coalesce(e.body -> 'event' ->> 'ok', 'true') = 'true'  -- a failed self-test is no test record
+                  -- a failed self-test is no test record
+                  AND coalesce(e.body -> 'event' ->> 'ok', 'true') = 'true'
                 GROUP BY e.device_id
                 ORDER BY e.device_id
                 """,

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import csv
 import io
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime, tzinfo
 
@@ -81,8 +82,14 @@ def _when(value: str, tz: tzinfo) -> datetime | None:
     return None
 
 
-def parse(data: bytes, tz: tzinfo) -> Parsed:  # noqa: PLR0912 - one branch per column
-    reader = csv.reader(io.StringIO(_text(data)))
+def parse(data: bytes, tz: tzinfo) -> Parsed:
+    try:
+        return _parse(csv.reader(io.StringIO(_text(data))), tz)
+    except csv.Error as exc:  # a malformed quote, a field over the csv module's limit, …
+        raise CsvFileError(f"not a readable CSV file: {exc}") from None
+
+
+def _parse(reader: Iterator[list[str]], tz: tzinfo) -> Parsed:  # noqa: PLR0912 - one branch per column
     header = next(reader, None)
     if not header:
         raise CsvFileError("the file is empty: a header row is required")
