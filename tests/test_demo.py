@@ -92,6 +92,13 @@ def test_demo_serves_the_console_and_shows_the_fire(demo_dir: Path) -> None:
             _wait(fire_on_board, FIRST_ALARM_S, "the simulated fire on the alarm board", proc, tail)
             # the failed door release of the same incident is found by the linkage check
             _wait(lambda: fire_on_board() and "linkage_failed" in seen, 30.0, "linkage_failed", proc, tail)
+            # the assessor's score sheet of the demo compound, with the fire system's records on file
+            (community,) = client.get("/api/v1/communities", headers=headers).json()["items"]
+            report = client.get(f"/api/v1/communities/{community['id']}/indicator-report", headers=headers)
+            assert report.status_code == 200, report.text
+            items = {(i["scheme"], i["number"]): i for i in report.json()["items"]}
+            assert items[("jiangsu_basic", "10")]["score"] == 2.0
+            assert items[("jiangsu_basic", "33")]["points_max"] == 3.0
     finally:
         proc.send_signal(signal.SIGTERM)
         try:

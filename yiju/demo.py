@@ -25,7 +25,9 @@ from simulators.compound import Fleet, Size, generate_fleet
 from simulators.mqtt_publisher import DevicePublisher, LoadPublisher
 from simulators.runner import play
 from simulators.stream import SimClock, merge
+from storage import maintenance
 from storage.db import connection
+from storage.maintenance import NewRecord
 from storage.migrate import migrate
 from storage.users import Role, community_ids_by_code, create_user, get_user_by_username
 from yiju.commands.simulate import register_fleet
@@ -134,12 +136,38 @@ class SimulatorThread:
         self._thread.join(timeout=SIMULATOR_STOP_S)
 
 
+def seed_records(database_url: str, fleet: Fleet) -> None:
+    """The fire system's maintenance history a real compound would have on file (once): the yearly
+    maintenance and last month's system test by the maintenance company, so that the indicator report
+    (docs/indicators.md, item [10]) reads as it would on site."""
+    now = datetime.now(UTC).replace(microsecond=0)
+    with connection(database_url) as conn:
+        for compound in fleet.compounds:
+            (cid,) = community_ids_by_code(conn, [compound.community.code])
+            if maintenance.list_records(conn, cid, limit=1):
+                continue
+            maintenance.add_records(
+                conn,
+                cid,
+                [
+                    NewRecord("smoke_alarm", "maintenance", now - timedelta(days=60), "消防维保公司", "pass",
+                              notes="年度维保（演示数据）"),
+                    NewRecord("smoke_alarm", "test", now - timedelta(days=10), "消防维保公司", "pass",
+                              notes="全系统联动测试（演示数据）"),
+                ],
+                source="manual",
+                recorded_by="demo",
+            )  # fmt: skip
+        conn.commit()
+
+
 def run_demo(settings: Settings, *, duration_s: float | None = None, port: int | None = None) -> int:
     with LocalStack(settings) as endpoints:
         report = migrate(endpoints.database_url, settings.database)
         fleet = generate_fleet(Size.SMALL, 1, DEMO_SEED, prefix=DEMO_PREFIX)
         register_fleet(endpoints.database_url, fleet)
         login = ensure_login(endpoints.database_url, settings.state_dir, fleet)
+        seed_records(endpoints.database_url, fleet)
         runtime = Runtime(settings, endpoints)
         server = runtime.api_server(port=port)
         with runtime:
@@ -152,6 +180,9 @@ def run_demo(settings: Settings, *, duration_s: float | None = None, port: int |
             community = fleet.compounds[0].community.code
             print(f"devices   {fleet.device_count():,} simulated in community {community}")
             print(f"console   http://{host}:{bound_port}/console/   login: {login.username} / {password}")
+            print(
+                f"report    console tab 指标核验, or: yiju report indicators --community {community} --out F"
+            )
             print("The first incident (a fire) comes after about a minute. Press Ctrl-C to stop.", flush=True)
             timer: threading.Timer | None = None
             if duration_s is not None:
