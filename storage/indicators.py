@@ -49,7 +49,7 @@ class AlarmRow:
     first_at: datetime
     cleared_at: datetime | None
     acknowledged_at: datetime | None
-    channels: tuple[int, ...]  # CCTV alarms name their channels in details.channels
+    channels: tuple[int, ...]  # CCTV alarms name their channels in details.channels (numbers or {channel})
 
 
 @dataclass(frozen=True, slots=True)
@@ -139,9 +139,16 @@ def extract(conn: psycopg.Connection[Any], community_id: int, start: datetime, e
                 """
                 SELECT a.id, a.device_id, a.type, a.severity, a.first_at, a.cleared_at, a.acknowledged_at,
                        CASE WHEN jsonb_typeof(a.details -> 'channels') = 'array'
-                            THEN ARRAY(SELECT (c #>> '{}')::int
-                                       FROM jsonb_array_elements(a.details -> 'channels') c
-                                       WHERE jsonb_typeof(c) = 'number')
+                            THEN ARRAY(
+                                SELECT n::int FROM (
+                                    SELECT CASE
+                                        WHEN jsonb_typeof(c) = 'number' THEN (c #>> '{}')::numeric
+                                        WHEN jsonb_typeof(c -> 'channel') = 'number'
+                                            THEN (c ->> 'channel')::numeric
+                                    END AS n
+                                    FROM jsonb_array_elements(a.details -> 'channels') c
+                                ) ch
+                                WHERE n BETWEEN 0 AND 32767)
                        END
                 FROM alarms a
                 WHERE a.community_id = %s AND a.first_at < %s AND (a.cleared_at IS NULL OR a.cleared_at >= %s)
