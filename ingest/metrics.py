@@ -7,6 +7,10 @@ from dataclasses import dataclass
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
+from devices.contract import Family
+
+UNKNOWN_FAMILY = "unknown"  # the family label of a refusal that names none (ingest.service)
+
 LATENCY_BUCKETS_S = (0.005, 0.01, 0.025, 0.05, 0.1, 0.2, 0.3, 0.5, 0.75, 1.0, 1.5, 2.5, 5.0, 10.0, 30.0, 60.0)
 BATCH_BUCKETS = (1, 10, 50, 100, 250, 500, 1000, 2000, 5000, 10_000)
 
@@ -32,6 +36,19 @@ def ingest_metrics(registry: CollectorRegistry) -> IngestMetrics:
     """Create the ingest metrics on `registry` — once per registry: the composition root does it for
     its process (`yiju.metrics`); a second call raises prometheus_client's duplicate error."""
     r = registry
+    m = _create(r)
+    # Series exist from the start at 0, so that the first messages show as an increase (a counter
+    # that appears already at N has no rate until it moves again).
+    for family in [*(f.value for f in Family), UNKNOWN_FAMILY]:
+        m.received.labels(family)
+    for family in Family:
+        m.written.labels(family.value, "stored")
+    for kind in ("unavailable", "error"):
+        m.db_errors.labels(kind)
+    return m
+
+
+def _create(r: CollectorRegistry) -> IngestMetrics:
     return IngestMetrics(
         received=Counter("yiju_ingest_received", "Messages received from the broker", ["family"], registry=r),
         written=Counter(

@@ -226,12 +226,12 @@ class DatabaseCollector(Collector):
         failing = GaugeMetricFamily(
             "yiju_timescaledb_job_failing",
             "1 while a TimescaleDB job has not succeeded within twice its schedule interval",
-            labels=["job"],
+            labels=["policy"],
         )
         last_ok = GaugeMetricFamily(
             "yiju_timescaledb_job_last_success_timestamp_seconds",
             "When the TimescaleDB job last succeeded (0: never)",
-            labels=["job"],
+            labels=["policy"],
         )
         if rows is not None:
             for c in rows.communities:
