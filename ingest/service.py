@@ -121,6 +121,7 @@ class IngestService:
             session_expiry_s=settings.mqtt.session_expiry_s,
             receive_maximum=self.cfg.receive_maximum,
             keepalive_s=settings.mqtt.keepalive_s,
+            ca_file=settings.mqtt.ca_file,
         )
         self.writer = IngestWriter(database_url, settings.database)
         self._raw: deque[RawMessage] = deque()

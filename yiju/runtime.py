@@ -146,7 +146,9 @@ class Runtime:
         self.upkeep_metrics = UpkeepMetrics.create(registry)
         registry.register(DatabaseCollector(endpoints.database_url, fleet=True))
         client_id = settings.mqtt.client_id
-        self.mqtt_commands = MqttCommandPublisher(endpoints.mqtt_url, client_id=f"{client_id}-commands")
+        self.mqtt_commands = MqttCommandPublisher(
+            endpoints.mqtt_url, client_id=f"{client_id}-commands", ca_file=settings.mqtt.ca_file
+        )
         self.sender = CommandSender(self.mqtt_commands, settings.mqtt.topic_prefix)
         self.engine = AlertService(
             endpoints.database_url, settings.alerts, publisher=self.sender, metrics=alert_metrics(registry)
