@@ -231,3 +231,16 @@ def test_prometheus_answers_a_recording_rule_over_a_running_stack(stack: Stack) 
     assert all(r["health"] == "ok" for r in rules), [r for r in rules if r["health"] != "ok"]
     firing = [r["name"] for r in rules if r["type"] == "alerting" and r["state"] == "firing"]
     assert firing == []
+
+
+def test_every_dashboard_expression_runs_in_prometheus(stack: Stack) -> None:
+    from yiju.grafana.dashboards import dashboards, targets  # noqa: PLC0415 - only this test needs them
+
+    exprs = [
+        t["expr"] for b in dashboards() for t in targets(b.json) if t["datasource"]["type"] == "prometheus"
+    ]
+    assert exprs
+    for expr in exprs:
+        stack.query(expr)  # raises unless Prometheus answers "success"
+    # the headline panels have data on a running stack
+    assert stack.query("min(yiju_database_up)")[0]["value"][1] == "1"
