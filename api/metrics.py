@@ -115,14 +115,14 @@ class MetricsMiddleware:
         method = scope["method"] if scope["method"] in METHODS else "other"
         t0 = time.perf_counter()
         status = 500  # an exception that escapes the app is answered 500 by the server
-        timed = False
+        route: str | None = None  # resolved once, when the response starts (routing is done by then)
 
         async def send_wrapper(message: Message) -> None:
-            nonlocal status, timed
-            if message["type"] == "http.response.start" and not timed:
+            nonlocal status, route
+            if message["type"] == "http.response.start" and route is None:
                 status = int(message["status"])
-                timed = True
-                m.latency_seconds.labels(method, self.routes.of(scope)).observe(time.perf_counter() - t0)
+                route = self.routes.of(scope)
+                m.latency_seconds.labels(method, route).observe(time.perf_counter() - t0)
             await send(message)
 
         m.in_flight.inc()
@@ -130,7 +130,7 @@ class MetricsMiddleware:
             await self.app(scope, receive, send_wrapper)
         finally:
             m.in_flight.dec()
-            route = self.routes.of(scope)
-            if not timed:
+            if route is None:
+                route = self.routes.of(scope)
                 m.latency_seconds.labels(method, route).observe(time.perf_counter() - t0)
             m.requests.labels(method, route, str(status)).inc()
