@@ -189,8 +189,8 @@ class _BulkClient(mqtt.Client):
     QoS), and hands every other packet (CONNACK, SUBACK, PINGRESP, DISCONNECT, …) to paho's own
     handler unchanged. A partial packet stays buffered until the rest arrives, and the rest makes
     the socket readable again, so nothing complete ever waits in the buffer (no stall). The buffer
-    belongs to one connection: `reconnect` drops it. TLS sockets (not used by ingest) keep paho's
-    path, since their `pending()` bytes are invisible to select().
+    belongs to one connection: `reconnect` drops it. TLS sockets (mqtts://) keep paho's path, since
+    their `pending()` bytes are invisible to select(): slower per message, never stalled.
     """
 
     def __init__(self, *args: Any, on_batch: Callable[[list[PublishItem]], None], **kw: Any) -> None:
