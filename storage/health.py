@@ -35,8 +35,10 @@ class FleetHealth:
     jobs: tuple[JobHealth, ...]  # empty without TimescaleDB
 
 
-def ping(conn: psycopg.Connection[Any]) -> None:
-    conn.execute("SELECT 1").fetchone()
+def ping(conn: psycopg.Connection[Any], *, timeout_s: float) -> None:
+    """A query answers, and the session's later queries give up after `timeout_s` (the probe runs at
+    scrape time and must not outlast Prometheus's scrape timeout)."""
+    conn.execute("SELECT set_config('statement_timeout', %s, false)", (f"{int(timeout_s * 1000)}ms",))
 
 
 _COMMUNITIES = """

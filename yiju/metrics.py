@@ -19,8 +19,8 @@ Adding a part's metrics (linkage, TimescaleDB job upkeep, …): write a frozen d
 `create(registry)` class method in the part's own `metrics.py` (as `ingest/metrics.py`), create it in
 the composition root from `process.registry` (see `Runtime`), and pass it to the part. Then add the
 series to `deploy/prometheus/` (rules, and a `promtool test rules` case for every alert) and, if an
-operator should see it, a panel in `yiju/grafana/dashboards.py`; `tests/test_metrics.py` checks that
-every alert's runbook exists.
+operator should see it, a panel in `yiju/grafana/dashboards.py`; `tests/test_prometheus.py` checks
+that every alert has promtool cases and a runbook in docs/operations.md.
 """
 
 from __future__ import annotations
@@ -193,8 +193,7 @@ class DatabaseCollector(Collector):
             log.debug("metrics: database probe failed: %s", exc)
         else:
             try:
-                conn.execute(f"SET statement_timeout = {int(PROBE_TIMEOUT_S * 1000)}")
-                health.ping(conn)
+                health.ping(conn, timeout_s=PROBE_TIMEOUT_S)
                 ok = True
                 if self._fleet:
                     rows = health.fleet_health(conn)
