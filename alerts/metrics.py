@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-import threading
 from dataclasses import dataclass
 
-from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+PERSIST_BUCKETS_S = (0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 
 
 @dataclass(frozen=True)
@@ -23,22 +24,18 @@ class AlertMetrics:
     persist_retries: Counter
     backpressure_waits: Counter
     queue_depth: Gauge
+    queue_capacity: Gauge
+    timers_pending: Gauge
+    timers_fired: Counter
+    last_tick: Gauge
+    persist_seconds: Histogram
 
 
-_lock = threading.Lock()
-_instances: dict[int, AlertMetrics] = {}
+def alert_metrics(registry: CollectorRegistry) -> AlertMetrics:
+    """Create the engine metrics on `registry` — once per registry: the composition root does it for
+    its process (`yiju.metrics`); a second call raises prometheus_client's duplicate error."""
+    r = registry
 
-
-def alert_metrics(registry: CollectorRegistry = REGISTRY) -> AlertMetrics:
-    """The engine metrics on `registry`, created once (several engines in one process share them)."""
-    with _lock:
-        found = _instances.get(id(registry))
-        if found is None:
-            found = _instances[id(registry)] = _create(registry)
-        return found
-
-
-def _create(r: CollectorRegistry) -> AlertMetrics:
     def c(name: str, doc: str, labels: tuple[str, ...] = ()) -> Counter:
         return Counter(f"yiju_alerts_{name}", doc, labels, registry=r)
 
@@ -60,4 +57,24 @@ def _create(r: CollectorRegistry) -> AlertMetrics:
         persist_retries=c("persist_retries", "Failed attempts to write a batch's outputs (then retried)"),
         backpressure_waits=c("backpressure_waits", "Hand-offs that waited for room in the engine queue"),
         queue_depth=Gauge("yiju_alerts_queue_depth", "Messages waiting for the engine", registry=r),
+        queue_capacity=Gauge(
+            "yiju_alerts_queue_capacity", "Size of the engine's queue (alerts.queue_size)", registry=r
+        ),
+        timers_pending=Gauge(
+            "yiju_alerts_timers_pending",
+            "Devices with a pending rule timer (deadline, confirmation)",
+            registry=r,
+        ),
+        timers_fired=c("timers_fired", "Device timers that came due and were evaluated by the tick"),
+        last_tick=Gauge(
+            "yiju_alerts_last_tick_timestamp_seconds",
+            "When the engine's worker last ran its timer tick (a stuck worker stops moving it)",
+            registry=r,
+        ),
+        persist_seconds=Histogram(
+            "yiju_alerts_persist_seconds",
+            "Time to write one batch's outputs (successful attempt)",
+            buckets=PERSIST_BUCKETS_S,
+            registry=r,
+        ),
     )

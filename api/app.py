@@ -14,6 +14,7 @@ from pathlib import Path
 from fastapi import FastAPI
 from fastapi.responses import RedirectResponse
 from fastapi.staticfiles import StaticFiles
+from prometheus_client import CollectorRegistry
 from psycopg_pool import ConnectionPool
 
 from api.alarms.router import router as alarms_router
@@ -26,6 +27,7 @@ from api.compliance.router import router as compliance_router
 from api.devices.router import router as devices_router
 from api.errors import ERROR_RESPONSES, install_error_handlers
 from api.indicators.router import router as indicators_router
+from api.metrics import ApiMetrics, MetricsMiddleware, RouteTemplates
 from yiju.errors import ConfigurationError
 from yiju.settings import Settings
 
@@ -55,9 +57,11 @@ TAGS = [
 ]
 
 
-def create_app(settings: Settings) -> FastAPI:
-    """The application for `settings`; `settings.database.url` must be set (the CLI resolves it)."""
+def create_app(settings: Settings, metrics: ApiMetrics | None = None) -> FastAPI:
+    """The application for `settings`; `settings.database.url` must be set (the CLI resolves it).
+    `metrics`: the process's API metric set (yiju.metrics); unset, a private unexposed one."""
     url = settings.database.url
+    api_metrics = metrics or ApiMetrics.create(CollectorRegistry())
     if url is None:
         raise ConfigurationError("the API needs a database URL (YIJU_DATABASE__URL or a running local stack)")
 
@@ -74,6 +78,7 @@ def create_app(settings: Settings) -> FastAPI:
         )
         pool.open(wait=False)
         hub = StreamHub(url, heartbeat_s=settings.api.stream_heartbeat_s)
+        api_metrics.watch_streams(lambda: hub.open_streams)
         app.state.pool = pool
         app.state.settings = settings
         app.state.streams = hub
@@ -92,6 +97,7 @@ def create_app(settings: Settings) -> FastAPI:
         responses={401: ERROR_RESPONSES[401], 422: ERROR_RESPONSES[422]},
     )
     install_error_handlers(app)
+    app.add_middleware(MetricsMiddleware, metrics=api_metrics, routes=RouteTemplates(app))
     for router in (
         auth_router,
         communities_router,

@@ -28,6 +28,10 @@ dpkg -s fonts-noto-cjk >/dev/null 2>&1 || need_apt+=(fonts-noto-cjk)
 for lib in libpango-1.0-0 libpangoft2-1.0-0 libharfbuzz-subset0; do
   dpkg -s "$lib" >/dev/null 2>&1 || need_apt+=("$lib")
 done
+# Prometheus and promtool: the rules' unit tests and the end-to-end scrape test (deploy/prometheus/)
+command -v promtool >/dev/null && command -v prometheus >/dev/null || need_apt+=(prometheus)
+# openssl: the broker TLS test makes its CA and certificates with it
+command -v openssl >/dev/null || need_apt+=(openssl)
 # extra packages a caller needs (e.g. the browser for the console's end-to-end test)
 for extra in ${YIJU_EXTRA_APT:-}; do
   dpkg -s "$extra" >/dev/null 2>&1 || need_apt+=("$extra")

@@ -3,10 +3,13 @@ must not grow with the fleet)."""
 
 from __future__ import annotations
 
-import threading
 from dataclasses import dataclass
 
-from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+from devices.contract import Family
+
+UNKNOWN_FAMILY = "unknown"  # the family label of a refusal that names none (ingest.service)
 
 LATENCY_BUCKETS_S = (0.005, 0.01, 0.025, 0.05, 0.1, 0.2, 0.3, 0.5, 0.75, 1.0, 1.5, 2.5, 5.0, 10.0, 30.0, 60.0)
 BATCH_BUCKETS = (1, 10, 50, 100, 250, 500, 1000, 2000, 5000, 10_000)
@@ -25,20 +28,24 @@ class IngestMetrics:
     queue_depth: Gauge
     db_errors: Counter
     connected: Gauge
+    held: Gauge
+    last_commit: Gauge
 
 
-_lock = threading.Lock()
-_instances: dict[int, IngestMetrics] = {}
-
-
-def ingest_metrics(registry: CollectorRegistry = REGISTRY) -> IngestMetrics:
-    """The ingest metrics on `registry`, created once (several services in one process share them)."""
-    with _lock:
-        found = _instances.get(id(registry))
-        if found is None:
-            found = _create(registry)
-            _instances[id(registry)] = found
-        return found
+def ingest_metrics(registry: CollectorRegistry) -> IngestMetrics:
+    """Create the ingest metrics on `registry` — once per registry: the composition root does it for
+    its process (`yiju.metrics`); a second call raises prometheus_client's duplicate error."""
+    r = registry
+    m = _create(r)
+    # Series exist from the start at 0, so that the first messages show as an increase (a counter
+    # that appears already at N has no rate until it moves again).
+    for family in [*(f.value for f in Family), UNKNOWN_FAMILY]:
+        m.received.labels(family)
+    for family in Family:
+        m.written.labels(family.value, "stored")
+    for kind in ("unavailable", "error"):
+        m.db_errors.labels(kind)
+    return m
 
 
 def _create(r: CollectorRegistry) -> IngestMetrics:
@@ -82,4 +89,14 @@ def _create(r: CollectorRegistry) -> IngestMetrics:
             "yiju_ingest_db_errors", "Failed batch writes, by kind (unavailable, error)", ["kind"], registry=r
         ),
         connected=Gauge("yiju_ingest_broker_connected", "1 while the MQTT session is up", registry=r),
+        held=Gauge(
+            "yiju_ingest_held_messages",
+            "Messages received and handed to the writer but not yet committed and acknowledged",
+            registry=r,
+        ),
+        last_commit=Gauge(
+            "yiju_ingest_last_commit_timestamp_seconds",
+            "When ingest last committed a batch (set to the start time at start)",
+            registry=r,
+        ),
     )

@@ -7,11 +7,14 @@ URLs, our own frozen message types and `BrokerUnavailable`.
 from __future__ import annotations
 
 import logging
+import socket
+import ssl
 import struct
 import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
@@ -28,6 +31,8 @@ from yiju.errors import BrokerUnavailable, ConfigurationError
 log = logging.getLogger(__name__)
 
 DEFAULT_MQTT_PORT = 1883
+DEFAULT_MQTTS_PORT = 8883
+TLS_SCHEMES = frozenset({"mqtts", "ssl"})
 # commands kept by paho while the broker is away; beyond this, publishing a command fails loudly
 COMMAND_QUEUE_MAX = 10_000
 
@@ -38,24 +43,75 @@ class BrokerAddress:
     port: int
     username: str | None = None
     password: str | None = None
+    tls: bool = False
 
     def __str__(self) -> str:
-        return f"mqtt://{self.host}:{self.port}"
+        return f"{'mqtts' if self.tls else 'mqtt'}://{self.host}:{self.port}"
 
 
 def parse_mqtt_url(url: str) -> BrokerAddress:
     parts = urlsplit(url)
-    if parts.scheme not in {"mqtt", "tcp"} or not parts.hostname:
-        raise ConfigurationError(f"not an MQTT URL: {url!r} (expected mqtt://[user:password@]host[:port])")
+    if parts.scheme not in {"mqtt", "tcp", *TLS_SCHEMES} or not parts.hostname:
+        raise ConfigurationError(
+            f"not an MQTT URL: {url!r} (expected mqtt://[user:password@]host[:port] or mqtts://…)"
+        )
+    tls = parts.scheme in TLS_SCHEMES
     return BrokerAddress(
         host=parts.hostname,
-        port=parts.port or DEFAULT_MQTT_PORT,
+        port=parts.port or (DEFAULT_MQTTS_PORT if tls else DEFAULT_MQTT_PORT),
         username=unquote(parts.username) if parts.username else None,
         password=unquote(parts.password) if parts.password else None,
+        tls=tls,
     )
 
 
-def probe_broker(url: str, timeout_s: float = 3.0) -> str:
+def _secure(client: mqtt.Client, address: BrokerAddress, ca_file: Path | None) -> None:
+    """Credentials and, for mqtts://, TLS with the broker's certificate verified (host name included)
+    against `ca_file` alone when given (the CA is pinned), else against the system trust store."""
+    if address.username:
+        client.username_pw_set(address.username, address.password)
+    context = _tls_context(address, ca_file)
+    if context is not None:
+        client.tls_set_context(context)
+
+
+def _tls_context(address: BrokerAddress, ca_file: Path | None) -> ssl.SSLContext | None:
+    if not address.tls:
+        if ca_file is not None:
+            raise ConfigurationError(
+                f"a CA file is set ({ca_file}) but {address} is plaintext: use an mqtts:// URL"
+            )
+        return None
+    try:
+        # with a cafile, only that CA is trusted; without, the system's store
+        context = ssl.create_default_context(cafile=None if ca_file is None else str(ca_file))
+    except (OSError, ValueError) as exc:
+        raise ConfigurationError(f"cannot read the CA file {ca_file} for {address}: {exc}") from exc
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    return context
+
+
+def _check_tls(address: BrokerAddress, context: ssl.SSLContext, timeout_s: float) -> None:
+    """One TLS handshake of our own, so that a refused certificate is reported in plain words (and no
+    half-open socket is left behind, as paho's failed connect would)."""
+    try:
+        with (
+            socket.create_connection((address.host, address.port), timeout=timeout_s) as raw,
+            context.wrap_socket(raw, server_hostname=address.host),
+        ):
+            return
+    except ssl.SSLCertVerificationError as exc:
+        raise BrokerUnavailable(
+            f"{address}: the broker's certificate is not trusted (certificate verify failed: "
+            f"{exc.verify_message}); check YIJU_MQTT__CA_FILE"
+        ) from exc
+    except ssl.SSLError as exc:
+        raise BrokerUnavailable(f"TLS with {address} failed: {exc.reason or exc}") from exc
+    except OSError as exc:
+        raise BrokerUnavailable(f"cannot connect to {address}: {exc.strerror or exc}") from exc
+
+
+def probe_broker(url: str, timeout_s: float = 3.0, *, ca_file: Path | None = None) -> str:
     """Connect with MQTT 5 and disconnect; return a description, or raise `BrokerUnavailable`."""
     address = parse_mqtt_url(url)
     done = threading.Event()
@@ -74,8 +130,10 @@ def probe_broker(url: str, timeout_s: float = 3.0) -> str:
         protocol=MQTTProtocolVersion.MQTTv5,
         reconnect_on_failure=False,
     )
-    if address.username:
-        client.username_pw_set(address.username, address.password)
+    _secure(client, address, ca_file)
+    context = _tls_context(address, ca_file)
+    if context is not None:
+        _check_tls(address, context, timeout_s)
     client.on_connect = on_connect
     try:
         client.connect(address.host, address.port, keepalive=10)
@@ -131,8 +189,8 @@ class _BulkClient(mqtt.Client):
     QoS), and hands every other packet (CONNACK, SUBACK, PINGRESP, DISCONNECT, …) to paho's own
     handler unchanged. A partial packet stays buffered until the rest arrives, and the rest makes
     the socket readable again, so nothing complete ever waits in the buffer (no stall). The buffer
-    belongs to one connection: `reconnect` drops it. TLS sockets (not used by ingest) keep paho's
-    path, since their `pending()` bytes are invisible to select().
+    belongs to one connection: `reconnect` drops it. TLS sockets (mqtts://) keep paho's path, since
+    their `pending()` bytes are invisible to select(): slower per message, never stalled.
     """
 
     def __init__(self, *args: Any, on_batch: Callable[[list[PublishItem]], None], **kw: Any) -> None:
@@ -269,6 +327,7 @@ class MqttConsumer:
         keepalive_s: int = 30,
         reconnect_min_s: float = 0.2,
         reconnect_max_s: float = 5.0,
+        ca_file: Path | None = None,
     ) -> None:
         self.address = parse_mqtt_url(url)
         self.client_id = client_id
@@ -294,8 +353,7 @@ class MqttConsumer:
         self._client.reconnect_delay_set(
             min_delay=max(1, int(reconnect_min_s)), max_delay=max(1, int(reconnect_max_s))
         )
-        if self.address.username:
-            self._client.username_pw_set(self.address.username, self.address.password)
+        _secure(self._client, self.address, ca_file)
         self._client.on_connect = self._on_connect
         self._client.on_disconnect = self._on_disconnect
         self._client.on_subscribe = self._on_subscribe
@@ -436,7 +494,9 @@ class MqttCommandPublisher:
     and the caller marks it failed.
     """
 
-    def __init__(self, url: str, *, client_id: str, keepalive_s: int = 30) -> None:
+    def __init__(
+        self, url: str, *, client_id: str, keepalive_s: int = 30, ca_file: Path | None = None
+    ) -> None:
         self.address = parse_mqtt_url(url)
         self.connected = threading.Event()
         self._client = mqtt.Client(
@@ -446,8 +506,7 @@ class MqttCommandPublisher:
             reconnect_on_failure=True,
         )
         self._client.max_queued_messages_set(COMMAND_QUEUE_MAX)
-        if self.address.username:
-            self._client.username_pw_set(self.address.username, self.address.password)
+        _secure(self._client, self.address, ca_file)
         self._client.on_connect = self._on_connect
         self._client.on_disconnect = self._on_disconnect
         self._keepalive_s = keepalive_s

@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from prometheus_client import REGISTRY, CollectorRegistry, start_http_server
+from prometheus_client import CollectorRegistry
 
 from alerts.config import AlertSettings
 from devices.catalog import FAMILIES
@@ -90,17 +90,14 @@ class IngestService:
         mqtt_url: str,
         sink: MessageSink | None = None,
         client_id: str | None = None,
-        metrics_registry: CollectorRegistry = REGISTRY,
-        metrics_port: int | None = None,
+        metrics: IngestMetrics | None = None,
     ) -> None:
         self.settings = settings
         self.cfg = settings.ingest
         self.database_url = database_url
         self.sink: MessageSink = sink or NullSink()
-        self.metrics: IngestMetrics = ingest_metrics(metrics_registry)
-        self._metrics_registry = metrics_registry
-        self._metrics_port = metrics_port
-        self._metrics_server: Any = None
+        # the process's metric set (yiju.metrics); a private, unexposed one for tests and benchmarks
+        self.metrics: IngestMetrics = metrics or ingest_metrics(CollectorRegistry())
         self.stats = IngestStats()
         prefix = settings.mqtt.topic_prefix
         self.prefix = prefix
@@ -124,6 +121,7 @@ class IngestService:
             session_expiry_s=settings.mqtt.session_expiry_s,
             receive_maximum=self.cfg.receive_maximum,
             keepalive_s=settings.mqtt.keepalive_s,
+            ca_file=settings.mqtt.ca_file,
         )
         self.writer = IngestWriter(database_url, settings.database)
         self._raw: deque[RawMessage] = deque()
@@ -155,10 +153,7 @@ class IngestService:
             # and collections become rare (the hot path makes little cyclic garbage)
             gc.freeze()
             gc.set_threshold(self.cfg.gc_gen0_threshold, 20, 20)
-        if self._metrics_port:
-            self._metrics_server, _thread = start_http_server(
-                self._metrics_port, addr=self.cfg.metrics_host, registry=self._metrics_registry
-            )
+        self.metrics.last_commit.set(time.time())
         for name, target in (
             ("ingest-writer", self._write_loop),
             ("ingest-decoder", self._decode_loop),
@@ -185,9 +180,6 @@ class IngestService:
             t.join(5.0)
         self.consumer.stop()
         self.writer.close()
-        if self._metrics_server is not None:
-            self._metrics_server.shutdown()
-            self._metrics_server.server_close()
         self._started = False
 
     def __enter__(self) -> IngestService:
@@ -428,6 +420,7 @@ class IngestService:
         for family, n in p.families.items():
             self.metrics.received.labels(family).inc(n)
         self.stats.received += len(p.tokens)
+        self.metrics.held.inc(len(p.tokens))
         self._put(p)
         return _Pending()
 
@@ -460,6 +453,8 @@ class IngestService:
             sent = self.consumer.ack(p.tokens)
             now = time.time()
             self.stats.acked += sent
+            self.metrics.held.dec(len(p.tokens))
+            self.metrics.last_commit.set(now)
             if p.tokens:
                 self.metrics.ack_lag_seconds.observe(now - p.first_received)
 

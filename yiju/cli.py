@@ -10,13 +10,13 @@ from collections.abc import Sequence
 
 from pydantic import ValidationError
 
-from yiju.commands import api, compliance, core, devices, ingest, report, simulate
+from yiju.commands import api, compliance, core, devices, grafana, ingest, report, simulate
 from yiju.commands.base import Handler
 from yiju.errors import YijuError
 from yiju.settings import Settings, unknown_environment
 
 # Each feature's command group; add one line per new module.
-COMMAND_GROUPS = (core, api, ingest, devices, compliance, report, simulate)
+COMMAND_GROUPS = (core, api, ingest, devices, compliance, report, simulate, grafana)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -32,6 +32,7 @@ from storage.migrate import migrate
 from storage.users import Role, community_ids_by_code, create_user, get_user_by_username
 from yiju.commands.simulate import register_fleet
 from yiju.errors import YijuError
+from yiju.metrics import ProcessMetrics, serve_metrics
 from yiju.runtime import Runtime, serve_until_signal
 from yiju.settings import Settings
 from yiju.stack import LocalStack
@@ -168,9 +169,11 @@ def run_demo(settings: Settings, *, duration_s: float | None = None, port: int |
         register_fleet(endpoints.database_url, fleet)
         login = ensure_login(endpoints.database_url, settings.state_dir, fleet)
         seed_records(endpoints.database_url, fleet)
-        runtime = Runtime(settings, endpoints)
+        runtime = Runtime(settings, endpoints, ProcessMetrics("demo"))
         server = runtime.api_server(port=port)
-        with runtime:
+        m = settings.metrics
+        exporter = serve_metrics(runtime.process.registry, m.host, m.port, any_port=True)
+        with exporter, runtime:
             simulator = SimulatorThread(settings, endpoints.mqtt_url, fleet)
             simulator.start()
             host, bound_port = server.config.host, server.config.port
@@ -183,6 +186,7 @@ def run_demo(settings: Settings, *, duration_s: float | None = None, port: int |
             print(
                 f"report    console tab 指标核验, or: yiju report indicators --community {community} --out F"
             )
+            print(f"metrics   {exporter.url}")
             print("The first incident (a fire) comes after about a minute. Press Ctrl-C to stop.", flush=True)
             timer: threading.Timer | None = None
             if duration_s is not None:

@@ -42,7 +42,13 @@ def run_checks(settings: Settings) -> list[Check]:
         checks.extend(_default_checks(endpoints.database_url, settings))
     try:
         checks.append(
-            Check(True, "broker", probe_broker(endpoints.mqtt_url, settings.mqtt.connect_timeout_s))
+            Check(
+                True,
+                "broker",
+                probe_broker(
+                    endpoints.mqtt_url, settings.mqtt.connect_timeout_s, ca_file=settings.mqtt.ca_file
+                ),
+            )
         )
     except YijuError as exc:
         checks.append(Check(False, "broker", str(exc)))

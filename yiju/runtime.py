@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -16,10 +17,13 @@ from uuid import UUID
 
 import uvicorn
 
+from alerts.metrics import alert_metrics
 from alerts.service import AlertService
 from api.app import create_app
+from api.metrics import ApiMetrics
 from devices.contract import Channel, topic
 from devices.envelope import CommandMessage
+from ingest.metrics import ingest_metrics
 from ingest.mqtt_adapter import MqttCommandPublisher
 from ingest.service import IngestService
 from storage import commands as command_store
@@ -27,6 +31,7 @@ from storage.db import connection
 from storage.migrate import pending
 from storage.timeseries import run_maintenance
 from yiju.errors import ConfigurationError, YijuError
+from yiju.metrics import DatabaseCollector, ProcessMetrics, UpkeepMetrics
 from yiju.settings import Settings
 from yiju.stack import Endpoints
 
@@ -123,27 +128,53 @@ class CommandDispatcher:
 
 
 class Runtime:
-    """Ingest, the alert engine, command dispatch and storage upkeep, started and stopped together."""
+    """Ingest, the alert engine, command dispatch and storage upkeep, started and stopped together.
 
-    def __init__(self, settings: Settings, endpoints: Endpoints) -> None:
+    `process` is the process's metrics (yiju.metrics): every part's metric set is created on its
+    registry here, once; whoever serves `/metrics` serves `runtime.process.registry`."""
+
+    def __init__(
+        self, settings: Settings, endpoints: Endpoints, process: ProcessMetrics | None = None
+    ) -> None:
         self.settings = settings.model_copy(
             update={"database": settings.database.model_copy(update={"url": endpoints.database_url})}
         )
         self.endpoints = endpoints
+        self.process = process or ProcessMetrics("run")
+        registry = self.process.registry
+        self.api_metrics = ApiMetrics.create(registry)
+        self.upkeep_metrics = UpkeepMetrics.create(registry)
+        registry.register(DatabaseCollector(endpoints.database_url, fleet=True))
         client_id = settings.mqtt.client_id
-        self.mqtt_commands = MqttCommandPublisher(endpoints.mqtt_url, client_id=f"{client_id}-commands")
+        self.mqtt_commands = MqttCommandPublisher(
+            endpoints.mqtt_url, client_id=f"{client_id}-commands", ca_file=settings.mqtt.ca_file
+        )
         self.sender = CommandSender(self.mqtt_commands, settings.mqtt.topic_prefix)
-        self.engine = AlertService(endpoints.database_url, settings.alerts, publisher=self.sender)
+        self.engine = AlertService(
+            endpoints.database_url, settings.alerts, publisher=self.sender, metrics=alert_metrics(registry)
+        )
         self.ingest = IngestService(
-            self.settings, database_url=endpoints.database_url, mqtt_url=endpoints.mqtt_url, sink=self.engine
+            self.settings,
+            database_url=endpoints.database_url,
+            mqtt_url=endpoints.mqtt_url,
+            sink=self.engine,
+            metrics=ingest_metrics(registry),
         )
         self.dispatcher = CommandDispatcher(endpoints.database_url, self.sender)
         self.maintenance = _Loop("storage-maintenance", MAINTENANCE_INTERVAL_S, self._maintain)
         self._started: list[Any] = []
 
     def _maintain(self) -> None:
-        with connection(self.endpoints.database_url, autocommit=True) as conn:
-            run_maintenance(conn, self.settings.database)
+        m, t0 = self.upkeep_metrics, time.perf_counter()
+        try:
+            with connection(self.endpoints.database_url, autocommit=True) as conn:
+                run_maintenance(conn, self.settings.database)
+        except BaseException:
+            m.runs.labels("error").inc()
+            raise
+        m.runs.labels("ok").inc()
+        m.last_success.set(time.time())
+        m.duration_seconds.observe(time.perf_counter() - t0)
 
     def start(self) -> None:
         todo = pending(self.endpoints.database_url)
@@ -181,7 +212,7 @@ class Runtime:
     def api_server(self, host: str | None = None, port: int | None = None) -> uvicorn.Server:
         """The API and console server; run it with `serve_until_signal`."""
         config = uvicorn.Config(
-            create_app(self.settings),
+            create_app(self.settings, self.api_metrics),
             host=host or self.settings.api.host,
             port=self.settings.api.port if port is None else port,
             log_level="warning",

@@ -73,7 +73,13 @@ class MqttSettings(BaseModel):
 
     url: str | None = Field(
         default=None,
-        description="mqtt://user:password@host:port. Unset: a private Mosquitto under the state directory.",
+        description="mqtt://user:password@host:port, or mqtts://… for TLS (port 8883 by default). "
+        "Unset: a private Mosquitto under the state directory.",
+    )
+    ca_file: Path | None = Field(
+        default=None,
+        description="mqtts:// only: the CA certificate (PEM) that must have signed the broker's certificate "
+        "(pinned: the system trust store is not used). Unset: the system trust store.",
     )
     topic_prefix: str = Field(default="yiju", pattern=r"^[A-Za-z0-9_\-]+$")
     client_id: str = Field(default="yiju-ingest")
@@ -88,8 +94,8 @@ class MqttSettings(BaseModel):
     @field_validator("url")
     @classmethod
     def _check_url(cls, value: str | None) -> str | None:
-        if value is not None and urlsplit(value).scheme not in {"mqtt", "tcp"}:
-            raise ValueError("MQTT URL must start with mqtt://")
+        if value is not None and urlsplit(value).scheme not in {"mqtt", "tcp", "mqtts", "ssl"}:
+            raise ValueError("MQTT URL must start with mqtt:// or mqtts://")
         return value
 
 
@@ -104,6 +110,14 @@ class ApiSettings(BaseModel):
     stream_heartbeat_s: float = Field(
         default=15.0, gt=0, description="Live alarm stream: keep-alive comment interval when idle."
     )
+
+
+class MetricsSettings(BaseModel):
+    """Prometheus `/metrics` of `yiju run`, `yiju api` and `yiju demo` (`yiju ingest` workers use
+    `ingest.metrics_port`, one port per worker). Loopback by default: the series name communities."""
+
+    host: str = Field(default="127.0.0.1", description="Listen address of the /metrics server.")
+    port: int = Field(default=9107, ge=0, le=65_535, description="Port of the /metrics server; 0 = off.")
 
 
 class Settings(BaseSettings):
@@ -121,6 +135,7 @@ class Settings(BaseSettings):
     database: DatabaseSettings = Field(default_factory=DatabaseSettings)
     mqtt: MqttSettings = Field(default_factory=MqttSettings)
     api: ApiSettings = Field(default_factory=ApiSettings)
+    metrics: MetricsSettings = Field(default_factory=MetricsSettings)
     ingest: IngestSettings = Field(default_factory=IngestSettings)
     alerts: AlertSettings = Field(default_factory=AlertSettings)
 

@@ -9,9 +9,11 @@ import sys
 import uvicorn
 
 from api.app import create_app
+from api.metrics import ApiMetrics
 from storage.db import connection
 from storage.users import Role, community_ids_by_code, create_user
 from yiju.commands.base import Subparsers
+from yiju.metrics import DatabaseCollector, ProcessMetrics, serve_metrics
 from yiju.settings import Settings
 from yiju.stack import resolve
 
@@ -29,14 +31,21 @@ def _cmd_api(args: argparse.Namespace, settings: Settings) -> int:
     settings = _resolved(settings)
     host = args.host or settings.api.host
     port = args.port if args.port is not None else settings.api.port
+    assert settings.database.url is not None
+    process = ProcessMetrics("api")
+    api_metrics = ApiMetrics.create(process.registry)
+    process.registry.register(DatabaseCollector(settings.database.url, fleet=False))
+    exporter = serve_metrics(process.registry, settings.metrics.host, settings.metrics.port)
     print(f"Yiju API and console on http://{host}:{port}/console/  (OpenAPI: /docs)")
-    uvicorn.run(
-        create_app(settings),
-        host=host,
-        port=port,
-        log_level=settings.log_level.lower(),
-        timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_S,
-    )
+    print(f"metrics {exporter.url}")
+    with exporter:
+        uvicorn.run(
+            create_app(settings, api_metrics),
+            host=host,
+            port=port,
+            log_level=settings.log_level.lower(),
+            timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_S,
+        )
     return 0
 
 

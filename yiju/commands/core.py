@@ -12,6 +12,7 @@ from yiju import __version__
 from yiju.commands.base import Subparsers
 from yiju.demo import run_demo
 from yiju.doctor import run_checks
+from yiju.metrics import serve_metrics
 from yiju.runtime import Runtime, serve_until_signal
 from yiju.settings import Settings
 from yiju.stack import resolve
@@ -59,9 +60,12 @@ def _cmd_run(args: argparse.Namespace, settings: Settings) -> int:
     endpoints = resolve(settings)
     runtime = Runtime(settings, endpoints)
     server = runtime.api_server(port=args.port)
-    with runtime:
+    # bound before anything starts, so that a busy port fails at once
+    exporter = serve_metrics(runtime.process.registry, settings.metrics.host, settings.metrics.port)
+    with exporter, runtime:
         where = f"http://{server.config.host}:{server.config.port}/console/"
         print(f"Yiju running: ingest, alert engine, command dispatch, upkeep; API and console on {where}")
+        print(f"metrics {exporter.url}")
         serve_until_signal(server)
     print("stopped")
     return 0

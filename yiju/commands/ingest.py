@@ -12,8 +12,10 @@ import threading
 import time
 from types import FrameType
 
+from ingest.metrics import ingest_metrics
 from ingest.service import IngestService
 from yiju.commands.base import Subparsers
+from yiju.metrics import DatabaseCollector, ProcessMetrics, serve_metrics
 from yiju.settings import Settings
 from yiju.stack import resolve
 
@@ -39,20 +41,24 @@ def _run_worker(settings: Settings, index: int) -> int:
 
     signal.signal(signal.SIGTERM, _on_signal)
     signal.signal(signal.SIGINT, _on_signal)
-    port = settings.ingest.metrics_port + index if settings.ingest.metrics_port else None
+    process = ProcessMetrics("ingest")
+    # the first worker also exports the per-community freshness (once, not once per worker)
+    process.registry.register(DatabaseCollector(endpoints.database_url, fleet=index == 0))
+    port = settings.ingest.metrics_port + index if settings.ingest.metrics_port else 0
+    exporter = serve_metrics(process.registry, settings.ingest.metrics_host, port)
     service = IngestService(
         settings,
         database_url=endpoints.database_url,
         mqtt_url=endpoints.mqtt_url,
         client_id=worker_client_id(settings, index),
-        metrics_port=port,
+        metrics=ingest_metrics(process.registry),
     )
     service.start()
     log.info(
         "ingest worker %d up: session %s, metrics %s",
         index,
         worker_client_id(settings, index),
-        f"http://{settings.ingest.metrics_host}:{port}/metrics" if port else "off",
+        exporter.url,
     )
     try:
         while not stop.wait(STATUS_INTERVAL_S if service.alive else 0.1):
@@ -71,6 +77,7 @@ def _run_worker(settings: Settings, index: int) -> int:
             )
     finally:
         service.stop()
+        exporter.stop()
     return 0
 
 
