@@ -60,7 +60,9 @@ class LightRules(light.Defaults):
 
 class ElevatorRules(elevator.Defaults):
     recall_floor: int = Field(
-        default=1, description="Fire recall floor (ground or transfer floor) — GB 50116-2013 [S]; per site"
+        default=1,
+        description="Fire recall floor (the ground or a transfer floor), per community — [S] GB 50116-2013 "
+        "elevator linkage clause",
     )
 
 
@@ -75,6 +77,41 @@ class CctvRules(cctv_recorder.Defaults):
         "domain.md §5.3 asks for a daily evaluation",
         json_schema_extra={"safety": False},
     )
+
+
+class DeviceParams(BaseModel):
+    """Per-device rule parameters kept in the registry's `devices.metadata` (a CSV column of the same
+    name, or `metadata` in POST /devices): what one door or one car needs that a community-wide setting
+    cannot say. Other metadata keys are not rule parameters and are ignored here."""
+
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+    held_open_s: float | None = Field(
+        default=None, gt=0, le=86_400, description="Doors: this door's held-open alarm time, s"
+    )
+    floors: int | None = Field(
+        default=None, ge=1, le=200, description="Elevators: floors this car serves (else the building's)"
+    )
+    rated_speed_mps: float | None = Field(
+        default=None, gt=0, le=20, description="Elevators: the car's rated speed, m/s"
+    )
+
+    @classmethod
+    def from_metadata(cls, metadata: dict[str, Any] | None) -> tuple[DeviceParams, list[str]]:
+        """The parameters in `metadata` (numbers, or numeric strings as a CSV import stores them), and
+        a description of each value refused (the rule then falls back to the community setting)."""
+        known = {k: v for k, v in (metadata or {}).items() if k in cls.model_fields}
+        problems: list[str] = []
+        while True:
+            try:
+                return cls.model_validate(known), problems
+            except ValidationError as exc:
+                errors = [(str(e["loc"][0]), e["msg"]) for e in exc.errors() if e["loc"]]
+                problems += [f"{k}={known.get(k)!r}: {msg}" for k, msg in errors]
+                bad = {k for k, _ in errors}
+                known = {k: v for k, v in known.items() if k not in bad}
+                if not bad:  # pragma: no cover - every field error names its field
+                    return cls(), problems
 
 
 class AlertSettings(BaseModel):
@@ -173,6 +210,16 @@ class AlertSettings(BaseModel):
         "holding at least two messages (the minimum filters the transport delay out), s — [V] "
         "practice: the NTP clock filter keeps the minimum-delay sample",
         json_schema_extra={"safety": False},
+    )
+    fire_linkage_signals: int = Field(
+        default=2,
+        ge=1,
+        le=10,
+        description="Independent alarm signals that confirm a fire before the building-wide linkage "
+        "(doors on evacuation routes released, elevators recalled, common lighting forced on): distinct "
+        "detectors or manual call points of the building with their fire alarm open at once. One signal "
+        "raises and notifies the fire alarm but starts no linkage; 1 links on any single detector — "
+        "[S] GB 50116-2013 §4.1.2, §4.1.6 (与, AND logic of two independent alarm triggering devices)",
     )
     ebike_charger: ChargerRules = Field(default_factory=ChargerRules)
     smoke_alarm: SmokeRules = Field(default_factory=SmokeRules)

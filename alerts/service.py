@@ -37,7 +37,7 @@ import psycopg
 from prometheus_client import CollectorRegistry
 from pydantic import ValidationError
 
-from alerts.config import AlertSettings
+from alerts.config import AlertSettings, DeviceParams
 from alerts.core import clock, engine
 from alerts.core.implausible import out_of_range
 from alerts.core.model import (
@@ -285,6 +285,9 @@ class AlertService:
             self._schedule(device_id)
 
     def _add_context(self, row: rule_state.DeviceContextRow) -> DeviceContext:
+        params, problems = DeviceParams.from_metadata(row.metadata)
+        if problems:  # the rules fall back to the community's settings for these
+            log.warning("device %s: rule parameters in metadata refused: %s", row.uid, "; ".join(problems))
         ctx = DeviceContext(
             device_id=row.device_id,
             uid=row.uid,
@@ -294,6 +297,11 @@ class AlertService:
             location_id=row.location_id,
             evacuation_route=row.evacuation_route,
             timezone=row.timezone,
+            latitude=row.latitude,
+            longitude=row.longitude,
+            floors=params.floors or row.building_floors,
+            rated_speed_mps=params.rated_speed_mps,
+            held_open_s=params.held_open_s,
         )
         if row.device_id not in self._ctx and row.building_id is not None:
             self._by_building[row.building_id].append(row.device_id)
@@ -454,20 +462,22 @@ class AlertService:
         return outputs
 
     def _fan_out(self, ctx: DeviceContext, outputs: list[Output], received_at: datetime | None) -> _Work:
+        """A fire alarm signal: the building's devices, with their states, to the rule core, which
+        decides whether the fire is confirmed and who must act (engine.fire_linkage)."""
         extra: _Work = []
         for out in outputs:
             if not isinstance(out, Linkage) or out.building_id is None:
                 continue
-            for device_id in self._by_building.get(out.building_id, []):
-                target = self._ctx[device_id]
-                if target.community_id != ctx.community_id:
-                    continue
-                st = self._state(device_id)
-                produced = engine.start_linkage(target, st, out.kind, out.at, self._th(target.community_id))
-                self._dirty.add(device_id)
-                self._schedule(device_id)
-                if produced:
-                    extra.append((target, produced, received_at))
+            members = [
+                (self._ctx[device_id], self._state(device_id))
+                for device_id in self._by_building.get(out.building_id, [])
+                if self._ctx[device_id].community_id == ctx.community_id
+            ]
+            for target, produced in engine.fire_linkage(out, members, self._th(ctx.community_id)):
+                extra.append((target, produced, received_at))
+            for target, _ in members:  # obligations are state even when nothing is emitted yet
+                self._dirty.add(target.device_id)
+                self._schedule(target.device_id)
         return extra
 
     def _tick(self) -> None:

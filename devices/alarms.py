@@ -60,6 +60,7 @@ class AlarmType(StrEnum):
     ELEVATOR_ALARM_BUTTON = "elevator_alarm_button"
     ELEVATOR_EBIKE_IN_CAR = "elevator_ebike_in_car"
     RESCUE_OVERDUE = "rescue_overdue"
+    ELEVATOR_OUT_OF_SERVICE = "elevator_out_of_service"  # inspection (检修) or out of service: shown
     # access control
     DOOR_FORCED_OPEN = "door_forced_open"
     DOOR_HELD_OPEN = "door_held_open"
@@ -122,6 +123,9 @@ ALARM_INFO: dict[AlarmType, AlarmInfo] = {
     AlarmType.ELEVATOR_ALARM_BUTTON: AlarmInfo(_M, "轿厢报警按钮", "Alarm button pressed"),
     AlarmType.ELEVATOR_EBIKE_IN_CAR: AlarmInfo(_W, "电动车进电梯", "E-bike in elevator car"),
     AlarmType.RESCUE_OVERDUE: AlarmInfo(_C, "困人救援超时", "Rescue overdue"),
+    AlarmType.ELEVATOR_OUT_OF_SERVICE: AlarmInfo(
+        _W, "电梯检修/停止服务", "Elevator in inspection/out of service"
+    ),
     AlarmType.DOOR_FORCED_OPEN: AlarmInfo(_M, "门被强行打开", "Door forced open"),
     AlarmType.DOOR_HELD_OPEN: AlarmInfo(_N, "门长时间未关", "Door held open"),
     AlarmType.DOOR_DURESS: AlarmInfo(_C, "胁迫报警", "Duress"),

@@ -34,6 +34,7 @@ from devices.families import (
     light,
     smoke_alarm,
 )
+from devices.solar import SUNSET_ELEVATION_DEG, sun_elevation_deg
 from simulators.compound import Fleet, SimDevice
 from simulators.emitter import CST, Emitter
 from simulators.stream import SimMessage
@@ -73,11 +74,28 @@ def local_hour(at: datetime) -> float:
 
 
 def is_night(
-    at: datetime, start: str = light.DEFAULTS.night_start, end: str = light.DEFAULTS.night_end
+    at: datetime,
+    site: tuple[float, float] | None = None,
+    *,
+    start: str = light.DEFAULTS.night_start,
+    end: str = light.DEFAULTS.night_end,
 ) -> bool:
+    """Road lamps are on: within the fixed night window or, at a known `site` (latitude, longitude),
+    whenever the sun is down — so they are lit whenever the engine can expect them to be, whether it
+    judges by the sun at the community's location or by the fixed window."""
+    if site is not None and sun_elevation_deg(at.timestamp(), *site) < SUNSET_ELEVATION_DEG:
+        return True
     local = at.astimezone(CST).time()
     s, e = time.fromisoformat(start), time.fromisoformat(end)
     return (s <= local < e) if s < e else (local >= s or local < e)
+
+
+def lamps_due(at: datetime, site: tuple[float, float] | None = None) -> bool:
+    """The engine expects scheduled lamps on (their default settings): the sun below the engine's
+    threshold at `site`, or the fixed night window where the location is unknown."""
+    if site is not None:
+        return sun_elevation_deg(at.timestamp(), *site) < light.DEFAULTS.night_sun_elevation_deg
+    return is_night(at)
 
 
 def ambient_c(at: datetime) -> float:
@@ -230,11 +248,11 @@ class Light(Behaviour):
     def report(self, at: datetime) -> list[SimMessage]:
         scheduled = self.device.location.startswith("road")
         if scheduled:
-            on = is_night(at)
+            on = is_night(at, self.device.site)
             dim = 100.0 if on and not 0 <= local_hour(at) < 5 else 60.0
             mode = "schedule"
         else:  # stair/lobby lamps on occupancy sensors
-            on = self.rng.random() < (0.3 if is_night(at) else 0.1)
+            on = self.rng.random() < (0.3 if is_night(at, self.device.site) else 0.1)
             dim, mode = 100.0, "sensor"
         power = round(self.RATED_W * dim / 100 * self.rng.uniform(0.95, 1.02), 1) if on else 0.0
         data = {

@@ -80,7 +80,13 @@ SIZES: dict[Size, SizeSpec] = {
 }  # fmt: skip
 
 CITIES = ("上海", "杭州", "南京", "苏州", "深圳", "武汉", "成都", "重庆")
+# (latitude °N, longitude °E) of each city centre: the registry's community location (sunset)
+CITY_LOCATIONS: dict[str, tuple[float, float]] = {
+    "上海": (31.23, 121.47), "杭州": (30.27, 120.16), "南京": (32.06, 118.80), "苏州": (31.30, 120.59),
+    "深圳": (22.54, 114.06), "武汉": (30.59, 114.31), "成都": (30.57, 104.07), "重庆": (29.56, 106.55),
+}  # fmt: skip
 TIMEZONE = "Asia/Shanghai"
+RATED_SPEED_MPS = {False: 1.75, True: 1.0}  # elevators by `retrofit`: high-rise cars / retrofitted ones
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,6 +95,10 @@ class SimCommunity:
     name: str
     city: str
     timezone: str = TIMEZONE
+
+    @property
+    def site(self) -> tuple[float, float] | None:
+        return CITY_LOCATIONS.get(self.city)
 
 
 @dataclass(frozen=True, slots=True)
@@ -133,6 +143,7 @@ class SimDevice:
     household: str | None = None
     valve: bool = False  # gas alarm with a linked shut-off valve
     electrical_fire: bool = False  # smoke_alarm that is an electrical-fire (residual current) detector
+    site: tuple[float, float] | None = None  # lamps: (latitude, longitude) for their astronomical clock
 
     def metadata(self) -> dict[str, Any]:
         """The family-specific facts, as the registry's `devices.metadata` would hold them."""
@@ -143,6 +154,8 @@ class SimDevice:
             meta["channels"] = self.channels
         if self.floors:
             meta["floors"] = self.floors
+        if self.family is Family.ELEVATOR:
+            meta["rated_speed_mps"] = RATED_SPEED_MPS[self.retrofit]
         if self.household:
             meta["household"] = self.household
         if self.family is Family.GAS_ALARM:
@@ -215,7 +228,7 @@ def generate_compound(code: str, size: Size = Size.SMALL, seed: int = 0, *, inde
     community = SimCommunity(
         code=code, name=f"模拟小区 {index + 1:03d}", city=CITIES[(seed + index) % len(CITIES)]
     )
-    b = _Builder(code)
+    b = _Builder(code, community.site)
     for n in range(spec.high_rise_buildings + spec.low_rise_buildings):
         high = n < spec.high_rise_buildings
         floors = spec.high_rise_floors if high else spec.low_rise_floors
@@ -293,8 +306,9 @@ def generate_fleet(
 
 
 class _Builder:
-    def __init__(self, community: str) -> None:
+    def __init__(self, community: str, site: tuple[float, float] | None = None) -> None:
         self.community = community
+        self.site = site
         self.buildings: list[SimBuilding] = []
         self.locations: list[SimLocation] = []
         self.devices: list[SimDevice] = []
@@ -326,6 +340,8 @@ class _Builder:
         **extra: Any,
     ) -> SimDevice:
         uid = f"{self.community}-{short}-{suffix}"
+        if family is Family.LIGHT:
+            extra["site"] = self.site
         dev = SimDevice(uid, self.community, family, where.code, model, vendor, **extra)
         self.devices.append(dev)
         return dev

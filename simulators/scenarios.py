@@ -58,8 +58,8 @@ from devices.families import (
     light,
     smoke_alarm,
 )
-from simulators.behaviour import HEARTBEAT_S, MAINS_V, PROTECTION, is_night
-from simulators.compound import Compound, SimDevice
+from simulators.behaviour import FLOOR_HEIGHT_M, HEARTBEAT_S, MAINS_V, PROTECTION, is_night, lamps_due
+from simulators.compound import RATED_SPEED_MPS, Compound, SimDevice
 from simulators.emitter import CST, Emitter
 from simulators.stream import SimMessage
 
@@ -180,7 +180,7 @@ def healthy(device: SimDevice, at: datetime) -> dict[str, Any]:  # noqa: PLR0911
     if f is Family.GAS_ALARM:
         return {"state": "normal", "lel_pct": 1.0, "co_ppm": 2.0, "valve": "open" if device.valve else "none"}
     if f is Family.LIGHT:
-        on = is_night(at)
+        on = is_night(at, device.site)
         return {
             "on": on,
             "dim_pct": 100.0,
@@ -602,69 +602,105 @@ def charger_silent_fault(p: Picker, start: datetime) -> Scenario:
 # Fire (smoke alarm → linkage), low battery
 
 
-def _fire(p: Picker, start: datetime, *, failing_door: bool) -> Scenario:
-    name = "smoke_fire_linkage_door_fails" if failing_door else "smoke_fire_linkage"
-    building = p.building(lambda code: any(d.family is Family.ELEVATOR for d in p.compound.in_building(code)))
-    b = Builder(
-        name,
-        p.compound,
-        start,
-        f"A household smoke alarm in building {building} goes off at +60 s. Its evacuation-route doors "
-        "release within 2 s, its elevators return to floor 1 within 40 s, its common lamps are forced on"
-        + (
-            ", except one unit door that never releases: linkage_failed on that door."
-            if failing_door
-            else "."
-        ),
-    )
+SECOND_DETECTOR_S = 10.0  # the second detector of a spreading fire, after the first
+
+
+def _fire(p: Picker, start: datetime, name: str, *, detectors: int, failing_door: bool) -> Scenario:
+    """A fire in one building, seen by `detectors` household smoke alarms. The linkage starts only when
+    the second one confirms the fire (AlertSettings.fire_linkage_signals = 2, GB 50116-2013 §4.1.6)."""
+
+    def has_lift(code: str) -> bool:
+        return any(d.family is Family.ELEVATOR for d in p.compound.in_building(code))
+
+    # the single-detector case needs no car (a small compound has few): a building without one
+    building = p.building(has_lift if detectors > 1 else lambda code: not has_lift(code))
+    first = 60.0
+    confirm = first + SECOND_DETECTOR_S
+    if detectors < 2:
+        what = (
+            f"One household smoke alarm in building {building} goes off at +60 s (burnt toast) and stays "
+            "in alarm: fire_alarm, and nothing else — a single detector does not confirm a fire (GB "
+            "50116-2013 §4.1.6), so no door is released, no lamp forced on, no linkage_failed and no "
+            "release_all."
+        )
+    else:
+        what = (
+            f"A household smoke alarm in building {building} goes off at +60 s and a second one at "
+            f"+{confirm:.0f} s, which confirms the fire (two independent signals, GB 50116-2013 §4.1.6). "
+            "Its evacuation-route doors release within 2 s, its elevators return to floor 1 in time for "
+            "their height and speed, its common lamps are forced on"
+            + (
+                ", except one unit door that never releases: linkage_failed on that door."
+                if failing_door
+                else "."
+            )
+        )
+    b = Builder(name, p.compound, start, what)
 
     def in_flat(d: SimDevice) -> bool:
         return d.household is not None and p.compound.location(d.location).building == building
 
-    smoke = b.script(p.take(Family.SMOKE_ALARM, in_flat))
+    smokes = [b.script(p.take(Family.SMOKE_ALARM, in_flat)) for _ in range(detectors)]
     doors = [b.script(d) for d in p.in_building(building, Family.ACCESS_DOOR)]
     elevators = [b.script(d) for d in p.in_building(building, Family.ELEVATOR)]
     lamps = [b.script(d) for d in p.in_building(building, Family.LIGHT)]
-    fire = 60.0
-    smoke.event(fire, type="alarm", kind="smoke").tele(fire, state="alarm")
-    b.alarm(A.FIRE_ALARM, smoke.uid, fire)
+    for lift in elevators:
+        lift.tele(first - 20, floor=lift.device.floors, at_level=True)  # parked at the top floor
+    for i, smoke in enumerate(smokes):
+        at = first + i * SECOND_DETECTOR_S
+        smoke.event(at, type="alarm", kind="smoke").tele(at, state="alarm")
+        b.alarm(A.FIRE_ALARM, smoke.uid, at)
+    if detectors < 2:  # everyone else reports as usual; nothing is due from them
+        for sc in doors + elevators + lamps:
+            sc.every(first + 10, first + 250, 60)
+        for smoke in smokes:
+            smoke.tele(first + 250)
+        return b.build()
     for lamp in lamps:
-        lamp.tele(fire + 1, on=True, dim_pct=100.0, power_w=39.5, current_a=0.173, mode="forced")
-        lamp.tele(fire + 120)
-        b.finding(Check.LINKAGE, "light_force_on", lamp.uid, True, fire, fire + 1)
+        lamp.tele(confirm + 1, on=True, dim_pct=100.0, power_w=39.5, current_a=0.173, mode="forced")
+        lamp.tele(confirm + 120)
+        b.finding(Check.LINKAGE, "light_force_on", lamp.uid, True, confirm, confirm + 1)
     for i, door in enumerate(doors):
         if failing_door and i == len(doors) - 1:
-            door.every(fire + 10, fire + 130, 60)
-            due = fire + DOOR.release_deadline_s
+            door.every(confirm + 10, confirm + 130, 60)
+            due = confirm + DOOR.release_deadline_s
             b.alarm(A.LINKAGE_FAILED, door.uid, due, due + SLACK_S)
             b.finding(Check.LINKAGE, "door_release", door.uid, False, due, due + SLACK_S)
             continue
-        door.event(fire + 1.5, type="released", by="fire")
-        door.tele(fire + 1.5, open=True, locked=False, mode="released", open_s=0)
-        door.tele(fire + 120, open_s=118)
-        b.finding(Check.LINKAGE, "door_release", door.uid, True, fire, fire + 1.5)
+        door.event(confirm + 1.5, type="released", by="fire")
+        door.tele(confirm + 1.5, open=True, locked=False, mode="released", open_s=0)
+        door.tele(confirm + 120, open_s=118)
+        b.finding(Check.LINKAGE, "door_release", door.uid, True, confirm, confirm + 1.5)
     for lift in elevators:
         floors = lift.device.floors
-        lift.tele(fire - 20, floor=floors, at_level=True)  # parked at the top floor
-        lift.tele(fire + 1, mode="fire_return", moving=True, direction="down", at_level=False, speed_mps=1.75)
-        lift.tele(fire + 20, floor=max(1, floors // 2))
+        speed = RATED_SPEED_MPS[lift.device.retrofit]
+        travel = (floors - 1) * FLOOR_HEIGHT_M / speed
+        arrive = confirm + 3 + round(travel) + 3  # start signal, travel at rated speed, levelling
         lift.tele(
-            fire + 40, floor=1, moving=False, direction="stop", at_level=True, speed_mps=0.0, door="open"
+            confirm + 1, mode="fire_return", moving=True, direction="down", at_level=False, speed_mps=speed
         )
-        lift.tele(fire + 120)
-        b.finding(Check.LINKAGE, "elevator_recall", lift.uid, True, fire, fire + 40)
-    smoke.tele(fire + 120)
+        lift.tele(confirm + 2 + travel / 2, floor=max(1, floors // 2))
+        lift.tele(arrive, floor=1, moving=False, direction="stop", at_level=True, speed_mps=0.0, door="open")
+        lift.tele(confirm + 120)
+        b.finding(Check.LINKAGE, "elevator_recall", lift.uid, True, confirm, arrive)
+    for smoke in smokes:
+        smoke.tele(confirm + 120)
     return b.build()
 
 
 @scenario("smoke_fire_linkage")
 def smoke_fire_linkage(p: Picker, start: datetime) -> Scenario:
-    return _fire(p, start, failing_door=False)
+    return _fire(p, start, "smoke_fire_linkage", detectors=2, failing_door=False)
 
 
 @scenario("smoke_fire_linkage_door_fails")
 def smoke_fire_linkage_door_fails(p: Picker, start: datetime) -> Scenario:
-    return _fire(p, start, failing_door=True)
+    return _fire(p, start, "smoke_fire_linkage_door_fails", detectors=2, failing_door=True)
+
+
+@scenario("smoke_fire_single_detector")
+def smoke_fire_single_detector(p: Picker, start: datetime) -> Scenario:
+    return _fire(p, start, "smoke_fire_single_detector", detectors=1, failing_door=False)
 
 
 @scenario("smoke_low_battery")
@@ -815,8 +851,90 @@ def elevator_door_open_while_moving(p: Picker, start: datetime) -> Scenario:
 def elevator_stop_outside_door_zone(p: Picker, start: datetime) -> Scenario:
     return _elevator_fault(
         p, start, "stop_outside_door_zone", A.ELEVATOR_STOP_OUTSIDE_DOOR_ZONE,
-        moving=False, direction="stop", at_level=False, occupied=True,
+        moving=False, direction="stop", at_level=False, occupied=False,
     )  # fmt: skip
+
+
+@scenario("elevator_inspection")
+def elevator_inspection(p: Picker, start: datetime) -> Scenario:
+    b = Builder(
+        "elevator_inspection",
+        p.compound,
+        start,
+        "A mechanic puts the car into inspection (检修) at +60 s for the fortnightly maintenance: the "
+        "safety chain is opened (and reported), the car is moved at inspection speed with its door open "
+        "and left between floors; back to normal at +900 s. Only the warning elevator_out_of_service "
+        "while it lasts — none of the movement faults is alarmed, none is derived.",
+    )
+    e = b.script(p.take(Family.ELEVATOR))
+    e.tele(60, mode="inspection")
+    e.event(70, type="fault", code="safety_circuit_open", active=True, floor=1)
+    e.tele(70, faults=["safety_circuit_open"])
+    e.tele(80, moving=True, direction="up", door="open", at_level=False, speed_mps=0.3)
+    e.tele(100, moving=False, direction="stop", floor=2, speed_mps=0.0, occupied=True)
+    e.every(160, 840, ELEV.heartbeat_s)
+    e.event(900, type="fault", code="safety_circuit_open", active=False, floor=2)
+    e.tele(900, **{**healthy(e.device, b.t(900)), "floor": 2})
+    e.tele(900 + ELEV.heartbeat_s)
+    b.alarm(A.ELEVATOR_OUT_OF_SERVICE, e.uid, 60)
+    return b.build()
+
+
+@scenario("elevator_stop_outside_zone_unreported")
+def elevator_stop_outside_zone_unreported(p: Picker, start: datetime) -> Scenario:
+    confirm = 60 + ELEV.heartbeat_s  # the first report at least stop_outside_door_zone_s after the stop
+    assert confirm - 60 >= ELEV.stop_outside_door_zone_s
+    b = Builder(
+        "elevator_stop_outside_zone_unreported",
+        p.compound,
+        start,
+        "An empty car in normal service stops between floors at +60 s and stays there; its terminal never "
+        "reports a fault. Yiju derives 门区外停梯 from the running state (GB/T 24476) once "
+        f"{ELEV.stop_outside_door_zone_s:.0f} s have passed, and the device fails the fault-alarm check "
+        "(silent_fault) when it still has not reported it a minute later; the car relevels at +300 s.",
+    )
+    e = b.script(p.take(Family.ELEVATOR))
+    e.tele(60, floor=4, at_level=False)
+    e.every(60 + ELEV.heartbeat_s, 240, ELEV.heartbeat_s)
+    e.tele(300, at_level=True)
+    e.tele(360)
+    b.alarm(A.ELEVATOR_STOP_OUTSIDE_DOOR_ZONE, e.uid, confirm)
+    due = confirm + FAULT_ALARM_DEADLINE_S
+    b.finding(Check.FAULT_ALARM, "silent_fault", e.uid, False, due, due + SLACK_S)
+    return b.build()
+
+
+@scenario("elevator_trapped_unreported_flag_drops")
+def elevator_trapped_unreported_flag_drops(p: Picker, start: datetime) -> Scenario:
+    trapped = 60.0
+    arrive = trapped + ELEV.rescue_arrival_s + 300
+    b = Builder(
+        "elevator_trapped_unreported_flag_drops",
+        p.compound,
+        start,
+        "Passengers trapped between floors at +60 s, seen only in the car's telemetry (no fault event): "
+        "elevator_trapped at once (no fault-alarm wait), silent_fault a minute later. One report at +600 s "
+        "drops the trapped flag; the rescue clock runs on from +60 s regardless, so rescue_overdue comes "
+        f"at {ELEV.rescue_arrival_s / 60:.0f} min; the rescuer arrives at "
+        f"{(arrive - trapped) / 60:.0f} min.",
+    )
+    e = b.script(p.take(Family.ELEVATOR))
+    stuck = {"floor": 5, "moving": False, "direction": "stop", "at_level": False, "occupied": True}
+    e.tele(trapped, **stuck, faults=["trapped_not_at_level"])
+    s = trapped + ELEV.heartbeat_s
+    while s < arrive:
+        e.tele(s, faults=[] if s == 600 else ["trapped_not_at_level"])
+        s += ELEV.heartbeat_s
+    e.event(arrive, type="rescue_arrived", by="维保单位")
+    e.tele(arrive + 120, at_level=True, occupied=False, faults=[])
+    e.tele(arrive + 180)
+    b.alarm(A.ELEVATOR_TRAPPED, e.uid, trapped)
+    b.finding(Check.FAULT_ALARM, "silent_fault", e.uid, False, trapped + FAULT_ALARM_DEADLINE_S,
+              trapped + FAULT_ALARM_DEADLINE_S + SLACK_S)  # fmt: skip
+    due = trapped + ELEV.rescue_arrival_s
+    b.alarm(A.RESCUE_OVERDUE, e.uid, due, due + ELEV.heartbeat_s)
+    b.finding(Check.RESCUE, "rescue_arrival", e.uid, False, due, due + ELEV.heartbeat_s)
+    return b.build()
 
 
 # ---------------------------------------------------------------------------------------------
@@ -862,6 +980,23 @@ def door_held_open(p: Picker, start: datetime) -> Scenario:
     return b.build()
 
 
+@scenario("door_remain_open")
+def door_remain_open(p: Picker, start: datetime) -> Scenario:
+    b = Builder(
+        "door_remain_open",
+        p.compound,
+        start,
+        "A lobby door held open by its own daytime schedule (mode remain_open, 常开) stands open for 15 "
+        "minutes, then the schedule ends and it closes and locks: nothing to report (no door_held_open).",
+    )
+    d = b.script(p.take(Family.ACCESS_DOOR))
+    for s in range(60, 960, 60):
+        d.tele(s, open=True, locked=False, mode="remain_open", open_s=s - 60)
+    d.tele(960, open=False, locked=True, mode="normal", open_s=None)
+    d.tele(1020)
+    return b.build()
+
+
 @scenario("door_duress")
 def door_duress(p: Picker, start: datetime) -> Scenario:
     b = Builder(
@@ -883,10 +1018,12 @@ def door_duress(p: Picker, start: datetime) -> Scenario:
 # Lighting
 
 
-def _next_night(start: datetime) -> float:
+def _next_night(start: datetime, site: tuple[float, float] | None = None) -> float:
     """Seconds from `start` to the first instant with 20 minutes of night ahead (lamps due on)."""
     s = 60.0
-    while not (is_night(start + timedelta(seconds=s)) and is_night(start + timedelta(seconds=s + 1200))):
+    while not (
+        lamps_due(start + timedelta(seconds=s), site) and lamps_due(start + timedelta(seconds=s + 1200), site)
+    ):
         s += 600
     return s
 
@@ -901,7 +1038,7 @@ def lamp_out_at_night(p: Picker, start: datetime) -> Scenario:
         f"does not say so itself; after the {LIGHT.lamp_out_confirm_s:.0f} s confirmation: lamp_failure.",
     )
     lamp = b.script(p.take(Family.LIGHT, lambda d: d.location.startswith("road")))
-    s0 = _next_night(start)
+    s0 = _next_night(start, lamp.device.site)
     lamp.tele(max(2.0, s0 - 60), on=True, dim_pct=100.0, power_w=39.0, current_a=0.171)
     s = s0
     while s <= s0 + LIGHT.lamp_out_confirm_s + 120:
@@ -909,6 +1046,48 @@ def lamp_out_at_night(p: Picker, start: datetime) -> Scenario:
         s += 60
     due = s0 + LIGHT.lamp_out_confirm_s
     b.alarm(A.LAMP_FAILURE, lamp.uid, due, due + 60)
+    return b.build()
+
+
+@scenario("lamp_dimmed_at_night")
+def lamp_dimmed_at_night(p: Picker, start: datetime) -> Scenario:
+    b = Builder(
+        "lamp_dimmed_at_night",
+        p.compound,
+        start,
+        "At night a scheduled road lamp of 30 W is dimmed to 25 % and draws 7 W (its expected 7.5 W): "
+        "normal operation — nothing to report.",
+    )
+    lamp = b.script(p.take(Family.LIGHT, lambda d: d.location.startswith("road")))
+    s0 = _next_night(start, lamp.device.site)
+    s = s0
+    while s <= s0 + LIGHT.lamp_out_confirm_s + 300:
+        lamp.tele(s, on=True, dim_pct=25.0, power_w=7.0, current_a=0.031, rated_power_w=30.0)
+        s += 60
+    return b.build()
+
+
+@scenario("lamp_own_schedule_off")
+def lamp_own_schedule_off(p: Picker, start: datetime) -> Scenario:
+    b = Builder(
+        "lamp_own_schedule_off",
+        p.compound,
+        start,
+        "A scheduled road lamp reports its own timetable, which switches it off early this evening; it "
+        "stays dark through the night afterwards: its own schedule, not the community's night, says "
+        "when it is due on — nothing to report.",
+    )
+    lamp = b.script(p.take(Family.LIGHT, lambda d: d.location.startswith("road")))
+    s0 = _next_night(start, lamp.device.site)
+    local = (start + timedelta(seconds=s0)).astimezone(CST)
+    on_at = (local - timedelta(hours=3)).strftime("%H:%M")
+    off_at = (local + timedelta(minutes=2)).strftime("%H:%M")
+    schedule = [{"on_at": on_at, "off_at": off_at, "dim_pct": 100.0}]
+    lamp.tele(s0, on=True, dim_pct=100.0, power_w=39.0, current_a=0.171, schedule=schedule)
+    s = s0 + 180
+    while s <= s0 + 180 + LIGHT.lamp_out_confirm_s + 600:
+        lamp.tele(s, on=False, power_w=0.0, current_a=0.0)
+        s += 60
     return b.build()
 
 
@@ -1176,7 +1355,7 @@ def network_outage_flush(p: Picker, start: datetime) -> Scenario:
         buffered: list[SimMessage] = []
         s = 60.0
         while s < up:
-            on = is_night(b.t(s))
+            on = is_night(b.t(s), lamp.device.site)
             data = {**lamp.data, "on": on, "power_w": 39.0 if on else 0.0, "current_a": 0.171 if on else 0.0}
             lamp.data = data
             buffered.append(lamp.em.telemetry(lamp._at(s), copy.deepcopy(data), sent_at=b.t(up)))

@@ -38,7 +38,7 @@ def _scope(community_ids: Sequence[int] | None) -> dict[str, Any]:
 # Communities and buildings
 
 _COMMUNITY: LiteralString = """
-    SELECT c.id, c.code, c.name, c.city, c.address, c.timezone, c.created_at,
+    SELECT c.id, c.code, c.name, c.city, c.address, c.timezone, c.latitude, c.longitude, c.created_at,
            (SELECT count(*) FROM buildings b WHERE b.community_id = c.id) AS buildings,
            (SELECT count(*) FROM devices d WHERE d.community_id = c.id) AS devices,
            (SELECT count(*) FROM alarms a WHERE a.community_id = c.id AND a.status = 'active') AS open_alarms

@@ -46,6 +46,8 @@ class CommunityIn:
     city: str | None = None
     address: str | None = None
     timezone: str = "Asia/Shanghai"
+    latitude: float | None = None  # both or neither (0009_site_facts.sql): sunset for lamp schedules
+    longitude: float | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -151,6 +153,8 @@ def upsert_organisation(conn: psycopg.Connection[Any], org: OrganisationIn) -> i
 
 
 def upsert_community(conn: psycopg.Connection[Any], c: CommunityIn) -> int:
+    if (c.latitude is None) != (c.longitude is None):
+        raise InputError(f"community {c.code!r}: give both latitude and longitude, or neither")
     with conn.transaction():
         org_id = None
         if c.organisation is not None:
@@ -160,15 +164,18 @@ def upsert_community(conn: psycopg.Connection[Any], c: CommunityIn) -> int:
             org_id = found[0]
         row = conn.execute(
             """
-            INSERT INTO communities (organisation_id, code, name, city, address, timezone)
-            VALUES (%s, %s, %s, %s, %s, %s)
+            INSERT INTO communities
+                (organisation_id, code, name, city, address, timezone, latitude, longitude)
+            VALUES (%s, %s, %s, %s, %s, %s, %s, %s)
             ON CONFLICT (code) DO UPDATE SET
                 organisation_id = COALESCE(EXCLUDED.organisation_id, communities.organisation_id),
                 name = EXCLUDED.name, city = EXCLUDED.city, address = EXCLUDED.address,
-                timezone = EXCLUDED.timezone
+                timezone = EXCLUDED.timezone,
+                latitude = COALESCE(EXCLUDED.latitude, communities.latitude),
+                longitude = COALESCE(EXCLUDED.longitude, communities.longitude)
             RETURNING id
             """,
-            (org_id, c.code, c.name, c.city, c.address, c.timezone),
+            (org_id, c.code, c.name, c.city, c.address, c.timezone, c.latitude, c.longitude),
         ).fetchone()
     assert row is not None
     return int(row[0])

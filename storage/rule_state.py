@@ -28,14 +28,20 @@ class DeviceContextRow:
     evacuation_route: bool
     timezone: str
     enabled: bool
+    latitude: float | None = None  # the community's location (0009_site_facts.sql)
+    longitude: float | None = None
+    building_floors: int | None = None
+    metadata: dict[str, Any] | None = None  # the device's rule parameters are read from it
 
 
 _CONTEXT_QUERY = """
     SELECT d.id, d.uid, d.community_id, c.code, d.family, l.building_id, d.location_id,
-           COALESCE(l.evacuation_route, false), c.timezone, d.enabled
+           COALESCE(l.evacuation_route, false), c.timezone, d.enabled,
+           c.latitude, c.longitude, b.floors, d.metadata
     FROM devices d
     JOIN communities c ON c.id = d.community_id
     LEFT JOIN locations l ON l.id = d.location_id
+    LEFT JOIN buildings b ON b.id = l.building_id
 """
 
 

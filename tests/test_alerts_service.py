@@ -9,15 +9,18 @@ import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import pytest
+from ingest_support import wait_for
 from rules_kit import T0
 
 from alerts.config import AlertSettings
 from alerts.service import AlertService, EngineEvent
 from devices import catalog, samples
 from devices.contract import Channel, Decoded, DeviceRef, Family
-from storage import alarms, findings
+from storage import alarms, findings, registry, rule_state
 from storage.db import connect
 from yiju.cli import main
+from yiju.errors import InputError
 
 
 class RecordingPublisher:
@@ -61,7 +64,13 @@ def _seed(url: str) -> dict[str, int]:
             or ()
         )
         ids = {"community": cid}
-        for uid, family in (("smk", "smoke_alarm"), ("door", "access_door"), ("chg", "ebike_charger")):
+        devices = (
+            ("smk", "smoke_alarm"),
+            ("smk2", "smoke_alarm"),
+            ("door", "access_door"),
+            ("chg", "ebike_charger"),
+        )
+        for uid, family in devices:
             (did,) = (
                 conn.execute(
                     "INSERT INTO devices (uid, community_id, location_id, family) "
@@ -104,8 +113,18 @@ def test_service_persists_links_publishes_and_resumes(db_url: str) -> None:
         )
         feed.send("chg", Family.EBIKE_CHARGER, Channel.TELEMETRY, 0, {"data": hot})
         feed.send("smk", Family.SMOKE_ALARM, Channel.EVENT, 1, {"event": {"type": "alarm", "kind": "smoke"}})
-        # the door never releases; the smoke alarm keeps reporting, moving the event clock on
+        # one detector: a fire alarm, no linkage yet (GB 50116-2013 §4.1.6 needs two signals)
         feed.send("smk", Family.SMOKE_ALARM, Channel.TELEMETRY, 10, {"data": {"state": "alarm"}})
+        assert service.wait_idle()
+        ticks = service.stats.ticks
+        wait_for(lambda: service.stats.ticks >= ticks + 2, 10, "timer ticks past the door's 3 s deadline")
+        assert publisher.sent == []
+        # the second detector confirms the fire at 12 s; the door never releases; the smoke alarms keep
+        # reporting, moving the event clock on
+        feed.send(
+            "smk2", Family.SMOKE_ALARM, Channel.EVENT, 12, {"event": {"type": "alarm", "kind": "smoke"}}
+        )
+        feed.send("smk", Family.SMOKE_ALARM, Channel.TELEMETRY, 20, {"data": {"state": "alarm"}})
         assert service.wait_idle()
     # restart: the charger's over-temperature timer (started at 0 s) must survive
     service2 = AlertService(db_url, settings, publisher=publisher)
@@ -173,3 +192,29 @@ def test_compliance_cli_table_and_json(db_url: str, services: Any, monkeypatch: 
     table = capsys.readouterr().out
     assert "自动断电 auto-cutoff" in table and "50.0%" in table and "(channels 4)" in table
     assert main(["compliance", "--community", "nope"]) == 1
+
+
+def test_site_facts_from_the_registry_reach_the_rules(db_url: str) -> None:
+    """Community location, building floors and a device's metadata become its rule context."""
+    with connect(db_url, autocommit=True) as conn:
+        registry.upsert_community(
+            conn, registry.CommunityIn("c9", "九号小区", latitude=30.27, longitude=120.16)
+        )
+        with pytest.raises(InputError, match="both latitude and longitude"):
+            registry.upsert_community(conn, registry.CommunityIn("c8", "八号", latitude=30.0))
+        registry.upsert_buildings(conn, [registry.BuildingIn("c9", "B1", "1号楼", floors=33)])
+        registry.upsert_locations(conn, [registry.LocationIn("c9", "B1-L", "lobby", "大堂", building="B1")])
+        registry.upsert_devices(
+            conn,
+            [
+                registry.DeviceIn("c9-lift", "c9", "elevator", "B1-L", metadata={"rated_speed_mps": 1.75}),
+                registry.DeviceIn("c9-door", "c9", "access_door", "B1-L", metadata={"held_open_s": "180"}),
+                registry.DeviceIn("c9-lamp", "c9", "light", "B1-L", metadata={"held_open_s": "soon"}),
+            ],
+        )
+        rows = {r.uid: r for r in rule_state.load_contexts(conn)}
+    service = AlertService(db_url, AlertSettings())  # not started: only the context mapping is used
+    lift = service._add_context(rows["c9-lift"])
+    assert (lift.latitude, lift.longitude, lift.floors, lift.rated_speed_mps) == (30.27, 120.16, 33, 1.75)
+    assert service._add_context(rows["c9-door"]).held_open_s == 180.0
+    assert service._add_context(rows["c9-lamp"]).held_open_s is None  # refused (logged), not guessed

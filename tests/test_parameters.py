@@ -23,10 +23,6 @@ KNOWN_UNREAD = {
     "alerts.smoke_alarm.battery_silence_s",
     "alerts.smoke_alarm.alarm_latency_s",
     "alerts.gas_alarm.alarm_latency_s",
-    "alerts.light.working_rate_target_pct",
-    "alerts.elevator.stop_outside_door_zone_s",
-    "alerts.elevator.trapped_confirm_s",
-    "alerts.access_door.alarm_latency_s",
 }
 
 

@@ -257,10 +257,13 @@ def test_fire_linkage_on_doors_elevators_lights() -> None:
     lift = Dev(F.ELEVATOR)
     lift.tele(0)
     lift.outputs += engine.start_linkage(lift.ctx, lift.st, "fire", T0, lift.th)
-    lift.tick(60 + 2.1)
+    recall_s = lift.th.elevator.recall_deadline_s  # floors not in the registry: the flat deadline
+    lift.tick(recall_s + 2.1)
     assert lift.findings("linkage")[0].compliant is False
     assert [(c.name, c.params) for c in lift.commands()] == [("recall", {"floor": 1})]
-    lift.tele(70, mode="fire_return", floor=1, moving=False, speed_mps=0.0, door="open", at_level=True)
+    lift.tele(
+        recall_s + 10, mode="fire_return", floor=1, moving=False, speed_mps=0.0, door="open", at_level=True
+    )
     assert "linkage_failed" in lift.cleared()
 
     lamp = Dev(F.LIGHT)

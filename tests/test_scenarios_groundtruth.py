@@ -14,7 +14,7 @@ from datetime import datetime
 import pytest
 from pydantic import ValidationError
 
-from alerts.config import AlertSettings
+from alerts.config import AlertSettings, DeviceParams
 from alerts.core import engine
 from alerts.core.implausible import out_of_range
 from alerts.core.model import ClearAlarm, DeviceContext, DeviceState, Finding, Linkage, RaiseAlarm
@@ -26,6 +26,7 @@ from simulators.compound import Compound, Size, generate_compound
 from simulators.emitter import CST
 from simulators.scenarios import FAULT_ALARM_DEADLINE_S, SCENARIOS, Picker, Scenario, build
 from simulators.stream import SimMessage
+from storage.alarms import SOURCES
 
 START = datetime(2026, 6, 1, 20, 0, tzinfo=CST)  # evening: lamps are due on
 PREFIX = "yiju"
@@ -145,10 +146,16 @@ class Produced:
 
 
 def _contexts(compound: Compound) -> dict[str, DeviceContext]:
+    """The contexts the engine service builds from the registered compound (rule_state.load_contexts
+    + AlertService._add_context): the community's location, the building's floors, device metadata."""
     buildings = {b.code: i + 1 for i, b in enumerate(compound.buildings)}
+    floors = {b.code: b.floors for b in compound.buildings}
+    lat, lon = compound.community.site or (None, None)
     out = {}
     for i, d in enumerate(compound.devices):
         loc = compound.location(d.location)
+        params, problems = DeviceParams.from_metadata(d.metadata())
+        assert problems == []
         out[d.uid] = DeviceContext(
             device_id=i + 1,
             uid=d.uid,
@@ -157,6 +164,11 @@ def _contexts(compound: Compound) -> dict[str, DeviceContext]:
             building_id=buildings.get(loc.building) if loc.building else None,
             location_id=None,
             evacuation_route=loc.evacuation_route,
+            latitude=lat,
+            longitude=lon,
+            floors=params.floors or (floors[loc.building] if loc.building else None),
+            rated_speed_mps=params.rated_speed_mps,
+            held_open_s=params.held_open_s,
         )
     return out
 
@@ -197,6 +209,8 @@ def replay(s: Scenario, compound: Compound, th: AlertSettings) -> Produced:
 
     def collect(uid: str, outputs: list[object]) -> None:
         for o in outputs:
+            if isinstance(o, RaiseAlarm):
+                assert o.source in SOURCES, o  # storage refuses any other (and the CHECK would)
             if isinstance(o, RaiseAlarm) and (uid, o.type) not in open_:
                 open_.add((uid, o.type))
                 produced.alarms.append((uid, o.type, o.at))
@@ -204,10 +218,10 @@ def replay(s: Scenario, compound: Compound, th: AlertSettings) -> Produced:
                 open_.discard((uid, o.type))
             elif isinstance(o, Finding):
                 produced.findings.append((uid, o))
-            elif isinstance(o, Linkage):
-                for other, ctx in ctxs.items():
-                    if ctx.building_id == o.building_id and o.building_id is not None:
-                        collect(other, engine.start_linkage(ctx, states[other], o.kind, o.at, th))
+            elif isinstance(o, Linkage) and o.building_id is not None:
+                building = [(c, states[u]) for u, c in ctxs.items() if c.building_id == o.building_id]
+                for ctx, outputs in engine.fire_linkage(o, building, th):
+                    collect(ctx.uid, outputs)
 
     watermark = 0.0
     for m in s.messages:

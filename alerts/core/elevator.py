@@ -2,21 +2,39 @@
 escalation ladder (TSG T5002 Art.5 [S2]: arrival ≤ 30 min), alarm button, e-bike in the car, and the
 fire recall linkage.
 
-Rescue mark "r" = [trapped at, next escalation step index]; the clock stops at the rescue_arrived
-event or when the trapped fault ends, whichever comes first.
+- Faults the device reports (events, or its telemetry `faults`) become alarms (alerts.core.faults).
+- Faults Yiju derives from the running state, in normal service only: moving outside the door zone
+  with the door not closed (开门走车), standing still outside the door zone (门区外停梯), and with
+  passengers in the car that is a trapping (非平层关人). Each is raised as soon as its confirmation
+  time has passed, and the device fails the fault-alarm check if it never reports it itself.
+- Inspection (检修) and out of service: the car's movement and door faults are what maintenance work
+  produces, so they are not alarmed (and none is derived), the car is exempt from the fire recall, and
+  the mode is shown as the warning `elevator_out_of_service` while it lasts.
+- Trapped passengers: the alarm is raised at the first evidence of any kind (event, telemetry fault
+  list, derived) without waiting for the fault-alarm deadline, and the rescue clock runs from that
+  instant until a rescuer's arrival is recorded (`rescue_arrived`). A report that drops the trapped
+  flag neither stops nor restarts it; the alarm clears once the rescuer has arrived and no evidence
+  is left.
+
+Marks: "r" = [first evidence, next escalation step] while the clock runs; "rd" = first evidence of an
+episode whose rescuer arrived (until its evidence is gone); "tre"/"trt" = trapped evidence from events
+/ from the last telemetry; "mode" = the last reported mode.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 from alerts.config import AlertSettings
 from alerts.core import faults, linkage
-from alerts.core.model import Out
+from alerts.core.model import DeviceContext, Out
 from devices.alarms import AlarmType, Check
 from devices.envelope import EventMessage, TelemetryMessage
 from devices.families import elevator as fam
 
 A = AlarmType
 F = fam.Fault
+M = fam.Mode
 FAULT_ALARM: dict[fam.Fault, AlarmType] = {
     F.TRAPPED_AT_LEVEL: A.ELEVATOR_TRAPPED,
     F.TRAPPED_NOT_AT_LEVEL: A.ELEVATOR_TRAPPED,
@@ -34,54 +52,153 @@ FAULT_ALARM: dict[fam.Fault, AlarmType] = {
     F.DOOR_CLOSE_FAULT: A.ELEVATOR_DOOR_FAULT,
     F.LANDING_BUTTON_STUCK: A.ELEVATOR_DOOR_FAULT,
 }
+TRAPPED = fam.TRAPPED_FAULTS
+# What a mechanic working in inspection mode, or a car taken out of service, shows as a matter of
+# course (the safety chain opened, doors worked by hand, the car stopped between floors): not alarmed
+# in those modes. Trapped passengers, overspeed, over-travel and power loss are alarmed in every mode.
+MOVEMENT_FAULTS = frozenset(
+    {
+        F.DOOR_OPEN_WHILE_MOVING, F.MOVING_WITH_DOOR_OPEN, F.STOP_OUTSIDE_DOOR_ZONE,
+        F.SAFETY_CIRCUIT_OPEN, F.DOOR_LOCK_CIRCUIT_OPEN, F.DOOR_OPEN_FAULT, F.DOOR_CLOSE_FAULT,
+    }
+)  # fmt: skip
+OUT_OF_SERVICE_MODES = frozenset({M.INSPECTION, M.OUT_OF_SERVICE})
+_TRAPPED_KEYS = frozenset(f.value for f in TRAPPED)
+_MOVEMENT_KEYS = frozenset(f.value for f in MOVEMENT_FAULTS)
+_DERIVED = {  # derived fault key → its alarm
+    "d:moving_with_door_open": A.ELEVATOR_DOOR_OPEN_WHILE_MOVING,
+    "d:stop_outside_door_zone": A.ELEVATOR_STOP_OUTSIDE_DOOR_ZONE,
+}
 
 
-def telemetry(out: Out, msg: TelemetryMessage[fam.Telemetry], ts: float, th: AlertSettings) -> None:
+def _suppressed(out: Out) -> bool:
+    return out.st.marks.get("mode") in {m.value for m in OUT_OF_SERVICE_MODES}
+
+
+def telemetry(
+    out: Out, msg: TelemetryMessage[fam.Telemetry], ts: float, th: AlertSettings, ctx: DeviceContext
+) -> None:
     r = th.elevator
     t = msg.data
-    recalled = t.mode is fam.Mode.FIRE_RETURN and t.floor == r.recall_floor and not t.moving
+    out.st.marks["mode"] = t.mode.value
+    suppressed = t.mode in OUT_OF_SERVICE_MODES
+    if suppressed:
+        out.raise_(A.ELEVATOR_OUT_OF_SERVICE, ts, {"mode": t.mode.value, "floor": t.floor})
+    else:
+        out.clear(A.ELEVATOR_OUT_OF_SERVICE, ts, {"mode": t.mode.value})
+    recalled = t.mode is M.FIRE_RETURN and t.floor == r.recall_floor and not t.moving
     linkage.state(out, "elevator_recall", recalled, ts)
-    faults.sync(out, {f.value: FAULT_ALARM[f] for f in t.faults}, "", ts)
+    linkage.exempt(out, "elevator_recall", t.mode.value if suppressed else None)
+    _listed_faults(out, t, ts, suppressed)
+    normal = t.mode is M.NORMAL
+    stopped_outside = normal and not t.moving and not t.at_level
+    # trapped: the device's own fault list, or derived (standing outside the door zone, occupied)
+    derived_trap = out.held("t:trap", stopped_outside and t.occupied, ts, r.trapped_confirm_s)
+    listed_trap = any(f in TRAPPED for f in t.faults)
+    for f in t.faults:
+        if f in TRAPPED:
+            faults.seen(out, f.value, A.ELEVATOR_TRAPPED, ts)  # the fault-alarm check of the report
+    if listed_trap or derived_trap:
+        out.st.marks["trt"] = 1
+        first = ts if listed_trap else out.since("t:trap") or ts
+        _trapped(
+            out, first, ts, "engine", {"floor": t.floor, "seen_in": "telemetry", "derived": not listed_trap}
+        )
+    else:
+        out.st.marks.pop("trt", None)
+    # derived movement faults (normal service only)
+    trapped_now = "trt" in out.st.marks or "tre" in out.st.marks
+    derived = {
+        "d:moving_with_door_open": out.held(
+            "t:ucm", normal and t.moving and t.door is not fam.Door.CLOSED and not t.at_level, ts,
+            r.moving_door_open_confirm_s,
+        ),
+        "d:stop_outside_door_zone": out.held(
+            "t:soz", stopped_outside and not t.occupied and not trapped_now, ts, r.stop_outside_door_zone_s
+        ),
+    }  # fmt: skip
+    for key, showing in derived.items():
+        if showing:
+            details = {"floor": t.floor, "door": t.door.value, "derived": True}
+            faults.seen(out, key, _DERIVED[key], ts, raise_now=True, details=details)
+        else:
+            faults.gone(out, key, _DERIVED[key], ts)
     # implausible: speed reported while standing still
     if not t.moving and t.speed_mps > 0.3:
         out.raise_(A.SENSOR_IMPLAUSIBLE, ts, {"speed_mps": t.speed_mps, "moving": False})
     else:
         out.clear(A.SENSOR_IMPLAUSIBLE, ts)
-    _rescue_follow(out, ts, th)
+    _trapped_end(out, ts)
+
+
+def _listed_faults(out: Out, t: fam.Telemetry, ts: float, suppressed: bool) -> None:
+    """The faults the telemetry lists (trapped handled apart): each seen, the others gone — except,
+    in inspection / out of service, the movement faults, which are neither raised nor cleared then."""
+    showing = {
+        f.value: FAULT_ALARM[f]
+        for f in t.faults
+        if f not in TRAPPED and not (suppressed and f in MOVEMENT_FAULTS)
+    }
+    for key, type in showing.items():
+        faults.seen(out, key, type, ts)
+    for mark in [m for m in out.st.marks if m.startswith("sf:") and not m.startswith("sf:d:")]:
+        key = mark[3:]
+        if key in showing or key in _TRAPPED_KEYS or (suppressed and key in _MOVEMENT_KEYS):
+            continue
+        faults.gone(out, key, AlarmType(out.st.marks[mark][2]), ts)
 
 
 def event(out: Out, msg: EventMessage[fam.Event], ts: float, th: AlertSettings) -> None:
     ev = msg.event
     if isinstance(ev, fam.FaultEvent):
-        faults.reported(out, ev.code.value, FAULT_ALARM[ev.code], ev.active, ts, details={"floor": ev.floor})
+        details = {"floor": ev.floor}
+        if ev.code in TRAPPED:
+            if ev.active:
+                out.st.marks["tre"] = 1
+                faults.reported(out, ev.code.value, A.ELEVATOR_TRAPPED, True, ts, details=details)
+                _trapped(out, ts, ts, "device", details)
+            else:  # the device says it is over; the episode ends with the rescuer (see _trapped_end)
+                out.st.marks.pop("rf:" + ev.code.value, None)
+                if not any(f"rf:{f.value}" in out.st.marks for f in TRAPPED):
+                    out.st.marks.pop("tre", None)
+        elif not (ev.active and ev.code in MOVEMENT_FAULTS and _suppressed(out)):
+            faults.reported(out, ev.code.value, FAULT_ALARM[ev.code], ev.active, ts, details=details)
     elif isinstance(ev, fam.AlarmButton):
         out.raise_(A.ELEVATOR_ALARM_BUTTON, ts, {"floor": ev.floor}, source="device", repeat=True)
     elif isinstance(ev, fam.EbikeDetected):
         out.raise_(A.ELEVATOR_EBIKE_IN_CAR, ts, {"floor": ev.floor}, source="device", repeat=True)
     elif isinstance(ev, fam.RescueArrived):
-        _rescue_end(out, ts, th, "arrived", ev.by)
-    _rescue_follow(out, ts, th)
+        _rescue_end(out, ts, th, ev.by)
+    _trapped_end(out, ts)
 
 
-def _rescue_follow(out: Out, ts: float, th: AlertSettings) -> None:
-    """Start the rescue clock when the trapped alarm opens; stop it when it clears."""
-    trapped = out.is_open(A.ELEVATOR_TRAPPED)
-    # "rd" = trapped-since of an episode whose rescuer already arrived: its clock must not restart
-    if trapped and "r" not in out.st.marks and out.st.marks.get("rd") != out.st.open[A.ELEVATOR_TRAPPED]:
-        out.st.marks["r"] = [out.st.open[A.ELEVATOR_TRAPPED], 0]
-    elif not trapped:
-        out.st.marks.pop("rd", None)
-        if "r" in out.st.marks:
-            _rescue_end(out, ts, th, "released", None)
+def _trapped(out: Out, first: float, ts: float, source: str, details: Mapping[str, object]) -> None:
+    """Evidence of trapped passengers (first seen at `first`): the alarm and the rescue clock, once
+    per episode."""
+    marks = out.st.marks
+    if "r" in marks or "rd" in marks:
+        return  # the episode is running (or its rescuer is there)
+    out.raise_(A.ELEVATOR_TRAPPED, ts, {**details, "first_evidence_at": first}, source=source)
+    marks["r"] = [first, 0]
 
 
-def _rescue_end(out: Out, ts: float, th: AlertSettings, how: str, by: str | None) -> None:
+def _trapped_end(out: Out, ts: float) -> None:
+    """The episode ends when its rescuer has arrived and no evidence is left."""
+    marks = out.st.marks
+    if "rd" not in marks or "trt" in marks or "tre" in marks:
+        return
+    marks.pop("rd")
+    for f in TRAPPED:
+        marks.pop("sf:" + f.value, None)
+    out.clear(A.ELEVATOR_TRAPPED, ts, {"by": "rescued"})
+
+
+def _rescue_end(out: Out, ts: float, th: AlertSettings, by: str | None) -> None:
     clock = out.st.marks.pop("r", None)
     if clock is None:
         return
     t0 = clock[0]
-    if how == "arrived":
-        out.st.marks["rd"] = t0
+    out.st.marks["rd"] = t0
     limit = float(th.elevator.rescue_arrival_s)
     measured = ts - t0
     if measured <= limit or not out.is_open(A.RESCUE_OVERDUE):
@@ -93,9 +210,9 @@ def _rescue_end(out: Out, ts: float, th: AlertSettings, how: str, by: str | None
             trigger_ts=t0,
             deadline_s=limit,
             measured_s=measured,
-            details={"how": how, "by": by},
+            details={"how": "arrived", "by": by},
         )
-    out.clear(A.RESCUE_OVERDUE, ts, {"how": how, "after_s": round(measured, 3)})
+    out.clear(A.RESCUE_OVERDUE, ts, {"how": "arrived", "after_s": round(measured, 3)})
 
 
 def deadlines(out: Out, now: float, th: AlertSettings) -> None:

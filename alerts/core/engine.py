@@ -4,6 +4,7 @@
     tick(ctx, state, now, settings) -> outputs             (now = the engine clock)
     next_due(ctx, state, settings) -> engine time          (when `tick` can next produce something)
     start_linkage(ctx, state, kind, at, settings) -> outputs
+    fire_linkage(signal, building, settings) -> [(ctx, outputs)]  (a fire alarm signal in a building)
     reject(ctx, state, ts, settings, seq=, detail=) -> outputs  (an out-of-range reading refused at the edge)
     refuse_clock(ctx, state, device_ts, received, settings) -> outputs  (telemetry refused for its time)
 
@@ -18,7 +19,7 @@ behind or ahead meets the same deadlines as one in step with Yiju.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import replace
 from datetime import datetime
 from typing import Any
@@ -51,8 +52,8 @@ _TELEMETRY: dict[Family, Handler] = {
     Family.SMOKE_ALARM: lambda o, m, ts, th, c: smoke.telemetry(o, m, ts, th),
     Family.GAS_ALARM: lambda o, m, ts, th, c: gas.telemetry(o, m, ts, th),
     Family.LIGHT: light.telemetry,
-    Family.ELEVATOR: lambda o, m, ts, th, c: elevator.telemetry(o, m, ts, th),
-    Family.ACCESS_DOOR: lambda o, m, ts, th, c: door.telemetry(o, m, ts, th),
+    Family.ELEVATOR: elevator.telemetry,
+    Family.ACCESS_DOOR: door.telemetry,
     Family.CCTV_RECORDER: lambda o, m, ts, th, c: cctv.telemetry(o, m, ts, th, offline_after_s(c, o.st, th)),
 }
 _EVENT: dict[Family, Handler] = {
@@ -219,17 +220,23 @@ def reject(
 
 
 def start_linkage(
-    ctx: DeviceContext, st: DeviceState, kind: str, at: datetime, th: AlertSettings
+    ctx: DeviceContext,
+    st: DeviceState,
+    kind: str,
+    at: datetime,
+    th: AlertSettings,
+    *,
+    confirmed_by: Sequence[str] = (),
 ) -> list[Output]:
-    """A linkage started elsewhere (a fire alarm in this device's building): expect this device's
-    action if it has one."""
+    """A linkage started elsewhere (a confirmed fire in this device's building): expect this device's
+    action if it has one. `confirmed_by`: the alarm signals that confirmed it (evidence)."""
     if kind != "fire":
         return []
     action = linkage.fire_action(ctx, th)
     if action is None:
         return []
     out = _out(st, th)
-    linkage.expect(out, action[0], clock.device_now(st.marks, at.timestamp()), action[1])
+    linkage.expect(out, action[0], clock.device_now(st.marks, at.timestamp()), action[1], confirmed_by)
     return out.items
 
 
@@ -243,8 +250,33 @@ def refuse_clock(
     return out.items
 
 
+def fire_linkage(
+    signal: Linkage, building: Iterable[tuple[DeviceContext, DeviceState]], th: AlertSettings
+) -> list[tuple[DeviceContext, list[Output]]]:
+    """A fire alarm signal (`evaluate` emitted `signal`: a detector's or manual call point's fire alarm
+    opened) among the devices of its `building` (every device there, the signal's own included). The
+    building-wide linkage starts, at the signal's time, once `th.fire_linkage_signals` independent
+    signals are open at once (GB 50116-2013 §4.1.6, linkage.confirmed_fire); before that nothing is
+    due: the fire alarm itself is raised and notified, no door released, no car recalled, no lamp
+    forced, so no `linkage_failed` and no `release_all` either. A later signal of a confirmed fire asks
+    again, which devices already waiting or done absorb (linkage.expect)."""
+    if signal.kind != "fire":
+        return []
+    members = list(building)
+    confirmed = linkage.confirmed_fire(members, th)
+    if confirmed is None:
+        return []
+    produced = []
+    for ctx, st in members:
+        outputs = start_linkage(ctx, st, "fire", signal.at, th, confirmed_by=confirmed)
+        if outputs:
+            produced.append((ctx, outputs))
+    return produced
+
+
 __all__ = [
     "evaluate",
+    "fire_linkage",
     "next_due",
     "offline_after_s",
     "refuse_clock",

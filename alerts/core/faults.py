@@ -6,8 +6,10 @@ the device has not reported it within `fault_alarm_deadline_s`, the device fails
 function" check (`silent_fault`) and Yiju raises the alarm itself (source "compliance").
 
 Marks: "rf:<key>" = [ts, alarm type] for a reported active fault; "sf:<key>" = [first seen, decided,
-alarm type] for a fault seen in telemetry and not reported. `key` names the fault ("3:fuse_blown" =
-port 3), "*" is a fault state without a code (matched by any reported fault).
+alarm type(, raised at once)] for a fault seen in telemetry and not reported. `key` names the fault
+("3:fuse_blown" = port 3), "*" is a fault state without a code (matched by any reported fault), and
+"d:<name>" a fault Yiju derives from the running state (an elevator moving with its door open): it is
+raised at once (`seen(..., raise_now=True)`) and matched by any reported fault of the same alarm.
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ def _any_active(out: Out, type: AlarmType) -> bool:
     for key, value in out.st.marks.items():
         if key.startswith("rf:") and value[1] == type:
             return True
-        if key.startswith("sf:") and value[2] == type and value[1]:
+        if key.startswith("sf:") and value[2] == type and (value[1] or len(value) > 3):
             return True
     return False
 
@@ -34,6 +36,9 @@ def reported(
     marks = out.st.marks
     if active:
         pending = marks.pop("sf:" + key, None)
+        for mark in [m for m, v in marks.items() if m.startswith("sf:d:") and v[2] == type.value]:
+            derived = marks.pop(mark)  # Yiju's own reading of the running state, now reported
+            pending = pending or derived
         if pending is None or not pending[1]:
             # reported in time (or before telemetry showed it): the fault alarm function works
             measured = 0.0 if pending is None else max(0.0, ts - pending[0])
@@ -55,20 +60,33 @@ def reported(
         out.clear(type, ts, {"fault": key, "by": "device"})
 
 
-def seen(out: Out, key: str, type: AlarmType, ts: float) -> None:
-    """Telemetry shows the fault state `key`."""
+def seen(
+    out: Out,
+    key: str,
+    type: AlarmType,
+    ts: float,
+    *,
+    raise_now: bool = False,
+    details: dict[str, Any] | None = None,
+) -> None:
+    """Telemetry shows the fault state `key`. `raise_now`: Yiju raises the alarm at once (a fault too
+    dangerous to wait for the device's report); the fault-alarm check still waits for that report."""
     marks = out.st.marks
     if "rf:" + key in marks or "sf:" + key in marks:
         return
     if key == "*" and any(k.startswith("rf:") for k in marks):
         return
-    marks["sf:" + key] = [ts, 0, type.value]
+    if key.startswith("d:") and any(k.startswith("rf:") and v[1] == type.value for k, v in marks.items()):
+        return  # the device already reports a fault of this alarm
+    marks["sf:" + key] = [ts, 0, type.value, 1] if raise_now else [ts, 0, type.value]
+    if raise_now:
+        out.raise_(type, ts, {**(details or {}), "fault": key, "seen_in": "telemetry"}, source="engine")
 
 
 def gone(out: Out, key: str, type: AlarmType, ts: float) -> None:
     """Telemetry no longer shows the fault state `key`."""
     pending = out.st.marks.pop("sf:" + key, None)
-    if pending is not None and pending[1] and not _any_active(out, type):
+    if pending is not None and (pending[1] or len(pending) > 3) and not _any_active(out, type):
         out.clear(type, ts, {"fault": key, "by": "telemetry"})
 
 

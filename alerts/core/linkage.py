@@ -2,20 +2,25 @@
 
 Fire alarm in a building → access doors on its evacuation routes released, its elevators recalled,
 its common lighting forced on (GB 50396-2007 §9.0.1(2), GB 50116-2013, GB 50034-2013 §7.3.4 [S]);
-gas high alarm → the detector's shut-off valve closed. Deadlines default to 3 s (GB 50166-2019 [S2]),
-the elevator's to its recall time.
+gas high alarm → the detector's shut-off valve closed. The fire linkage starts only once the fire is
+confirmed by `AlertSettings.fire_linkage_signals` independent alarm signals (GB 50116-2013 §4.1.6
+"与" logic; `confirmed_fire`): a single detector raises the fire alarm and nothing else. Deadlines
+default to 3 s (GB 50166-2019 [S2]); an elevator's is its recall time (`recall_deadline_s`).
 
-Marks on the device that must act: "l:<action>" = [trigger ts, deadline ts, stage] (stage 0: waiting;
-1: failed, command sent, waiting for its effect; 2: escalated). "sat:<action>" = 1 while the device's
-last report already shows the action done (a door already released satisfies at once).
+Marks on the device that must act: "l:<action>" = [trigger ts, deadline ts, stage, confirming signals]
+(stage 0: waiting; 1: failed, command sent, waiting for its effect; 2: escalated). "sat:<action>" = 1
+while the device's last report already shows the action done (a door already released satisfies at
+once). "ex:<action>" = why the device is exempt now (an elevator in inspection or out of service does
+not answer a fire recall: no obligation, no `linkage_failed`).
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any
 
-from alerts.config import AlertSettings
-from alerts.core.model import DeviceContext, Out
+from alerts.config import AlertSettings, ElevatorRules
+from alerts.core.model import DeviceContext, DeviceState, Out
 from devices.alarms import AlarmType, Check
 from devices.contract import Family
 
@@ -28,25 +33,64 @@ COMMANDS: dict[str, tuple[str, dict[str, Any]]] = {
 }
 
 
+def confirmed_fire(
+    building: Iterable[tuple[DeviceContext, DeviceState]], th: AlertSettings
+) -> list[str] | None:
+    """The uids of the building's alarm signals if they confirm a fire, else None: distinct smoke
+    alarms / manual call points with their fire alarm open, at least `fire_linkage_signals` of them."""
+    signals = sorted(
+        ctx.uid for ctx, st in building if ctx.family is Family.SMOKE_ALARM and A.FIRE_ALARM in st.open
+    )
+    return signals if len(signals) >= th.fire_linkage_signals else None
+
+
+def recall_deadline_s(ctx: DeviceContext, r: ElevatorRules) -> float:
+    """Time for a car to reach the recall floor: the fixed overhead plus the travel from the top floor
+    at the car's speed, when its floors are known; the flat `recall_deadline_s` otherwise."""
+    if ctx.floors is None:
+        return float(r.recall_deadline_s)
+    travel_m = max(ctx.floors - r.recall_floor, 0) * r.floor_height_m
+    speed = ctx.rated_speed_mps or r.car_speed_mps
+    return round(r.recall_overhead_s + travel_m / speed, 1)
+
+
 def fire_action(ctx: DeviceContext, th: AlertSettings) -> tuple[str, float] | None:
-    """What a device must do when a fire alarm goes off in its building, and by when (s), or None."""
+    """What a device must do when a fire is confirmed in its building, and by when (s), or None."""
     if ctx.family is Family.ACCESS_DOOR and ctx.evacuation_route:
         return "door_release", th.access_door.release_deadline_s
     if ctx.family is Family.ELEVATOR:
-        return "elevator_recall", th.elevator.recall_deadline_s
+        return "elevator_recall", recall_deadline_s(ctx, th.elevator)
     if ctx.family is Family.LIGHT and ctx.building_id is not None:
         return "light_force_on", th.light.force_on_deadline_s
     return None
 
 
-def expect(out: Out, action: str, ts: float, deadline_s: float) -> None:
+def expect(out: Out, action: str, ts: float, deadline_s: float, signals: Iterable[str] = ()) -> None:
     key = "l:" + action
-    if key in out.st.marks:
-        return  # already waiting (a second detector in the same fire)
+    if key in out.st.marks or out.st.marks.get("ex:" + action):
+        return  # already waiting (another detector of the same fire), or exempt
+    confirmed = list(signals)
     if out.st.marks.get("sat:" + action):
-        out.finding(Check.LINKAGE, action, True, ts, trigger_ts=ts, deadline_s=deadline_s, measured_s=0.0)
+        out.finding(
+            Check.LINKAGE,
+            action,
+            True,
+            ts,
+            trigger_ts=ts,
+            deadline_s=deadline_s,
+            measured_s=0.0,
+            details={"confirmed_by": confirmed} if confirmed else None,
+        )
         return
-    out.st.marks[key] = [ts, ts + deadline_s, 0]
+    out.st.marks[key] = [ts, ts + deadline_s, 0, confirmed]
+
+
+def exempt(out: Out, action: str, reason: str | None) -> None:
+    """The device's latest report says whether it can take part in the linkage (None: it can)."""
+    if reason:
+        out.st.marks["ex:" + action] = reason
+    else:
+        out.st.marks.pop("ex:" + action, None)
 
 
 def state(out: Out, action: str, satisfied: bool, ts: float) -> None:
@@ -58,11 +102,16 @@ def state(out: Out, action: str, satisfied: bool, ts: float) -> None:
         out.st.marks.pop("sat:" + action, None)
 
 
+def _details(ob: list[Any], **extra: Any) -> dict[str, Any]:
+    confirmed = ob[3] if len(ob) > 3 else []
+    return {**extra, "confirmed_by": confirmed} if confirmed else dict(extra)
+
+
 def done(out: Out, action: str, ts: float) -> None:
     ob = out.st.marks.pop("l:" + action, None)
     if ob is None:
         return
-    t0, deadline, stage = ob
+    t0, deadline, stage = ob[:3]
     if stage == 0:
         out.finding(
             Check.LINKAGE,
@@ -72,6 +121,7 @@ def done(out: Out, action: str, ts: float) -> None:
             trigger_ts=t0,
             deadline_s=round(deadline - t0, 3),
             measured_s=ts - t0,
+            details=_details(ob) or None,
         )
     elif not any(k.startswith("l:") for k in out.st.marks):
         out.clear(A.LINKAGE_FAILED, ts, {"action": action, "done_after_s": round(ts - t0, 3)})
@@ -80,10 +130,13 @@ def done(out: Out, action: str, ts: float) -> None:
 def deadlines(out: Out, now: float, th: AlertSettings, recall_floor: int) -> None:
     for key in [k for k in out.st.marks if k.startswith("l:")]:
         ob = out.st.marks[key]
-        t0, deadline, stage = ob
+        t0, deadline, stage = ob[:3]
         if stage == 2 or now <= deadline:
             continue
         action = key[2:]
+        if stage == 0 and out.st.marks.get("ex:" + action):  # out of service since: it cannot act
+            del out.st.marks[key]
+            continue
         details = {"action": action, "trigger_at": t0}
         if stage == 0:
             out.finding(
@@ -93,7 +146,7 @@ def deadlines(out: Out, now: float, th: AlertSettings, recall_floor: int) -> Non
                 deadline,
                 trigger_ts=t0,
                 deadline_s=round(deadline - t0, 3),
-                details={"outcome": "not_done"},
+                details=_details(ob, outcome="not_done"),
             )
             out.raise_(A.LINKAGE_FAILED, deadline, details, source="linkage")
             name, params = COMMANDS[action]

@@ -36,6 +36,12 @@ class DeviceContext:
     location_id: int | None = None
     evacuation_route: bool = False
     timezone: str = "Asia/Shanghai"
+    # site facts from the registry (None: not recorded; the rules fall back to a setting)
+    latitude: float | None = None  # the community's location: sunset for scheduled lamps
+    longitude: float | None = None
+    floors: int | None = None  # elevators: floors served (device metadata, else the building's)
+    rated_speed_mps: float | None = None  # elevators: rated car speed (device metadata)
+    held_open_s: float | None = None  # doors: this door's own held-open limit (device metadata)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -15,7 +15,9 @@ _KIND_ALARM = {
     fam.AlarmKind.SMOKE: A.FIRE_ALARM,
     fam.AlarmKind.RESIDUAL_CURRENT: A.ELECTRICAL_FIRE_RESIDUAL_CURRENT,
     fam.AlarmKind.CABLE_TEMPERATURE: A.ELECTRICAL_FIRE_CABLE_TEMPERATURE,
+    fam.AlarmKind.MANUAL_CALL_POINT: A.FIRE_ALARM,  # a fire alarm signal of its own for the linkage
 }
+_FIRE_KINDS = frozenset({fam.AlarmKind.SMOKE, fam.AlarmKind.MANUAL_CALL_POINT})
 
 
 def _fault_alarm(code: fam.FaultCode) -> AlarmType:
@@ -52,11 +54,11 @@ def telemetry(out: Out, msg: TelemetryMessage[fam.Telemetry], ts: float, th: Ale
 def event(out: Out, msg: EventMessage[fam.Event], ts: float, th: AlertSettings) -> None:
     ev = msg.event
     if isinstance(ev, fam.Alarm):
-        if ev.kind is fam.AlarmKind.SMOKE:
+        if ev.kind in _FIRE_KINDS:
             out.st.marks["ev:fire"] = 1
         out.raise_(_KIND_ALARM[ev.kind], ts, {"kind": ev.kind.value, "value": ev.value}, source="device")
     elif isinstance(ev, fam.Cleared):
-        if ev.kind is fam.AlarmKind.SMOKE:
+        if ev.kind in _FIRE_KINDS:
             out.st.marks.pop("ev:fire", None)
         out.clear(_KIND_ALARM[ev.kind], ts, {"by": "device"})
     elif isinstance(ev, fam.Fault):

@@ -76,7 +76,13 @@ def create_community(body: CommunityCreate, principal: Admin, conn: Conn) -> Com
     cid = registry.upsert_community(
         conn,
         registry.CommunityIn(
-            code=body.code, name=body.name, city=body.city, address=body.address, timezone=body.timezone
+            code=body.code,
+            name=body.name,
+            city=body.city,
+            address=body.address,
+            timezone=body.timezone,
+            latitude=body.latitude,
+            longitude=body.longitude,
         ),
     )
     users.audit(

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
 
 
 class CommunityOut(BaseModel):
@@ -33,6 +33,8 @@ class CommunityOut(BaseModel):
     city: str | None
     address: str | None
     timezone: str
+    latitude: float | None = Field(default=None, description="Location, degrees north (lamps: sunset)")
+    longitude: float | None = Field(default=None, description="Location, degrees east")
     created_at: datetime
     buildings: int
     devices: int
@@ -100,6 +102,22 @@ class CommunityCreate(BaseModel):
     timezone: Annotated[str, StringConstraints(pattern=r"^[A-Za-z_]+(/[A-Za-z0-9_+\-]+){0,2}$")] = (
         "Asia/Shanghai"
     )
+    latitude: float | None = Field(
+        default=None,
+        ge=-90,
+        le=90,
+        allow_inf_nan=False,
+        description="Degrees north; with longitude, scheduled lamps are due on after sunset here",
+    )
+    longitude: float | None = Field(
+        default=None, ge=-180, le=180, allow_inf_nan=False, description="Degrees east"
+    )
+
+    @model_validator(mode="after")
+    def _both_or_neither(self) -> CommunityCreate:
+        if (self.latitude is None) != (self.longitude is None):
+            raise ValueError("give both latitude and longitude, or neither")
+        return self
 
 
 class BuildingCreate(BaseModel):

@@ -25,6 +25,14 @@ def hash_credential(credential: str, key: bytes) -> str:
 class Mode(StrEnum):
     NORMAL = "normal"
     RELEASED = "released"  # unlocked for evacuation (fire linkage or manual)
+    REMAIN_OPEN = "remain_open"  # 常开: held open by the door's own schedule (daytime) or an operator
+
+
+MODE_INFO: dict[Mode, CodeInfo] = {
+    Mode.NORMAL: CodeInfo("正常(受控)", "Normal (controlled)"),
+    Mode.RELEASED: CodeInfo("疏散释放", "Released for evacuation"),
+    Mode.REMAIN_OPEN: CodeInfo("常开(按时段或人工)", "Remain open (schedule or operator)"),
+}
 
 
 class Method(StrEnum):
@@ -136,25 +144,27 @@ Command = Annotated[Unlock | ReleaseAll | Restore, Field(discriminator="command"
 
 
 class Defaults(Wire):
+    """Door rules. Descriptions end with their source label (standards.md §0): text — [LABEL] source."""
+
     held_open_s: float = Field(
         default=60.0,
-        description="Door held open alarm, s — [NOT FOUND] normatively (GB 51348 §14.4.1(3) "
-        "requires the alarm, not a time); vendor hold time is 6 s [V]; configurable per door",
+        description="A door open this long in normal mode is held open, s (a door's own limit in the "
+        "registry, devices.metadata.held_open_s, wins; GB 51348-2019 §14.4.1(3) requires the alarm, not a "
+        "time; vendors hold a door open 6 s) — [NOT FOUND]: configurable per door",
+        json_schema_extra={"scope": "device (`devices.metadata.held_open_s`), else community"},
     )
     denied_repeat_count: int = Field(
         default=5,
-        description="Consecutive invalid credentials before alarm ≤ 5 — GB 50396-2007 §5.1.5(1) [S]",
+        description="Consecutive invalid credentials before the alarm (≤ 5) — [S] GB 50396-2007 §5.1.5(1)",
     )
     denied_repeat_window_s: float = Field(
-        default=300.0, description="Window for counting invalid credentials, s — [NOT FOUND]: configurable"
-    )
-    alarm_latency_s: float = Field(
-        default=2.0, description="Local alarm → centre ≤ 2 s — GB 50396-2007 §5.1.2 [S]"
+        default=300.0,
+        description="Window for counting invalid credentials, s — [NOT FOUND]: configurable",
     )
     release_deadline_s: float = Field(
-        default=3.0, description="Fire linkage → door released, s — GB 50166-2019 3 s [S2]"
+        default=3.0, description="Confirmed fire → door released, s — [S2] GB 50166-2019 (3 s linkage)"
     )
-    heartbeat_s: int = Field(default=60, description="Telemetry/heartbeat period, s — vendor practice [V]")
+    heartbeat_s: int = Field(default=60, description="Telemetry/heartbeat period, s — [V] vendor practice")
     missed_heartbeats: int = Field(default=3, description="Missed heartbeats before offline — [V] 2–3")
 
 

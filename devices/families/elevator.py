@@ -139,28 +139,61 @@ Command = Annotated[Recall | Hold | Release, Field(discriminator="command")]
 
 
 class Defaults(Wire):
+    """Elevator rules. Descriptions end with their source label (standards.md §0): text — [LABEL] source.
+
+    Every deadline here is a setting (`YIJU_ALERTS__ELEVATOR__<NAME>`, or a community's
+    `settings.alerts.elevator`), so a test or a stricter city can shorten it."""
+
     rescue_arrival_s: int = Field(
         default=1800,
-        description="Trapped → rescuer arrival ≤ 30 min — TSG T5002-2017 Art.5 [S2] "
-        "(stricter local draft 15 min, Hangzhou 2024 [S])",
+        description="Trapped passengers → rescuer arrival recorded, s (≤ 30 min in municipalities and "
+        "districted cities, ≤ 1 h elsewhere; the Hangzhou 2024 draft asks 15 min) — [S2] "
+        "TSG T5002-2017 Art.5",
     )
     rescue_escalation_s: tuple[int, ...] = Field(
         default=(0, 300, 900),
-        description="Escalation steps, s after trapped — 3-level response "
-        "DB32/T 4130-2021 [S]; timings: dispatch ≤ 5 min Hangzhou draft [S], otherwise configurable",
+        description="Escalation steps, s after the first evidence of trapped passengers (dispatch ≤ 5 min "
+        "in the Hangzhou draft; later steps configurable) — [S] DB32/T 4130-2021 3-level response",
     )
     recall_deadline_s: float = Field(
-        default=60.0,
-        description="Fire linkage → car at recall floor, s — linkage start ≤ 3 s GB 50166 "
-        "[S2]; ground→top ≤ 60 s for fire elevators [S2]; configurable",
+        default=120.0,
+        description="Fire linkage → car at the recall floor, s, for a car whose floors are not in the "
+        "registry (otherwise derived: recall_overhead_s + travel from the top floor at the car's speed; "
+        "60 s is a fire elevator's ground→top time, too short for a passenger car from a high floor) "
+        "— [NOT FOUND]: configurable",
+    )
+    recall_overhead_s: float = Field(
+        default=20.0,
+        description="Fixed part of a recall, s: the linkage start signal (≤ 3 s, GB 50166-2019), "
+        "stopping at the nearest floor, closing the doors, acceleration and levelling — [NOT FOUND]: "
+        "configurable",
+    )
+    floor_height_m: float = Field(
+        default=3.0, gt=0, description="Storey height for the recall travel, m — [NOT FOUND]: configurable"
+    )
+    car_speed_mps: float = Field(
+        default=1.0,
+        gt=0,
+        description="Car speed for the recall travel when the registry has no rated speed, m/s (residential "
+        "cars run 1.0–1.75 m/s; the lower value gives the longer deadline) — [NOT FOUND]: configurable",
+        json_schema_extra={"scope": "device (`devices.metadata.rated_speed_mps`), else community"},
     )
     stop_outside_door_zone_s: float = Field(
-        default=45.0, description="Stopped outside door zone confirmation, s — firmware 45–60 s [V]"
+        default=45.0,
+        description="A car in normal service standing still outside the door zone for this long is a "
+        "stop outside the door zone (门区外停梯), s — [V] monitoring firmware 45–60 s",
     )
     trapped_confirm_s: float = Field(
-        default=30.0, description="Trapped confirmation, s — firmware 20–45 s [V]"
+        default=30.0,
+        description="A car in normal service standing still outside the door zone with passengers in it "
+        "for this long has passengers trapped (非平层关人), s — [V] monitoring firmware 20–45 s",
     )
-    heartbeat_s: int = Field(default=60, description="Telemetry/heartbeat period, s — vendor practice [V]")
+    moving_door_open_confirm_s: float = Field(
+        default=10.0,
+        description="A car in normal service moving outside the door zone with its door not closed for "
+        "this long is moving with the door open (开门走车), s — [V] monitoring firmware 10–50 s",
+    )
+    heartbeat_s: int = Field(default=60, description="Telemetry/heartbeat period, s — [V] vendor practice")
     missed_heartbeats: int = Field(default=3, description="Missed heartbeats before offline — [V] 2–3")
 
 

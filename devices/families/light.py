@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from datetime import time
 from enum import StrEnum
 from typing import Annotated, Literal
 
@@ -44,6 +45,25 @@ CONTROLLER_FAULT_INFO: dict[ControllerFault, CodeInfo] = {
 }
 
 
+class ScheduleEntry(Wire):
+    on_at: str = Field(description="Local time HH:MM")
+    off_at: str = Field(description="Local time HH:MM")
+    dim_pct: Percent = 100.0
+
+    @field_validator("on_at", "off_at")
+    @classmethod
+    def _hhmm(cls, v: str) -> str:
+        if not _HHMM.match(v):
+            raise ValueError("expected HH:MM")
+        return v
+
+    def covers(self, local: time) -> bool:
+        """Whether the lamp is scheduled on at local time `local`; a window may cross midnight, and
+        an entry whose on and off times are equal is empty."""
+        on, off = time.fromisoformat(self.on_at), time.fromisoformat(self.off_at)
+        return (on <= local < off) if on <= off else (local >= on or local < off)
+
+
 class Telemetry(Wire):
     on: Bool
     dim_pct: Percent = Field(description="Dim level, % (100 = full)")
@@ -52,6 +72,12 @@ class Telemetry(Wire):
     voltage_v: MainsVolts | None = None
     rated_power_w: LampWatts | None = Field(default=None, description="Nameplate power, for lamp-out checks")
     mode: Mode
+    schedule: list[ScheduleEntry] | None = Field(
+        default=None,
+        max_length=24,
+        description="The controller's own time schedule in force (local times); when reported, a "
+        "scheduled lamp is due on by it rather than by the community's night",
+    )
 
 
 class LampFailure(Wire):
@@ -81,19 +107,6 @@ class ForceOn(Wire):
     active: Bool = True
 
 
-class ScheduleEntry(Wire):
-    on_at: str = Field(description="Local time HH:MM")
-    off_at: str = Field(description="Local time HH:MM")
-    dim_pct: Percent = 100.0
-
-    @field_validator("on_at", "off_at")
-    @classmethod
-    def _hhmm(cls, v: str) -> str:
-        if not _HHMM.match(v):
-            raise ValueError("expected HH:MM")
-        return v
-
-
 class Schedule(Wire):
     command: Literal["schedule"]
     entries: list[ScheduleEntry] = Field(min_length=1, max_length=24)
@@ -103,23 +116,41 @@ Command = Annotated[Set | ForceOn | Schedule, Field(discriminator="command")]
 
 
 class Defaults(Wire):
+    """Lamp-out rules. Descriptions end with their source label (standards.md §0): text — [LABEL] source."""
+
     lamp_out_current_ratio: float = Field(
-        default=0.3, description="Lamp out when on and power < this × rated power — [NOT FOUND]: configurable"
+        default=0.3,
+        description="Lamp out when lit and drawing less than this × its expected power (rated power × "
+        "dim level) — [NOT FOUND]: configurable (standards.md §7, lamp-out detection rule)",
     )
     lamp_out_confirm_s: float = Field(
-        default=300.0, description="Lamp-out confirmation time, s — [NOT FOUND]: configurable"
+        default=300.0,
+        description="Lamp-out confirmation time, s (the single-lamp controller spec asks for a configurable "
+        "alarm persistence time and gives no value) — [NOT FOUND]: configurable",
+    )
+    night_sun_elevation_deg: float = Field(
+        default=-6.0,
+        ge=-18.0,
+        le=0.0,
+        description="A scheduled lamp with no schedule of its own is due on while the sun is lower than "
+        "this at the community's location, degrees (−0.833 = sunset; −6 = end of civil twilight, about "
+        "25 min after sunset, the margin for photocells and astronomical clocks) — [NOT FOUND] "
+        "normatively; configurable",
     )
     night_start: str = Field(
-        default="18:30", description="Night (lamps expected on) starts, local — [NOT FOUND]: configurable"
+        default="18:30",
+        description="Night start (lamps due on), local time, used only when the community has no "
+        "location in the registry — [NOT FOUND]: configurable",
     )
-    night_end: str = Field(default="06:00", description="Night ends, local — [NOT FOUND]: configurable")
-    working_rate_target_pct: float = Field(
-        default=97.0, description="Lamp working rate (亮灯率) ≥ 97 % secondary roads — Chongqing scoring [S]"
+    night_end: str = Field(
+        default="06:00",
+        description="Night end, local time, used only when the community has no location in the "
+        "registry — [NOT FOUND]: configurable",
     )
     force_on_deadline_s: float = Field(
-        default=3.0, description="Fire linkage → forced on, s — GB 50166-2019 3 s [S2]"
+        default=3.0, description="Fire linkage → lamp forced on, s — [S2] GB 50166-2019 (3 s linkage)"
     )
-    heartbeat_s: int = Field(default=300, description="Telemetry/heartbeat period, s — vendor practice [V]")
+    heartbeat_s: int = Field(default=300, description="Telemetry/heartbeat period, s — [V] vendor practice")
     missed_heartbeats: int = Field(default=3, description="Missed heartbeats before offline — [V] 2–3")
 
 

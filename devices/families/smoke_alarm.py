@@ -52,12 +52,14 @@ class AlarmKind(StrEnum):
     SMOKE = "smoke"
     RESIDUAL_CURRENT = "residual_current"  # electrical-fire detector
     CABLE_TEMPERATURE = "cable_temperature"  # electrical-fire detector
+    MANUAL_CALL_POINT = "manual_call_point"  # 手动火灾报警按钮: a fire alarm signal of its own (GB 50116)
 
 
 ALARM_KIND_INFO: dict[AlarmKind, CodeInfo] = {
     AlarmKind.SMOKE: CodeInfo("烟雾火警", "Smoke fire alarm"),
     AlarmKind.RESIDUAL_CURRENT: CodeInfo("剩余电流超限", "Residual current over limit"),
     AlarmKind.CABLE_TEMPERATURE: CodeInfo("电缆温度超限", "Cable temperature over limit"),
+    AlarmKind.MANUAL_CALL_POINT: CodeInfo("手动报警按钮火警", "Manual call point fire alarm"),
 }
 
 

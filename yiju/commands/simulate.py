@@ -43,8 +43,12 @@ def register_fleet(database_url: str, fleet: Fleet) -> tuple[int, int]:
     with connection(database_url) as conn:
         for c in fleet.compounds:
             com = c.community
+            lat, lon = com.site or (None, None)
             registry.upsert_community(
-                conn, registry.CommunityIn(com.code, com.name, city=com.city, timezone=com.timezone)
+                conn,
+                registry.CommunityIn(
+                    com.code, com.name, city=com.city, timezone=com.timezone, latitude=lat, longitude=lon
+                ),
             )
             with conn.transaction():
                 buildings = [
