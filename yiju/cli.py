@@ -1,4 +1,10 @@
-"""The `yiju` command. Builds the settings once and hands them to the command that does the work."""
+"""The `yiju` command. Builds the settings once and hands them to the command that does the work.
+
+Start-up is kept short (`yiju --help` ≤ 0.5 s, bench/cli_startup.py): this module and the command
+modules import only the standard library and light modules at the top; settings (pydantic), the
+database, the broker and the web stack are imported when a command runs. tests/test_cli_startup.py
+keeps it so.
+"""
 
 from __future__ import annotations
 
@@ -8,12 +14,9 @@ import os
 import sys
 from collections.abc import Sequence
 
-from pydantic import ValidationError
-
 from yiju.commands import api, compliance, core, devices, grafana, ingest, report, simulate
 from yiju.commands.base import Handler
 from yiju.errors import YijuError
-from yiju.settings import Settings, unknown_environment
 
 # Each feature's command group; add one line per new module.
 COMMAND_GROUPS = (core, api, ingest, devices, compliance, report, simulate, grafana)
@@ -33,6 +36,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    from pydantic import ValidationError
+
+    from yiju.settings import Settings, unknown_environment
+
     unknown = unknown_environment(os.environ)
     if unknown:
         print(f"error: unknown setting(s) {', '.join(unknown)}; see README.md for the names", file=sys.stderr)

@@ -5,29 +5,38 @@ from __future__ import annotations
 import argparse
 import getpass
 import sys
+from typing import TYPE_CHECKING
 
-import uvicorn
-
-from api.app import create_app
-from api.metrics import ApiMetrics
-from storage.db import connection
-from storage.users import Role, community_ids_by_code, create_user
 from yiju.commands.base import Subparsers
-from yiju.metrics import DatabaseCollector, ProcessMetrics, serve_metrics
-from yiju.settings import Settings
-from yiju.stack import resolve
+
+if TYPE_CHECKING:
+    from yiju.settings import Settings
+
+# Imports of what a command needs happen when it runs, so that `yiju --help` starts fast.
+
+# storage.users.Role's values, spelt out so that the parser needs no database import
+# (tests/test_cli_startup.py checks that they match)
+ROLE_NAMES = ("admin", "manager", "operator", "viewer")
 
 # Open live streams are ended by the app at shutdown; this bounds how long uvicorn waits for them.
 GRACEFUL_SHUTDOWN_S = 3
 
 
 def _resolved(settings: Settings) -> Settings:
+    from yiju.stack import resolve
+
     endpoints = resolve(settings)
     database = settings.database.model_copy(update={"url": endpoints.database_url})
     return settings.model_copy(update={"database": database})
 
 
 def _cmd_api(args: argparse.Namespace, settings: Settings) -> int:
+    import uvicorn
+
+    from api.app import create_app
+    from api.metrics import ApiMetrics
+    from yiju.metrics import DatabaseCollector, ProcessMetrics, serve_metrics
+
     settings = _resolved(settings)
     host = args.host or settings.api.host
     port = args.port if args.port is not None else settings.api.port
@@ -50,6 +59,9 @@ def _cmd_api(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _cmd_users_add(args: argparse.Namespace, settings: Settings) -> int:
+    from storage.db import connection
+    from storage.users import Role, community_ids_by_code, create_user
+
     settings = _resolved(settings)
     assert settings.database.url is not None
     password: str | None = None
@@ -83,7 +95,7 @@ def register(sub: Subparsers) -> None:
     users_sub = users.add_subparsers(dest="users_command", required=True, metavar="ACTION")
     add = users_sub.add_parser("add", help="create a user (asks for the password)")
     add.add_argument("username")
-    add.add_argument("--role", required=True, choices=[r.value for r in Role])
+    add.add_argument("--role", required=True, choices=ROLE_NAMES)
     add.add_argument(
         "--community", action="append", default=[], help="community code or id (repeat for several)"
     )

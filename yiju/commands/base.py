@@ -6,9 +6,11 @@ import argparse
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-from yiju.settings import Settings
+if TYPE_CHECKING:
+    from yiju.settings import Settings
 
-Handler = Callable[[argparse.Namespace, Settings], int]
+# "Settings" as a string: importing the settings (pydantic) is left to the command that runs
+Handler = Callable[[argparse.Namespace, "Settings"], int]
 
 if TYPE_CHECKING:
     Subparsers = argparse._SubParsersAction[argparse.ArgumentParser]

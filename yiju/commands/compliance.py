@@ -6,15 +6,16 @@ import argparse
 import json
 import re
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from storage import findings
-from storage.db import connection
-from storage.registry import require_community
 from yiju.commands.base import Subparsers
 from yiju.errors import InputError
-from yiju.settings import Settings
-from yiju.stack import resolve
+
+if TYPE_CHECKING:
+    from storage import findings
+    from yiju.settings import Settings
+
+# The database is imported when the command runs, so that `yiju --help` starts fast.
 
 _WINDOW = re.compile(r"^(\d+)([dh])$")
 CHECK_LABELS = {
@@ -80,6 +81,11 @@ def summary_table(s: findings.ComplianceSummary, code: str) -> str:
 
 
 def _cmd_compliance(args: argparse.Namespace, settings: Settings) -> int:
+    from storage import findings
+    from storage.db import connection
+    from storage.registry import require_community
+    from yiju.stack import resolve
+
     window = parse_window(args.window)
     end = datetime.now(UTC)
     endpoints = resolve(settings)

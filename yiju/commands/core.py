@@ -4,21 +4,21 @@ from __future__ import annotations
 
 import argparse
 import signal
+from typing import TYPE_CHECKING
 
-from storage.db import connection
-from storage.migrate import migrate
-from storage.timeseries import run_maintenance
 from yiju import __version__
 from yiju.commands.base import Subparsers
-from yiju.demo import run_demo
-from yiju.doctor import run_checks
-from yiju.metrics import serve_metrics
-from yiju.runtime import Runtime, serve_until_signal
-from yiju.settings import Settings
-from yiju.stack import resolve
+
+if TYPE_CHECKING:
+    from yiju.settings import Settings
+
+# What a command needs is imported when it runs, so that `yiju --help` starts fast.
 
 
 def _cmd_migrate(args: argparse.Namespace, settings: Settings) -> int:
+    from storage.migrate import migrate
+    from yiju.stack import resolve
+
     endpoints = resolve(settings)
     report = migrate(endpoints.database_url, settings.database)
     print(f"storage mode: {report.mode} ({report.mode_reason})")
@@ -31,6 +31,10 @@ def _cmd_migrate(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _cmd_maintain(args: argparse.Namespace, settings: Settings) -> int:
+    from storage.db import connection
+    from storage.timeseries import run_maintenance
+    from yiju.stack import resolve
+
     endpoints = resolve(settings)
     with connection(endpoints.database_url, autocommit=True) as conn:
         report = run_maintenance(conn, settings.database)
@@ -44,6 +48,8 @@ def _cmd_maintain(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _cmd_doctor(args: argparse.Namespace, settings: Settings) -> int:
+    from yiju.doctor import run_checks
+
     checks = run_checks(settings)
     for check in checks:
         print(check.line())
@@ -51,11 +57,17 @@ def _cmd_doctor(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
+    from yiju.demo import run_demo
+
     signal.signal(signal.SIGTERM, signal.default_int_handler)  # stop cleanly on SIGTERM as on Ctrl-C
     return run_demo(settings, duration_s=args.duration, port=args.port)
 
 
 def _cmd_run(args: argparse.Namespace, settings: Settings) -> int:
+    from yiju.metrics import serve_metrics
+    from yiju.runtime import Runtime, serve_until_signal
+    from yiju.stack import resolve
+
     signal.signal(signal.SIGTERM, signal.default_int_handler)
     endpoints = resolve(settings)
     runtime = Runtime(settings, endpoints)

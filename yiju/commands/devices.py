@@ -9,15 +9,19 @@ import json
 import os
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from devices import catalog, credentials
+from devices import credentials
 from devices.csv_import import CsvFileError, ImportPlan, parse_csv
-from storage import registry
-from storage.db import connection
 from yiju.commands.base import Subparsers
 from yiju.errors import InputError
-from yiju.settings import Settings
-from yiju.stack import resolve
+
+if TYPE_CHECKING:
+    from storage import registry
+    from yiju.settings import Settings
+
+# The registry, the database and the message catalogue are imported when a command runs, so that
+# `yiju --help` starts fast.
 
 SECRET_FILE_MODE = 0o600
 DEFAULT_INGEST_USER = "yiju-ingest"
@@ -36,6 +40,8 @@ def _write_secret(path: Path, text: str) -> None:
 def _registry_rows(
     plan: ImportPlan,
 ) -> tuple[list[registry.BuildingIn], list[registry.LocationIn], list[registry.DeviceIn]]:
+    from storage import registry
+
     c = plan.community
     buildings = [registry.BuildingIn(c, b.code, b.name) for b in plan.buildings]
     locations = [
@@ -69,6 +75,10 @@ def _cmd_import(args: argparse.Namespace, settings: Settings) -> int:
         plan = parse_csv(data, community=args.community)
     except CsvFileError as exc:
         raise InputError(f"{path}: {exc}") from exc
+    from storage import registry
+    from storage.db import connection
+    from yiju.stack import resolve
+
     url = resolve(settings).database_url
     with connection(url) as conn:
         if args.community_name:
@@ -91,6 +101,8 @@ def _cmd_import(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _cmd_schema(args: argparse.Namespace, settings: Settings) -> int:
+    from devices import catalog
+
     schemas = catalog.json_schemas()
     if args.out is None:
         print(json.dumps(schemas, ensure_ascii=False, indent=2))
@@ -148,6 +160,10 @@ def _cmd_credentials(args: argparse.Namespace, settings: Settings) -> int:
     issued: list[tuple[str, str, str]] = []  # (username, community or role, password)
 
     services = _service_accounts(args, out / "services", existing, issued)
+
+    from storage import registry
+    from storage.db import connection
+    from yiju.stack import resolve
 
     url = resolve(settings).database_url
     with connection(url) as conn:

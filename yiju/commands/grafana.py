@@ -5,16 +5,19 @@ from __future__ import annotations
 import argparse
 import os
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from yiju.commands.base import Subparsers
 from yiju.errors import ConfigurationError
-from yiju.settings import Settings
+
+if TYPE_CHECKING:
+    from yiju.settings import Settings
 
 DEFAULT_PROMETHEUS = "http://127.0.0.1:9090"
 
 
 def _sources(args: argparse.Namespace, settings: Settings) -> object:
-    from yiju.grafana.delivery import Sources  # noqa: PLC0415 - the SDKs load only for this command
+    from yiju.grafana.delivery import Sources
 
     url = args.postgres_url or settings.database.url
     if not url:
@@ -26,7 +29,7 @@ def _sources(args: argparse.Namespace, settings: Settings) -> object:
 
 
 def _cmd_export(args: argparse.Namespace, settings: Settings) -> int:
-    from yiju.grafana.delivery import PASSWORD_ENV, Sources, export  # noqa: PLC0415
+    from yiju.grafana.delivery import PASSWORD_ENV, Sources, export
 
     sources = _sources(args, settings)
     assert isinstance(sources, Sources)
@@ -38,7 +41,7 @@ def _cmd_export(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _cmd_provision(args: argparse.Namespace, settings: Settings) -> int:
-    from yiju.grafana.delivery import Sources, provision  # noqa: PLC0415
+    from yiju.grafana.delivery import Sources, provision
 
     token = args.token or os.environ.get("GRAFANA_TOKEN")
     if not token:

@@ -11,13 +11,12 @@ import sys
 import threading
 import time
 from types import FrameType
+from typing import TYPE_CHECKING
 
-from ingest.metrics import ingest_metrics
-from ingest.service import IngestService
 from yiju.commands.base import Subparsers
-from yiju.metrics import DatabaseCollector, ProcessMetrics, serve_metrics
-from yiju.settings import Settings
-from yiju.stack import resolve
+
+if TYPE_CHECKING:
+    from yiju.settings import Settings
 
 log = logging.getLogger("yiju.ingest")
 
@@ -33,6 +32,11 @@ def worker_client_id(settings: Settings, index: int) -> str:
 
 
 def _run_worker(settings: Settings, index: int) -> int:
+    from ingest.metrics import ingest_metrics
+    from ingest.service import IngestService
+    from yiju.metrics import DatabaseCollector, ProcessMetrics, serve_metrics
+    from yiju.stack import resolve
+
     endpoints = resolve(settings)
     stop = threading.Event()
 
@@ -133,6 +137,8 @@ def _cmd_ingest(args: argparse.Namespace, settings: Settings) -> int:
     workers = args.workers or settings.ingest.workers
     if workers == 1:
         return _run_worker(settings, 0)
+    from yiju.stack import resolve
+
     resolve(settings)  # fail here, once, if the endpoints are not configured
     return _supervise(workers)
 

@@ -8,20 +8,23 @@ import json
 import sys
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from yiju.commands.base import Subparsers
 from yiju.errors import InputError
-from yiju.settings import Settings
+
+if TYPE_CHECKING:
+    from yiju.settings import Settings
 
 
 def _cmd_indicators(args: argparse.Namespace, settings: Settings) -> int:
-    from alerts.indicators.period import parse_period  # noqa: PLC0415 - loaded when the command runs
-    from alerts.indicators.render import render_html  # noqa: PLC0415
-    from alerts.indicators.report import as_json  # noqa: PLC0415
-    from alerts.indicators.service import make_report  # noqa: PLC0415
-    from storage.db import connection  # noqa: PLC0415
-    from storage.registry import require_community  # noqa: PLC0415
-    from yiju.stack import resolve  # noqa: PLC0415
+    from alerts.indicators.period import parse_period
+    from alerts.indicators.render import render_html
+    from alerts.indicators.report import as_json
+    from alerts.indicators.service import make_report
+    from storage.db import connection
+    from storage.registry import require_community
+    from yiju.stack import resolve
 
     out: Path | None = args.out
     if args.format == "pdf" and out is None:
@@ -43,7 +46,7 @@ def _cmd_indicators(args: argparse.Namespace, settings: Settings) -> int:
         data = render_html(report, args.lang).encode()
     else:
         print("rendering the PDF …", file=sys.stderr)
-        from alerts.indicators.pdf import render_pdf  # noqa: PLC0415 - WeasyPrint, PDF only
+        from alerts.indicators.pdf import render_pdf
 
         data = render_pdf(report, args.lang)
     s = report.summary

@@ -20,25 +20,29 @@ from dataclasses import asdict
 from datetime import UTC, datetime, timedelta
 from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from simulators import behaviour, scenarios
 from simulators.compound import Fleet, Size, generate_fleet
-from simulators.mqtt_publisher import DevicePublisher, LoadPublisher, run_load
-from simulators.runner import LoadPlan, Progress, play, prepare_share
-from simulators.stream import SimClock, merge
-from storage import registry
-from storage.db import connection
 from yiju.commands.base import Subparsers
 from yiju.errors import ConfigurationError, InputError
-from yiju.settings import Settings
-from yiju.stack import resolve
+
+if TYPE_CHECKING:
+    from simulators import scenarios
+    from simulators.mqtt_publisher import DevicePublisher, LoadPublisher
+    from simulators.runner import Progress
+    from yiju.settings import Settings
+
+# Scenarios, publishers and the database are imported when the command runs, so that `yiju --help`
+# starts fast.
 
 MAX_PAST = timedelta(days=2)  # keep device times well inside ingest's 3-day window
 
 
 def register_fleet(database_url: str, fleet: Fleet) -> tuple[int, int]:
     """Upsert the fleet's communities, buildings, locations and devices; (inserted, updated) devices."""
+    from storage import registry
+    from storage.db import connection
+
     inserted = updated = 0
     with connection(database_url) as conn:
         for c in fleet.compounds:
@@ -121,6 +125,8 @@ def _start(args: argparse.Namespace, duration: timedelta | None) -> datetime:
 def _publisher(
     args: argparse.Namespace, settings: Settings, mqtt_url: str, devices: int
 ) -> DevicePublisher | LoadPublisher:
+    from simulators.mqtt_publisher import DevicePublisher, LoadPublisher
+
     prefix = settings.mqtt.topic_prefix
     if args.connections:
         return LoadPublisher(mqtt_url, prefix, connections=args.connections)
@@ -130,6 +136,11 @@ def _publisher(
 
 
 def _cmd_simulate(args: argparse.Namespace, settings: Settings) -> int:
+    from simulators import behaviour, scenarios
+    from simulators.runner import play
+    from simulators.stream import SimClock, merge
+    from yiju.stack import resolve
+
     if args.list_scenarios:
         for name in scenarios.SCENARIOS:
             print(name)
@@ -196,6 +207,9 @@ def _cmd_simulate(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _load(args: argparse.Namespace, settings: Settings, mqtt_url: str, size: Size) -> int:
+    from simulators.mqtt_publisher import run_load
+    from simulators.runner import LoadPlan, prepare_share
+
     window = float(args.duration or 3600)
     plan = LoadPlan(
         size=size,
