@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 from uuid import UUID
 
@@ -128,20 +128,42 @@ class ComplianceSummary:
 def compliance_summary(
     conn: psycopg.Connection[Any], community_id: int, window_start: datetime, window_end: datetime
 ) -> ComplianceSummary:
-    """Compliance per check, per family and check, and the failing devices, over [start, end)."""
-    params = (community_id, window_start, window_end)
+    """Compliance per check, per family and check, and the failing devices, over [start, end).
+
+    Whole UTC days come from `compliance_daily` (kept by a trigger, migration 0012) and only the partial
+    days at the window's edges from the findings themselves, so the counts are exact and a 30-day
+    report on a 7,000-device compound reads ~30 rows per device and check instead of every finding
+    (bench/compliance.py).
+    """
+    first_day, last_day = _whole_days(window_start, window_end)
     rows = conn.execute(
         """
-        SELECT f.check_name, d.family, f.device_id, d.uid, count(*), count(*) FILTER (WHERE f.compliant),
-               max(f.measured_s),
-               array_agg(DISTINCT f.channel ORDER BY f.channel)
-                   FILTER (WHERE NOT f.compliant AND f.channel > 0)
-        FROM compliance_findings f JOIN devices d ON d.id = f.device_id
-        WHERE f.community_id = %s AND f.observed_at >= %s AND f.observed_at < %s
-        GROUP BY GROUPING SETS ((f.check_name), (f.check_name, d.family), (f.check_name, f.device_id, d.uid))
+        WITH per_device AS (
+            SELECT check_name, device_id, sum(total) AS total, sum(compliant) AS ok, max(worst) AS worst,
+                   yiju_smallint_array_union(channels) AS channels
+            FROM (
+                SELECT check_name, device_id, total, compliant, worst_measured_s AS worst,
+                       failing_channels AS channels
+                FROM compliance_daily
+                WHERE community_id = %(c)s AND day >= %(d0)s AND day < %(d1)s
+                UNION ALL
+                SELECT check_name, device_id, 1, compliant::int, measured_s,
+                       CASE WHEN NOT compliant AND channel > 0 THEN ARRAY[channel] ELSE '{}' END
+                FROM compliance_findings
+                WHERE community_id = %(c)s
+                  AND ((observed_at >= %(start)s AND observed_at < %(d0)s)
+                    OR (observed_at >= %(d1)s AND observed_at < %(end)s))
+            ) x
+            GROUP BY check_name, device_id
+        )
+        SELECT p.check_name, d.family, p.device_id, d.uid, sum(p.total)::bigint, sum(p.ok)::bigint,
+               max(p.worst),
+               (SELECT array_agg(DISTINCT c ORDER BY c) FROM unnest(yiju_smallint_array_union(p.channels)) c)
+        FROM per_device p JOIN devices d ON d.id = p.device_id
+        GROUP BY GROUPING SETS ((p.check_name), (p.check_name, d.family), (p.check_name, p.device_id, d.uid))
         ORDER BY 1, 2 NULLS FIRST, 4 NULLS FIRST
         """,
-        params,
+        {"c": community_id, "start": window_start, "end": window_end, "d0": first_day, "d1": last_day},
     ).fetchall()
     by_check: list[SummaryLine] = []
     by_family: list[SummaryLine] = []
@@ -157,6 +179,18 @@ def compliance_summary(
             by_check.append(line)
     failing.sort(key=lambda s: (-s.failed, s.device_uid or ""))
     return ComplianceSummary(community_id, window_start, window_end, by_check, by_family, failing)
+
+
+def _whole_days(start: datetime, end: datetime) -> tuple[datetime, datetime]:
+    """[first, last): the UTC days wholly inside [start, end); first == last when there are none."""
+    day = timedelta(days=1)
+    first = start.astimezone(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
+    if first < start:
+        first += day
+    last = end.astimezone(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
+    if last <= first:
+        return end, end  # no whole day: everything from the findings, [start, end)
+    return first, last
 
 
 # ---------------------------------------------------------------------------------------------

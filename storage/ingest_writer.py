@@ -24,7 +24,7 @@ import json
 import logging
 import time
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any, NamedTuple
 
 import psycopg
@@ -34,7 +34,7 @@ from psycopg.types.json import set_json_dumps
 from storage.db import connect
 from storage.dead_letters import DEAD_LETTER_COLUMNS, DEAD_LETTER_TYPES, DeadLetterRow, dead_letter_record
 from storage.presence import PresenceRow, upsert_presence
-from storage.timeseries import ROLLUP_RECENT_WINDOW, SERIES_TABLES, ensure_partitions, refresh_rollup
+from storage.timeseries import SERIES_TABLES, ensure_partitions, queue_late_points, refresh_pending
 from yiju.errors import DatabaseUnavailable, StorageError
 from yiju.settings import DatabaseSettings
 
@@ -43,8 +43,9 @@ log = logging.getLogger(__name__)
 # After a redelivery conflict, stay on the idempotent slow path this long (the broker redelivers a
 # whole in-flight window, which spans several batches).
 SLOW_PATH_HOLD_S = 10.0
-# Partitioned mode: late points (older than the maintenance task's recent window) are rolled up by
-# the writer, at most this often.
+# Late points (older than the rollup's recent window) queue their hours in rollup_pending in the batch's
+# transaction; the writer refreshes the queue at most this often (and the upkeep does too), in both
+# storage modes: TimescaleDB's refresh policy only looks back 3 days (issue 14 item 3).
 LATE_ROLLUP_INTERVAL_S = 30.0
 
 
@@ -181,8 +182,7 @@ class IngestWriter:
         self._conn: psycopg.Connection[Any] | None = None
         self._mode: str | None = None
         self._slow_until = 0.0
-        self._late_lo: datetime | None = None
-        self._late_hi: datetime | None = None
+        self._late_queued = False
         self._late_due = 0.0
 
     # -- connection -------------------------------------------------------------------------
@@ -287,6 +287,7 @@ class IngestWriter:
                     result.dead_letters = len(batch.dead_letters)
                 if batch.presence:
                     upsert_presence(cur, batch.presence)
+                self._queue_late(cur, batch)
         except psycopg.errors.UniqueViolation as exc:
             raise _Conflict from exc
         except psycopg.Error as exc:
@@ -373,6 +374,7 @@ class IngestWriter:
                     result.dead_letters = len(batch.dead_letters)
                 if batch.presence:
                     upsert_presence(cur, batch.presence)
+                self._queue_late(cur, batch)
             conn.commit()
         except psycopg.Error as exc:
             self._fail(exc, conn)
@@ -394,27 +396,26 @@ class IngestWriter:
         log.info("created %d partition(s) for rows between %s and %s", created, lo, hi)
         return created
 
+    def _queue_late(self, cur: psycopg.Cursor[Any], batch: WriteBatch) -> None:
+        if batch.telemetry and queue_late_points(
+            cur, [r.ts for r in batch.telemetry if r.points], datetime.now(UTC)
+        ):
+            self._late_queued = True
+
     def _after_commit(self, conn: psycopg.Connection[Any], batch: WriteBatch) -> None:
-        if self._mode == "timescaledb" or not batch.telemetry:
-            return  # TimescaleDB's continuous-aggregate policy re-materialises late buckets itself
-        now = datetime.now(UTC)
-        cutoff = now - ROLLUP_RECENT_WINDOW
-        late = [r.ts for r in batch.telemetry if r.ts < cutoff and r.points]
-        if late:
-            lo, hi = min(late), max(late)
-            self._late_lo = lo if self._late_lo is None else min(lo, self._late_lo)
-            self._late_hi = hi if self._late_hi is None else max(hi, self._late_hi)
-        if self._late_lo is None or self._late_hi is None or time.monotonic() < self._late_due:
+        if not self._late_queued or time.monotonic() < self._late_due:
             return
-        lo, hi = self._late_lo, self._late_hi + timedelta(microseconds=1)
-        self._late_lo = self._late_hi = None
         self._late_due = time.monotonic() + LATE_ROLLUP_INTERVAL_S
+        conn.autocommit = True  # TimescaleDB refuses to refresh inside a transaction block
         try:
-            refresh_rollup(conn, lo, hi)
-            conn.commit()
-        except psycopg.Error as exc:  # the maintenance task will not revisit it: say so
-            conn.rollback()
-            log.warning("rollup refresh for late points %s..%s failed: %s", lo, hi, _first_line(exc))
+            ranges = refresh_pending(conn)
+            self._late_queued = False
+            log.info("rollup refreshed for late points in %d range(s)", len(ranges))
+        except psycopg.Error as exc:  # still queued: the next round or the upkeep retries it
+            log.warning("rollup refresh for late points failed (kept queued): %s", _first_line(exc))
+        finally:
+            if not conn.broken:
+                conn.autocommit = False
 
 
 def _first_line(exc: BaseException) -> str:

@@ -17,6 +17,7 @@ import psycopg
 
 from storage.db import connect
 from storage.timeseries import StorageMode, apply_policies
+from storage.tsdb import create_extension, server_offer
 from yiju.errors import MigrationChecksumError, MigrationError, StorageError
 from yiju.settings import DatabaseSettings
 
@@ -153,7 +154,9 @@ def _decide_mode(conn: psycopg.Connection[Any], settings: DatabaseSettings) -> t
         if ok:
             mode, reason = "timescaledb", why
         elif wanted == "timescaledb":
-            raise StorageError(f"TimescaleDB was requested (timeseries_mode=timescaledb) but {why}")
+            raise StorageError(
+                f"TimescaleDB was requested (timeseries_mode=timescaledb) but {why}; nothing was changed"
+            )
         else:
             mode, reason = "partitioned", why
     conn.execute(
@@ -165,20 +168,12 @@ def _decide_mode(conn: psycopg.Connection[Any], settings: DatabaseSettings) -> t
 
 
 def _try_timescaledb(conn: psycopg.Connection[Any]) -> tuple[bool, str]:
-    available = conn.execute(
-        "SELECT default_version FROM pg_available_extensions WHERE name = 'timescaledb'"
-    ).fetchone()
-    if available is None:
+    offer = server_offer(conn)
+    if offer.installed_version is None:
         return False, "the timescaledb extension is not installed on this PostgreSQL server"
-    preload = conn.execute("SELECT current_setting('shared_preload_libraries')").fetchone()
-    if preload is None or "timescaledb" not in str(preload[0]):
+    if not offer.preloaded:
         return False, "the timescaledb extension is installed but not in shared_preload_libraries"
-    try:
-        conn.execute("CREATE EXTENSION IF NOT EXISTS timescaledb")
-    except psycopg.Error as exc:
-        return False, f"CREATE EXTENSION timescaledb failed: {str(exc).strip().splitlines()[0]}"
-    version = conn.execute("SELECT extversion FROM pg_extension WHERE extname = 'timescaledb'").fetchone()
-    return True, f"TimescaleDB {version[0] if version else '?'} extension available"
+    return create_extension(conn)
 
 
 def _as_mode(value: str) -> StorageMode:

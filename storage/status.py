@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from storage.db import connection
+from storage.tsdb import server_offer
 
 
 @dataclass(frozen=True)
@@ -21,10 +22,7 @@ def database_status(url: str) -> DatabaseStatus:
     """Raises `DatabaseUnavailable` when the server cannot be reached."""
     with connection(url, autocommit=True) as conn:
         version = conn.execute("SHOW server_version").fetchone()
-        tsdb = conn.execute(
-            "SELECT default_version FROM pg_available_extensions WHERE name = 'timescaledb'"
-        ).fetchone()
-        preload = conn.execute("SELECT current_setting('shared_preload_libraries')").fetchone()
+        offer = server_offer(conn)  # readable by any role (no pg_read_all_settings needed)
         mode: tuple[str | None, str | None] = (None, None)
         migrated = conn.execute("SELECT to_regclass('yiju_meta') IS NOT NULL").fetchone()
         if migrated and migrated[0]:
@@ -36,8 +34,8 @@ def database_status(url: str) -> DatabaseStatus:
                 mode = (row[0], row[1])
     return DatabaseStatus(
         server_version=str(version[0]) if version else "unknown",
-        timescaledb_version=str(tsdb[0]) if tsdb else None,
-        timescaledb_preloaded=bool(preload and "timescaledb" in str(preload[0])),
+        timescaledb_version=offer.installed_version,
+        timescaledb_preloaded=offer.preloaded,
         storage_mode=mode[0],
         storage_mode_reason=mode[1],
     )

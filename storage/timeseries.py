@@ -12,13 +12,14 @@ runs it once.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
 import psycopg
 from psycopg import sql
 
+from storage.tsdb import FallbackRun, JobHealth, Policy, ensure_policies, job_health, needs_fallback, run_job
 from yiju.errors import StorageError
 from yiju.settings import DatabaseSettings
 
@@ -48,6 +49,8 @@ SERIES_TABLES = (
     SeriesTable("device_events", "device_id", "ts DESC, seq"),
 )
 ROLLUP_VIEW = "points_hourly"
+# the hourly rollup is compressed too (TimescaleDB mode): ~68 MB per compound and day uncompressed
+ROLLUP_COMPRESSION = SeriesTable(ROLLUP_VIEW, "device_id, metric", "bucket DESC, channel")
 
 
 def storage_mode(conn: psycopg.Connection[Any]) -> StorageMode:
@@ -92,15 +95,22 @@ def apply_policies(
 
 
 def _apply_timescaledb_policies(conn: psycopg.Connection[Any], settings: DatabaseSettings) -> None:
-    for table in SERIES_TABLES:
+    for table in [*SERIES_TABLES, ROLLUP_COMPRESSION]:
         enabled = conn.execute(
             "SELECT compression_enabled FROM timescaledb_information.hypertables WHERE hypertable_name = %s",
             (table.name,),
         ).fetchone()
+        if table.name == ROLLUP_VIEW:
+            enabled = conn.execute(
+                "SELECT compression_enabled FROM timescaledb_information.continuous_aggregates "
+                "WHERE view_name = %s",
+                (ROLLUP_VIEW,),
+            ).fetchone()
         if enabled is not None and not enabled[0]:
+            kind = "MATERIALIZED VIEW" if table.name == ROLLUP_VIEW else "TABLE"
             conn.execute(
                 sql.SQL(
-                    "ALTER TABLE {} SET (timescaledb.compress, timescaledb.compress_segmentby = {}, "
+                    "ALTER " + kind + " {} SET (timescaledb.compress, timescaledb.compress_segmentby = {}, "
                     "timescaledb.compress_orderby = {})"
                 ).format(
                     sql.Identifier(table.name),
@@ -108,27 +118,36 @@ def _apply_timescaledb_policies(conn: psycopg.Connection[Any], settings: Databas
                     sql.Literal(table.compress_orderby),
                 )
             )
-        conn.execute("SELECT remove_compression_policy(%s::regclass, if_exists => true)", (table.name,))
-        conn.execute(
-            "SELECT add_compression_policy(%s::regclass, compress_after => %s)",
-            (table.name, settings.compress_after),
+    ensure_policies(conn, timescaledb_policies(settings))
+
+
+def timescaledb_policies(settings: DatabaseSettings) -> list[Policy]:
+    """The eight policies of TimescaleDB mode, plus the rollup's compression (issue 14 item 4)."""
+    wanted: list[Policy] = []
+    for table in SERIES_TABLES:
+        wanted.append(Policy("policy_compression", table.name, {"compress_after": settings.compress_after}))
+        wanted.append(
+            Policy("policy_retention", table.name, {"drop_after": retention_for(table.name, settings)})
         )
-        conn.execute("SELECT remove_retention_policy(%s::regclass, if_exists => true)", (table.name,))
-        conn.execute(
-            "SELECT add_retention_policy(%s::regclass, drop_after => %s)",
-            (table.name, retention_for(table.name, settings)),
+    wanted.append(
+        Policy(
+            "policy_refresh_continuous_aggregate",
+            ROLLUP_VIEW,
+            {"start_offset": ROLLUP_REFRESH_WINDOW, "end_offset": ROLLUP_BUCKET},
+            ROLLUP_SCHEDULE,
         )
-    conn.execute("SELECT remove_continuous_aggregate_policy(%s::regclass, if_exists => true)", (ROLLUP_VIEW,))
-    conn.execute(
-        "SELECT add_continuous_aggregate_policy(%s::regclass, start_offset => %s, end_offset => %s, "
-        "schedule_interval => %s)",
-        (ROLLUP_VIEW, ROLLUP_REFRESH_WINDOW, ROLLUP_BUCKET, ROLLUP_SCHEDULE),
     )
-    conn.execute("SELECT remove_retention_policy(%s::regclass, if_exists => true)", (ROLLUP_VIEW,))
-    conn.execute(
-        "SELECT add_retention_policy(%s::regclass, drop_after => %s)",
-        (ROLLUP_VIEW, settings.rollup_retention),
+    wanted.append(Policy("policy_retention", ROLLUP_VIEW, {"drop_after": settings.rollup_retention}))
+    # compressed once the refresh window has passed it: late data past the window is refreshed by
+    # refresh_pending into the compressed chunks (TimescaleDB supports DML on them)
+    wanted.append(
+        Policy(
+            "policy_compression",
+            ROLLUP_VIEW,
+            {"compress_after": max(settings.compress_after, ROLLUP_REFRESH_WINDOW + ROLLUP_BUCKET)},
+        )
     )
+    return wanted
 
 
 # --------------------------------------------------------------------------------------------------
@@ -269,25 +288,77 @@ def refresh_rollup(conn: psycopg.Connection[Any], start: datetime, end: datetime
         )
 
 
+def queue_late_points(cur: psycopg.Cursor[Any], times: list[datetime], now: datetime) -> int:
+    """Queue the rollup hours of points older than the recent window, in the caller's transaction.
+
+    Contiguous hours become one range, so a device flushing a long outage buffer queues one row and
+    the refresh recomputes exactly those hours (issue 14 item 3). Returns the ranges queued.
+    """
+    cutoff = now - ROLLUP_RECENT_WINDOW
+    hours = sorted({_align_down(ts, ROLLUP_BUCKET) for ts in times if ts < cutoff})
+    ranges: list[list[datetime]] = []
+    for hour in hours:
+        if ranges and ranges[-1][1] == hour:
+            ranges[-1][1] = hour + ROLLUP_BUCKET
+        else:
+            ranges.append([hour, hour + ROLLUP_BUCKET])
+    if ranges:
+        cur.executemany("INSERT INTO rollup_pending (lo, hi) VALUES (%s, %s)", [tuple(r) for r in ranges])
+    return len(ranges)
+
+
+def refresh_pending(conn: psycopg.Connection[Any]) -> list[tuple[datetime, datetime]]:
+    """Recompute the queued rollup ranges (merged where they overlap) and dequeue them.
+
+    `conn` must be autocommit. A range is dequeued only after its refresh, so a failure leaves it
+    queued for the next round; two processes refreshing the same range at once only repeat work.
+    """
+    rows = conn.execute("SELECT id, lo, hi FROM rollup_pending ORDER BY lo, hi").fetchall()
+    merged: list[tuple[datetime, datetime, list[int]]] = []
+    for row_id, lo, hi in rows:
+        if merged and lo <= merged[-1][1]:
+            last = merged[-1]
+            merged[-1] = (last[0], max(last[1], hi), [*last[2], row_id])
+        else:
+            merged.append((lo, hi, [row_id]))
+    done: list[tuple[datetime, datetime]] = []
+    for lo, hi, ids in merged:
+        refresh_rollup(conn, lo, hi)
+        conn.execute("DELETE FROM rollup_pending WHERE id = ANY(%s)", (ids,))
+        done.append((lo, hi))
+    return done
+
+
 @dataclass(frozen=True)
 class MaintenanceReport:
     mode: StorageMode
     partitions_created: int
     dropped: list[str]
+    late_ranges: list[tuple[datetime, datetime]] = field(default_factory=list)
+    # TimescaleDB mode: the policy jobs, and the ones Yiju ran itself because the scheduler's failed
+    jobs: list[JobHealth] = field(default_factory=list)
+    fallback_runs: list[FallbackRun] = field(default_factory=list)
 
 
 def run_maintenance(
     conn: psycopg.Connection[Any], settings: DatabaseSettings, now: datetime | None = None
 ) -> MaintenanceReport:
-    """One round of upkeep for partitioned mode: partitions ahead, retention, the recent rollup
-    buckets. TimescaleDB mode needs none: its own background jobs do all of it."""
+    """One round of upkeep. Both modes: the rollup ranges that late data made stale.
+
+    Partitioned mode: partitions ahead, retention, the recent rollup buckets. TimescaleDB mode: its
+    background jobs do that, and this runs the policy jobs whose scheduled runs fail (storage/tsdb.py).
+    """
     now = now or datetime.now(UTC)
     mode = storage_mode(conn)
     if mode == "timescaledb":
-        return MaintenanceReport(mode, 0, [])
+        late = refresh_pending(conn)
+        jobs = job_health(conn)
+        runs = [run_job(conn, job) for job in jobs if needs_fallback(job, now)]
+        return MaintenanceReport(mode, 0, [], late, jobs, runs)
     created = 0
     for table in SERIES_TABLES:
         created += len(ensure_partitions(conn, table.name, now - settings.chunk_interval, now, settings))
     dropped = drop_expired(conn, settings, now)
     refresh_rollup(conn, now - ROLLUP_RECENT_WINDOW, now)
-    return MaintenanceReport(mode, created, dropped)
+    late = refresh_pending(conn)
+    return MaintenanceReport(mode, created, dropped, late)

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from urllib.parse import urlsplit
 
 from ingest.mqtt_adapter import probe_broker
 from storage.migrate import pending
 from storage.status import community_alert_overrides, database_status
+from storage.tsdb import policy_jobs
 from yiju.errors import YijuError
 from yiju.parameters import unsourced_defaults
 from yiju.settings import Settings
@@ -85,6 +87,20 @@ def _default_checks(url: str, settings: Settings) -> list[Check]:
     return checks
 
 
+def _job_checks(url: str, now: datetime) -> list[Check]:
+    """A policy that has not succeeded within twice its schedule interval fails, named with its last
+    error (issue 14: every scheduled run failed on PostgreSQL 15.20 and nothing said so)."""
+    try:
+        jobs = policy_jobs(url)
+    except YijuError as exc:
+        return [Check(False, "jobs", str(exc))]
+    overdue = [job for job in jobs if job.overdue(now)]
+    if not overdue:
+        ok = f"{len(jobs)} TimescaleDB policies succeeded within twice their interval"
+        return [Check(True, "jobs", ok)]
+    return [Check(False, "jobs", job.describe(now)) for job in overdue]
+
+
 def _database_checks(url: str) -> list[Check]:
     try:
         status = database_status(url)
@@ -105,6 +121,8 @@ def _database_checks(url: str) -> list[Check]:
         checks.append(Check(False, "schema", "not migrated: run `yiju db migrate`"))
         return checks
     checks.append(Check(True, "storage", f"mode {status.storage_mode}: {status.storage_mode_reason}"))
+    if status.storage_mode == "timescaledb":
+        checks.extend(_job_checks(url, datetime.now(UTC)))
     try:
         todo = pending(url)
     except YijuError as exc:

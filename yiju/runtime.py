@@ -29,11 +29,11 @@ from ingest.service import IngestService
 from storage import commands as command_store
 from storage.db import connection
 from storage.migrate import pending
-from storage.timeseries import run_maintenance
 from yiju.errors import ConfigurationError, YijuError
 from yiju.metrics import DatabaseCollector, ProcessMetrics, UpkeepMetrics
 from yiju.settings import Settings
 from yiju.stack import Endpoints
+from yiju.upkeep import FallbackMetrics, StorageUpkeep
 
 log = logging.getLogger(__name__)
 
@@ -161,14 +161,16 @@ class Runtime:
             metrics=ingest_metrics(registry),
         )
         self.dispatcher = CommandDispatcher(endpoints.database_url, self.sender)
+        self.upkeep = StorageUpkeep(
+            endpoints.database_url, self.settings.database, FallbackMetrics.create(registry)
+        )
         self.maintenance = _Loop("storage-maintenance", MAINTENANCE_INTERVAL_S, self._maintain)
         self._started: list[Any] = []
 
     def _maintain(self) -> None:
         m, t0 = self.upkeep_metrics, time.perf_counter()
         try:
-            with connection(self.endpoints.database_url, autocommit=True) as conn:
-                run_maintenance(conn, self.settings.database)
+            self.upkeep.step()
         except BaseException:
             m.runs.labels("error").inc()
             raise

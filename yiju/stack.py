@@ -45,9 +45,20 @@ def _pid_alive(pid: int) -> bool:
 
 def resolve(settings: Settings) -> Endpoints:
     """The URLs to use: the settings where given, else those of a running local stack."""
+    db_url, mqtt_url, source = _resolve(settings, need_broker=True)
+    assert mqtt_url is not None
+    return Endpoints(db_url, mqtt_url, source)
+
+
+def resolve_database(settings: Settings) -> str:
+    """The database URL alone, for commands that never use the broker (`yiju db migrate`, …)."""
+    return _resolve(settings, need_broker=False)[0]
+
+
+def _resolve(settings: Settings, *, need_broker: bool) -> tuple[str, str | None, str]:
     db_url, mqtt_url = settings.database.url, settings.mqtt.url
-    if db_url and mqtt_url:
-        return Endpoints(db_url, mqtt_url, "settings")
+    if db_url and (mqtt_url or not need_broker):
+        return db_url, mqtt_url, "settings"
     recorded: dict[str, object] = {}
     path = _stack_file(settings)
     if path.exists():
@@ -57,14 +68,13 @@ def resolve(settings: Settings) -> Endpoints:
             recorded = {}
     pid = recorded.get("pid")
     if isinstance(pid, int) and _pid_alive(pid):
-        return Endpoints(
+        return (
             db_url or str(recorded["database_url"]),
             mqtt_url or str(recorded["mqtt_url"]),
             f"local stack (pid {pid}, {path})",
         )
-    missing = [
-        name for name, value in (("YIJU_DATABASE__URL", db_url), ("YIJU_MQTT__URL", mqtt_url)) if not value
-    ]
+    wanted = (("YIJU_DATABASE__URL", db_url), ("YIJU_MQTT__URL", mqtt_url if need_broker else "-"))
+    missing = [name for name, value in wanted if not value]
     raise ConfigurationError(
         f"{' and '.join(missing)} not set and no local stack is running under {settings.state_dir}: "
         "start one with `yiju demo` (or `./dev demo`), or point Yiju at your servers"

@@ -84,12 +84,11 @@ def _cmd_compliance(args: argparse.Namespace, settings: Settings) -> int:
     from storage import findings
     from storage.db import connection
     from storage.registry import require_community
-    from yiju.stack import resolve
+    from yiju.stack import resolve_database
 
     window = parse_window(args.window)
     end = datetime.now(UTC)
-    endpoints = resolve(settings)
-    with connection(endpoints.database_url) as conn:
+    with connection(resolve_database(settings)) as conn:
         community = require_community(conn, args.community)
         summary = findings.compliance_summary(conn, community.id, end - window, end)
     if args.json:

@@ -17,10 +17,9 @@ if TYPE_CHECKING:
 
 def _cmd_migrate(args: argparse.Namespace, settings: Settings) -> int:
     from storage.migrate import migrate
-    from yiju.stack import resolve
+    from yiju.stack import resolve_database
 
-    endpoints = resolve(settings)
-    report = migrate(endpoints.database_url, settings.database)
+    report = migrate(resolve_database(settings), settings.database)
     print(f"storage mode: {report.mode} ({report.mode_reason})")
     if report.applied:
         for m in report.applied:
@@ -33,17 +32,25 @@ def _cmd_migrate(args: argparse.Namespace, settings: Settings) -> int:
 def _cmd_maintain(args: argparse.Namespace, settings: Settings) -> int:
     from storage.db import connection
     from storage.timeseries import run_maintenance
-    from yiju.stack import resolve
+    from yiju.stack import resolve_database
 
-    endpoints = resolve(settings)
-    with connection(endpoints.database_url, autocommit=True) as conn:
+    with connection(resolve_database(settings), autocommit=True) as conn:
         report = run_maintenance(conn, settings.database)
     if report.mode == "timescaledb":
         print("storage mode timescaledb: compression, retention and rollups run as TimescaleDB jobs")
+        failing = [job for job in report.jobs if job.last_run_status == "Failed"]
+        print(f"policy jobs: {len(report.jobs)}, last scheduled run failed: {len(failing)}")
+        for run in report.fallback_runs:
+            outcome = "ok" if run.ok else f"FAILED: {run.error}"
+            what = f"job {run.job_id} {run.proc_name} on {run.target}"
+            print(f"ran {what} itself ({run.seconds:.1f} s): {outcome}")
     else:
         print(
             f"partitions created: {report.partitions_created}; dropped: {', '.join(report.dropped) or 'none'}"
         )
+    print(f"rollup ranges refreshed for late data: {len(report.late_ranges)}")
+    if any(not run.ok for run in report.fallback_runs):
+        return 1
     return 0
 
 
@@ -95,7 +102,8 @@ def register(sub: Subparsers) -> None:
         handler=_cmd_migrate
     )
     db_sub.add_parser(
-        "maintain", help="one round of partition upkeep, retention and rollups (partitioned mode)"
+        "maintain",
+        help="one round of upkeep: partitions, retention, late rollups; TimescaleDB: run failing policy jobs",
     ).set_defaults(handler=_cmd_maintain)
 
     sub.add_parser("doctor", help="check the database, its storage mode and the broker").set_defaults(
