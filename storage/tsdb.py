@@ -204,13 +204,16 @@ class JobHealth:
 
 def job_health(conn: psycopg.Connection[Any]) -> list[JobHealth]:
     """Every policy job on Yiju's tables and aggregate (TimescaleDB's own jobs are not Yiju's)."""
+    # History rows of runs that never started carry PostgreSQL's epoch (2000-01-01) or no outcome, and
+    # timestamps may be ±infinity (never): both are left out, or `since` would be decades ago.
     rows = conn.execute(
         """
         SELECT j.job_id, j.proc_name, j.hypertable_name, j.schedule_interval,
                nullif(s.last_successful_finish, '-infinity'), s.last_run_status,
                (SELECT min(h.start_time) FROM timescaledb_information.job_history h
-                 WHERE h.job_id = j.job_id),
-               j.next_start, e.sqlerrcode, e.err_message, e.finish_time,
+                 WHERE h.job_id = j.job_id AND h.succeeded IS NOT NULL AND h.start_time > '2000-01-01'),
+               nullif(nullif(j.next_start, '-infinity'), 'infinity'), e.sqlerrcode, e.err_message,
+               nullif(e.finish_time, '-infinity'),
                r.finished_at, r.ok
         FROM timescaledb_information.jobs j
         LEFT JOIN timescaledb_information.job_stats s ON s.job_id = j.job_id
