@@ -117,7 +117,9 @@ def main() -> None:
             old_ms: list[float] = []
             new_ms: list[float] = []
             new_wall_ms: list[float] = []
-            old_plan = new_plan = ""
+            nojit_ms: list[float] = []
+            old_nojit_ms: list[float] = []
+            old_plan = new_plan = nojit_plan = ""
             for _ in range(args.runs):  # interleaved, so both see the same machine
                 ms, old_plan = _explain_ms(conn, OLD_QUERY, (community, start, end))
                 old_ms.append(ms)
@@ -126,10 +128,18 @@ def main() -> None:
                 new_wall_ms.append(1000 * (time.perf_counter() - t))
                 ms, new_plan = _explain_ms(conn, _new_query(), _new_params(community, start, end))
                 new_ms.append(ms)
+                conn.execute("SET jit = off")
+                ms, nojit_plan = _explain_ms(conn, _new_query(), _new_params(community, start, end))
+                nojit_ms.append(ms)
+                ms, _ = _explain_ms(conn, OLD_QUERY, (community, start, end))
+                old_nojit_ms.append(ms)
+                conn.execute("RESET jit")
             old = conn.execute(OLD_QUERY, (community, start, end)).fetchall()
             exact = _same(old, summary)
         if args.plans:
-            args.plans.write_text(f"-- before\n{old_plan}\n\n-- now\n{new_plan}\n")
+            args.plans.write_text(
+                f"-- before\n{old_plan}\n\n-- now\n{new_plan}\n\n-- now, jit off\n{nojit_plan}\n"
+            )
         result = {
             "mode": svc.default_mode if args.mode is None else args.mode,
             "postgresql": svc.pg_version,
@@ -141,6 +151,8 @@ def main() -> None:
             "fill_s": round(fill_s, 1),
             "before_db_ms_median": round(statistics.median(old_ms), 1),
             "now_db_ms_median": round(statistics.median(new_ms), 1),
+            "now_db_ms_median_jit_off": round(statistics.median(nojit_ms), 1),
+            "before_db_ms_median_jit_off": round(statistics.median(old_nojit_ms), 1),
             "now_wall_ms_median": round(statistics.median(new_wall_ms), 1),
             "ratio_before_over_now": round(statistics.median(old_ms) / statistics.median(new_ms), 1),
             "same_counts": exact,
