@@ -16,7 +16,9 @@ CHECKS = ("auto_cutoff", "fault_alarm", "cctv_retention")
 
 _NAIVE = """
     SELECT f.check_name, d.family, f.device_id, d.uid, count(*), count(*) FILTER (WHERE f.compliant),
-           max(f.measured_s)
+           max(f.measured_s),
+           coalesce(array_agg(DISTINCT f.channel ORDER BY f.channel)
+                    FILTER (WHERE NOT f.compliant AND f.channel > 0), '{}')
     FROM compliance_findings f JOIN devices d ON d.id = f.device_id
     WHERE f.community_id = %s AND f.observed_at >= %s AND f.observed_at < %s
     GROUP BY GROUPING SETS ((f.check_name), (f.check_name, d.family), (f.check_name, f.device_id, d.uid))
@@ -26,7 +28,7 @@ _NAIVE = """
 def _naive(
     conn: psycopg.Connection[Any], community: int, start: datetime, end: datetime
 ) -> set[tuple[Any, ...]]:
-    return {tuple(r) for r in conn.execute(_NAIVE, (community, start, end)).fetchall()}
+    return {(*r[:7], tuple(r[7])) for r in conn.execute(_NAIVE, (community, start, end)).fetchall()}
 
 
 def _summary(
@@ -35,12 +37,30 @@ def _summary(
     s = compliance_summary(conn, community, start, end)
     lines = [*s.by_check, *s.by_family]
     out = {
-        (x.check_name, x.family, x.device_id, x.device_uid, x.total, x.compliant, x.worst_measured_s)
+        (
+            x.check_name,
+            x.family,
+            x.device_id,
+            x.device_uid,
+            x.total,
+            x.compliant,
+            x.worst_measured_s,
+            x.failing_channels,
+        )
         for x in lines
     }
     # the summary lists only failing devices; compare those with the naive per-device lines that fail
     out |= {
-        (x.check_name, x.family, x.device_id, x.device_uid, x.total, x.compliant, x.worst_measured_s)
+        (
+            x.check_name,
+            x.family,
+            x.device_id,
+            x.device_uid,
+            x.total,
+            x.compliant,
+            x.worst_measured_s,
+            x.failing_channels,
+        )
         for x in s.failing_devices
     }
     return out
@@ -73,6 +93,7 @@ def _setup(conn: psycopg.Connection[Any], now: datetime) -> tuple[int, list[int]
             FindingRow(
                 community, device, rnd.choice(CHECKS), "k", rnd.random() < 0.9, at,
                 measured_s=round(rnd.uniform(0, 60), 3) if rnd.random() < 0.5 else None,
+                channel=rnd.choice((0, 0, 1, 2, 7)),
             )
         )  # fmt: skip
     # several statements, as the engine writes them
