@@ -43,7 +43,7 @@ log = logging.getLogger(__name__)
 # After a redelivery conflict, stay on the idempotent slow path this long (the broker redelivers a
 # whole in-flight window, which spans several batches).
 SLOW_PATH_HOLD_S = 10.0
-# Late points (older than the rollup's recent window) queue their hours in rollup_pending in the batch's
+# Late points (storage.timeseries.late_cutoff) queue their hours in rollup_pending in the batch's
 # transaction; the writer refreshes the queue at most this often (and the upkeep does too), in both
 # storage modes: TimescaleDB's refresh policy only looks back 3 days (issue 14 item 3).
 LATE_ROLLUP_INTERVAL_S = 30.0
@@ -398,7 +398,7 @@ class IngestWriter:
 
     def _queue_late(self, cur: psycopg.Cursor[Any], batch: WriteBatch) -> None:
         if batch.telemetry and queue_late_points(
-            cur, [r.ts for r in batch.telemetry if r.points], datetime.now(UTC)
+            cur, [r.ts for r in batch.telemetry if r.points], datetime.now(UTC), self._mode or "partitioned"
         ):
             self._late_queued = True
 

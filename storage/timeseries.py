@@ -288,13 +288,28 @@ def refresh_rollup(conn: psycopg.Connection[Any], start: datetime, end: datetime
         )
 
 
-def queue_late_points(cur: psycopg.Cursor[Any], times: list[datetime], now: datetime) -> int:
-    """Queue the rollup hours of points older than the recent window, in the caller's transaction.
+def late_cutoff(mode: str, now: datetime) -> datetime:
+    """Points older than this are late: nothing else would bring them into the rollup.
+
+    Partitioned mode: the upkeep recomputes only the recent window. TimescaleDB mode: the refresh
+    policy (or the upkeep running it when the scheduler fails) covers [now - 3 days, now - 1 hour]
+    every 15 minutes, so a point older than 3 days less two schedule intervals may fall out of the
+    window before the next run (a point just inside ingest's 3-day window was skipped, issue 14).
+    """
+    if mode == "timescaledb":
+        return now - (ROLLUP_REFRESH_WINDOW - 2 * ROLLUP_SCHEDULE)
+    return now - ROLLUP_RECENT_WINDOW
+
+
+def queue_late_points(
+    cur: psycopg.Cursor[Any], times: list[datetime], now: datetime, mode: str = "partitioned"
+) -> int:
+    """Queue the rollup hours of late points (`late_cutoff`), in the caller's transaction.
 
     Contiguous hours become one range, so a device flushing a long outage buffer queues one row and
     the refresh recomputes exactly those hours (issue 14 item 3). Returns the ranges queued.
     """
-    cutoff = now - ROLLUP_RECENT_WINDOW
+    cutoff = late_cutoff(mode, now)
     hours = sorted({_align_down(ts, ROLLUP_BUCKET) for ts in times if ts < cutoff})
     ranges: list[list[datetime]] = []
     for hour in hours:

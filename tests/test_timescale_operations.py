@@ -264,7 +264,7 @@ def test_late_points_refresh_exactly_their_hours(
         if storage_mode == "partitioned":
             run_maintenance(conn, settings)
         with conn.transaction(), conn.cursor() as cur:
-            queued = queue_late_points(cur, late, now)
+            queued = queue_late_points(cur, late, now, storage_mode)
             ranges = cur.execute("SELECT lo, hi FROM rollup_pending ORDER BY lo").fetchall()
             raise psycopg.Rollback
         hour = lambda ts: ts.replace(minute=0, second=0, microsecond=0)  # noqa: E731
