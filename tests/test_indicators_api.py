@@ -5,15 +5,19 @@ is refused with its reason, and the PDF is read back (text, page furniture, embe
 from __future__ import annotations
 
 import io
+import json
 import re
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import pypdf
+import pytest
 from fastapi.testclient import TestClient
 from test_api_support import World, audit_rows, client, world
 
 from storage.db import connect
 from storage.findings import FindingRow, insert_findings
+from yiju.cli import main
 
 __all__ = ["client", "world"]  # fixtures used by name
 
@@ -220,3 +224,33 @@ def test_pdf_reads_as_a_score_sheet(client: TestClient, world: World) -> None:
     english = client.get(f"{_url(world)}/indicator-report?format=pdf&lang=en", headers=world.auth("viewer_a"))
     text = pypdf.PdfReader(io.BytesIO(english.content)).pages[0].extract_text()
     assert "Page 1 of" in text
+
+
+def test_cli_writes_the_pdf_and_json_without_a_broker_setting(
+    world: World, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    monkeypatch.setenv("YIJU_DATABASE__URL", world.url)  # no YIJU_MQTT__URL: the report never uses it
+    out = tmp_path / "report.pdf"
+    assert main(["report", "indicators", "--community", "comm-a", "--out", str(out)]) == 0
+    assert pypdf.PdfReader(out).pages[0].extract_text().count("智慧社区指标核验报告") >= 1
+    assert "fingerprint" in capsys.readouterr().err
+    assert (
+        main(
+            [
+                "report",
+                "indicators",
+                "--community",
+                "comm-a",
+                "--format",
+                "json",
+                "--period",
+                "2026-11-01..2026-11-30",
+            ]
+        )
+        == 0
+    )
+    doc = json.loads(capsys.readouterr().out)
+    assert doc["community_code"] == "comm-a" and doc["period_start"].startswith("2026-11-01T00:00:00+08:00")
+    assert main(["report", "indicators", "--community", "comm-a", "--format", "pdf"]) == 1  # needs --out
+    assert "--out" in capsys.readouterr().err
+    assert main(["report", "indicators", "--community", "nope"]) == 1

@@ -24,15 +24,14 @@ def _cmd_indicators(args: argparse.Namespace, settings: Settings) -> int:
     from alerts.indicators.service import make_report
     from storage.db import connection
     from storage.registry import require_community
-    from yiju.stack import resolve
+    from yiju.stack import resolve_database
 
     out: Path | None = args.out
     if args.format == "pdf" and out is None:
         raise InputError("--format pdf needs --out FILE")
     overrides = {"fault_unit": args.fault_unit} if args.fault_unit else None
-    endpoints = resolve(settings)
     now = datetime.now(UTC)
-    with connection(endpoints.database_url) as conn:
+    with connection(resolve_database(settings)) as conn:  # the broker is never used here
         community = require_community(conn, args.community)
         start, end = parse_period(args.period, community.timezone, now)
         print(
