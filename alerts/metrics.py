@@ -13,6 +13,7 @@ PERSIST_BUCKETS_S = (0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 
 class AlertMetrics:
     evaluated: Counter
     duplicates: Counter
+    counter_restarts: Counter
     alarms_raised: Counter
     alarms_cleared: Counter
     findings: Counter
@@ -41,7 +42,10 @@ def alert_metrics(registry: CollectorRegistry) -> AlertMetrics:
 
     return AlertMetrics(
         evaluated=c("evaluated", "Messages evaluated by the rule core (replayed ones included)"),
-        duplicates=c("duplicates", "Messages skipped as already evaluated (sequence window)"),
+        duplicates=c("duplicates", "Messages skipped as already evaluated (same natural key ts, seq)"),
+        counter_restarts=c(
+            "counter_restarts", "Device sequence counters seen restarting (reboot, reset): new epochs"
+        ),
         alarms_raised=c("alarms_raised", "Alarm raises and repeat occurrences persisted"),
         alarms_cleared=c("alarms_cleared", "Alarms cleared by the engine"),
         findings=c("findings", "Compliance findings produced", ("compliant",)),

@@ -41,6 +41,7 @@ from alerts.config import AlertSettings, DeviceParams
 from alerts.core import clock, engine
 from alerts.core.implausible import out_of_range
 from alerts.core.model import (
+    Admit,
     ClearAlarm,
     DeviceContext,
     DeviceState,
@@ -115,6 +116,7 @@ _Work = list[tuple[DeviceContext, list[Output], datetime | None]]
 class EngineStats:
     processed: int = 0
     duplicates: int = 0
+    counter_restarts: int = 0  # messages that began a new sequence epoch (device reboot / reset)
     dropped: int = 0  # not evaluated: arrived while stopping / not running, or left when the DB was down
     errors: int = 0
     unknown_devices: int = 0
@@ -420,11 +422,14 @@ class AlertService:
                     pass  # stamped with its receive time (the device's was out of window): not device time
                 elif not self._watermark or ts <= self._watermark + max_lead or ts <= self._wall() + max_lead:
                     self._watermark = max(self._watermark, ts)
-                before = st.max_seq, st.seq_mask
                 outputs = engine.evaluate(ctx, st, msg, th)
-                if (st.max_seq, st.seq_mask) == before:
+                if st.last_admit is Admit.DUPLICATE:
                     self.stats.duplicates += 1
                     self.metrics.duplicates.inc()
+                elif st.last_admit is Admit.RESTART:
+                    self.stats.counter_restarts += 1
+                    self.metrics.counter_restarts.inc()
+                    log.info("device %s restarted its sequence counter at %d", ctx.uid, msg.seq)
                 received_at = msg.received_at
                 self.stats.processed += 1
                 self.metrics.evaluated.inc()

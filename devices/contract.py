@@ -114,9 +114,28 @@ def parse_topic(text: str, prefix: str) -> Topic:
     return Topic(prefix, CONTRACT_VERSION, community, device, chan)
 
 
+def loose_topic_ids(text: str, prefix: str) -> tuple[str | None, str | None]:
+    """(community, device) a topic names where it has the contract's shape up to them, whatever is
+    wrong after (version, channel, extra levels): whose a refused message is, for the dead-letter view."""
+    parts = text.split("/")
+    if len(parts) < 4 or parts[0] != prefix:
+        return None, None
+    community, device = parts[2], parts[3]
+    return (
+        community if _ID_RE.match(community) else None,
+        device if _ID_RE.match(device) else None,
+    )
+
+
 def subscriptions(prefix: str, shared_group: str | None = None) -> list[str]:
-    """The topic filters ingest subscribes to: every uplink channel, optionally as a shared group."""
-    filters = [f"{prefix}/v{CONTRACT_VERSION}/+/+/{c.value}" for c in UPLINK_CHANNELS]
+    """The topic filter ingest subscribes to: everything under the prefix, optionally as a shared group.
+
+    Not only the contract's uplink topics: whatever reaches the broker under the prefix — another
+    contract version, an unknown channel, a topic of the wrong shape — is received and dead-lettered
+    with its reason (`bad_topic`, `unsupported_version`), never left unseen. The broker ACL
+    (devices/credentials.py) lets devices and gateways write a subset of it; Yiju's own commands on
+    `cmd` topics come back too and are recognised as such (ingest.decode.Downlink)."""
+    filters = [f"{prefix}/#"]
     if shared_group:
         return [f"$share/{shared_group}/{f}" for f in filters]
     return filters

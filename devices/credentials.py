@@ -7,9 +7,12 @@
 - The iteration count is Mosquitto's own default (101): the broker runs PBKDF2 on every connect,
   and a reconnect storm of thousands of devices must stay cheap. This is safe because the
   passwords are random 144-bit tokens, not human choices: a stolen hash cannot be guessed back.
-- ACL: a device may write only its own uplink topics under its own community, and read only its
-  own `cmd`; the ingest service reads every uplink and writes every `cmd`; a gateway account
-  (multiplexed publishers, e.g. the simulator's load mode) writes every uplink and reads every `cmd`.
+- ACL: a device may write only its own uplink topics under its own community — in any contract
+  version, so that a device speaking another version reaches Yiju and is told so by a dead letter
+  (`unsupported_version`) instead of vanishing — and read only its own v1 `cmd`; the ingest service
+  reads everything under the prefix (what its subscription asks for, devices.contract.subscriptions)
+  and writes every `cmd`; a gateway account (multiplexed publishers, e.g. the simulator's load mode)
+  writes every uplink and reads every `cmd`. Nobody but ingest may write a `cmd` topic.
 """
 
 from __future__ import annotations
@@ -24,7 +27,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from enum import StrEnum
 
-from devices.contract import CONTRACT_VERSION, ID_PATTERN, UPLINK_CHANNELS, Channel
+from devices.contract import CONTRACT_VERSION, ID_PATTERN, UPLINK_CHANNELS, Channel, subscriptions
 
 PBKDF2_ITERATIONS = 101
 SALT_BYTES = 12
@@ -88,23 +91,28 @@ def password_file(devices: Iterable[DeviceAccount], services: Iterable[ServiceAc
 
 
 def device_topics(prefix: str, community: str, uid: str) -> tuple[list[str], list[str]]:
-    """(topics the device may write, topics it may read)."""
-    base = f"{prefix}/v{CONTRACT_VERSION}/{community}/{uid}"
-    return [f"{base}/{c.value}" for c in UPLINK_CHANNELS], [f"{base}/{Channel.COMMAND.value}"]
+    """(topic filters the device may write, topics it may read). The version level is a wildcard."""
+    writes = [f"{prefix}/+/{community}/{uid}/{c.value}" for c in UPLINK_CHANNELS]
+    return writes, [f"{prefix}/v{CONTRACT_VERSION}/{community}/{uid}/{Channel.COMMAND.value}"]
+
+
+def gateway_topics(prefix: str) -> tuple[list[str], list[str]]:
+    """(topic filters a gateway account may write, topic filters it may read)."""
+    writes = [f"{prefix}/+/+/+/{c.value}" for c in UPLINK_CHANNELS]
+    return writes, [f"{prefix}/v{CONTRACT_VERSION}/+/+/{Channel.COMMAND.value}"]
 
 
 def acl_file(prefix: str, devices: Iterable[DeviceAccount], services: Iterable[ServiceAccount] = ()) -> str:
     """A Mosquitto acl_file: `user` blocks with `topic read|write` lines (anything not listed is denied)."""
-    v = f"{prefix}/v{CONTRACT_VERSION}"
-    uplinks = [f"{v}/+/+/{c.value}" for c in UPLINK_CHANNELS]
-    commands = f"{v}/+/+/{Channel.COMMAND.value}"
+    commands = f"{prefix}/v{CONTRACT_VERSION}/+/+/{Channel.COMMAND.value}"
     out = [f"# Yiju MQTT ACL, contract v{CONTRACT_VERSION}, prefix {prefix!r}. Generated: do not edit."]
     for s in services:
         out += ["", f"user {_check_user(s.username)}"]
         if s.role is ServiceRole.INGEST:
-            out += [f"topic read {t}" for t in uplinks] + [f"topic write {commands}"]
+            out += [f"topic read {t}" for t in subscriptions(prefix)] + [f"topic write {commands}"]
         else:
-            out += [f"topic write {t}" for t in uplinks] + [f"topic read {commands}"]
+            writes, reads = gateway_topics(prefix)
+            out += [f"topic write {t}" for t in writes] + [f"topic read {t}" for t in reads]
     for d in devices:
         writes, reads = device_topics(prefix, _check_user(d.community), _check_user(d.uid))
         out += (

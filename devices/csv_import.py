@@ -6,8 +6,13 @@ or GB18030/GBK (what Chinese Excel writes by default), and Chinese column header
 
 Columns (header row, case-insensitive; only `device_uid` and `family` are required):
 device_uid, family, building, building_name, floor, unit, location_kind, location_code,
-location_name, model, vendor, install_date (YYYY-MM-DD or YYYY/MM/DD), retrofit, evacuation_route.
-Any other column is kept in the device's `metadata` (never dropped silently).
+location_name, model, vendor, install_date (YYYY-MM-DD or YYYY/MM/DD), retrofit, evacuation_route,
+and the Chinese headers in `_ALIASES`. Free text for the device's `metadata`: a remark column
+(`备注`, `note`, `remark`, …) or any column named `meta.<key>` (stored under `<key>`).
+
+Fail closed: any other header is refused with the list of known columns, so a misspelt column
+(`buildng`) cannot slip into `metadata` while the device lands without its building. A column without
+a header (Excel's trailing commas) is allowed only if it is empty on every row.
 
 A device without `location_code` is placed at its unit (`<building>-<floor>-<unit>`), its floor
 (`<building>-<floor>`) or its building (`<building>`), whichever is the most precise given.
@@ -51,6 +56,11 @@ _ALIASES: dict[str, str] = {
     "evacuation_route": "evacuation_route", "疏散通道": "evacuation_route",
 }  # fmt: skip
 REQUIRED = ("device_uid", "family")
+COLUMNS = tuple(dict.fromkeys(_ALIASES.values()))  # the canonical columns, in documentation order
+# Remark columns, kept in `metadata` under their header as written
+REMARK_COLUMNS = frozenset({"备注", "说明", "note", "notes", "remark", "remarks", "comment", "comments"})
+META_PREFIX = "meta."
+_NO_HEADER = "\x00"  # + position: a cell without a header (not a name anyone can write in a file)
 
 _FAMILY_ALIASES: dict[str, Family] = {
     "充电桩": Family.EBIKE_CHARGER, "充电柜": Family.EBIKE_CHARGER, "电动车充电桩": Family.EBIKE_CHARGER,
@@ -221,18 +231,38 @@ class _RowParser:
             return found
 
 
-def _columns(header: list[str]) -> list[str]:
+def _columns(header: list[str]) -> tuple[list[str], dict[str, str]]:
+    """The canonical name of every header cell, and the metadata columns → their metadata key."""
     columns: list[str] = []
-    for name in header:
-        key = name.strip().lower().replace(" ", "_")
-        columns.append(_ALIASES.get(key, _ALIASES.get(name.strip(), key)))
+    metadata: dict[str, str] = {}
+    unknown: list[str] = []
+    for position, name in enumerate(header):
+        raw = name.strip()
+        key = raw.lower().replace(" ", "_")
+        canonical = _ALIASES.get(key, _ALIASES.get(raw))
+        if canonical is None:
+            canonical = f"{META_PREFIX}{key}" if key else f"{_NO_HEADER}{position}"
+            if key in REMARK_COLUMNS:
+                metadata[canonical] = raw
+            elif key.startswith(META_PREFIX) and len(key) > len(META_PREFIX):
+                metadata[canonical] = raw[len(META_PREFIX) :].strip()
+            elif key:
+                unknown.append(raw)
+        columns.append(canonical)
+    if unknown:
+        raise CsvFileError(
+            f"unknown column(s): {', '.join(repr(u) for u in unknown)}; known columns: "
+            f"{', '.join(COLUMNS)} (Chinese headers such as 设备编号, 设备类型, 楼栋 work too); "
+            f"free text goes in a remark column ({', '.join(sorted(REMARK_COLUMNS))}) "
+            f"or in columns named {META_PREFIX}<key>"
+        )
     missing = [c for c in REQUIRED if c not in columns]
     if missing:
         raise CsvFileError(f"missing required column(s): {', '.join(missing)}")
     dup = sorted({c for c in columns if c and columns.count(c) > 1})
     if dup:
         raise CsvFileError(f"column(s) given twice: {', '.join(dup)}")
-    return columns
+    return columns, metadata
 
 
 def parse_csv(data: bytes, *, community: str) -> ImportPlan:
@@ -245,8 +275,7 @@ def parse_csv(data: bytes, *, community: str) -> ImportPlan:
         raise CsvFileError("the file is empty") from None
     except csv.Error as exc:
         raise CsvFileError(f"not a CSV file: {exc}") from exc
-    columns = _columns(header)
-    extra = [c for c in columns if c not in _ALIASES.values()]
+    columns, extra = _columns(header)
 
     errors: list[RowError] = []
     devices: list[DeviceRow] = []
@@ -298,11 +327,13 @@ def parse_csv(data: bytes, *, community: str) -> ImportPlan:
 def _parse_row(
     line: int,
     values: dict[str, str],
-    extra: list[str],
+    extra: dict[str, str],
     buildings: dict[str, BuildingRow],
     locations: dict[str, tuple[int, LocationRow]],
 ) -> tuple[BuildingRow | None, LocationRow | None, DeviceRow] | list[RowError]:
     p = _RowParser(line, values)
+    if any(c.startswith(_NO_HEADER) and v.strip() for c, v in values.items()):
+        p.errors.append(RowError(line, "*", "a value in a column without a header"))
     uid = p.ident("device_uid")
     if uid is None and not values.get("device_uid", "").strip():
         p.errors.append(RowError(line, "device_uid", "missing"))
@@ -354,7 +385,7 @@ def _parse_row(
         if seen is not None and _conflicts(seen[1], location, explicit_name=loc_name is not None):
             return [RowError(line, "location_code", f"{code!r} described differently on row {seen[0]}")]
 
-    metadata = {c: values[c].strip() for c in extra if values.get(c, "").strip()}
+    metadata = {key: values[c].strip() for c, key in extra.items() if values.get(c, "").strip()}
     return (
         building,
         location,

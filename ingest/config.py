@@ -55,13 +55,18 @@ class IngestSettings(BaseModel):
         "acceptance window; GB 50396-2007 §5.1.3 clocks err < 10 s/day",
     )
     registry_refresh_s: float = Field(
-        default=60.0, gt=0, description="Reload the device registry cache at least this often."
-    )
-    registry_miss_refresh_s: float = Field(
-        default=2.0,
+        default=60.0,
         gt=0,
-        description="An unknown device forces a registry reload, at most this often (a burst from an "
-        "unregistered device must not hammer the database).",
+        description="Reload the whole device registry cache at least this often (a safety net: changes "
+        "arrive as notifications when they commit).",
+    )
+    registry_miss_lookups_per_s: float = Field(
+        default=50.0,
+        gt=0,
+        description="A message of a device the registry cache does not know is looked up in the "
+        "database before it is dead-lettered unknown_device — at most this many lookups per second "
+        "(a flood of made-up device ids must not hammer the database). The cache itself follows the "
+        "registry's change notifications.",
     )
     presence_flush_s: float = Field(
         default=2.0,

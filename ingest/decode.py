@@ -9,8 +9,7 @@ parse. Every refusal carries a `DeadLetterReason`.
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -24,8 +23,10 @@ from devices.contract import (
     DeviceRef,
     Topic,
     TopicError,
+    loose_topic_ids,
     parse_topic,
 )
+from devices.envelope import CommandMessage
 from ingest.messages import RawMessage
 
 DETAIL_MAX_CHARS = 500
@@ -37,14 +38,41 @@ class Refusal:
     detail: str
     device_uid: str | None = None
     family: str | None = None
+    # whose it is: the registered device the topic names (its id and community), else the community
+    # the topic names if that is registered (resolved by ingest, `attribute`)
+    device_id: int | None = None
+    community_id: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Downlink:
+    """A command Yiju itself published on a `cmd` topic: ingest subscribes to everything under the
+    prefix (so nothing a device may publish goes unseen) and therefore sees its own downlink; it is
+    acknowledged and counted, not stored. Under the broker ACL no device may write a `cmd` topic."""
+
+    device_uid: str
 
 
 @dataclass(frozen=True, slots=True)
 class Registry:
-    """A snapshot of the device registry: accepted devices by uid, and the uids that are disabled."""
+    """The device registry as ingest caches it: accepted devices by uid, the uids that are disabled,
+    and community codes → ids. The owner (ingest.service) updates the containers in place under its
+    lock; readers only look up single keys."""
 
-    devices: Mapping[str, DeviceRef]
-    disabled: frozenset[str] = frozenset()
+    devices: dict[str, DeviceRef]
+    disabled: set[str] = field(default_factory=set)
+    communities: dict[str, int] = field(default_factory=dict)
+
+    def attribute(self, refusal: Refusal, topic: str, prefix: str) -> Refusal:
+        """The refusal with the device and community it concerns filled in, where they are known: the
+        registered device the topic (or the refusal) names, else the registered community it names."""
+        community, device_uid = loose_topic_ids(topic, prefix)
+        for uid in (refusal.device_uid, device_uid):
+            device = self.devices.get(uid) if uid is not None else None
+            if device is not None:
+                return replace(refusal, device_id=device.id, community_id=device.community_id)
+        cid = self.communities.get(community) if community is not None else None
+        return refusal if cid is None else replace(refusal, community_id=cid)
 
 
 class EdgeValidator:
@@ -75,7 +103,7 @@ class EdgeValidator:
 
     def validate(  # noqa: PLR0911, PLR0912 - one return per refusal reason reads best
         self, raw: RawMessage, registry: Registry, now: datetime
-    ) -> Decoded | Refusal:
+    ) -> Decoded | Refusal | Downlink:
         """`now` is the time the message was received (UTC)."""
         size = len(raw.payload)
         if size > self.max_payload_bytes:
@@ -86,7 +114,15 @@ class EdgeValidator:
             return Refusal(exc.reason, str(exc)[:DETAIL_MAX_CHARS])
         channel = topic.channel
         if channel is Channel.COMMAND:
-            return Refusal(DeadLetterReason.BAD_TOPIC, "cmd is a downlink channel", topic.device)
+            try:
+                CommandMessage.model_validate_json(raw.payload)
+            except (ValidationError, ValueError):
+                return Refusal(
+                    DeadLetterReason.BAD_TOPIC,
+                    "cmd is a downlink channel (and this is no command)",
+                    topic.device,
+                )
+            return Downlink(topic.device)
         device = registry.devices.get(topic.device)
         if device is None:
             if topic.device in registry.disabled:

@@ -7,9 +7,9 @@ from dataclasses import dataclass
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
-from devices.contract import Family
+from devices.contract import DeadLetterReason, Family
 
-UNKNOWN_FAMILY = "unknown"  # the family label of a refusal that names none (ingest.service)
+UNKNOWN_FAMILY = "unknown"  # the family label of a refusal that names no registered device
 
 LATENCY_BUCKETS_S = (0.005, 0.01, 0.025, 0.05, 0.1, 0.2, 0.3, 0.5, 0.75, 1.0, 1.5, 2.5, 5.0, 10.0, 30.0, 60.0)
 BATCH_BUCKETS = (1, 10, 50, 100, 250, 500, 1000, 2000, 5000, 10_000)
@@ -30,6 +30,9 @@ class IngestMetrics:
     connected: Gauge
     held: Gauge
     last_commit: Gauge
+    ignored: Counter
+    registry_lookups: Counter
+    registry_changes: Counter
 
 
 def ingest_metrics(registry: CollectorRegistry) -> IngestMetrics:
@@ -45,6 +48,11 @@ def ingest_metrics(registry: CollectorRegistry) -> IngestMetrics:
         m.written.labels(family.value, "stored")
     for kind in ("unavailable", "error"):
         m.db_errors.labels(kind)
+    # every dead-letter reason too, so a rate or an alert on any of them works before the first
+    # occurrence; the label values are the closed sets of families and reasons (bounded)
+    for family in [*(f.value for f in Family), UNKNOWN_FAMILY]:
+        for reason in DeadLetterReason:
+            m.dead_letters.labels(family, reason.value)
     return m
 
 
@@ -97,6 +105,24 @@ def _create(r: CollectorRegistry) -> IngestMetrics:
         last_commit=Gauge(
             "yiju_ingest_last_commit_timestamp_seconds",
             "When ingest last committed a batch (set to the start time at start)",
+            registry=r,
+        ),
+        ignored=Counter(
+            "yiju_ingest_ignored",
+            "Messages acknowledged but neither stored nor dead-lettered: Yiju's own commands (own_command)",
+            ["what"],
+            registry=r,
+        ),
+        registry_lookups=Counter(
+            "yiju_ingest_registry_lookups",
+            "Direct registry lookups of devices the cache did not know (found, not_found, over_budget)",
+            ["outcome"],
+            registry=r,
+        ),
+        registry_changes=Counter(
+            "yiju_ingest_registry_changes",
+            "Registry change notifications applied (devices, everything)",
+            ["kind"],
             registry=r,
         ),
     )

@@ -7,7 +7,14 @@ Threads, all owned here and stopped by `stop()`:
                                          builds batches (flush on size or age) → write queue (bounded)
     writer                             → commits a batch (retrying with back-off while the database is
                                          away), then acknowledges its messages in receipt order
-    housekeeping                       → registry refresh, offline sweep for silent devices
+    registry listener                  → LISTEN yiju_registry: devices registered, changed or
+                                         disabled reach the registry cache at their commit
+    housekeeping                       → periodic full registry refresh, offline sweep for silent devices
+
+Registry: the cache is loaded whole at start, updated from the registry's change notifications
+(storage.registry_events) and reloaded every `registry_refresh_s` as a safety net. A message whose
+device the cache does not know is looked up directly before it may be dead-lettered `unknown_device`
+(at most `registry_miss_lookups_per_s`): a dead letter must never be the result of Yiju's own lag.
 
 At-least-once: a message is acknowledged only after the batch holding it (its rows, or its dead
 letter) is committed. While the database is away nothing is acknowledged, the broker stops sending
@@ -24,28 +31,39 @@ import time
 from collections import deque
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from prometheus_client import CollectorRegistry
 
 from alerts.config import AlertSettings
 from devices.catalog import FAMILIES
 from devices.contract import Channel, DeadLetterReason, Decoded, DeviceRef, Family, subscriptions, topic
-from ingest.decode import EdgeValidator, Refusal, Registry, event_fields
+from ingest.decode import Downlink, EdgeValidator, Refusal, Registry, event_fields
 from ingest.handoff import HANDED_OFF, MessageSink, NullSink, hand_off_refusal
 from ingest.messages import RawMessage
-from ingest.metrics import IngestMetrics, ingest_metrics
+from ingest.metrics import UNKNOWN_FAMILY, IngestMetrics, ingest_metrics
 from ingest.mqtt_adapter import MqttConsumer
 from storage.db import connect
 from storage.dead_letters import DeadLetterRow
-from storage.ingest_writer import EventRow, IngestWriter, TelemetryRow, WriteBatch, load_ingest_registry
+from storage.ingest_writer import (
+    EventRow,
+    IngestWriter,
+    RegistryRow,
+    TelemetryRow,
+    WriteBatch,
+    load_community_ids,
+    load_ingest_registry,
+)
 from storage.presence import OfflineRule, PresenceRow, community_alert_overrides, mark_silent_offline
+from storage.registry_events import RegistryListener
 from yiju.errors import ConfigurationError, DatabaseUnavailable, StorageError, YijuError
+
+if TYPE_CHECKING:
+    import psycopg
 from yiju.settings import Settings
 
 log = logging.getLogger(__name__)
 
-UNKNOWN_FAMILY = "unknown"
 RAW_QUEUE_SLACK = 2  # the raw deque may exceed Receive Maximum by this factor before the callback waits
 STOP_TIMEOUT_S = 15.0
 
@@ -131,8 +149,16 @@ class IngestService:
         self._write_q: queue.Queue[_Pending | None] = queue.Queue(maxsize=self.cfg.write_queue_batches)
         self._stopping = threading.Event()  # stop taking new messages; flush what we have
         self._abort = threading.Event()  # give up on retries (stop deadline passed)
-        self._registry = Registry({})
+        self._registry = Registry({}, set(), {})
         self._registry_loaded_at = 0.0  # monotonic; 0 = never
+        # Every change of the cache (full reload, notified devices, a miss looked up) holds this lock
+        # across its database read and its update, so changes apply in the order they were read;
+        # the decoder reads without it (single-key lookups on dicts updated in place).
+        self._registry_lock = threading.Lock()
+        self._registry_conn: psycopg.Connection[Any] | None = None
+        self._listener = RegistryListener(database_url)
+        self._lookup_budget = float(self.cfg.registry_miss_lookups_per_s)
+        self._lookup_budget_at = time.monotonic()
         self._presence: dict[int, list[Any]] = {}
         self._points = {f: FAMILIES[f].points for f in Family}  # devices.catalog.points_of, minus a lookup
         self._now_epoch = -1.0
@@ -156,6 +182,7 @@ class IngestService:
         self.metrics.last_commit.set(time.time())
         for name, target in (
             ("ingest-writer", self._write_loop),
+            ("ingest-registry", self._listen_loop),
             ("ingest-decoder", self._decode_loop),
             ("ingest-housekeeping", self._housekeeping_loop),
         ):
@@ -173,13 +200,14 @@ class IngestService:
         self._raw_ready.set()
         deadline = time.monotonic() + timeout_s
         for t in self._threads:
-            if t.name != "ingest-housekeeping":
+            if t.name not in ("ingest-housekeeping", "ingest-registry"):
                 t.join(max(0.1, deadline - time.monotonic()))
         self._abort.set()
         for t in self._threads:
             t.join(5.0)
         self.consumer.stop()
         self.writer.close()
+        self._close_registry_conn()
         self._started = False
 
     def __enter__(self) -> IngestService:
@@ -216,45 +244,137 @@ class IngestService:
 
     # -- registry --------------------------------------------------------------------------------
 
+    def _registry_db(self, timeout_s: float) -> psycopg.Connection[Any]:
+        """The connection the registry reads use (under `_registry_lock`)."""
+        conn = self._registry_conn
+        if conn is None or conn.closed:
+            conn = self._registry_conn = connect(self.database_url, autocommit=True, timeout_s=timeout_s)
+        return conn
+
+    def _close_registry_conn(self) -> None:
+        with self._registry_lock:
+            if self._registry_conn is not None:
+                self._registry_conn.close()
+                self._registry_conn = None
+
     def _load_registry(self, timeout_s: float) -> bool:
-        try:
-            conn = connect(self.database_url, timeout_s=timeout_s)
-        except DatabaseUnavailable as exc:
-            log.warning("registry not refreshed: %s", exc)
-            return False
-        try:
-            rows = load_ingest_registry(conn)
-        except Exception as exc:  # noqa: BLE001 - any failure keeps the previous snapshot
-            log.warning("registry not refreshed: %s", exc)
-            return False
-        finally:
-            conn.close()
-        devices: dict[str, DeviceRef] = {}
-        disabled: set[str] = set()
+        """Reload the whole cache; False (keeping the previous one) if the database cannot be read."""
+        with self._registry_lock:
+            try:
+                conn = self._registry_db(timeout_s)
+                rows = load_ingest_registry(conn)
+                communities = load_community_ids(conn)
+            except (DatabaseUnavailable, StorageError) as exc:
+                log.warning("registry not refreshed: %s", exc)
+                self._drop_registry_conn()
+                return False
+            registry = Registry({}, set(), communities)
+            self._apply(registry, rows, ())
+            self._registry = registry
+            self._registry_loaded_at = time.monotonic()
+        return True
+
+    def _load_devices(self, uids: set[str], timeout_s: float) -> list[RegistryRow] | None:
+        """Read `uids` and apply what the registry says of them now (rows, or their absence)."""
+        with self._registry_lock:
+            try:
+                rows = load_ingest_registry(self._registry_db(timeout_s), sorted(uids))
+            except (DatabaseUnavailable, StorageError) as exc:
+                log.warning("registry lookup of %d device(s) failed: %s", len(uids), exc)
+                self._drop_registry_conn()
+                return None
+            self._apply(self._registry, rows, uids)
+        return rows
+
+    def _drop_registry_conn(self) -> None:
+        if self._registry_conn is not None:
+            self._registry_conn.close()
+            self._registry_conn = None
+
+    @staticmethod
+    def _apply(registry: Registry, rows: list[RegistryRow], asked: set[str] | tuple[()]) -> None:
+        """Write `rows` into the cache in place; uids `asked` for but not found are gone."""
+        devices, disabled = registry.devices, registry.disabled
+        found = set()
         for r in rows:
             try:
                 family = Family(r.family)
             except ValueError:
                 continue
+            found.add(r.uid)
             if r.enabled:
                 devices[r.uid] = DeviceRef(r.id, r.uid, r.community, r.community_id, family)
+                disabled.discard(r.uid)
             else:
                 disabled.add(r.uid)
-        self._registry = Registry(devices, frozenset(disabled))
-        self._registry_loaded_at = time.monotonic()
-        return True
+                devices.pop(r.uid, None)
+        for uid in set(asked) - found:
+            devices.pop(uid, None)
+            disabled.discard(uid)
 
-    def _ensure_registry(self, max_age_s: float) -> bool:
-        """Make the registry at most `max_age_s` old, waiting for the database if needed (a verdict of
-        'unknown device' must never rest on a registry that could not be read). False on stop."""
+    def _ensure_registry(self) -> bool:
+        """Wait until the registry has been loaded once (a verdict of 'unknown device' must never rest
+        on a registry that could not be read). False on stop."""
         backoff = self.cfg.db_retry_initial_s
-        while time.monotonic() - self._registry_loaded_at > max_age_s or not self._registry_loaded_at:
+        while not self._registry_loaded_at:
             if self._load_registry(timeout_s=2.0):
                 return True
             if self._abort.wait(backoff):
                 return False
             backoff = min(backoff * 2, self.cfg.db_retry_max_s)
         return True
+
+    def _look_up_unknown(self, uid: str) -> bool:
+        """A message of a device the cache does not know: ask the registry directly (waiting for the
+        database if it is away) unless the lookup budget is spent. True if the cache now knows it."""
+        now = time.monotonic()
+        rate = float(self.cfg.registry_miss_lookups_per_s)
+        self._lookup_budget = min(rate, self._lookup_budget + (now - self._lookup_budget_at) * rate)
+        self._lookup_budget_at = now
+        if self._lookup_budget < 1.0:
+            self.metrics.registry_lookups.labels("over_budget").inc()
+            return False
+        self._lookup_budget -= 1.0
+        backoff = self.cfg.db_retry_initial_s
+        while (rows := self._load_devices({uid}, timeout_s=2.0)) is None:
+            if self._abort.wait(backoff):
+                return False
+            backoff = min(backoff * 2, self.cfg.db_retry_max_s)
+        self.metrics.registry_lookups.labels("found" if rows else "not_found").inc()
+        return bool(rows)
+
+    # -- registry listener thread ------------------------------------------------------------------
+
+    def _listen_loop(self) -> None:
+        """LISTEN for registry changes and apply them; after every (re)connect reload everything, since
+        changes committed while nobody listened were not announced to us."""
+        backoff = self.cfg.db_retry_initial_s
+        while not self._abort.is_set():
+            try:
+                self._listener.open(timeout_s=2.0)
+            except DatabaseUnavailable as exc:
+                log.warning("registry changes not followed: %s; retrying", exc)
+                if self._abort.wait(backoff):
+                    break
+                backoff = min(backoff * 2, self.cfg.db_retry_max_s)
+                continue
+            backoff = self.cfg.db_retry_initial_s
+            self._load_registry(timeout_s=2.0)
+            try:
+                while not self._abort.is_set():
+                    changes = self._listener.wait(timeout_s=0.5)
+                    if not changes:
+                        continue
+                    if any(c.uids is None for c in changes):
+                        self.metrics.registry_changes.labels("everything").inc()
+                        self._load_registry(timeout_s=2.0)
+                    else:
+                        uids = set().union(*(c.uids or () for c in changes))
+                        self.metrics.registry_changes.labels("devices").inc()
+                        self._load_devices(uids, timeout_s=2.0)
+            except DatabaseUnavailable as exc:
+                log.warning("registry listener: %s; reconnecting", exc)
+        self._listener.close()
 
     # -- decoder thread ----------------------------------------------------------------------------
 
@@ -266,7 +386,7 @@ class IngestService:
             raise
 
     def _decode_loop_inner(self) -> None:
-        if not self._ensure_registry(self.cfg.registry_refresh_s):
+        if not self._ensure_registry():
             return
         cfg = self.cfg
         raw_q = self._raw
@@ -312,9 +432,13 @@ class IngestService:
         if (
             isinstance(result, Refusal)
             and result.reason is DeadLetterReason.UNKNOWN_DEVICE
-            and self._ensure_registry(self.cfg.registry_miss_refresh_s)
+            and result.device_uid is not None
+            and self._look_up_unknown(result.device_uid)
         ):
             result = self.validator.validate(raw, self._registry, now)
+        if isinstance(result, Downlink):
+            self.metrics.ignored.labels("own_command").inc()
+            return
         if isinstance(result, Refusal):
             family = result.family or UNKNOWN_FAMILY
             p.families[family] = p.families.get(family, 0) + 1
@@ -380,6 +504,7 @@ class IngestService:
         self, p: _Pending, topic_text: str, payload: bytes, now: datetime, refusal: Refusal
     ) -> None:
         keep = self.cfg.dead_letter_payload_bytes
+        refusal = self._registry.attribute(refusal, topic_text, self.prefix)
         p.batch.dead_letters.append(
             DeadLetterRow(
                 received_at=now,
@@ -390,6 +515,8 @@ class IngestService:
                 detail=refusal.detail,
                 device_uid=refusal.device_uid,
                 family=refusal.family,
+                community_id=refusal.community_id,
+                device_id=refusal.device_id,
             )
         )
         k = (refusal.family or UNKNOWN_FAMILY, refusal.reason.value)

@@ -13,8 +13,10 @@ from typing import Any
 import psycopg
 from psycopg.rows import dict_row
 
-DEAD_LETTER_COLUMNS = "received_at, topic, payload, payload_size, reason, detail, device_uid, family"
-DEAD_LETTER_TYPES = ["timestamptz", "text", "bytea", "int4", "text", "text", "text", "text"]
+DEAD_LETTER_COLUMNS = (
+    "received_at, topic, payload, payload_size, reason, detail, device_uid, family, community_id, device_id"
+)
+DEAD_LETTER_TYPES = ["timestamptz", "text", "bytea", "int4", "text", "text", "text", "text", "int8", "int4"]
 DETAIL_MAX_CHARS = 2000
 
 
@@ -28,6 +30,9 @@ class DeadLetterRow:
     detail: str
     device_uid: str | None = None
     family: str | None = None
+    # whose it is (API scope): the registered device the topic names, else the community it names
+    community_id: int | None = None
+    device_id: int | None = None
 
 
 def _text(value: str | None, limit: int = DETAIL_MAX_CHARS) -> str | None:
@@ -45,6 +50,8 @@ def dead_letter_record(row: DeadLetterRow) -> tuple[Any, ...]:
         _text(row.detail) or "",
         _text(row.device_uid, 200),
         _text(row.family, 64),
+        row.community_id,
+        row.device_id,
     )
 
 

@@ -23,6 +23,7 @@ import contextlib
 import json
 import logging
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, NamedTuple
@@ -437,11 +438,36 @@ class RegistryRow:
     enabled: bool
 
 
-def load_ingest_registry(conn: psycopg.Connection[Any]) -> list[RegistryRow]:
+def load_ingest_registry(
+    conn: psycopg.Connection[Any], uids: Sequence[str] | None = None
+) -> list[RegistryRow]:
     """Every device with its community code, for ingest's cached registry (disabled ones included,
-    so that their messages are refused as device_disabled rather than unknown_device)."""
-    rows = conn.execute(
+    so that their messages are refused as device_disabled rather than unknown_device); or only the
+    devices `uids` (a cache miss, a change notification). Raises `DatabaseUnavailable`/`StorageError`."""
+    query = (
         "SELECT d.uid, d.id, c.code, c.id, d.family, d.enabled "
         "FROM devices d JOIN communities c ON c.id = d.community_id"
-    ).fetchall()
+    )
+    try:
+        if uids is None:
+            rows = conn.execute(query).fetchall()
+        else:
+            rows = conn.execute(query + " WHERE d.uid = ANY(%s)", (list(uids),)).fetchall()
+    except psycopg.Error as exc:
+        raise _registry_error(exc) from exc
     return [RegistryRow(r[0], r[1], r[2], r[3], r[4], r[5]) for r in rows]
+
+
+def load_community_ids(conn: psycopg.Connection[Any]) -> dict[str, int]:
+    """Community code → id (to attribute dead letters that name no registered device)."""
+    try:
+        rows = conn.execute("SELECT code, id FROM communities").fetchall()
+    except psycopg.Error as exc:
+        raise _registry_error(exc) from exc
+    return {r[0]: int(r[1]) for r in rows}
+
+
+def _registry_error(exc: psycopg.Error) -> DatabaseUnavailable | StorageError:
+    if isinstance(exc, psycopg.OperationalError) or exc.sqlstate is None:
+        return DatabaseUnavailable(f"registry not read: {_first_line(exc)}")
+    return StorageError(f"registry not read: {_first_line(exc)}")

@@ -80,10 +80,10 @@ class Dev:
         self.outputs += out
         return out
 
-    def tele(self, at_s: float, **changes: Any) -> list[Output]:
+    def tele(self, at_s: float, *, seq: int | None = None, **changes: Any) -> list[Output]:
         data = copy.deepcopy(self.telemetry)
         data.update(changes)
-        return self._send(Channel.TELEMETRY, at_s, {"data": data})
+        return self._send(Channel.TELEMETRY, at_s, {"data": data}, seq)
 
     def port_tele(self, at_s: float, port: int, **changes: Any) -> list[Output]:
         data = copy.deepcopy(self.telemetry)
@@ -97,11 +97,13 @@ class Dev:
     ) -> list[Output]:
         return self._send(Channel.EVENT, at_s, {"event": event}, seq, claimed=claimed)
 
-    def status(self, at_s: float, state: str = "online", heartbeat_s: int | None = None) -> list[Output]:
+    def status(
+        self, at_s: float, state: str = "online", heartbeat_s: int | None = None, *, seq: int | None = None
+    ) -> list[Output]:
         fill: dict[str, Any] = {"state": state}
         if heartbeat_s:
             fill["heartbeat_s"] = heartbeat_s
-        return self._send(Channel.STATUS, at_s, fill)
+        return self._send(Channel.STATUS, at_s, fill, seq)
 
     def tick(self, at_s: float) -> list[Output]:
         out = engine.tick(self.ctx, self.st, (T0 + timedelta(seconds=at_s)).timestamp(), self.th)

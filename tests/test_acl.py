@@ -18,7 +18,7 @@ from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
 from paho.mqtt.reasoncodes import ReasonCode
 
 from devices import credentials
-from devices.contract import Channel, Family, topic
+from devices.contract import Channel, Family, subscriptions, topic
 from devices.samples import payload
 from storage import registry
 from storage.db import connection
@@ -144,6 +144,51 @@ def test_device_may_publish_only_its_own_topics(secured: tuple[MosquittoBroker, 
         assert not ingest.got(other) and not ingest.got(other_community)
         # the ingest account reads uplinks but cannot forge them
         assert ingest.publish(topic(PREFIX, "c1", "dev-b", Channel.EVENT), body) == NOT_AUTHORIZED
+    finally:
+        a.close()
+        ingest.close()
+
+
+def _matches(topic_filter: str, name: str) -> bool:
+    """MQTT topic filter matching (+ one level, # the rest)."""
+    f, t = topic_filter.split("/"), name.split("/")
+    for i, part in enumerate(f):
+        if part == "#":
+            return True
+        if i >= len(t) or part not in ("+", t[i]):
+            return False
+    return len(f) == len(t)
+
+
+def test_ingest_subscribes_to_everything_the_acl_lets_devices_and_gateways_write() -> None:
+    writes = credentials.device_topics(PREFIX, "c1", "dev-a")[0] + credentials.gateway_topics(PREFIX)[0]
+    for w in writes:
+        example = w.replace("+", "v7")  # any instance of the filter
+        assert any(_matches(f, example) for f in subscriptions(PREFIX)), w
+    # and ingest may read all of that under the generated ACL
+    acl = credentials.acl_file(
+        PREFIX, [], [credentials.ServiceAccount("i", credentials.ServiceRole.INGEST, "h")]
+    )
+    assert {f"topic read {f}" for f in subscriptions(PREFIX)} <= set(acl.splitlines())
+
+
+def test_a_device_on_another_contract_version_reaches_ingest(
+    secured: tuple[MosquittoBroker, dict[str, str]],
+) -> None:
+    """So it is dead-lettered `unsupported_version` (not refused unseen by the broker); an unknown
+    channel is refused by the broker itself (0x87), which the device sees."""
+    broker, pw = secured
+    ingest = Client(broker.port, "ingest", pw["ingest"])
+    a = Client(broker.port, "dev-a", pw["dev-a"])
+    try:
+        (sub,) = subscriptions(PREFIX)
+        assert ingest.subscribe(sub) == [1]
+        body = payload(Family.SMOKE_ALARM, Channel.TELEMETRY, device="dev-a")
+        v2 = f"{PREFIX}/v2/c1/dev-a/telemetry"
+        assert a.publish(v2, body) == 0
+        assert a.publish(f"{PREFIX}/v1/c1/dev-a/bogus", body) == NOT_AUTHORIZED
+        assert a.publish(f"{PREFIX}/v2/c1/dev-b/telemetry", body) == NOT_AUTHORIZED
+        _wait(lambda: ingest.got(v2), "the v2 message at ingest")
     finally:
         a.close()
         ingest.close()

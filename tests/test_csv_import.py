@@ -111,6 +111,14 @@ def test_every_bad_row_is_reported_and_good_rows_kept() -> None:
     assert str(dup).startswith("row 11, column device_uid:")
 
 
+def test_free_text_goes_to_metadata_only_through_named_columns() -> None:
+    text = "device_uid,family,meta.owner,Remark,,\nX,light,张三,东门,,\nY,light,,,,stray\n"
+    plan = parse_csv(text.encode(), community="c1")
+    assert [d.metadata for d in plan.devices] == [{"owner": "张三", "Remark": "东门"}]
+    # Excel's trailing empty columns are fine; a value under a column without a header is not
+    assert [(e.row, e.column) for e in plan.errors] == [(3, "*")]
+
+
 @pytest.mark.parametrize(
     ("content", "message"),
     [
@@ -118,6 +126,15 @@ def test_every_bad_row_is_reported_and_good_rows_kept() -> None:
         (b"uid,building\nX,B1\n", "missing required column"),
         (b"uid,family,device_id\nX,light,Y\n", "given twice"),
         (b"\xff\xfe\x00\x00garbage\xff", "neither UTF-8"),
+        # fail closed: a misspelt column is refused, naming the known ones (not kept as metadata)
+        (
+            b"device_uid,family,buildng\nX,light,B1\n",
+            r"unknown column\(s\): 'buildng'; known columns: device_uid",
+        ),
+        (
+            "设备编号,设备类型,楼层号\nX,light,3\n".encode(),
+            "unknown column.*'楼层号'.*building, building_name",
+        ),
     ],
 )
 def test_unusable_files_are_refused_whole(content: bytes, message: str) -> None:

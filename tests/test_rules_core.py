@@ -5,11 +5,12 @@ from __future__ import annotations
 import json
 from datetime import timedelta
 
+import pytest
 from rules_kit import T0, Dev
 
 from alerts.config import AlertSettings
 from alerts.core import engine
-from alerts.core.model import DeviceState, Linkage
+from alerts.core.model import Admit, DeviceState, Linkage, RaiseAlarm
 from devices.contract import Family
 
 F = Family
@@ -401,15 +402,15 @@ def test_flapping_alarm_is_held_open_until_quiet() -> None:
 
 def test_state_json_roundtrip_and_settings_overrides() -> None:
     st = DeviceState()
-    st.seen(5)
+    st.admit(5, 100.0)
     st.open["fire_alarm"] = 1.0
     st.marks["x"] = [1, 2.0]
     again = DeviceState.from_json(json.loads(json.dumps(st.to_json())))
-    assert (again.max_seq, again.open, again.marks, again.seen(5)) == (
+    assert (again.max_seq, again.open, again.marks, again.admit(5, 100.0)) == (
         5,
         {"fire_alarm": 1.0},
         {"x": [1, 2.0]},
-        True,
+        Admit.DUPLICATE,
     )
     th = AlertSettings().with_overrides({"ebike_charger": {"port_over_temp_c": 70.0}, "tick_s": 0.5})
     assert th.ebike_charger.port_over_temp_c == 70.0 and th.ebike_charger.over_temp_confirm_s == 30.0
@@ -464,3 +465,76 @@ def test_next_due_is_never_later_than_the_first_tick_that_produces_something() -
         for at in (T0.timestamp() + 1, due - 0.5):
             assert engine.tick(d.ctx, probe, at, d.th) == [], (d.family, at, due)
         assert engine.tick(d.ctx, probe, due + 0.01, d.th) != [], d.family
+
+
+# ----------------------------------------------------------------------------- sequence epochs (issue 9.1)
+
+
+def _counted_to(d: Dev, last: int) -> float:
+    """The device has sent seq … `last` (the final 70, enough to fill the 64-wide window), one per 10 s;
+    returns the time of the last."""
+    at = 0.0
+    for seq in range(max(0, last - 70), last + 1):
+        at += 10
+        d.tele(at, seq=seq)
+    return at
+
+
+@pytest.mark.parametrize("restart_at", [0, 1])
+@pytest.mark.parametrize("counter", [10, 63, 64, 10_000])
+def test_a_restarted_counter_starts_a_new_epoch_and_its_alarms_are_raised(
+    counter: int, restart_at: int
+) -> None:
+    d = Dev(F.SMOKE_ALARM)
+    at = _counted_to(d, counter)
+    d.status(at + 5, "offline", seq=counter + 1)  # powered off: the Last Will
+    assert d.raised(ignore=()) == ["device_offline"]
+    d.restart()  # and the engine restarted meanwhile: the epoch comes back from the stored state
+    # rebooted: the counter starts again, the clock has moved on
+    d.status(at + 60, seq=restart_at)
+    assert d.cleared() == ["device_offline"] and d.st.restarts == 1
+    fire = d.event(at + 70, seq=restart_at + 1, type="alarm", kind="smoke")
+    assert [o.type.value for o in fire if isinstance(o, RaiseAlarm)] == ["fire_alarm"]
+    assert [o.at for o in fire if isinstance(o, RaiseAlarm)] == [T0 + timedelta(seconds=at + 70)]
+    # a true redelivery after the restart is still suppressed, and so is a late copy from before it
+    assert d.event(at + 70, seq=restart_at + 1, type="alarm", kind="smoke") == []
+    assert d.tele(at, seq=counter) == []
+    assert d.st.last_admit is Admit.DUPLICATE
+    d.event(at + 80, seq=restart_at + 2, type="cleared", kind="smoke")
+    assert d.cleared() == ["device_offline", "fire_alarm"]
+
+
+def test_duplicates_follow_the_natural_key_not_the_number_alone() -> None:
+    st = DeviceState()
+    assert [st.admit(s, 100.0 + s) for s in range(5)] == [Admit.NEW] * 5
+    assert st.admit(3, 103.0) is Admit.DUPLICATE  # the same (ts, seq) again: a redelivery
+    assert st.admit(2, 500.0) is Admit.RESTART  # the same number at a later time: another message
+    assert st.admit(2, 500.0) is Admit.DUPLICATE
+    assert st.admit(4, 104.0) is Admit.DUPLICATE  # a late copy from the previous epoch
+    assert st.admit(5, 105.0) is Admit.NEW  # from before the restart, never evaluated (a late flush)
+    assert st.admit(5, 105.0) is Admit.DUPLICATE
+    assert st.admit(3, 501.0) is Admit.NEW  # the current epoch goes on undisturbed
+    # out-of-order flush inside one epoch: each message once
+    assert [st.admit(s, 500.0 + s) for s in (9, 6, 8, 6, 9)] == [Admit.NEW] * 3 + [Admit.DUPLICATE] * 2
+
+
+def test_an_online_announcement_starts_an_epoch_but_its_retained_copy_does_not() -> None:
+    d = Dev(F.ACCESS_DOOR)
+    _counted_to(d, 100)
+    d.status(2_000, seq=101)  # reconnect, counting on
+    d.restart()
+    assert d.status(2_000, seq=101) == [] and d.st.restarts == 0  # the retained status on re-subscribe
+    # a reboot whose clock came back wrong (behind the last message): the announcement says so
+    d.status(1_500, seq=0)
+    assert d.st.last_admit is Admit.RESTART
+    d.event(1_501, seq=1, type="forced_open")
+    assert d.raised() == ["door_forced_open"]
+
+
+def test_stored_state_of_the_previous_form_is_read() -> None:
+    """Form 1 (before epochs): highest seq and mask only; migration 0007 rewrites it the same way."""
+    t = (T0 + timedelta(seconds=630)).timestamp()
+    st = DeviceState.from_json({"t": t, "x": t, "s": 63, "k": (1 << 64) - 1, "h": 0, "o": {}, "m": {}})
+    assert st.admit(63, t) is Admit.DUPLICATE and st.admit(60, t - 30) is Admit.DUPLICATE
+    assert st.admit(0, t + 60) is Admit.RESTART
+    assert DeviceState.from_json(st.to_json()).to_json() == st.to_json()

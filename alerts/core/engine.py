@@ -26,7 +26,7 @@ from typing import Any
 
 from alerts.config import AlertSettings
 from alerts.core import cctv, charger, clock, door, elevator, faults, gas, light, linkage, smoke
-from alerts.core.model import DeviceContext, DeviceState, Linkage, Out, Output, RaiseAlarm, to_dt
+from alerts.core.model import Admit, DeviceContext, DeviceState, Linkage, Out, Output, RaiseAlarm, to_dt
 from devices.alarms import AlarmType
 from devices.contract import Channel, Decoded, Family
 from devices.envelope import StatusMessage
@@ -111,10 +111,15 @@ def _silence(ctx: DeviceContext, out: Out, st: DeviceState, now: float, th: Aler
 
 
 def evaluate(ctx: DeviceContext, st: DeviceState, msg: Decoded, th: AlertSettings) -> list[Output]:
-    """Evaluate one message of the device. Redelivered messages (same seq) produce nothing."""
-    if st.seen(msg.seq):
-        return []
+    """Evaluate one message of the device. A redelivered message (a natural key (ts, seq) already
+    evaluated) produces nothing; a restarted counter starts a new epoch (`DeviceState.admit`)."""
     ts = msg.ts.timestamp()
+    online = msg.channel is Channel.STATUS and msg.body.state == "online"
+    # the natural key is the device's own (ts, seq), also when ingest stamped the message with its
+    # receive time for a wrong clock (alerts.core.clock): a redelivery carries the same envelope
+    key_ts = (clock.claimed_ts(msg) or msg.ts).timestamp()
+    if st.admit(msg.seq, key_ts, online=online) is Admit.DUPLICATE:
+        return []
     out = _out(st, th)
     substituted = clock.observe(out, msg, st.last_ts, th)
     _deadlines(ctx, out, ts, th)  # obligations that expired before this message, in device time
@@ -210,7 +215,7 @@ def reject(
 ) -> list[Output]:
     """A reading of this device outside the physically possible range, refused at the edge (domain.md
     §5.2): raise `sensor_implausible`, held open until `implausible_clear_messages` good reports."""
-    if seq is not None and st.seen(seq):
+    if seq is not None and st.admit(seq, ts) is Admit.DUPLICATE:
         return []
     out = _out(st, th)
     st.last_ts = max(st.last_ts, ts)

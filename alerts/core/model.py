@@ -12,12 +12,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from enum import IntEnum
 from typing import Any
 
 from devices.alarms import ALARM_INFO, AlarmType, Check, Severity
 from devices.contract import Family
 
-SEQ_WINDOW = 64  # duplicate detection window (a 64-bit mask of recently seen sequence numbers)
+SEQ_WINDOW = 64  # duplicate detection window (a 64-bit mask of recently evaluated sequence numbers)
 
 
 def to_dt(ts: float) -> datetime:
@@ -119,62 +120,160 @@ Output = RaiseAlarm | ClearAlarm | Escalate | Finding | SendCommand | Linkage
 # State
 
 
+class Admit(IntEnum):
+    """What `DeviceState.admit` decided about a message."""
+
+    NEW = 0  # not evaluated before: evaluate it
+    DUPLICATE = 1  # the same natural key was already evaluated (a redelivery): skip it
+    RESTART = 2  # the device's counter restarted: a new epoch begins with this message; evaluate it
+
+
+@dataclass(slots=True)
+class SeqEpoch:
+    """One lifetime of a device's sequence counter (from a boot or factory reset to the next).
+
+    Within an epoch `seq` and `ts` rise together (the contract: +1 per message, original `ts` kept
+    when a buffer is flushed), so `seq` alone names a message of the epoch; the 64-bit `mask` remembers
+    which of the `SEQ_WINDOW` numbers up to `max_seq` were evaluated. `max_ts` is the newest device
+    time of the epoch, `start_ts` the time of the message that began it, `online` the natural key
+    (seq, ts) of its newest online announcement (the retained one the broker delivers again).
+    """
+
+    max_seq: int
+    mask: int
+    max_ts: float
+    start_ts: float
+    online: tuple[int, float] | None = None
+
+    def mark(self, seq: int) -> Admit:
+        """`seq` ≤ `max_seq`: a duplicate if its bit is set, else set it. Older than the window: NEW
+        (it cannot be ruled out, and a missed alarm is worse than a repeated evaluation)."""
+        back = self.max_seq - seq
+        if back >= SEQ_WINDOW:
+            return Admit.NEW
+        bit = 1 << back
+        if self.mask & bit:
+            return Admit.DUPLICATE
+        self.mask |= bit
+        return Admit.NEW
+
+    def advance(self, seq: int, ts: float) -> None:
+        shift = seq - self.max_seq
+        self.mask = ((self.mask << shift) | 1) & _MASK if shift < SEQ_WINDOW else 1
+        self.max_seq = seq
+        self.max_ts = max(self.max_ts, ts)
+
+    def to_json(self) -> list[Any]:
+        return [self.max_seq, self.mask, self.max_ts, self.start_ts, *(self.online or ())]
+
+    @classmethod
+    def from_json(cls, doc: list[Any]) -> SeqEpoch:
+        online = (int(doc[4]), float(doc[5])) if len(doc) >= 6 else None
+        return cls(int(doc[0]), int(doc[1]), float(doc[2]), float(doc[3]), online)
+
+
+_MASK = (1 << SEQ_WINDOW) - 1
+STATE_FORM = 2  # version of the serialised form (`to_json`); 1 = before sequence epochs
+
+
 class DeviceState:
     """Per-device rule state: small, with slots, serialisable.
 
     `open`: alarm types this engine has raised and not cleared (→ time raised).
     `marks`: timers, counters and pending obligations under short keys; values are floats or short
     lists of floats/ints/strings so that the whole state stays well under 2 KB for a typical device.
+    `epoch` / `prev_epoch`: duplicate detection on the contract's natural key (device, ts, seq), see
+    `admit`; the previous epoch is kept so that a late copy of a message from before a counter
+    restart is still recognised. `restarts` counts the counter restarts seen.
     """
 
-    __slots__ = ("heartbeat_s", "last_rx", "last_ts", "marks", "max_seq", "open", "seq_mask")
+    __slots__ = ("epoch", "heartbeat_s", "last_admit", "last_rx", "last_ts", "marks", "open", "prev_epoch",
+                 "restarts")  # fmt: skip
 
     def __init__(self) -> None:
         self.last_ts = 0.0
         self.last_rx = 0.0  # receipt time of the newest evaluated message (the service's replay filter)
-        self.max_seq = -1
-        self.seq_mask = 0
+        self.epoch: SeqEpoch | None = None
+        self.prev_epoch: SeqEpoch | None = None
+        self.restarts = 0
+        self.last_admit = Admit.NEW  # the verdict on the newest message (not persisted)
         self.heartbeat_s = 0  # 0: the family default
         self.open: dict[str, float] = {}
         self.marks: dict[str, Any] = {}
 
-    def seen(self, seq: int) -> bool:
-        """True if `seq` was already evaluated (redelivery); records it otherwise."""
-        if seq > self.max_seq:
-            shift = seq - self.max_seq
-            self.seq_mask = (
-                ((self.seq_mask << shift) | 1) & ((1 << SEQ_WINDOW) - 1) if shift < SEQ_WINDOW else 1
-            )
-            self.max_seq = seq
-            return False
-        back = self.max_seq - seq
-        if back >= SEQ_WINDOW:  # far behind: a device that restarted its counter; start again
-            self.max_seq, self.seq_mask = seq, 1
-            return False
-        bit = 1 << back
-        if self.seq_mask & bit:
-            return True
-        self.seq_mask |= bit
-        return False
+    @property
+    def max_seq(self) -> int:
+        return -1 if self.epoch is None else self.epoch.max_seq
+
+    def admit(self, seq: int, ts: float, *, online: bool = False) -> Admit:
+        """Decide whether the message (seq, ts) of this device was already evaluated, and record it.
+
+        Duplicates follow the natural key (device, ts, seq): only a message already evaluated is one.
+        A counter restart (reboot, factory reset, the simulator's second run) shows as a `seq` not
+        above the epoch's highest with a newer `ts`, or as an online announcement with a `seq` not above
+        the highest that is not the one already seen (a reboot whose clock came back wrong): it starts
+        a new epoch, and its messages are evaluated however low their numbers (docs/mqtt.md §3).
+        """
+        verdict = self._admit(seq, ts, online)
+        self.last_admit = verdict
+        return verdict
+
+    def _admit(self, seq: int, ts: float, online: bool) -> Admit:  # noqa: PLR0911 - one return per case
+        e, prev = self.epoch, self.prev_epoch
+        if e is None:
+            self.epoch = SeqEpoch(seq, 1, ts, ts, (seq, ts) if online else None)
+            return Admit.NEW
+        key = (seq, ts)
+        if online and (key == e.online or (prev is not None and key == prev.online)):
+            return Admit.DUPLICATE  # the retained status, delivered again on a re-subscription
+        if prev is not None and ts < e.start_ts:  # from before the restart: the previous epoch's
+            if seq > prev.max_seq:  # one it had not delivered yet (a buffer flushed late)
+                prev.advance(seq, ts)
+                return Admit.NEW
+            return prev.mark(seq)  # or a late copy
+        if seq > e.max_seq:
+            e.advance(seq, ts)
+            if online:
+                e.online = key
+            return Admit.NEW
+        if ts > e.max_ts or online:  # not above the highest number, but newer: a new counter
+            self.prev_epoch = e
+            self.epoch = SeqEpoch(seq, 1, ts, ts, key if online else None)
+            self.restarts += 1
+            return Admit.RESTART
+        return e.mark(seq)
 
     def to_json(self) -> dict[str, Any]:
-        return {
+        doc: dict[str, Any] = {
+            "v": STATE_FORM,
             "t": self.last_ts,
             "x": self.last_rx,
-            "s": self.max_seq,
-            "k": self.seq_mask,
             "h": self.heartbeat_s,
             "o": self.open,
             "m": self.marks,
         }
+        if self.epoch is not None:
+            doc["e"] = self.epoch.to_json()
+        if self.prev_epoch is not None:
+            doc["p"] = self.prev_epoch.to_json()
+        if self.restarts:
+            doc["n"] = self.restarts
+        return doc
 
     @classmethod
     def from_json(cls, doc: dict[str, Any]) -> DeviceState:
+        """Reads the current form and form 1 (`s` highest seq, `k` mask, no times: the newest device
+        time `t` stands in for the epoch's; migration 0007 rewrites stored form-1 states the same way)."""
         st = cls()
         st.last_ts = float(doc.get("t", 0.0))
         st.last_rx = float(doc.get("x", 0.0))
-        st.max_seq = int(doc.get("s", -1))
-        st.seq_mask = int(doc.get("k", 0))
+        if "e" in doc:
+            st.epoch = SeqEpoch.from_json(doc["e"])
+        elif int(doc.get("s", -1)) >= 0:
+            st.epoch = SeqEpoch(int(doc["s"]), int(doc.get("k", 0)), st.last_ts, 0.0)
+        if "p" in doc:
+            st.prev_epoch = SeqEpoch.from_json(doc["p"])
+        st.restarts = int(doc.get("n", 0))
         st.heartbeat_s = int(doc.get("h", 0))
         st.open = {str(k): float(v) for k, v in doc.get("o", {}).items()}
         st.marks = dict(doc.get("m", {}))

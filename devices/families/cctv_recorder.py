@@ -9,8 +9,9 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Literal
 
-from pydantic import AwareDatetime, Field, model_validator
+from pydantic import Field, model_validator
 
+from devices.envelope import DeviceTime
 from devices.families.common import Bool, Wire, ensure_unique
 
 CHANNELS_MAX = 256
@@ -22,8 +23,8 @@ class ChannelState(Wire):
     channel: ChannelNo
     online: Bool
     recording: Bool
-    earliest_recording: AwareDatetime | None = Field(default=None, description="Oldest footage still kept")
-    latest_recording: AwareDatetime | None = Field(default=None, description="Newest footage")
+    earliest_recording: DeviceTime | None = Field(default=None, description="Oldest footage still kept")
+    latest_recording: DeviceTime | None = Field(default=None, description="Newest footage")
 
     @model_validator(mode="after")
     def _ordered(self) -> ChannelState:
@@ -94,8 +95,8 @@ class Gap(Wire):
 
     type: Literal["gap"]
     channel: ChannelNo
-    start: AwareDatetime
-    end: AwareDatetime
+    start: DeviceTime
+    end: DeviceTime
 
     @model_validator(mode="after")
     def _ordered(self) -> Gap:

@@ -5,8 +5,9 @@ from __future__ import annotations
 from enum import StrEnum
 from typing import Annotated, Literal
 
-from pydantic import AwareDatetime, Field
+from pydantic import Field
 
+from devices.envelope import DeviceTime
 from devices.families.common import Bool, CodeInfo, Num, Percent, Seconds, TempC, Wire
 
 ResidualMa = Annotated[float, Field(strict=True, ge=0, le=10_000, allow_inf_nan=False)]
@@ -66,7 +67,7 @@ ALARM_KIND_INFO: dict[AlarmKind, CodeInfo] = {
 class Telemetry(Wire):
     state: State
     battery_pct: Percent | None = Field(default=None, description="None for mains-powered detectors")
-    battery_checked_at: AwareDatetime | None = Field(
+    battery_checked_at: DeviceTime | None = Field(
         default=None, description="Last battery self-check (GB 20517-2025 §5.11.1: period ≤ 24 h)"
     )
     residual_current_ma: ResidualMa | None = Field(default=None, description="Electrical-fire detectors, mA")
