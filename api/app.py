@@ -24,6 +24,7 @@ from api.auth.router import router as auth_router
 from api.commands.router import router as commands_router
 from api.communities.router import router as communities_router
 from api.compliance.router import router as compliance_router
+from api.dead_letters.router import router as dead_letters_router
 from api.devices.router import router as devices_router
 from api.errors import ERROR_RESPONSES, install_error_handlers
 from api.indicators.router import router as indicators_router
@@ -54,6 +55,7 @@ TAGS = [
     {"name": "alarms", "description": "Alarms, their lifecycle and history, and the live stream"},
     {"name": "compliance", "description": "Compliance check summaries (auto-cutoff, fault alarm, CCTV, …)"},
     {"name": "commands", "description": "Commands down to devices and their status"},
+    {"name": "dead letters", "description": "Inbound messages ingest refused, with the reason"},
 ]
 
 
@@ -107,6 +109,7 @@ def create_app(settings: Settings, metrics: ApiMetrics | None = None) -> FastAPI
         compliance_router,
         commands_router,
         indicators_router,
+        dead_letters_router,
     ):
         app.include_router(router, prefix=API_PREFIX)
 

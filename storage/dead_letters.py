@@ -6,6 +6,7 @@ refused message is acknowledged to the broker only once its dead letter is store
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -73,3 +74,63 @@ def dead_letter_counts(conn: psycopg.Connection[Any]) -> dict[str, int]:
     """Dead letters per reason."""
     rows = conn.execute("SELECT reason, count(*) FROM dead_letters GROUP BY reason").fetchall()
     return {str(r[0]): int(r[1]) for r in rows}
+
+
+@dataclass(frozen=True, slots=True)
+class DeadLetterFilter:
+    """What `list_dead_letters` returns. `community_ids` None: every community and the dead letters
+    that belong to none (an admin); otherwise only those communities'."""
+
+    community_ids: Sequence[int] | None
+    device_id: int | None = None
+    device_uid: str | None = None
+    reasons: Sequence[str] | None = None
+    since: datetime | None = None
+    until: datetime | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class StoredDeadLetter:
+    id: int
+    received_at: datetime
+    topic: str
+    payload: bytes
+    payload_size: int
+    reason: str
+    detail: str
+    device_uid: str | None
+    family: str | None
+    community_id: int | None
+    device_id: int | None
+
+
+def list_dead_letters(
+    conn: psycopg.Connection[Any], f: DeadLetterFilter, *, before_id: int | None, limit: int
+) -> list[StoredDeadLetter]:
+    """Newest first (by id: the order ingest wrote them), keyset-paged with `before_id`."""
+    with conn.cursor(row_factory=dict_row) as cur:
+        cur.execute(
+            "SELECT id, received_at, topic, payload, payload_size, reason, detail, device_uid, family, "
+            "community_id, device_id FROM dead_letters "
+            "WHERE (%(all)s OR community_id = ANY(%(cids)s)) "
+            "AND (%(device_id)s::integer IS NULL OR device_id = %(device_id)s) "
+            "AND (%(uid)s::text IS NULL OR device_uid = %(uid)s) "
+            "AND (%(reasons)s::text[] IS NULL OR reason = ANY(%(reasons)s)) "
+            "AND (%(since)s::timestamptz IS NULL OR received_at >= %(since)s) "
+            "AND (%(until)s::timestamptz IS NULL OR received_at < %(until)s) "
+            "AND (%(before)s::bigint IS NULL OR id < %(before)s) "
+            "ORDER BY id DESC LIMIT %(limit)s",
+            {
+                "all": f.community_ids is None,
+                "cids": list(f.community_ids or ()),
+                "device_id": f.device_id,
+                "uid": f.device_uid,
+                "reasons": list(f.reasons) if f.reasons else None,
+                "since": f.since,
+                "until": f.until,
+                "before": before_id,
+                "limit": limit,
+            },
+        )
+        rows = cur.fetchall()
+    return [StoredDeadLetter(**{**r, "payload": bytes(r["payload"])}) for r in rows]

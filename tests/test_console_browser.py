@@ -103,3 +103,35 @@ def test_alarm_appears_and_is_acknowledged_in_the_page(live: LiveServer, world: 
     expect(page.locator("#device-rows tr")).to_have_count(2)
     page.screenshot(path=str(ARTIFACTS / "console-phone-devices.png"), full_page=True)
     print(f"critical alarm on the board {appeared_s * 1000:.0f} ms after it was raised")
+
+
+def test_dead_letters_view_shows_the_communitys_refused_messages(
+    live: LiveServer, world: World, page: Page
+) -> None:
+    with connect(world.url, autocommit=True) as conn:
+        for cid, uid, reason in (
+            (world.ids["comm_a"], "smk-a1", "schema_violation"),
+            (world.ids["comm_a"], "ghost-1", "unknown_device"),
+            (world.ids["comm_b"], "smk-b1", "malformed_json"),
+        ):
+            conn.execute(
+                "INSERT INTO dead_letters (received_at, topic, payload, payload_size, reason, detail, "
+                "device_uid, community_id) VALUES (now(), %s, %s, 14, %s, 'seq: not an integer', %s, %s)",
+                (f"yiju/v1/x/{uid}/telemetry", b'{"seq": "123"}', reason, uid, cid),
+            )
+    page.goto(f"{live.base}/console/")
+    page.fill("input[name=username]", "operator_a")
+    page.fill("input[name=password]", PASSWORD)
+    page.click("button[type=submit]")
+    page.click("button[data-tab=deadletters]")
+    rows = page.locator("#dl-rows tr")
+    expect(rows).to_have_count(2)  # community B's is not shown
+    expect(page.locator("#dl-rows")).to_contain_text("字段不符合协议")
+    expect(page.locator("#dl-rows")).to_contain_text("未登记设备")
+    page.select_option("#dl-reason", "unknown_device")
+    expect(rows).to_have_count(1)
+    expect(rows.first).to_have_attribute("data-reason", "unknown_device")
+    page.locator("header .lang-toggle").click()
+    expect(page.locator("#tab-deadletters h2")).to_have_text("Refused device messages")
+    expect(rows.first).to_contain_text("Unknown device")
+    page.screenshot(path=str(ARTIFACTS / "console-dead-letters-en.png"), full_page=True)

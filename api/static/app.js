@@ -27,6 +27,14 @@ const I18N = {
     checks: { auto_cutoff: "自动断电", protection_config: "保护设置", fault_alarm: "故障报警",
               cctv_retention: "录像保存≥30天", linkage: "联动", rescue: "困人救援" },
     devicesUnit: "台设备", onlineUnit: "在线",
+    tabDeadLetters: "异常消息", deadLettersTitle: "被拒收的设备消息",
+    deadLettersHelp: "设备发来但未被接收的消息及原因（调试接入时查看）。", searchDeviceUid: "设备编号",
+    receivedAt: "接收时间", reason: "原因", topic: "主题", detailText: "说明", noDeadLetters: "没有被拒收的消息",
+    allReasons: "全部原因",
+    reasons: { malformed_json: "不是有效JSON", schema_violation: "字段不符合协议", unknown_device: "未登记设备",
+               topic_mismatch: "主题与设备不符", family_mismatch: "设备类型不符", timestamp_out_of_window: "时间戳超出范围",
+               oversize: "消息过大", bad_topic: "主题格式错误", unsupported_version: "协议版本不支持",
+               device_disabled: "设备已停用" },
   },
   en: {
     appName: "Yiju · Duty room", username: "Username", password: "Password", login: "Log in", logout: "Log out",
@@ -49,6 +57,14 @@ const I18N = {
     checks: { auto_cutoff: "Auto power-off", protection_config: "Protection settings", fault_alarm: "Fault alarm",
               cctv_retention: "CCTV retention ≥ 30 d", linkage: "Linkage", rescue: "Rescue timing" },
     devicesUnit: "devices", onlineUnit: "online",
+    tabDeadLetters: "Dead letters", deadLettersTitle: "Refused device messages",
+    deadLettersHelp: "Messages devices sent that were not accepted, with the reason (for commissioning).",
+    searchDeviceUid: "Device id", receivedAt: "Received", reason: "Reason", topic: "Topic", detailText: "Detail",
+    noDeadLetters: "No refused messages", allReasons: "All reasons",
+    reasons: { malformed_json: "Not valid JSON", schema_violation: "Schema violation", unknown_device: "Unknown device",
+               topic_mismatch: "Topic mismatch", family_mismatch: "Family mismatch",
+               timestamp_out_of_window: "Timestamp out of window", oversize: "Too large", bad_topic: "Bad topic",
+               unsupported_version: "Unsupported version", device_disabled: "Device disabled" },
   },
 };
 
@@ -62,6 +78,7 @@ const state = {
   stream: null,             // AbortController of the running stream
   tab: "board",
   devicesCursor: null,
+  deadLettersCursor: null,
   audio: null,
 };
 
@@ -428,6 +445,34 @@ async function loadCompliance() {
 }
 
 // ------------------------------------------------------------------------------------------------
+// Dead letters: what devices sent that ingest refused, with the reason (GET /dead-letters)
+
+function renderReasonFilter() {
+  const sel = $("#dl-reason");
+  const current = sel.value;
+  sel.innerHTML = [`<option value="">${esc(t("allReasons"))}</option>`].concat(
+    Object.entries(t("reasons")).map(([k, v]) => `<option value="${k}">${esc(v)}</option>`)).join("");
+  sel.value = current;
+}
+
+async function loadDeadLetters(append = false) {
+  const reason = $("#dl-reason").value;
+  const uid = $("#dl-device").value.trim();
+  const q = [communityQuery(), reason ? `reason=${reason}` : "", uid ? `device_uid=${encodeURIComponent(uid)}` : "",
+    append && state.deadLettersCursor ? `cursor=${state.deadLettersCursor}` : "", "limit=100"].filter(Boolean).join("&");
+  let page;
+  try { page = await api(`/dead-letters?${q}`); } catch (e) { if (e.status === 422) page = { items: [], next_cursor: null }; else throw e; }
+  state.deadLettersCursor = page.next_cursor;
+  $("#dl-more").hidden = !page.next_cursor;
+  const rows = page.items.map((d) => `<tr data-reason="${esc(d.reason)}">
+      <td>${esc(fmtTime(d.received_at))}</td><td>${esc(t("reasons")[d.reason] || d.reason)}</td>
+      <td>${esc(d.device_uid || "—")}</td><td class="mono">${esc(d.topic)}</td>
+      <td>${esc(d.detail)}${d.payload_text ? `<details><summary>payload</summary><pre>${esc(d.payload_text)}</pre></details>` : ""}</td></tr>`).join("");
+  if (append) $("#dl-rows").insertAdjacentHTML("beforeend", rows); else $("#dl-rows").innerHTML = rows;
+  $("#dl-empty").hidden = append || page.items.length > 0;
+}
+
+// ------------------------------------------------------------------------------------------------
 // Wiring
 
 function showTab(tab) {
@@ -436,6 +481,7 @@ function showTab(tab) {
   document.querySelectorAll(".tab").forEach((s) => { s.hidden = s.id !== `tab-${tab}`; });
   if (tab === "devices") { loadBuildings(); loadDevices(); }
   if (tab === "compliance") loadCompliance();
+  if (tab === "deadletters") { renderReasonFilter(); loadDeadLetters(); }
 }
 
 document.addEventListener("DOMContentLoaded", () => {
@@ -477,6 +523,10 @@ document.addEventListener("DOMContentLoaded", () => {
   $("#device-search").addEventListener("input", () => { clearTimeout(searchTimer); searchTimer = setTimeout(() => loadDevices(), 300); });
   $("#device-online").addEventListener("change", () => loadDevices());
   $("#devices-more").addEventListener("click", () => loadDevices(true));
+  $("#dl-reason").addEventListener("change", () => loadDeadLetters());
+  let dlTimer = null;
+  $("#dl-device").addEventListener("input", () => { clearTimeout(dlTimer); dlTimer = setTimeout(() => loadDeadLetters(), 300); });
+  $("#dl-more").addEventListener("click", () => loadDeadLetters(true));
   applyLang();
   if (state.token) start(); else $("#login-view").hidden = false;
 });
