@@ -4,7 +4,7 @@ exactly which alarms and compliance findings a correct engine must produce from 
 Ground-truth format (the contract with the engine's end-to-end tests):
 
     Scenario(name, description, community, start, end, devices, messages,
-             expected_alarms, expected_findings, expected_dead_letters, expected_rows)
+             expected_alarms, expected_findings, expected_dead_letters, expected_rows, registrations)
 
     ExpectedAlarm(type, device_uid, severity, earliest, latest, received=False)
         an alarm of `type` on the device whose first occurrence (alarms.first_at) lies in
@@ -19,6 +19,10 @@ Ground-truth format (the contract with the engine's end-to-end tests):
         one dead letter with that reason for the message published on `topic` (relative to the prefix).
     expected_rows: {"telemetry": n, "device_events": m} for the scenario's devices, when the
         scenario is about exact storage (duplicates must not create rows), else None.
+    Registration(at, device)
+        a device that is not in the compound's registry until `at`: whoever plays the scenario
+        registers it then (as POST /devices or a CSV import would), before publishing any message at
+        or after `at` — and its first messages follow at once.
 
 Matching rules: every expected item matches exactly one produced item (same type/check, kind, device,
 channel, compliant) inside its window; every alarm and finding the engine produces for
@@ -41,6 +45,7 @@ routes of that building (its unit doors), recall its elevators and force its com
 from __future__ import annotations
 
 import copy
+import json
 import random
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -107,6 +112,12 @@ class ExpectedDeadLetter:
 
 
 @dataclass(frozen=True, slots=True)
+class Registration:
+    at: datetime
+    device: SimDevice
+
+
+@dataclass(frozen=True, slots=True)
 class Scenario:
     name: str
     description: str
@@ -119,6 +130,7 @@ class Scenario:
     expected_findings: tuple[ExpectedFinding, ...] = ()
     expected_dead_letters: tuple[ExpectedDeadLetter, ...] = ()
     expected_rows: dict[str, int] | None = field(default=None, hash=False, compare=False)
+    registrations: tuple[Registration, ...] = ()
 
 
 # ---------------------------------------------------------------------------------------------
@@ -296,12 +308,22 @@ class Builder:
         self.findings: list[ExpectedFinding] = []
         self.dead: list[ExpectedDeadLetter] = []
         self.rows: dict[str, int] | None = None
+        self.registrations: list[Registration] = []
 
     def t(self, s: float) -> datetime:
         return self.start + timedelta(seconds=s)
 
     def add(self, msg: SimMessage) -> None:
         self.messages.append(msg)
+
+    def distinct_rows(self) -> dict[str, int]:
+        """Rows ingest stores for these messages: one per natural key (device, ts, seq) and table."""
+        keys: dict[str, set[tuple[str, str, int]]] = {"telemetry": set(), "device_events": set()}
+        for m in self.messages:
+            doc = json.loads(m.payload)
+            table = "telemetry" if m.channel is Channel.TELEMETRY else "device_events"
+            keys[table].add((m.device, doc["ts"], doc["seq"]))
+        return {table: len(k) for table, k in keys.items()}
 
     def script(self, device: SimDevice, *, online: bool = True) -> Script:
         sc = Script(self, device)
@@ -343,6 +365,7 @@ class Builder:
             tuple(self.findings),
             tuple(self.dead),
             self.rows,
+            tuple(self.registrations),
         )
 
 
@@ -1375,6 +1398,88 @@ def network_outage_flush(p: Picker, start: datetime) -> Scenario:
 
 def _resent(msg: SimMessage, at: datetime) -> SimMessage:
     return SimMessage(at, msg.community, msg.device, msg.channel, msg.payload, msg.retain, msg.raw_topic)
+
+
+# ---------------------------------------------------------------------------------------------
+# The alarm path (issue 9): counters that restart, devices registered a moment ago
+
+
+@scenario("counter_restart")
+def counter_restart(p: Picker, start: datetime) -> Scenario:
+    b = Builder(
+        "counter_restart",
+        p.compound,
+        start,
+        "Two doors restart their sequence counters (docs/mqtt.md: start at 0 after a factory reset; "
+        "also the demo's second run). Door A counts to 10, loses power (offline status), reboots and "
+        "announces itself online with seq 1; door B counts to 63 and carries on from 1 after a watchdog "
+        "reset. Both are then forced open: each forced-open alarm is raised, A's offline alarm clears, "
+        "and a redelivered copy (of the forced open, and of a message from before the restart) "
+        "changes nothing.",
+    )
+    a = b.script(p.take(Family.ACCESS_DOOR, lambda d: not on_route(p.compound, d)))  # seq 0–2
+    a.every(20, 160, 20)  # seq 3 … 10
+    b.add(a.em.status(a._at(190), "offline", reason="power_loss"))  # seq 11
+    b.alarm(A.DEVICE_OFFLINE, a.uid, 190)
+    a.em.seq = 0  # rebooted: the will takes 0, the online announcement 1
+    a.online(250)
+    a.event(260, type="forced_open")
+    forced = b.messages[-1]
+    a.tele(275, open=False, open_s=None)
+    b.add(_resent(forced, b.t(280)))  # a QoS 1 redelivery of the forced open, after it cleared
+    a.every(300, 660, 60)  # heartbeats on, so that it is not found silent before door B is done
+    b.alarm(A.DOOR_FORCED_OPEN, a.uid, 260)
+
+    d = b.script(p.take(Family.ACCESS_DOOR, lambda x: not on_route(p.compound, x)))  # seq 0–2
+    d.every(10, 610, 10)  # seq 3 … 63
+    before = b.messages[-1]
+    d.em.seq = 1
+    d.tele(620)  # seq 1 again, 10 s later: a new counter
+    d.event(630, type="forced_open")
+    d.tele(645, open=False, open_s=None)
+    b.add(_resent(before, b.t(650)))  # a late copy from before the restart
+    d.tele(660)
+    b.alarm(A.DOOR_FORCED_OPEN, d.uid, 630)
+    b.rows = b.distinct_rows()
+    return b.build()
+
+
+def on_route(compound: Compound, device: SimDevice) -> bool:
+    return compound.location(device.location).evacuation_route
+
+
+REGISTER_PROBES = 5
+
+
+@scenario("register_then_publish")
+def register_then_publish(p: Picker, start: datetime) -> Scenario:
+    b = Builder(
+        "register_then_publish",
+        p.compound,
+        start,
+        f"{REGISTER_PROBES} new doors are registered one after another, 2 s apart, and each connects at "
+        "once (retained online status and a report at the instant of its registration), then is "
+        "forced open: no message is dead-lettered unknown_device, every forced-open alarm is raised.",
+    )
+    shed = next(x for x in p.compound.locations if x.kind == "shed")
+    for i in range(REGISTER_PROBES):
+        device = SimDevice(
+            f"{p.compound.community.code}-newdoor-{i:02d}",
+            p.compound.community.code,
+            Family.ACCESS_DOOR,
+            shed.code,
+            "DS-K1T",
+            "海康威视",
+        )
+        at = 60.0 + 2 * i
+        b.registrations.append(Registration(b.t(at), device))
+        door = b.script(device, online=False).online(at).tele(at)
+        door.event(at + 1, type="forced_open")
+        door.tele(at + 10, open=False, open_s=None)
+        door.tele(at + 20)
+        b.alarm(A.DOOR_FORCED_OPEN, device.uid, at + 1)
+    b.rows = b.distinct_rows()
+    return b.build()
 
 
 # ---------------------------------------------------------------------------------------------

@@ -37,7 +37,7 @@ from simulators.mqtt_publisher import LoadPublisher
 from simulators.scenarios import SCENARIOS, Scenario, build
 from simulators.stream import merge
 from storage.db import connect
-from yiju.commands.simulate import register_fleet
+from yiju.commands.simulate import register_fleet, with_registrations
 from yiju.settings import DatabaseSettings, MqttSettings, Settings
 
 LONGEST_S = 2 * 3600  # every scenario ends well within this (the longest: 73 simulated minutes)
@@ -84,7 +84,7 @@ def _run(settings: Settings, url: str, mqtt_url: str, prefix: str) -> Outcome:
     start = _start(datetime.now(UTC))
     built = {s.name: s for s in build(SCENARIOS, compound, start)}
     messages = list(merge(*(s.messages for s in built.values())))
-    # topics outside ingest's subscription never reach Yiju (the broker's ACL refuses them in production)
+    # ingest subscribes to everything under the prefix: every message reaches it
     seen = [m for m in messages if _subscribed(m.topic(prefix), prefix)]
     began = datetime.now(UTC)
     engine = AlertService(url, settings.alerts.model_copy(update={"clock": "event", "tick_s": 0.05}))
@@ -94,8 +94,10 @@ def _run(settings: Settings, url: str, mqtt_url: str, prefix: str) -> Outcome:
     try:
         wait_for(ingest.consumer.subscribed.is_set, 15, "ingest subscription")
         # one connection: the broker delivers in publish order, so device time only moves forward
+        registrations = [r for s in built.values() for r in s.registrations]
         with LoadPublisher(mqtt_url, prefix, connections=1) as pub:
-            for m in messages:
+            # devices registered during play (register_then_publish) publish the moment they are
+            for m in with_registrations(messages, registrations, url):
                 pub.publish(m)
             deadline = time.monotonic() + 30
             while pub.stats.acked < len(messages) and time.monotonic() < deadline:

@@ -16,6 +16,7 @@ import signal
 import sys
 import threading
 import time
+from collections.abc import Iterable, Iterator
 from dataclasses import asdict
 from datetime import UTC, datetime, timedelta
 from functools import partial
@@ -28,8 +29,10 @@ from yiju.errors import ConfigurationError, InputError
 
 if TYPE_CHECKING:
     from simulators import scenarios
+    from simulators.compound import SimDevice
     from simulators.mqtt_publisher import DevicePublisher, LoadPublisher
     from simulators.runner import Progress
+    from simulators.stream import SimMessage
     from yiju.settings import Settings
 
 # Scenarios, publishers and the database are imported when the command runs, so that `yiju --help`
@@ -90,6 +93,52 @@ def register_fleet(database_url: str, fleet: Fleet) -> tuple[int, int]:
             inserted += counts.inserted
             updated += counts.updated
     return inserted, updated
+
+
+def register_devices(database_url: str, devices: Iterable[SimDevice]) -> None:
+    """Register single devices the way POST /devices does (one upsert, committed at once): the
+    scenarios' registrations during play (simulators.scenarios.Registration)."""
+    from storage import registry
+    from storage.db import connection
+
+    rows = [
+        registry.DeviceIn(
+            d.uid, d.community, d.family.value, d.location, d.model, d.vendor,
+            retrofit=d.retrofit, metadata=d.metadata(),
+        )
+        for d in devices
+    ]  # fmt: skip
+    with connection(database_url) as conn:
+        registry.upsert_devices(conn, rows)
+        conn.commit()
+
+
+def with_registrations(
+    stream: Iterable[SimMessage], registrations: Iterable[scenarios.Registration], database_url: str
+) -> Iterator[SimMessage]:
+    """`stream`, registering each scenario device just before the first message at or after its
+    registration instant is played."""
+    pending = sorted(registrations, key=lambda r: r.at)
+    for m in stream:
+        while pending and pending[0].at <= m.at:
+            register_devices(database_url, [pending.pop(0).device])
+        yield m
+
+
+def _registering(
+    stream: Iterator[SimMessage], built: list[scenarios.Scenario], register: bool, settings: Settings
+) -> Iterator[SimMessage]:
+    from yiju.stack import resolve
+
+    registrations = [r for s in built for r in s.registrations]
+    if registrations and register:
+        return with_registrations(stream, registrations, resolve(settings).database_url)
+    if registrations:
+        print(
+            f"note: {len(registrations)} scenario device(s) are registered during play only with "
+            "--register; without it their messages are dead-lettered unknown_device"
+        )
+    return stream
 
 
 def _passwords(path: Path | None) -> dict[str, str] | None:
@@ -166,7 +215,7 @@ def _cmd_simulate(args: argparse.Namespace, settings: Settings) -> int:
     if not args.no_background:
         claimed = frozenset(uid for s in built for uid in s.devices)
         streams.insert(0, behaviour.fleet_background(fleet, start, end, exclude=claimed))
-    stream = merge(*streams)
+    stream = _registering(merge(*streams), built, args.register, settings)
     if end is not None:
         stream = (m for m in stream if m.at <= end)
     if args.ground_truth:
