@@ -20,6 +20,7 @@ from ingest_support import (
     wait_for,
     wait_rows,
 )
+from prometheus_client import REGISTRY
 
 from devices import samples
 from devices.contract import Channel, DeadLetterReason, Family, topic
@@ -215,6 +216,18 @@ def test_bad_inputs_are_dead_lettered_and_the_stream_continues(
         assert found == {reason.value}, (t, p[:100], reason, found)
     # the good messages around them were all stored
     assert counts(db_url)["points"] == expected(good + more)["points"]
+    # per-reason counters on the metrics, labels from closed sets only (cardinality stays bounded)
+    samples = [s for m in REGISTRY.collect() if m.name == "yiju_ingest_dead_letters" for s in m.samples]
+    families = {f.value for f in Family} | {"unknown"}
+    reasons = {r.value for r in DeadLetterReason}
+    assert samples and all(s.labels["family"] in families and s.labels["reason"] in reasons for s in samples)
+    by_reason: dict[str, float] = {}
+    for sample in samples:
+        if sample.name.endswith("_total"):
+            by_reason[sample.labels["reason"]] = by_reason.get(sample.labels["reason"], 0) + sample.value
+    assert set(by_reason) == reasons  # every reason exists, at 0 until it occurs
+    for _, _, reason in deliverable:
+        assert by_reason[reason.value] >= 1, reason
 
 
 def test_presence_status_and_last_will(

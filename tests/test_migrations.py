@@ -120,3 +120,69 @@ def test_partitioned_mode_on_a_timescaledb_server_says_why(services: ServiceSet)
         assert "requested in settings" in report.mode_reason
     finally:
         services.drop_database(url)
+
+
+def test_0007_rewrites_stored_rule_state_and_attributes_dead_letters(
+    services: ServiceSet, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    url = _fresh_empty_db(services, "yiju_mig_0007")
+    try:
+        everything = load_migrations()
+        monkeypatch.setattr(
+            migrate_module, "load_migrations", lambda: [m for m in everything if m.version < 7]
+        )
+        migrate(url, DatabaseSettings(timeseries_mode="partitioned"))
+        with connection(url) as conn:
+            cid = conn.execute(
+                "INSERT INTO communities (code, name) VALUES ('c7', 'C') RETURNING id"
+            ).fetchone()
+            did = conn.execute(
+                "INSERT INTO devices (uid, community_id, family) VALUES ('d7', %s, 'light') RETURNING id", cid
+            ).fetchone()
+            assert cid and did
+            conn.execute(
+                "INSERT INTO rule_state (device_id, state) VALUES (%s, %s)",
+                (did[0], '{"t": 100.5, "x": 1.0, "s": 63, "k": 255, "h": 0, "o": {}, "m": {}}'),
+            )
+            for topic, uid in (("yiju/v1/c7/d7/telemetry", "d7"), ("yiju/v1/c7/ghost/bogus", None)):
+                conn.execute(
+                    "INSERT INTO dead_letters (received_at, topic, payload, payload_size, reason, "
+                    "device_uid) VALUES (now(), %s, '', 0, 'bad_topic', %s)",
+                    (topic, uid),
+                )
+            conn.commit()
+        monkeypatch.setattr(migrate_module, "load_migrations", lambda: everything)
+        migrate(url, DatabaseSettings(timeseries_mode="partitioned"))
+        with connection(url) as conn:
+            (state,) = conn.execute("SELECT state FROM rule_state").fetchone() or ()
+            rows = conn.execute(
+                "SELECT device_uid, community_id, device_id FROM dead_letters ORDER BY id"
+            ).fetchall()
+        assert state == {"v": 2, "t": 100.5, "x": 1.0, "h": 0, "o": {}, "m": {}, "e": [63, 255, 100.5, 0]}
+        assert rows == [("d7", cid[0], did[0]), (None, cid[0], None)]
+    finally:
+        services.drop_database(url)
+
+
+def test_registry_writes_notify_at_commit(db_url: str) -> None:
+    with connection(db_url, autocommit=True) as listener, connection(db_url) as conn:
+        listener.execute("LISTEN yiju_registry")
+        cid = conn.execute("INSERT INTO communities (code, name) VALUES ('cn', 'C') RETURNING id").fetchone()
+        assert cid
+        conn.commit()
+        conn.execute("INSERT INTO devices (uid, community_id, family) VALUES ('n1', %s, 'light')", cid)
+        conn.execute(
+            "UPDATE devices SET credentials_hash = 'x', metadata = '{\"a\": 1}'"
+        )  # not cached: quiet
+        assert [n.payload for n in listener.notifies(timeout=0.2)] == ["*"]  # the community; n1 uncommitted
+        conn.commit()
+        conn.execute("UPDATE devices SET enabled = false WHERE uid = 'n1'")
+        conn.commit()
+        conn.execute(
+            "INSERT INTO devices (uid, community_id, family) "
+            "SELECT 'bulk-' || lpad(i::text, 6, '0'), %s, 'light' FROM generate_series(1, 1000) i",
+            cid,
+        )
+        conn.commit()
+        got = [n.payload for n in listener.notifies(timeout=0.5)]
+    assert got == ["d:n1", "d:n1", "*"]  # inserted, disabled, too many for one payload
