@@ -60,7 +60,7 @@ class Registry:
     lock; readers only look up single keys."""
 
     devices: dict[str, DeviceRef]
-    disabled: set[str] = field(default_factory=set)
+    disabled: dict[str, DeviceRef] = field(default_factory=dict)
     communities: dict[str, int] = field(default_factory=dict)
 
     def attribute(self, refusal: Refusal, topic: str, prefix: str) -> Refusal:
@@ -68,7 +68,7 @@ class Registry:
         registered device the topic (or the refusal) names, else the registered community it names."""
         community, device_uid = loose_topic_ids(topic, prefix)
         for uid in (refusal.device_uid, device_uid):
-            device = self.devices.get(uid) if uid is not None else None
+            device = (self.devices.get(uid) or self.disabled.get(uid)) if uid is not None else None
             if device is not None:
                 return replace(refusal, device_id=device.id, community_id=device.community_id)
         cid = self.communities.get(community) if community is not None else None

@@ -149,7 +149,7 @@ class IngestService:
         self._write_q: queue.Queue[_Pending | None] = queue.Queue(maxsize=self.cfg.write_queue_batches)
         self._stopping = threading.Event()  # stop taking new messages; flush what we have
         self._abort = threading.Event()  # give up on retries (stop deadline passed)
-        self._registry = Registry({}, set(), {})
+        self._registry = Registry({}, {}, {})
         self._registry_loaded_at = 0.0  # monotonic; 0 = never
         # Every change of the cache (full reload, notified devices, a miss looked up) holds this lock
         # across its database read and its update, so changes apply in the order they were read;
@@ -268,7 +268,7 @@ class IngestService:
                 log.warning("registry not refreshed: %s", exc)
                 self._drop_registry_conn()
                 return False
-            registry = Registry({}, set(), communities)
+            registry = Registry({}, {}, communities)
             self._apply(registry, rows, ())
             self._registry = registry
             self._registry_loaded_at = time.monotonic()
@@ -302,15 +302,16 @@ class IngestService:
             except ValueError:
                 continue
             found.add(r.uid)
+            ref = DeviceRef(r.id, r.uid, r.community, r.community_id, family)
             if r.enabled:
-                devices[r.uid] = DeviceRef(r.id, r.uid, r.community, r.community_id, family)
-                disabled.discard(r.uid)
+                devices[r.uid] = ref
+                disabled.pop(r.uid, None)
             else:
-                disabled.add(r.uid)
+                disabled[r.uid] = ref
                 devices.pop(r.uid, None)
         for uid in set(asked) - found:
             devices.pop(uid, None)
-            disabled.discard(uid)
+            disabled.pop(uid, None)
 
     def _ensure_registry(self) -> bool:
         """Wait until the registry has been loaded once (a verdict of 'unknown device' must never rest
