@@ -20,7 +20,6 @@ from ingest_support import (
     wait_for,
     wait_rows,
 )
-from prometheus_client import REGISTRY
 
 from devices import samples
 from devices.contract import Channel, DeadLetterReason, Family, topic
@@ -217,7 +216,7 @@ def test_bad_inputs_are_dead_lettered_and_the_stream_continues(
     # the good messages around them were all stored
     assert counts(db_url)["points"] == expected(good + more)["points"]
     # per-reason counters on the metrics, labels from closed sets only (cardinality stays bounded)
-    samples = [s for m in REGISTRY.collect() if m.name == "yiju_ingest_dead_letters" for s in m.samples]
+    samples = [s for m in svc.metrics.dead_letters.collect() for s in m.samples]
     families = {f.value for f in Family} | {"unknown"}
     reasons = {r.value for r in DeadLetterReason}
     assert samples and all(s.labels["family"] in families and s.labels["reason"] in reasons for s in samples)
