@@ -23,6 +23,7 @@ class AlertMetrics:
     dropped_on_stop: Counter
     unwritten_on_stop: Counter
     persist_retries: Counter
+    outputs_refused: Counter
     backpressure_waits: Counter
     queue_depth: Gauge
     queue_capacity: Gauge
@@ -59,6 +60,10 @@ def alert_metrics(registry: CollectorRegistry) -> AlertMetrics:
             "unwritten_on_stop", "Outputs (alarms, findings, commands) not written: database down at stop"
         ),
         persist_retries=c("persist_retries", "Failed attempts to write a batch's outputs (then retried)"),
+        outputs_refused=c(
+            "outputs_refused",
+            "Outputs the database refused for their content (dead-lettered as engine_output_refused)",
+        ),
         backpressure_waits=c("backpressure_waits", "Hand-offs that waited for room in the engine queue"),
         queue_depth=Gauge("yiju_alerts_queue_depth", "Messages waiting for the engine", registry=r),
         queue_capacity=Gauge(

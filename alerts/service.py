@@ -54,8 +54,8 @@ from alerts.core.model import (
 )
 from alerts.metrics import AlertMetrics, alert_metrics
 from devices.catalog import decode
-from devices.contract import Channel, Decoded, DeviceRef, Family
-from storage import alarms, findings, replay, rule_state
+from devices.contract import Channel, DeadLetterReason, Decoded, DeviceRef, Family
+from storage import alarms, dead_letters, findings, replay, rule_state
 from storage import commands as command_store
 from storage.db import connect
 from yiju.errors import YijuError
@@ -66,6 +66,10 @@ BATCH_MAX = 500
 SUBMIT_WAIT_S = 0.2  # back-pressure: re-check for stop this often while the queue is full
 ENGINE_NAME = "engine"  # the checkpoint row (one engine per database today)
 _DB_ERRORS = (YijuError, psycopg.Error)
+# Errors that the same outputs will meet again however often they are retried (a value the schema
+# refuses): retrying them as if the database were down would stall the engine for every device.
+_REFUSED = (psycopg.errors.IntegrityError, psycopg.errors.DataError)
+REFUSED_PAYLOAD_BYTES = 8192  # the refused outputs, as text, kept in the dead letter
 
 
 class CommandPublisher(Protocol):
@@ -124,6 +128,7 @@ class EngineStats:
     ticks: int = 0
     persist_retries: int = 0
     unwritten: int = 0  # outputs given up at stop with the database down
+    refused: int = 0  # outputs the database refuses for their content: dead-lettered, never retried
     replayed: int = 0
     implausible: int = 0
     backpressure_waits: int = 0
@@ -614,6 +619,9 @@ class AlertService:
                 self._persist(work)
                 self.metrics.persist_seconds.observe(time.perf_counter() - t0)
                 return
+            except _REFUSED as exc:
+                self._refused(work, exc)
+                return
             except _DB_ERRORS as exc:
                 self.stats.persist_retries += 1
                 self.metrics.persist_retries.inc()
@@ -625,6 +633,43 @@ class AlertService:
             self._stop.wait(backoff)
             backoff = min(backoff * 2, self._settings.persist_retry_max_s)
             self._reconnect()
+
+    def _refused(self, work: _Work, exc: psycopg.Error) -> None:
+        """The database refused a batch for its content. Write each device's outputs on their own, so
+        that one bad output cannot hold back the alarms of every other device; the one that is refused
+        alone is recorded as a dead letter (reason engine_output_refused) with the error, logged and
+        counted — never retried forever, never dropped silently."""
+        if len(work) > 1:
+            for item in work:
+                self._persist_retrying([item])
+            return
+        ((ctx, outputs, received_at),) = work
+        n = len([o for o in outputs if not isinstance(o, Linkage)])
+        self.stats.refused += n
+        self.metrics.outputs_refused.inc(n)
+        detail = f"{type(exc).__name__}: {str(exc).strip().splitlines()[0] if str(exc).strip() else ''}"
+        log.error("alert engine: %d output(s) of %s refused by the database (%s)", n, ctx.uid, detail)
+        text = repr(outputs).encode()
+        row = dead_letters.DeadLetterRow(
+            received_at=received_at or datetime.now(UTC),  # a timer's outputs have no message
+            topic=f"engine/{ctx.uid}",
+            payload=text[:REFUSED_PAYLOAD_BYTES],
+            payload_size=len(text),
+            reason=DeadLetterReason.ENGINE_OUTPUT_REFUSED.value,
+            detail=detail,
+            device_uid=ctx.uid,
+            family=ctx.family.value,
+            community_id=ctx.community_id,
+            device_id=ctx.device_id,
+        )
+        try:
+            conn = self._conn
+            if conn is None or conn.closed:
+                raise YijuError("no database connection")
+            with conn.transaction():
+                dead_letters.insert_dead_letter(conn, row)
+        except _DB_ERRORS as write_exc:  # the log line above is then the only record
+            log.error("alert engine: the refused outputs could not be recorded either: %s", write_exc)
 
     def _give_up(self, work: _Work) -> None:
         n = sum(len([o for o in outs if not isinstance(o, Linkage)]) for _, outs, _ in work)

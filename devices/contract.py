@@ -79,6 +79,7 @@ class DeadLetterReason(StrEnum):
     BAD_TOPIC = "bad_topic"  # topic not {prefix}/v1/<community>/<device>/<channel>
     UNSUPPORTED_VERSION = "unsupported_version"  # topic or envelope contract version not served
     DEVICE_DISABLED = "device_disabled"  # registered but disabled in the registry
+    ENGINE_OUTPUT_REFUSED = "engine_output_refused"  # what the engine made of it was refused by the database
 
 
 class TopicError(ValueError):

@@ -56,6 +56,14 @@ def dead_letter_record(row: DeadLetterRow) -> tuple[Any, ...]:
     )
 
 
+def insert_dead_letter(conn: psycopg.Connection[Any], row: DeadLetterRow) -> None:
+    """One dead letter outside ingest's COPY batches (the engine's refused outputs)."""
+    conn.execute(
+        f"INSERT INTO dead_letters ({DEAD_LETTER_COLUMNS}) VALUES ({', '.join(['%s'] * 10)})",  # noqa: S608
+        dead_letter_record(row),
+    )
+
+
 def recent_dead_letters(
     conn: psycopg.Connection[Any], limit: int = 100, reason: str | None = None
 ) -> list[dict[str, Any]]:

@@ -14,8 +14,11 @@ from ingest_support import wait_for
 from rules_kit import T0
 
 from alerts.config import AlertSettings
+from alerts.core import engine
+from alerts.core.model import Finding
 from alerts.service import AlertService, EngineEvent
 from devices import catalog, samples
+from devices.alarms import Check
 from devices.contract import Channel, Decoded, DeviceRef, Family
 from storage import alarms, findings, registry, rule_state
 from storage.db import connect
@@ -218,3 +221,49 @@ def test_site_facts_from_the_registry_reach_the_rules(db_url: str) -> None:
     assert (lift.latitude, lift.longitude, lift.floors, lift.rated_speed_mps) == (30.27, 120.16, 33, 1.75)
     assert service._add_context(rows["c9-door"]).held_open_s == 180.0
     assert service._add_context(rows["c9-lamp"]).held_open_s is None  # refused (logged), not guessed
+
+
+def test_an_output_the_database_refuses_is_dead_lettered_and_holds_back_no_other_alarm(
+    db_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Fault injection: the rule core produces, for the charger, a finding whose channel does not fit
+    the column (a bug's output). The engine must not retry it forever — every other device's alarms
+    would wait behind it — but record it and go on."""
+    ids = _seed(db_url)
+    real = engine.evaluate
+
+    def buggy(ctx: Any, st: Any, msg: Any, th: Any) -> Any:
+        outputs = real(ctx, st, msg, th)
+        if ctx.uid == "chg":
+            outputs = [
+                *outputs,
+                Finding(Check.AUTO_CUTOFF, "over_temperature", False, msg.ts, channel=40_000),
+            ]
+        return outputs
+
+    monkeypatch.setattr(engine, "evaluate", buggy)
+    settings = AlertSettings(clock="event", tick_s=0.05, state_flush_s=0.05)
+    with AlertService(db_url, settings) as service:
+        feed = Feed(service, ids)
+        feed.send(
+            "chg",
+            Family.EBIKE_CHARGER,
+            Channel.TELEMETRY,
+            0,
+            {"data": samples.TELEMETRY[Family.EBIKE_CHARGER]},
+        )
+        feed.send("smk", Family.SMOKE_ALARM, Channel.EVENT, 1, {"event": {"type": "alarm", "kind": "smoke"}})
+        assert service.wait_idle(20), "the engine is stuck behind the refused output"
+        feed.send("smk2", Family.SMOKE_ALARM, Channel.EVENT, 2, {"event": {"type": "alarm", "kind": "smoke"}})
+        assert service.wait_idle(20)
+        assert service.stats.refused == 1
+    with connect(db_url) as conn:
+        fires = {
+            a.device_uid for a in alarms.list_alarms(conn, alarms.AlarmFilter(types=["fire_alarm"])).items
+        }
+        assert fires == {"smk", "smk2"}
+        (row,) = conn.execute(
+            "SELECT reason, topic, device_uid, device_id, community_id, detail FROM dead_letters"
+        ).fetchall()
+    assert row[:5] == ("engine_output_refused", "engine/chg", "chg", ids["chg"], ids["community"])
+    assert "NumericValueOutOfRange" in row[5]

@@ -43,6 +43,9 @@ REASONS: dict[DeadLetterReason, str] = {
     "the field (a string `seq`, an epoch `ts`, a value outside the physical range, an unknown field)",
     DeadLetterReason.TIMESTAMP_OUT_OF_WINDOW: "telemetry whose device `ts` is outside the timestamp window "
     "(§3); events, status and acknowledgements are never refused for their time alone",
+    DeadLetterReason.ENGINE_OUTPUT_REFUSED: "not the message itself: what the alert engine made of it "
+    "(an alarm, finding or command) was refused by the database for its content; topic `engine/<device>`, "
+    "the outputs as text and the error in the detail — recorded instead of retried forever",
 }
 
 CHECKS: dict[Check, tuple[str, str]] = {
