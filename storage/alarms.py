@@ -487,6 +487,9 @@ class AlarmFilter:
     acknowledged: bool | None = None
     since: datetime | None = None  # alarms still occurring at or after this time (last_at >= since)
     until: datetime | None = None  # alarms that began before this time (first_at < until)
+    # The duty board (issue 13, "nothing vanishes"): active alarms plus cleared ones that nobody has
+    # acknowledged yet — an alarm that cleared itself while the operator was away must still reach them.
+    on_board: bool = False
 
 
 def _filter_clauses(f: AlarmFilter) -> tuple[list[sql.Composable], list[Any]]:
@@ -503,7 +506,10 @@ def _filter_clauses(f: AlarmFilter) -> tuple[list[sql.Composable], list[Any]]:
         ("a.first_at < %s", f.until),
     ]
     used = [(clause, value) for clause, value in candidates if value is not None]
-    return [sql.SQL(clause) for clause, _ in used], [value for _, value in used]
+    clauses: list[sql.Composable] = [sql.SQL(clause) for clause, _ in used]
+    if f.on_board:
+        clauses.append(sql.SQL("(a.status = 'active' OR NOT a.acknowledged)"))
+    return clauses, [value for _, value in used]
 
 
 def list_alarms(

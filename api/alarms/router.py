@@ -43,6 +43,10 @@ def list_alarms(
     severity: Annotated[list[Severity] | None, Query(description="One or more severities")] = None,
     status: Literal["active", "cleared"] | None = None,
     acknowledged: bool | None = None,
+    board: Annotated[
+        bool,
+        Query(description="The duty board: active alarms plus cleared ones not yet acknowledged"),
+    ] = False,
     since: Annotated[
         datetime | None, Query(description="Alarms still occurring at or after this time")
     ] = None,
@@ -63,6 +67,7 @@ def list_alarms(
         severities=[s.value for s in severity] if severity else None,
         status=status,
         acknowledged=acknowledged,
+        on_board=board,
         since=since,
         until=until,
     )

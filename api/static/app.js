@@ -3,7 +3,6 @@
 "use strict";
 
 const API = "/api/v1";
-const SEVERITY_RANK = { critical: 0, major: 1, minor: 2, warning: 3 };
 
 const I18N = {
   zh: {
@@ -27,6 +26,8 @@ const I18N = {
     checks: { auto_cutoff: "自动断电", protection_config: "保护设置", fault_alarm: "故障报警",
               cctv_retention: "录像保存≥30天", linkage: "联动", rescue: "困人救援" },
     devicesUnit: "台设备", onlineUnit: "在线",
+    clearedUnacked: "已恢复 · 待确认", mute: "静音5分钟", mutedUntil: "已静音至", enableSound: "点击此处开启提示音",
+    unackedCritical: "未确认的紧急告警", failedAction: "失败动作", related: "关联告警",
   },
   en: {
     appName: "Yiju · Duty room", username: "Username", password: "Password", login: "Log in", logout: "Log out",
@@ -49,6 +50,9 @@ const I18N = {
     checks: { auto_cutoff: "Auto power-off", protection_config: "Protection settings", fault_alarm: "Fault alarm",
               cctv_retention: "CCTV retention ≥ 30 d", linkage: "Linkage", rescue: "Rescue timing" },
     devicesUnit: "devices", onlineUnit: "online",
+    clearedUnacked: "Cleared · awaiting acknowledgement", mute: "Mute 5 min", mutedUntil: "Muted until",
+    enableSound: "Click here to enable the alarm sound", unackedCritical: "Unacknowledged critical alarms",
+    failedAction: "Failed action", related: "Related alarms",
   },
 };
 
@@ -63,6 +67,7 @@ const state = {
   tab: "board",
   devicesCursor: null,
   audio: null,
+  alertLoop: null,          // YijuBoard.alertLoop: banner + sound until acknowledged; stopped at logout
 };
 
 const $ = (sel) => document.querySelector(sel);
@@ -121,6 +126,10 @@ function logout() {
   state.token = null; state.user = null;
   localStorage.removeItem("yiju.token");
   stopStream();
+  if (state.alertLoop) state.alertLoop.stop();
+  state.alertLoop = null;
+  state.alarms = new Map();
+  $("#critical-banner").hidden = true;
   $("#app-view").hidden = true;
   $("#login-view").hidden = false;
 }
@@ -134,6 +143,7 @@ async function start() {
   state.communities = comms.items;
   if (state.community && !comms.items.some((c) => String(c.id) === state.community)) state.community = "";
   renderCommunities();
+  if (!state.alertLoop) state.alertLoop = YijuBoard.alertLoop(beep);
   applyLang();
   startStream();
 }
@@ -162,7 +172,8 @@ function stopStream() {
 }
 
 async function loadOpenAlarms() {
-  const q = ["status=active", "order=worst", "limit=500", communityQuery()].filter(Boolean).join("&");
+  // board=true: active alarms and cleared ones nobody acknowledged yet (nothing vanishes, issue 13)
+  const q = ["board=true", "order=worst", "limit=500", communityQuery()].filter(Boolean).join("&");
   const page = await api(`/alarms?${q}`);
   state.alarms = new Map(page.items.map((a) => [a.id, a]));
   renderBoard();
@@ -219,12 +230,8 @@ function onAlarmEvent(ev) {
   const alarm = ev.alarm;
   const known = state.alarms.has(alarm.id);
   state.alarms.set(alarm.id, alarm);
-  if (ev.action === "raised" && alarm.severity === "critical" && !known) {
-    alarm._newCritical = true;
-    beep();
-    showCriticalBanner(alarm);
-  }
-  renderBoard();
+  if (ev.action === "raised" && alarm.severity === "critical" && !known) alarm._newCritical = true;
+  renderBoard(); // the banner and the sound follow the board (updateAlerting)
   if (state.detailId === alarm.id) openDetail(alarm.id);
 }
 
@@ -236,10 +243,11 @@ function ensureAudio() {
   if (state.audio && state.audio.state === "suspended") state.audio.resume();
 }
 
+// One beep; true when the page could actually play it (browsers suspend audio until a user gesture).
 function beep() {
   ensureAudio();
   const ctx = state.audio;
-  if (!ctx) return;
+  if (!ctx || ctx.state !== "running") return false;
   // three short two-tone beeps: recognisable over a noisy duty room
   for (let i = 0; i < 3; i++) {
     for (const [offset, freq] of [[0, 880], [0.18, 660]]) {
@@ -251,13 +259,29 @@ function beep() {
       osc.connect(gain).connect(ctx.destination); osc.start(at); osc.stop(at + 0.17);
     }
   }
+  return true;
 }
 
-function showCriticalBanner(alarm) {
+// The banner and the repeating sound follow the unacknowledged critical alarms on the board, also those
+// raised before login; the state is mirrored on the banner's data-* attributes (read by the tests).
+function updateAlerting() {
   const banner = $("#critical-banner");
-  banner.textContent = `⚠ ${t("newCritical")}: ${alarmLabel(alarm)} · ${where(alarm)}`;
-  banner.dataset.alarm = alarm.id;
-  banner.hidden = false;
+  const pending = YijuBoard.alerting([...state.alarms.values()].filter(inScope));
+  if (state.alertLoop) state.alertLoop.update(pending.length);
+  banner.hidden = pending.length === 0;
+  if (!pending.length) { banner.dataset.sounding = "false"; return; }
+  const top = pending[0];
+  const loop = state.alertLoop;
+  const muted = loop && loop.muted();
+  const more = pending.length > 1 ? ` (+${pending.length - 1})` : "";
+  $("#critical-text").textContent = `⚠ ${t("unackedCritical")}: ${alarmLabel(top)} · ${where(top)}${more}` +
+    (muted ? ` · ${t("mutedUntil")} ${fmtTime(new Date(loop.mutedUntil).toISOString())}` : "") +
+    (!muted && state.audio?.state !== "running" ? ` · ${t("enableSound")}` : "");
+  $("#mute-sound").textContent = t("mute");
+  banner.dataset.alarm = top.id;
+  banner.dataset.sounding = String(!muted);
+  banner.dataset.beeps = String(loop ? loop.beeps : 0);
+  banner.dataset.audio = state.audio ? state.audio.state : "none";
 }
 
 // ------------------------------------------------------------------------------------------------
@@ -265,46 +289,49 @@ function showCriticalBanner(alarm) {
 
 const alarmLabel = (a) => (state.lang === "zh" ? a.type_zh : a.type_en) || a.type;
 const where = (a) => [a.building_name, a.location_name, a.device_uid].filter(Boolean).join(" · ");
+const inScope = (a) => !state.community || String(a.community_id) === state.community;
 
-function sortAlarms(list) {
-  return list.sort((x, y) =>
-    (x.status === "active" ? 0 : 1) - (y.status === "active" ? 0 : 1) ||
-    SEVERITY_RANK[x.severity] - SEVERITY_RANK[y.severity] ||
-    (x.acknowledged ? 1 : 0) - (y.acknowledged ? 1 : 0) ||
-    new Date(y.last_at) - new Date(x.last_at));
-}
-
-function renderBoard() {
-  const visible = sortAlarms([...state.alarms.values()].filter((a) => a.status === "active" &&
-    (!state.community || String(a.community_id) === state.community)));
-  const counts = { critical: 0, major: 0, minor: 0, warning: 0 };
-  visible.forEach((a) => counts[a.severity]++);
-  $("#board-summary").innerHTML = Object.entries(counts)
-    .map(([s, n]) => `<span class="pill sev-${s}">${esc(t("sev")[s])} ${n}</span>`).join("");
-  $("#board-empty").hidden = visible.length > 0;
-  const canAct = state.user && state.user.role !== "viewer";
-  $("#board").innerHTML = visible.map((a) => `
-    <article class="alarm card ${a.severity}${a._newCritical && !a.acknowledged ? " new-critical" : ""}" data-alarm="${a.id}" data-status="${a.status}" data-acknowledged="${a.acknowledged}">
+// One alarm card; members of an incident are nested cards of the same shape.
+function alarmCard(a, canAct, members = []) {
+  const reading = YijuBoard.reading(a, state.lang);
+  const failed = YijuBoard.failedAction(a, state.lang);
+  return `
+    <article class="alarm card ${a.severity}${a._newCritical && !a.acknowledged ? " new-critical" : ""}" data-alarm="${a.id}" data-status="${a.status}" data-acknowledged="${a.acknowledged}" data-members="${members.length}">
       <div class="title"><strong>${esc(alarmLabel(a))}</strong><span class="pill sev-${a.severity}">${esc(t("sev")[a.severity])}</span></div>
       <div class="where">${esc(where(a))}</div>
+      ${failed ? `<div class="failed-action">${esc(t("failedAction"))}: ${esc(failed)}</div>` : ""}
+      ${reading ? `<div class="reading">${esc(reading)}</div>` : ""}
       <div class="state">
+        ${a.status === "cleared" ? `<span class="cleared-mark">${esc(t("clearedUnacked"))}</span> ·` : ""}
         <span class="${a.acknowledged ? "acked" : "unacked"}">${esc(a.acknowledged ? t("acknowledged") : t("unacknowledged"))}</span>
         · ${esc(t("first"))} ${esc(fmtTime(a.first_at))} · ${a.occurrences} ${esc(t("times"))}
       </div>
       <div class="actions">
         ${canAct && !a.acknowledged ? `<button class="primary" data-act="acknowledge">${esc(t("acknowledge"))}</button>` : ""}
         <button data-act="detail">${esc(t("detail"))}</button>
-        ${canAct ? `<button class="danger" data-act="clear">${esc(t("clear"))}</button>` : ""}
+        ${canAct && a.status === "active" ? `<button class="danger" data-act="clear">${esc(t("clear"))}</button>` : ""}
       </div>
-    </article>`).join("");
+      ${members.length ? `<details class="members" open><summary>${esc(t("related"))} ${members.length}</summary>${members.map((m) => alarmCard(m, canAct)).join("")}</details>` : ""}
+    </article>`;
+}
+
+function renderBoard() {
+  const visible = [...state.alarms.values()].filter((a) => YijuBoard.onBoard(a) && inScope(a));
+  const counts = { critical: 0, major: 0, minor: 0, warning: 0 };
+  visible.forEach((a) => counts[a.severity]++);
+  $("#board-summary").innerHTML = Object.entries(counts)
+    .map(([s, n]) => `<span class="pill sev-${s}">${esc(t("sev")[s])} ${n}</span>`).join("");
+  $("#board-empty").hidden = visible.length > 0;
+  const canAct = state.user && state.user.role !== "viewer";
+  $("#board").innerHTML = YijuBoard.incidents(visible).map((i) => alarmCard(i.lead, canAct, i.members)).join("");
+  updateAlerting();
 }
 
 async function act(alarmId, action, comment) {
   const path = `/alarms/${alarmId}/${action}`;
   const res = await api(path, { method: "POST", json: action === "comment" ? { text: comment } : (comment ? { comment } : {}) });
   state.alarms.set(res.alarm.id, res.alarm);
-  if (res.alarm.acknowledged && String($("#critical-banner").dataset.alarm) === String(alarmId)) $("#critical-banner").hidden = true;
-  renderBoard();
+  renderBoard(); // the banner and the sound stop once no unacknowledged critical alarm is left
   if (state.detailId === alarmId) openDetail(alarmId);
 }
 
@@ -472,7 +499,12 @@ document.addEventListener("DOMContentLoaded", () => {
     const text = new FormData(e.target).get("text");
     if (String(text).trim()) await act(state.detailId, "comment", text);
   });
-  $("#critical-banner").addEventListener("click", (e) => { ensureAudio(); openDetail(Number(e.currentTarget.dataset.alarm)); });
+  $("#critical-banner").addEventListener("click", (e) => {
+    ensureAudio(); // a gesture: sound for alarms that were already open at page load
+    if (e.target.id === "mute-sound") { state.alertLoop?.mute(); updateAlerting(); return; }
+    openDetail(Number(e.currentTarget.dataset.alarm));
+  });
+  document.addEventListener("yiju:alert-tick", updateAlerting);
   let searchTimer = null;
   $("#device-search").addEventListener("input", () => { clearTimeout(searchTimer); searchTimer = setTimeout(() => loadDevices(), 300); });
   $("#device-online").addEventListener("change", () => loadDevices());

@@ -1,0 +1,109 @@
+// Yiju duty board (issue 13): what stays on the board, in which order, which alarms form one incident,
+// and the alerting loop (banner + sound that repeat until a person acknowledges). Pure functions plus
+// one small loop object; app.js renders. Loaded before app.js; no build step, no inline script.
+"use strict";
+
+const YijuBoard = (() => {
+  // Life safety first (issue 13 §1): a person may be in danger now. docs/console.md lists the order.
+  const LIFE_SAFETY = ["fire_alarm", "gas_high_alarm", "elevator_trapped", "linkage_failed", "auto_cutoff_failed"];
+  const SEVERITY_RANK = { critical: 0, major: 1, minor: 2, warning: 3 };
+  // Alarms that start a linkage (alerts/core/linkage.py): their linkage failures join their incident.
+  const LINKAGE_CAUSES = ["fire_alarm", "gas_high_alarm"];
+  // A linkage failure belongs to a cause in the same building that began at most this long before it.
+  // Linkage deadlines are seconds to a minute (standards.md, AlertSettings); 15 min is ample.
+  const GROUP_WINDOW_MS = 15 * 60e3;
+  // Sound: repeat every REPEAT_S while an unacknowledged critical alarm is on the board (vendor
+  // practice: fire panels sound continuously until silenced). Mute lasts MUTE_MIN minutes, never longer.
+  const REPEAT_S_DEFAULT = 15;
+  const MUTE_MIN = 5;
+
+  /** On the board: active, or cleared but nobody has acknowledged it yet ("nothing vanishes"). */
+  const onBoard = (a) => a.status === "active" || !a.acknowledged;
+  const lifeSafety = (a) => LIFE_SAFETY.includes(a.type);
+  const ms = (iso) => new Date(iso).getTime();
+
+  /** The board's priority: life safety, then severity, then unacknowledged first, then oldest first. */
+  function compare(x, y) {
+    return (lifeSafety(x) ? 0 : 1) - (lifeSafety(y) ? 0 : 1) ||
+      SEVERITY_RANK[x.severity] - SEVERITY_RANK[y.severity] ||
+      (x.acknowledged ? 1 : 0) - (y.acknowledged ? 1 : 0) ||
+      ms(x.first_at) - ms(y.first_at) || x.id - y.id;
+  }
+
+  /** Alarms → incidents [{lead, members}], sorted by the lead's priority. A linkage failure joins the
+   *  fire/gas alarm of its building that began within GROUP_WINDOW_MS before it. */
+  function incidents(alarms) {
+    const causes = alarms.filter((a) => LINKAGE_CAUSES.includes(a.type) && a.building_id != null)
+      .sort((x, y) => ms(x.first_at) - ms(y.first_at));
+    const byLead = new Map(alarms.map((a) => [a.id, []]));
+    const joined = new Set();
+    for (const a of alarms) {
+      if (a.type !== "linkage_failed" || a.building_id == null) continue;
+      const at = ms(a.first_at);
+      let cause = null;
+      for (const c of causes) {
+        const dt = at - ms(c.first_at);
+        if (c.building_id === a.building_id && dt >= 0 && dt <= GROUP_WINDOW_MS) cause = c; // the latest one
+      }
+      if (cause) { byLead.get(cause.id).push(a); joined.add(a.id); }
+    }
+    return alarms.filter((a) => !joined.has(a.id)).map((lead) => ({ lead, members: byLead.get(lead.id).sort(compare) }))
+      .sort((x, y) => compare(x.lead, y.lead));
+  }
+
+  // The key reading of an alarm from its details, with its unit (details keys from alerts/core/*).
+  const READINGS = [
+    ["lel_pct", "%LEL"], ["co_ppm", "ppm"], ["temperature_c", "°C"], ["current_a", "A"], ["power_w", "W"],
+    ["residual_ma", "mA"], ["open_s", "s"], ["silent_s", "s"], ["speed_mps", "m/s"],
+  ];
+  function reading(a, lang) {
+    const d = a.details || {};
+    const parts = [];
+    for (const [key, unit] of READINGS) {
+      if (typeof d[key] === "number") parts.push(`${Math.round(d[key] * 10) / 10} ${unit}`);
+    }
+    if (typeof d.floor === "number") parts.push(lang === "zh" ? `${d.floor}层` : `floor ${d.floor}`);
+    if (typeof d.port === "number") parts.push(lang === "zh" ? `${d.port}号端口` : `port ${d.port}`);
+    return parts.join(" · ");
+  }
+
+  const ACTIONS = {
+    zh: { door_release: "门禁释放", valve_close: "关闭燃气阀", elevator_recall: "电梯迫降", light_force_on: "应急照明强制开启" },
+    en: { door_release: "door release", valve_close: "gas valve close", elevator_recall: "elevator recall", light_force_on: "lights forced on" },
+  };
+  /** For a linkage failure: which action failed, in the UI language ("" otherwise). */
+  const failedAction = (a, lang) => (a.type === "linkage_failed" && a.details?.action)
+    ? (ACTIONS[lang][a.details.action] || a.details.action) : "";
+
+  /** Unacknowledged critical alarms: they drive the banner and the sound until acknowledged. */
+  const alerting = (alarms) => alarms.filter((a) => onBoard(a) && a.severity === "critical" && !a.acknowledged)
+    .sort(compare);
+
+  /** The repeating alert. `play` makes one beep; the loop owns its timer, `stop()` cancels it. */
+  function alertLoop(play) {
+    const stored = Number(localStorage.getItem("yiju.alarmRepeatS"));
+    const loop = {
+      repeatMs: 1000 * (stored >= 1 && stored <= 60 ? stored : REPEAT_S_DEFAULT),
+      timer: null, pending: 0, mutedUntil: 0, beeps: 0,
+      muted: () => Date.now() < loop.mutedUntil,
+      /** Mute for MUTE_MIN minutes from now; there is no "off". */
+      mute: () => { loop.mutedUntil = Date.now() + MUTE_MIN * 60e3; },
+      /** How many alarms need a person now; starts or stops the repeat. */
+      update(count) {
+        loop.pending = count;
+        if (count > 0 && loop.timer === null) {
+          loop.tick();
+          loop.timer = setInterval(loop.tick, loop.repeatMs);
+        } else if (count === 0) loop.stop();
+      },
+      tick() {
+        if (loop.pending > 0 && !loop.muted() && play()) loop.beeps++;
+        document.dispatchEvent(new CustomEvent("yiju:alert-tick"));
+      },
+      stop() { if (loop.timer !== null) clearInterval(loop.timer); loop.timer = null; loop.pending = 0; },
+    };
+    return loop;
+  }
+
+  return { LIFE_SAFETY, MUTE_MIN, onBoard, compare, incidents, reading, failedAction, alerting, alertLoop };
+})();
