@@ -118,6 +118,10 @@ def test_alarm_lifecycle_roles_history_and_audit(client: TestClient, world: Worl
     r = client.post(f"{V1}/alarms/{alarm_id}/comment", json={"text": "   "}, headers=world.auth("operator_a"))
     assert r.status_code == 422 and r.json()["fields"][0]["field"] == "body.text"
     r = client.post(f"{V1}/alarms/{alarm_id}/clear", json={}, headers=world.auth("manager_a"))
+    assert r.status_code == 422 and r.json()["fields"][0]["field"] == "body.comment"  # a reason is required
+    r = client.post(
+        f"{V1}/alarms/{alarm_id}/clear", json={"comment": "误报"}, headers=world.auth("manager_a")
+    )
     assert r.json()["alarm"]["status"] == "cleared"
     detail = client.get(f"{V1}/alarms/{alarm_id}", headers=world.auth("viewer_a")).json()
     assert [t["action"] for t in detail["history"]] == ["raised", "acknowledged", "commented", "cleared"]
