@@ -1,8 +1,9 @@
 """The duty board in Debian's headless Chromium (issue 13): nothing vanishes (a self-cleared,
 unacknowledged critical gas alarm stays until a person acknowledges it), the banner and the sound
 repeat for alarms raised before login until they are acknowledged, mute lasts minutes and then the
-sound comes back, and a fire with its failed door release is one incident at the top of a board
-holding ten other critical alarms. Screenshots go to test-artifacts/."""
+sound comes back, a fire with its failed door release is one incident at the top of a board holding
+ten other critical alarms, and the handling workflow runs end to end with the database rows checked.
+Screenshots go to test-artifacts/."""
 
 from __future__ import annotations
 
@@ -136,3 +137,54 @@ def test_a_fire_with_its_failed_door_release_is_one_incident_on_top(
     page.screenshot(path=str(ARTIFACTS / "console-board-incident.png"), full_page=True)
     page.locator("header .lang-toggle").click()
     expect(member.locator(".failed-action")).to_have_text("Failed action: door release")
+
+
+def test_the_handling_workflow_end_to_end(live: LiveServer, world: World, page: Page) -> None:
+    alarm_id = world.ids["alarm_a2"]  # the charger's over-temperature alarm, raised by the engine
+    _login(page, live)
+    page.locator(f"#board [data-alarm='{alarm_id}'] button[data-act=clear]").click()
+    clear_reason = page.locator("#detail form[data-flow=clear] input")
+    expect(clear_reason).to_be_focused()  # clearing asks for a reason first, never one click
+    history = page.locator("#detail .history")
+    page.click("#detail [data-detail-act=acknowledge]")
+    expect(history.locator("li[data-action=acknowledged]")).to_have_count(1)
+    flow = page.locator("#detail .workflow")
+    flow.locator("form[data-flow=dispatch] input").fill("保安 王师傅")
+    flow.locator("form[data-flow=dispatch] button").click()
+    expect(history.locator("li[data-action=dispatched]")).to_have_count(1)
+    flow.locator("form[data-flow=on-site] button").click()
+    expect(history.locator("li[data-action=on_site]")).to_have_count(1)
+    resolve = flow.locator("form[data-flow=resolve]")
+    resolve.locator("select").select_option("false_alarm")
+    resolve.locator("input").fill("充电器散热口被遮挡，已清理")
+    resolve.locator("button").click()
+    expect(history.locator("li[data-action=resolved]")).to_have_count(1)
+    close = flow.locator("form[data-flow=close]")
+    close.locator("input").fill("已恢复正常")
+    close.locator("button").click()
+    expect(page.locator("#detail .workflow")).to_have_count(0)
+    expect(history.locator("li[data-action=closed]")).to_contain_text("结案 · operator_a — 已恢复正常")
+    expect(history.locator("li[data-action=dispatched]")).to_contain_text("派遣 → 保安 王师傅")
+    expect(history.locator("li[data-action=resolved]")).to_contain_text("处置结果: 误报")
+    expect(history.locator("li[data-action=raised]")).to_contain_text("产生 · 系统")
+    assert "user:" not in history.inner_text() and "engine" not in history.inner_text()
+    page.screenshot(path=str(ARTIFACTS / "console-alarm-workflow.png"))
+    page.click("#detail-close")
+    expect(page.locator(f"#board [data-alarm='{alarm_id}']")).to_have_count(0)  # closed: off the board
+    with connect(world.url) as conn:
+        row = conn.execute(
+            "SELECT status, handling, result, cleared_by FROM alarms WHERE id = %s", (alarm_id,)
+        ).fetchone()
+        steps = conn.execute(
+            "SELECT action, actor, comment, details FROM alarm_transitions WHERE alarm_id = %s ORDER BY id",
+            (alarm_id,),
+        ).fetchall()
+    assert row == ("cleared", "closed", "false_alarm", "user:operator_a")
+    assert [s[0] for s in steps] == [
+        "raised", "acknowledged", "dispatched", "on_site", "resolved", "cleared", "closed",
+    ]  # fmt: skip
+    assert steps[2][3] == {"to": "保安 王师傅"} and steps[4][2:] == (
+        "充电器散热口被遮挡，已清理",
+        {"result": "false_alarm"},
+    )
+    assert {s[1] for s in steps[1:]} == {"user:operator_a"}

@@ -12,15 +12,23 @@ const I18N = {
     searchDevice: "搜索设备编号或位置", all: "全部", online: "在线", offlineState: "离线", never: "从未上报",
     deviceUid: "设备编号", family: "类型", location: "位置", presence: "状态", lastSeen: "最后上报",
     openAlarms: "告警", more: "更多", complianceTitle: "合规检查（近30天）",
-    acknowledge: "确认", comment: "备注", clear: "关闭", detail: "详情", acknowledged: "已确认",
+    acknowledge: "确认", comment: "备注", clear: "解除", detail: "详情", acknowledged: "已确认",
     unacknowledged: "未确认", cleared: "已关闭", active: "未关闭", first: "首次", last: "最近", times: "次",
     newCritical: "新的紧急告警", history: "处理记录", telemetry: "设备近期数据", noTelemetry: "暂无数据",
     send: "提交", commentPlaceholder: "填写处理说明", loginFailed: "用户名或密码错误",
     allCommunities: "全部小区", check: "检查项", share: "合格率", failed: "不合格", total: "次数",
     failingDevices: "不合格设备", noFindings: "该时段没有检查记录",
     sev: { critical: "紧急", major: "重要", minor: "次要", warning: "提示" },
-    actions: { raised: "产生", updated: "再次发生", acknowledged: "确认", commented: "备注", cleared: "关闭",
-               escalated: "升级", notified: "通知" },
+    actions: { raised: "产生", updated: "再次发生", acknowledged: "确认", commented: "备注", cleared: "解除",
+               escalated: "升级", notified: "通知", dispatched: "派遣", on_site: "到场", resolved: "处置结果",
+               closed: "结案" },
+    actors: { engine: "系统", linkage: "联动", compliance: "合规检查", device: "设备", operator: "值班员" },
+    roles: { admin: "管理员", manager: "物业经理", operator: "值班员", viewer: "只读" },
+    results: { real: "真实警情", false_alarm: "误报", test: "测试", device_fault: "设备故障" },
+    handling: { dispatched: "已派遣", on_site: "已到场", resolved: "已处置", closed: "已结案" },
+    workflow: "处置流程", dispatch: "派遣", dispatchTo: "派给谁（人员或班组）", onSite: "已到场",
+    resolve: "提交处置结果", resultComment: "处置说明（必填）", close: "结案", closeReason: "结案说明（必填）",
+    clearReason: "解除原因（必填）",
     families: { ebike_charger: "电动车充电桩", smoke_alarm: "烟感", gas_alarm: "燃气报警器", light: "照明",
                 elevator: "电梯", access_door: "门禁", cctv_recorder: "录像机" },
     checks: { auto_cutoff: "自动断电", protection_config: "保护设置", fault_alarm: "故障报警",
@@ -44,7 +52,15 @@ const I18N = {
     failingDevices: "Failing devices", noFindings: "No findings in this period",
     sev: { critical: "Critical", major: "Major", minor: "Minor", warning: "Warning" },
     actions: { raised: "raised", updated: "occurred again", acknowledged: "acknowledged", commented: "comment",
-               cleared: "cleared", escalated: "escalated", notified: "notified" },
+               cleared: "cleared", escalated: "escalated", notified: "notified", dispatched: "dispatched",
+               on_site: "on site", resolved: "result", closed: "closed" },
+    actors: { engine: "system", linkage: "linkage", compliance: "compliance check", device: "device", operator: "operator" },
+    roles: { admin: "administrator", manager: "manager", operator: "operator", viewer: "viewer" },
+    results: { real: "Real alarm", false_alarm: "False alarm", test: "Test", device_fault: "Device fault" },
+    handling: { dispatched: "Dispatched", on_site: "On site", resolved: "Resolved", closed: "Closed" },
+    workflow: "Handling", dispatch: "Dispatch", dispatchTo: "To whom (person or team)", onSite: "On site",
+    resolve: "Record result", resultComment: "What was found (required)", close: "Close",
+    closeReason: "Reason for closing (required)", clearReason: "Reason for clearing (required)",
     families: { ebike_charger: "E-bike charger", smoke_alarm: "Smoke alarm", gas_alarm: "Gas alarm", light: "Light",
                 elevator: "Elevator", access_door: "Access door", cctv_recorder: "CCTV recorder" },
     checks: { auto_cutoff: "Auto power-off", protection_config: "Protection settings", fault_alarm: "Fault alarm",
@@ -100,7 +116,7 @@ function applyLang() {
   document.querySelectorAll("[data-i18n-placeholder]").forEach((el) => { el.placeholder = t(el.dataset.i18nPlaceholder); });
   document.title = t("appName");
   setLive(state.stream !== null && $("#live").classList.contains("on"));
-  if (state.user) { renderBoard(); renderCommunities(); if (state.tab !== "board") showTab(state.tab); }
+  if (state.user) { renderWho(); renderBoard(); renderCommunities(); if (state.tab !== "board") showTab(state.tab); }
 }
 
 // ------------------------------------------------------------------------------------------------
@@ -138,7 +154,7 @@ async function start() {
   try { state.user = await api("/auth/me"); } catch { logout(); return; }
   $("#login-view").hidden = true;
   $("#app-view").hidden = false;
-  $("#who").textContent = `${state.user.display_name || state.user.username} · ${state.user.role}`;
+  renderWho();
   const comms = await api("/communities?limit=500");
   state.communities = comms.items;
   if (state.community && !comms.items.some((c) => String(c.id) === state.community)) state.community = "";
@@ -146,6 +162,10 @@ async function start() {
   if (!state.alertLoop) state.alertLoop = YijuBoard.alertLoop(beep);
   applyLang();
   startStream();
+}
+
+function renderWho() {
+  if (state.user) $("#who").textContent = `${state.user.display_name || state.user.username} · ${t("roles")[state.user.role] || state.user.role}`;
 }
 
 function renderCommunities() {
@@ -303,6 +323,7 @@ function alarmCard(a, canAct, members = []) {
       ${reading ? `<div class="reading">${esc(reading)}</div>` : ""}
       <div class="state">
         ${a.status === "cleared" ? `<span class="cleared-mark">${esc(t("clearedUnacked"))}</span> ·` : ""}
+        ${a.handling ? `<span class="handling">${esc(t("handling")[a.handling])}</span> ·` : ""}
         <span class="${a.acknowledged ? "acked" : "unacked"}">${esc(a.acknowledged ? t("acknowledged") : t("unacknowledged"))}</span>
         · ${esc(t("first"))} ${esc(fmtTime(a.first_at))} · ${a.occurrences} ${esc(t("times"))}
       </div>
@@ -329,7 +350,9 @@ function renderBoard() {
 
 async function act(alarmId, action, comment) {
   const path = `/alarms/${alarmId}/${action}`;
-  const res = await api(path, { method: "POST", json: action === "comment" ? { text: comment } : (comment ? { comment } : {}) });
+  // comment: the text of a comment, or the body of a workflow step ({to}, {result, comment}, {comment})
+  const json = typeof comment === "object" ? comment : action === "comment" ? { text: comment } : (comment ? { comment } : {});
+  const res = await api(path, { method: "POST", json });
   state.alarms.set(res.alarm.id, res.alarm);
   renderBoard(); // the banner and the sound stop once no unacknowledged critical alarm is left
   if (state.detailId === alarmId) openDetail(alarmId);
@@ -339,10 +362,17 @@ async function act(alarmId, action, comment) {
 // Alarm detail with the device's recent telemetry
 
 async function openDetail(alarmId) {
+  const reopen = state.detailId === alarmId && !$("#detail").hidden;
   state.detailId = alarmId;
   const alarm = await api(`/alarms/${alarmId}`);
+  // a live update re-renders the detail: keep what the operator was typing in its forms
+  const typed = reopen
+    ? [...document.querySelectorAll("#detail-content form [name]")].filter((el) => el.value)
+      .map((el) => [`form${el.form.dataset.flow ? `[data-flow="${el.form.dataset.flow}"]` : ""} [name="${el.name}"]`, el.value])
+    : [];
   const canAct = state.user.role !== "viewer";
-  const history = alarm.history.map((h) => `<li><b>${esc(fmtTime(h.at))}</b> ${esc(t("actions")[h.action] || h.action)} · ${esc(h.actor)}${h.comment ? ` — ${esc(h.comment)}` : ""}</li>`).join("");
+
+  const history = alarm.history.map((h) => `<li data-action="${esc(h.action)}"><b>${esc(fmtTime(h.at))}</b> ${esc(t("actions")[h.action] || h.action)}${historyDetail(h)} · ${esc(actorName(h))}${h.comment ? ` — ${esc(h.comment)}` : ""}</li>`).join("");
   $("#detail-content").innerHTML = `
     <h2>${esc(alarmLabel(alarm))} <span class="pill sev-${alarm.severity}">${esc(t("sev")[alarm.severity])}</span></h2>
     <p>${esc(where(alarm))}</p>
@@ -350,13 +380,45 @@ async function openDetail(alarmId) {
       · ${esc(t("first"))} ${esc(fmtTime(alarm.first_at))} · ${esc(t("last"))} ${esc(fmtTime(alarm.last_at))}</p>
     <div class="actions">
       ${canAct && !alarm.acknowledged ? `<button class="primary" data-detail-act="acknowledge">${esc(t("acknowledge"))}</button>` : ""}
-      ${canAct && alarm.status === "active" ? `<button class="danger" data-detail-act="clear">${esc(t("clear"))}</button>` : ""}
     </div>
+    ${canAct ? workflowForms(alarm) : ""}
     <h3>${esc(t("telemetry"))}</h3><div id="charts">…</div>
     <h3>${esc(t("history"))}</h3><ul class="history">${history}</ul>
     ${canAct ? `<form class="comment-form" id="comment-form"><input name="text" required maxlength="2000" placeholder="${esc(t("commentPlaceholder"))}"><button type="submit">${esc(t("send"))}</button></form>` : ""}`;
+  for (const [sel, value] of typed) { const el = $(`#detail-content ${sel}`); if (el) el.value = value; }
   $("#detail").hidden = false;
   renderCharts(alarm);
+}
+
+// The person's display name, or the system actor in the UI language (never "engine" in the Chinese UI).
+const actorName = (h) => h.actor_name || t("actors")[h.actor] || h.actor;
+function historyDetail(h) {
+  if (h.action === "dispatched" && h.details?.to) return ` → ${esc(h.details.to)}`;
+  if (h.action === "resolved" && h.details?.result) return `: ${esc(t("results")[h.details.result] || h.details.result)}`;
+  return "";
+}
+
+// The handling workflow (处置流程): only the steps that may follow the current one (storage/alarms.py
+// `handle` enforces the same order). Clear and close need a reason.
+function workflowForms(a) {
+  if (a.handling === "closed") return "";
+  const forms = [];
+  const resultForm = `<form class="flow" data-flow="resolve"><select name="result" required>
+      ${Object.entries(t("results")).map(([k, v]) => `<option value="${k}">${esc(v)}</option>`).join("")}</select>
+      <input name="comment" required maxlength="2000" placeholder="${esc(t("resultComment"))}">
+      <button type="submit">${esc(t("resolve"))}</button></form>`;
+  if (a.acknowledged && !a.handling) {
+    forms.push(`<form class="flow" data-flow="dispatch"><input name="to" required maxlength="200" placeholder="${esc(t("dispatchTo"))}"><button type="submit">${esc(t("dispatch"))}</button></form>`);
+  }
+  if (a.handling === "dispatched") forms.push(`<form class="flow" data-flow="on-site"><button type="submit">${esc(t("onSite"))}</button></form>`);
+  if (a.acknowledged && a.handling !== "resolved") forms.push(resultForm);
+  if (a.handling === "resolved") {
+    forms.push(`<form class="flow" data-flow="close"><input name="comment" required maxlength="2000" placeholder="${esc(t("closeReason"))}"><button type="submit" class="primary">${esc(t("close"))}</button></form>`);
+  }
+  if (a.status === "active") {
+    forms.push(`<form class="flow" data-flow="clear"><input name="comment" required maxlength="2000" placeholder="${esc(t("clearReason"))}"><button type="submit" class="danger">${esc(t("clear"))}</button></form>`);
+  }
+  return `<h3>${esc(t("workflow"))}</h3><div class="workflow">${forms.join("")}</div>`;
 }
 
 async function renderCharts(alarm) {
@@ -487,6 +549,7 @@ document.addEventListener("DOMContentLoaded", () => {
     ensureAudio();
     const id = Number(button.closest("[data-alarm]").dataset.alarm);
     if (button.dataset.act === "detail") openDetail(id);
+    else if (button.dataset.act === "clear") { await openDetail(id); $("#detail form[data-flow=clear] input").focus(); } // a reason first
     else await act(id, button.dataset.act);
   });
   $("#detail").addEventListener("click", async (e) => {
@@ -496,6 +559,11 @@ document.addEventListener("DOMContentLoaded", () => {
   });
   $("#detail").addEventListener("submit", async (e) => {
     e.preventDefault();
+    if (e.target.dataset.flow) {
+      try { await act(state.detailId, e.target.dataset.flow, Object.fromEntries(new FormData(e.target))); }
+      catch (err) { e.target.insertAdjacentHTML("beforeend", `<p class="error" role="alert">${esc(err.message)}</p>`); }
+      return;
+    }
     const text = new FormData(e.target).get("text");
     if (String(text).trim()) await act(state.detailId, "comment", text);
   });
