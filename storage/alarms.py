@@ -372,6 +372,16 @@ def acknowledge(
     return AlarmChange(_alarm(row), transition)
 
 
+def acknowledge_many(
+    conn: psycopg.Connection[Any], alarm_ids: Sequence[int], *, actor: str, comment: str | None = None
+) -> list[AlarmChange]:
+    """Acknowledge several alarms with one comment (an alarm storm), all or none: one transaction.
+    Alarms acknowledged before are skipped; an unknown id raises `AlarmNotFound` and writes nothing."""
+    with conn.transaction():
+        changes = [acknowledge(conn, i, actor=actor, comment=comment) for i in dict.fromkeys(alarm_ids)]
+    return [c for c in changes if c is not None]
+
+
 def comment(
     conn: psycopg.Connection[Any], alarm_id: int, *, actor: str, text: str, at: datetime | None = None
 ) -> AlarmChange:

@@ -398,3 +398,22 @@ def test_compliance_summary_scoped(client: TestClient, world: World) -> None:
         f"{V1}/compliance/summary?community_id={a}&until=2020-01-01T00:00:00Z", headers=world.auth("admin")
     ).json()
     assert old["by_check"] == []
+
+
+def test_batch_acknowledge_is_scoped_and_all_or_none(client: TestClient, world: World) -> None:
+    ids = [world.ids["alarm_a"], world.ids["alarm_a2"]]
+    body = {"ids": [*ids, world.ids["alarm_b"]], "comment": "批量"}
+    r = client.post(f"{V1}/alarms/batch-acknowledge", json=body, headers=world.auth("operator_a"))
+    assert r.status_code == 404  # community B's alarm: refused, and nothing of A's was acknowledged
+    r = client.post(f"{V1}/alarms/batch-acknowledge", json={"ids": []}, headers=world.auth("operator_a"))
+    assert r.status_code == 422
+    r = client.post(f"{V1}/alarms/batch-acknowledge", json={"ids": ids}, headers=world.auth("viewer_a"))
+    assert r.status_code == 403
+    with connect(world.url) as conn:
+        assert conn.execute("SELECT count(*) FROM alarms WHERE acknowledged").fetchone() == (0,)
+    body = {"ids": [ids[0], *ids], "comment": "停电"}
+    r = client.post(f"{V1}/alarms/batch-acknowledge", json=body, headers=world.auth("operator_a"))
+    assert r.status_code == 200 and r.json() == {"acknowledged": ids, "unchanged": []}
+    r = client.post(f"{V1}/alarms/batch-acknowledge", json={"ids": ids}, headers=world.auth("operator_a"))
+    assert r.json() == {"acknowledged": [], "unchanged": ids}
+    assert len(audit_rows(world.url, "alarm.acknowledge")) == 2

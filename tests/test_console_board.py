@@ -188,3 +188,47 @@ def test_the_handling_workflow_end_to_end(live: LiveServer, world: World, page: 
         {"result": "false_alarm"},
     )
     assert {s[1] for s in steps[1:]} == {"user:operator_a"}
+
+
+def test_filters_and_batch_acknowledge(live: LiveServer, world: World, page: Page) -> None:
+    now = datetime.now(UTC)
+    with connect(world.url, autocommit=True) as conn:
+        offline = []
+        for i in range(3):  # the offline alarms that follow a power cut: one comment for all
+            device = _device(conn, world, f"lgt-x{i}", "light")
+            change = alarms.raise_or_update(
+                conn, community_id=world.ids["comm_a"], device_id=device, type="device_offline",
+                severity="warning", at=now - timedelta(minutes=3), details={"silent_s": 180.0},
+            )  # fmt: skip
+            offline.append(change.alarm.id)
+    _login(page, live)
+    cards = page.locator("#board > article")
+    expect(cards).to_have_count(5)
+    page.select_option("#f-severity", "warning")
+    expect(cards).to_have_count(3)
+    page.select_option("#f-family", "light")
+    expect(cards).to_have_count(3)
+    page.check("#pick-all")
+    expect(page.locator("#batch-count")).to_have_text("3")
+    page.fill("#batch-comment", "配电箱跳闸导致离线，已通知电工")
+    page.click("#batch-ack")
+    expect(page.locator("#board > article[data-acknowledged=true]")).to_have_count(3)
+    page.select_option("#f-status", "unacked")
+    expect(cards).to_have_count(0)
+    page.select_option("#f-severity", "")
+    page.select_option("#f-family", "")
+    expect(cards).to_have_count(2)  # the fire and the over-temperature alarm: still unacknowledged
+    expect(page.locator("#critical-banner")).to_be_visible()  # filters never silence the banner
+    page.set_viewport_size({"width": 390, "height": 844})
+    page.screenshot(path=str(ARTIFACTS / "console-phone-board-filters.png"), full_page=True)
+    with connect(world.url) as conn:
+        rows = conn.execute(
+            "SELECT a.acknowledged_by, t.comment FROM alarms a JOIN alarm_transitions t ON t.alarm_id = a.id "
+            "AND t.action = 'acknowledged' WHERE a.id = ANY(%s)",
+            (offline,),
+        ).fetchall()
+        others = conn.execute(
+            "SELECT count(*) FROM alarms WHERE acknowledged AND NOT (id = ANY(%s))", (offline,)
+        ).fetchone()
+    assert rows == [("user:operator_a", "配电箱跳闸导致离线，已通知电工")] * 3
+    assert others == (0,)

@@ -12,6 +12,8 @@ from api.alarms.schemas import (
     ActionResult,
     AlarmDetail,
     AlarmOut,
+    BatchAckRequest,
+    BatchAckResult,
     CommentRequest,
     DispatchRequest,
     ReasonRequest,
@@ -134,6 +136,17 @@ def acknowledge(alarm_id: AlarmId, body: AckRequest, principal: Operator, conn: 
     alarm = _visible(conn, principal, alarm_id)
     change = alarms.acknowledge(conn, alarm_id, actor=principal.actor, comment=body.comment)
     return _result(conn, principal, alarm, change, "acknowledge")
+
+
+@router.post("/alarms/batch-acknowledge", summary="Acknowledge several alarms with one comment (all or none)")
+def batch_acknowledge(body: BatchAckRequest, principal: Operator, conn: Conn) -> BatchAckResult:
+    for alarm_id in body.ids:  # every id must be visible before anything is written
+        _visible(conn, principal, alarm_id)
+    changes = alarms.acknowledge_many(conn, body.ids, actor=principal.actor, comment=body.comment)
+    for change in changes:
+        _result(conn, principal, change.alarm, change, "acknowledge")
+    done = [c.alarm.id for c in changes]
+    return BatchAckResult(acknowledged=done, unchanged=[i for i in dict.fromkeys(body.ids) if i not in done])
 
 
 @router.post("/alarms/{alarm_id}/comment", summary="Add a comment to an alarm's history")

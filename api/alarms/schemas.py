@@ -122,6 +122,19 @@ class AckRequest(BaseModel):
     comment: Text | None = None
 
 
+class BatchAckRequest(BaseModel):
+    model_config = ConfigDict(
+        json_schema_extra={"examples": [{"ids": [17, 18], "comment": "离线告警随停电产生"}]}
+    )
+    ids: Annotated[list[Annotated[int, Field(ge=1, le=2**62)]], Field(min_length=1, max_length=500)]
+    comment: Text | None = None
+
+
+class BatchAckResult(BaseModel):
+    acknowledged: list[int] = Field(description="The alarms this call acknowledged")
+    unchanged: list[int] = Field(description="Alarms that were acknowledged before")
+
+
 class ReasonRequest(BaseModel):
     """Clear and close: a person ends an alarm only with a reason (issue 13)."""
 

@@ -36,6 +36,9 @@ const I18N = {
     devicesUnit: "台设备", onlineUnit: "在线",
     clearedUnacked: "已恢复 · 待确认", mute: "静音5分钟", mutedUntil: "已静音至", enableSound: "点击此处开启提示音",
     unackedCritical: "未确认的紧急告警", failedAction: "失败动作", related: "关联告警",
+    pickAll: "全选未确认", batchComment: "批量确认说明（可选）", batchAck: "批量确认", anySeverity: "全部级别",
+    anyFamily: "全部类型", anyBuilding: "全部楼栋", anyStatus: "全部状态", anyTime: "任意时间",
+    statuses: { unacked: "未确认", active: "未关闭", cleared: "已恢复待确认" }, lastHours: "最近{n}小时",
   },
   en: {
     appName: "Yiju · Duty room", username: "Username", password: "Password", login: "Log in", logout: "Log out",
@@ -69,6 +72,10 @@ const I18N = {
     clearedUnacked: "Cleared · awaiting acknowledgement", mute: "Mute 5 min", mutedUntil: "Muted until",
     enableSound: "Click here to enable the alarm sound", unackedCritical: "Unacknowledged critical alarms",
     failedAction: "Failed action", related: "Related alarms",
+    pickAll: "Select all unacknowledged", batchComment: "Comment for all (optional)", batchAck: "Acknowledge selected",
+    anySeverity: "Any severity", anyFamily: "Any family", anyBuilding: "Any building", anyStatus: "Any status",
+    anyTime: "Any time", statuses: { unacked: "Unacknowledged", active: "Active", cleared: "Cleared, unacknowledged" },
+    lastHours: "Last {n} h",
   },
 };
 
@@ -83,7 +90,9 @@ const state = {
   tab: "board",
   devicesCursor: null,
   audio: null,
-  alertLoop: null,          // YijuBoard.alertLoop: banner + sound until acknowledged; stopped at logout
+  alertLoop: null,
+  filters: {},              // board filters (YijuBoard.matches)
+  picked: new Set(),        // alarm ids ticked for batch acknowledge          // YijuBoard.alertLoop: banner + sound until acknowledged; stopped at logout
 };
 
 const $ = (sel) => document.querySelector(sel);
@@ -317,7 +326,7 @@ function alarmCard(a, canAct, members = []) {
   const failed = YijuBoard.failedAction(a, state.lang);
   return `
     <article class="alarm card ${a.severity}${a._newCritical && !a.acknowledged ? " new-critical" : ""}" data-alarm="${a.id}" data-status="${a.status}" data-acknowledged="${a.acknowledged}" data-members="${members.length}">
-      <div class="title"><strong>${esc(alarmLabel(a))}</strong><span class="pill sev-${a.severity}">${esc(t("sev")[a.severity])}</span></div>
+      <div class="title">${canAct && !a.acknowledged ? `<input type="checkbox" class="pick" data-pick="${a.id}" aria-label="select"${state.picked.has(a.id) ? " checked" : ""}>` : ""}<strong>${esc(alarmLabel(a))}</strong><span class="pill sev-${a.severity}">${esc(t("sev")[a.severity])}</span></div>
       <div class="where">${esc(where(a))}</div>
       ${failed ? `<div class="failed-action">${esc(t("failedAction"))}: ${esc(failed)}</div>` : ""}
       ${reading ? `<div class="reading">${esc(reading)}</div>` : ""}
@@ -336,8 +345,30 @@ function alarmCard(a, canAct, members = []) {
     </article>`;
 }
 
+// Filter options come from the alarms on the board, so every choice matches something.
+function renderFilters(all) {
+  const opts = (key, anyLabel, pairs) => {
+    const sel = $(`#board-filters [data-filter=${key}]`);
+    const current = state.filters[key] || "";
+    sel.innerHTML = [`<option value="">${esc(t(anyLabel))}</option>`]
+      .concat(pairs.map(([v, label]) => `<option value="${esc(v)}">${esc(label)}</option>`)).join("");
+    sel.value = pairs.some(([v]) => String(v) === current) ? current : "";
+  };
+  const uniq = (pairs) => [...new Map(pairs).entries()];
+  opts("severity", "anySeverity", ["critical", "major", "minor", "warning"].map((s) => [s, t("sev")[s]]));
+  opts("family", "anyFamily", uniq(all.map((a) => [a.family, t("families")[a.family] || a.family])));
+  opts("building", "anyBuilding", uniq(all.filter((a) => a.building_id != null).map((a) => [String(a.building_id), a.building_name])));
+  opts("status", "anyStatus", Object.entries(t("statuses")));
+  opts("sinceH", "anyTime", [1, 8, 24].map((n) => [String(n), t("lastHours").replace("{n}", n)]));
+}
+
 function renderBoard() {
-  const visible = [...state.alarms.values()].filter((a) => YijuBoard.onBoard(a) && inScope(a));
+  const all = [...state.alarms.values()].filter((a) => YijuBoard.onBoard(a) && inScope(a));
+  renderFilters(all);
+  const now = Date.now();
+  const visible = all.filter((a) => YijuBoard.matches(a, state.filters, now));
+  const pickable = new Set(visible.filter((a) => !a.acknowledged).map((a) => a.id));
+  state.picked = new Set([...state.picked].filter((id) => pickable.has(id)));
   const counts = { critical: 0, major: 0, minor: 0, warning: 0 };
   visible.forEach((a) => counts[a.severity]++);
   $("#board-summary").innerHTML = Object.entries(counts)
@@ -345,6 +376,10 @@ function renderBoard() {
   $("#board-empty").hidden = visible.length > 0;
   const canAct = state.user && state.user.role !== "viewer";
   $("#board").innerHTML = YijuBoard.incidents(visible).map((i) => alarmCard(i.lead, canAct, i.members)).join("");
+  $("#batch-bar").hidden = !canAct;
+  $("#batch-count").textContent = String(state.picked.size);
+  $("#batch-ack").disabled = state.picked.size === 0;
+  $("#pick-all").checked = pickable.size > 0 && state.picked.size === pickable.size;
   updateAlerting();
 }
 
@@ -542,6 +577,32 @@ document.addEventListener("DOMContentLoaded", () => {
     state.lastEventId = null;
     startStream();
     if (state.tab !== "board") showTab(state.tab);
+  });
+  $("#board-filters").addEventListener("change", (e) => {
+    state.filters[e.target.dataset.filter] = e.target.value;
+    renderBoard();
+  });
+  $("#board").addEventListener("change", (e) => {
+    if (!e.target.matches("input.pick")) return;
+    const id = Number(e.target.dataset.pick);
+    if (e.target.checked) state.picked.add(id); else state.picked.delete(id);
+    renderBoard();
+  });
+  $("#pick-all").addEventListener("change", (e) => {
+    const now = Date.now();
+    state.picked = new Set(e.target.checked ? [...state.alarms.values()]
+      .filter((a) => YijuBoard.onBoard(a) && inScope(a) && !a.acknowledged && YijuBoard.matches(a, state.filters, now))
+      .map((a) => a.id) : []);
+    renderBoard();
+  });
+  $("#batch-ack").addEventListener("click", async () => {
+    ensureAudio();
+    const ids = [...state.picked];
+    const comment = $("#batch-comment").value.trim();
+    await api("/alarms/batch-acknowledge", { method: "POST", json: comment ? { ids, comment } : { ids } });
+    state.picked.clear();
+    $("#batch-comment").value = "";
+    await loadOpenAlarms();
   });
   $("#board").addEventListener("click", async (e) => {
     const button = e.target.closest("button[data-act]");

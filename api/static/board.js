@@ -105,5 +105,14 @@ const YijuBoard = (() => {
     return loop;
   }
 
-  return { LIFE_SAFETY, MUTE_MIN, onBoard, compare, incidents, reading, failedAction, alerting, alertLoop };
+  /** Board filters (issue 13 §4): f = {severity, family, building, status, sinceH}; "" means any.
+   *  status: unacked | active | cleared. The banner and the sound ignore filters (app.js). */
+  function matches(a, f, nowMs) {
+    return (!f.severity || a.severity === f.severity) && (!f.family || a.family === f.family) &&
+      (!f.building || String(a.building_id) === f.building) &&
+      (!f.status || (f.status === "unacked" ? !a.acknowledged : a.status === f.status)) &&
+      (!f.sinceH || ms(a.last_at) >= nowMs - Number(f.sinceH) * 3600e3);
+  }
+
+  return { matches, LIFE_SAFETY, MUTE_MIN, onBoard, compare, incidents, reading, failedAction, alerting, alertLoop };
 })();
