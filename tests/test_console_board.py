@@ -141,10 +141,22 @@ def test_a_fire_with_its_failed_door_release_is_one_incident_on_top(
 
 def test_the_handling_workflow_end_to_end(live: LiveServer, world: World, page: Page) -> None:
     alarm_id = world.ids["alarm_a2"]  # the charger's over-temperature alarm, raised by the engine
+    with connect(world.url, autocommit=True) as conn, conn.cursor() as cur:
+        start = datetime.now(UTC) - timedelta(minutes=50)
+        cur.executemany(  # the charger's real metric names; ambient_temp_c sorts first alphabetically
+            "INSERT INTO points (ts, device_id, metric, channel, value) VALUES (%s, %s, %s, %s, %s)",
+            [
+                (start + timedelta(minutes=i), world.ids["chg-a1"], metric, channel, 30.0 + i)
+                for i in range(40)
+                for metric, channel in (("ambient_temp_c", 0), ("port_temp_c", 1))
+            ],
+        )
     _login(page, live)
     page.locator(f"#board [data-alarm='{alarm_id}'] button[data-act=clear]").click()
     clear_reason = page.locator("#detail form[data-flow=clear] input")
     expect(clear_reason).to_be_focused()  # clearing asks for a reason first, never one click
+    # the chart explains: the triggering metric first, named and with its unit
+    expect(page.locator("#detail .chart-title").first).to_have_text("端口温度 (°C) #1", timeout=10_000)
     history = page.locator("#detail .history")
     page.click("#detail [data-detail-act=acknowledge]")
     expect(history.locator("li[data-action=acknowledged]")).to_have_count(1)

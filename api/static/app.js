@@ -317,7 +317,10 @@ function updateAlerting() {
 // The board
 
 const alarmLabel = (a) => (state.lang === "zh" ? a.type_zh : a.type_en) || a.type;
-const where = (a) => [a.building_name, a.location_name, a.device_uid].filter(Boolean).join(" · ");
+// building · location · device; a location named after its building ("1号楼 6层") drops the repeat
+const where = (a) => [a.building_name,
+  a.building_name && a.location_name?.startsWith(a.building_name) ? a.location_name.slice(a.building_name.length).trim() : a.location_name,
+  a.device_uid].filter(Boolean).join(" · ");
 const inScope = (a) => !state.community || String(a.community_id) === state.community;
 
 // One alarm card; members of an incident are nested cards of the same shape.
@@ -457,16 +460,15 @@ function workflowForms(a) {
 }
 
 async function renderCharts(alarm) {
-  const end = new Date(Math.max(Date.now(), new Date(alarm.last_at).getTime()));
-  const start = new Date(new Date(alarm.first_at).getTime() - 2 * 3600e3);
+  const [start, end] = YijuBoard.chartWindow(alarm, Date.now());
   const since = start.toISOString();
   let metrics = [];
   try { metrics = await api(`/devices/${alarm.device_id}/metrics?since=${encodeURIComponent(since)}`); } catch { /* none */ }
   if (!metrics.length) { $("#charts").innerHTML = `<p class="muted">${esc(t("noTelemetry"))}</p>`; return; }
   const parts = [];
-  for (const m of metrics.slice(0, 4)) {
+  for (const m of YijuBoard.chartOrder(alarm, metrics).slice(0, 4)) {
     const data = await api(`/devices/${alarm.device_id}/telemetry?metric=${m.metric}&channel=${m.channel}&since=${encodeURIComponent(since)}&until=${encodeURIComponent(end.toISOString())}`);
-    parts.push(`<p class="muted">${esc(m.metric)}${m.channel ? ` #${m.channel}` : ""}</p>` + chartSvg(data, new Date(alarm.first_at)));
+    parts.push(`<p class="muted chart-title" data-metric="${esc(m.metric)}">${esc(YijuBoard.metricLabel(m.metric, state.lang))}${m.channel ? ` #${m.channel}` : ""}</p>` + chartSvg(data, new Date(alarm.first_at)));
   }
   $("#charts").innerHTML = parts.join("");
 }
