@@ -43,13 +43,21 @@ LIST_LIMIT_MAX = 500
 
 AlarmStatus = Literal["active", "cleared"]
 TransitionAction = Literal[
-    "raised", "updated", "acknowledged", "commented", "cleared", "escalated", "notified"
-]
+    "raised", "updated", "acknowledged", "commented", "cleared", "escalated", "notified",
+    "dispatched", "on_site", "resolved", "closed",
+]  # fmt: skip
+HandlingStep = Literal["dispatched", "on_site", "resolved", "closed"]
+AlarmResult = Literal["real", "false_alarm", "test", "device_fault"]
+RESULTS: tuple[AlarmResult, ...] = ("real", "false_alarm", "test", "device_fault")
 AlarmOrder = Literal["recent", "worst"]
 
 
 class AlarmNotFound(StorageError):
     """No alarm with the given id (or no open alarm for the given device and type)."""
+
+
+class HandlingOutOfOrder(StorageError):
+    """A handling step that does not follow the alarm's current step (see `handle`)."""
 
 
 class InvalidCursor(InputError):
@@ -80,6 +88,8 @@ class Alarm:
     occurrences: int
     source: str
     details: dict[str, Any]
+    handling: HandlingStep | None = None  # the handling step reached (0018_handling.sql)
+    result: AlarmResult | None = None  # set by the 'resolved' step
 
 
 @dataclass(frozen=True, slots=True)
@@ -126,7 +136,8 @@ _ALARM_COLUMNS: LiteralString = """
     a.id, a.community_id, a.device_id, d.uid AS device_uid, d.family,
     d.location_id, l.name AS location_name, l.building_id, b.name AS building_name,
     a.type, a.severity, a.status, a.acknowledged, a.acknowledged_at, a.acknowledged_by,
-    a.cleared_at, a.cleared_by, a.first_at, a.last_at, a.occurrences, a.source, a.details
+    a.cleared_at, a.cleared_by, a.first_at, a.last_at, a.occurrences, a.source, a.details,
+    a.handling, a.result
 """
 _ALARM_JOINS: LiteralString = """
     JOIN devices d ON d.id = a.device_id
@@ -361,6 +372,16 @@ def acknowledge(
     return AlarmChange(_alarm(row), transition)
 
 
+def acknowledge_many(
+    conn: psycopg.Connection[Any], alarm_ids: Sequence[int], *, actor: str, comment: str | None = None
+) -> list[AlarmChange]:
+    """Acknowledge several alarms with one comment (an alarm storm), all or none: one transaction.
+    Alarms acknowledged before are skipped; an unknown id raises `AlarmNotFound` and writes nothing."""
+    with conn.transaction():
+        changes = [acknowledge(conn, i, actor=actor, comment=comment) for i in dict.fromkeys(alarm_ids)]
+    return [c for c in changes if c is not None]
+
+
 def comment(
     conn: psycopg.Connection[Any], alarm_id: int, *, actor: str, text: str, at: datetime | None = None
 ) -> AlarmChange:
@@ -391,6 +412,81 @@ def record_transition(
             conn, alarm_id, action=action, actor=actor, comment=comment, details=details, at=at
         )
     return AlarmChange(alarm, transition)
+
+
+# ---------------------------------------------------------------------------------------------
+# Handling workflow (处置流程, issue 13)
+
+# The steps an alarm may be in before each step. Invariant "handling follows its order": enforced by
+# the conditional UPDATE in `handle` (one statement, under the transition lock). Dispatch needs an
+# acknowledged alarm; the result may follow acknowledgement directly (a test, or a false alarm seen on
+# CCTV, needs nobody on site); close follows the result.
+_HANDLING_AFTER: dict[HandlingStep, tuple[str, ...]] = {
+    "dispatched": ("none",),
+    "on_site": ("dispatched",),
+    "resolved": ("none", "dispatched", "on_site"),
+    "closed": ("resolved",),
+}
+_HANDLE = _q(
+    """
+    WITH up AS (
+        UPDATE alarms SET handling = %(step)s, result = COALESCE(%(result)s, result)
+        WHERE id = %(id)s AND acknowledged AND COALESCE(handling, 'none') = ANY(%(after)s) RETURNING *
+    )
+    SELECT {cols} FROM up a {joins}
+    """
+)
+
+
+def handle(
+    conn: psycopg.Connection[Any],
+    alarm_id: int,
+    step: HandlingStep,
+    *,
+    actor: str,
+    comment: str | None = None,
+    dispatched_to: str | None = None,
+    result: AlarmResult | None = None,
+    at: datetime | None = None,
+) -> AlarmChange:
+    """Move an acknowledged alarm to the next handling step, recording a transition of that name.
+
+    dispatched needs `dispatched_to`; resolved needs a `result` and a comment; closed needs a comment
+    (the reason) and clears the alarm in the same transaction when it is still active. Raises
+    `HandlingOutOfOrder` when the alarm is not acknowledged or not at a step this one may follow.
+    """
+    _check_aware(at)
+    if step == "dispatched" and not (dispatched_to or "").strip():
+        raise InputError("dispatch needs the person or team it goes to")
+    if step == "resolved" and result not in RESULTS:
+        raise InputError(f"the result must be one of {', '.join(RESULTS)}")
+    if step in ("resolved", "closed") and not (comment or "").strip():
+        raise InputError(f"{step} needs a comment")
+    details: dict[str, Any] = {}
+    if step == "dispatched":
+        details["to"] = dispatched_to
+    if step == "resolved":
+        details["result"] = result
+    with conn.transaction():
+        _serialise_transitions(conn)
+        params = {"step": step, "result": result if step == "resolved" else None, "id": alarm_id}
+        row = _one(conn, _HANDLE, {**params, "after": list(_HANDLING_AFTER[step])})
+        if row is None:
+            current = get(conn, alarm_id)
+            if current is None:
+                raise AlarmNotFound(f"no alarm {alarm_id}")
+            stage = current.handling or "none"
+            where = "not acknowledged" if not current.acknowledged else f"at step {stage}"
+            raise HandlingOutOfOrder(f"alarm {alarm_id} cannot be {step}: it is {where}")
+        if step == "closed" and row["status"] == "active":
+            cleared = _one(conn, _CLEAR_BY_ID, (at, actor, alarm_id))
+            assert cleared is not None  # the row is locked by the UPDATE above
+            _record(conn, alarm_id, action="cleared", actor=actor, comment=comment, details=None, at=at)
+            row = cleared
+        transition = _record(
+            conn, alarm_id, action=step, actor=actor, comment=comment, details=details, at=at
+        )
+    return AlarmChange(_alarm(row), transition)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -487,6 +583,9 @@ class AlarmFilter:
     acknowledged: bool | None = None
     since: datetime | None = None  # alarms still occurring at or after this time (last_at >= since)
     until: datetime | None = None  # alarms that began before this time (first_at < until)
+    # The duty board (issue 13, "nothing vanishes"): active alarms plus cleared ones that nobody has
+    # acknowledged yet — an alarm that cleared itself while the operator was away must still reach them.
+    on_board: bool = False
 
 
 def _filter_clauses(f: AlarmFilter) -> tuple[list[sql.Composable], list[Any]]:
@@ -503,7 +602,10 @@ def _filter_clauses(f: AlarmFilter) -> tuple[list[sql.Composable], list[Any]]:
         ("a.first_at < %s", f.until),
     ]
     used = [(clause, value) for clause, value in candidates if value is not None]
-    return [sql.SQL(clause) for clause, _ in used], [value for _, value in used]
+    clauses: list[sql.Composable] = [sql.SQL(clause) for clause, _ in used]
+    if f.on_board:
+        clauses.append(sql.SQL("(a.status = 'active' OR NOT a.acknowledged)"))
+    return clauses, [value for _, value in used]
 
 
 def list_alarms(

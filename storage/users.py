@@ -12,6 +12,7 @@ import base64
 import hashlib
 import hmac
 import secrets
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
@@ -216,6 +217,15 @@ def get_user_by_username(conn: psycopg.Connection[Any], username: str) -> User |
         cur.execute(_USER_SELECT + " WHERE u.username = %s GROUP BY u.id", (username,))
         row = cur.fetchone()
     return _user(row) if row else None
+
+
+def display_names(conn: psycopg.Connection[Any], usernames: Sequence[str]) -> dict[str, str]:
+    """username → display name (the username when the display name is empty), for alarm histories."""
+    rows = conn.execute(
+        "SELECT username, COALESCE(NULLIF(display_name, ''), username) FROM users WHERE username = ANY(%s)",
+        (list(usernames),),
+    ).fetchall()
+    return {str(u): str(n) for u, n in rows}
 
 
 def list_users(conn: psycopg.Connection[Any]) -> list[User]:

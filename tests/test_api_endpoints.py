@@ -118,6 +118,10 @@ def test_alarm_lifecycle_roles_history_and_audit(client: TestClient, world: Worl
     r = client.post(f"{V1}/alarms/{alarm_id}/comment", json={"text": "   "}, headers=world.auth("operator_a"))
     assert r.status_code == 422 and r.json()["fields"][0]["field"] == "body.text"
     r = client.post(f"{V1}/alarms/{alarm_id}/clear", json={}, headers=world.auth("manager_a"))
+    assert r.status_code == 422 and r.json()["fields"][0]["field"] == "body.comment"  # a reason is required
+    r = client.post(
+        f"{V1}/alarms/{alarm_id}/clear", json={"comment": "误报"}, headers=world.auth("manager_a")
+    )
     assert r.json()["alarm"]["status"] == "cleared"
     detail = client.get(f"{V1}/alarms/{alarm_id}", headers=world.auth("viewer_a")).json()
     assert [t["action"] for t in detail["history"]] == ["raised", "acknowledged", "commented", "cleared"]
@@ -394,3 +398,22 @@ def test_compliance_summary_scoped(client: TestClient, world: World) -> None:
         f"{V1}/compliance/summary?community_id={a}&until=2020-01-01T00:00:00Z", headers=world.auth("admin")
     ).json()
     assert old["by_check"] == []
+
+
+def test_batch_acknowledge_is_scoped_and_all_or_none(client: TestClient, world: World) -> None:
+    ids = [world.ids["alarm_a"], world.ids["alarm_a2"]]
+    body = {"ids": [*ids, world.ids["alarm_b"]], "comment": "批量"}
+    r = client.post(f"{V1}/alarms/batch-acknowledge", json=body, headers=world.auth("operator_a"))
+    assert r.status_code == 404  # community B's alarm: refused, and nothing of A's was acknowledged
+    r = client.post(f"{V1}/alarms/batch-acknowledge", json={"ids": []}, headers=world.auth("operator_a"))
+    assert r.status_code == 422
+    r = client.post(f"{V1}/alarms/batch-acknowledge", json={"ids": ids}, headers=world.auth("viewer_a"))
+    assert r.status_code == 403
+    with connect(world.url) as conn:
+        assert conn.execute("SELECT count(*) FROM alarms WHERE acknowledged").fetchone() == (0,)
+    body = {"ids": [ids[0], *ids], "comment": "停电"}
+    r = client.post(f"{V1}/alarms/batch-acknowledge", json=body, headers=world.auth("operator_a"))
+    assert r.status_code == 200 and r.json() == {"acknowledged": ids, "unchanged": []}
+    r = client.post(f"{V1}/alarms/batch-acknowledge", json={"ids": ids}, headers=world.auth("operator_a"))
+    assert r.json() == {"acknowledged": [], "unchanged": ids}
+    assert len(audit_rows(world.url, "alarm.acknowledge")) == 2

@@ -66,8 +66,10 @@ def test_alarm_appears_and_is_acknowledged_in_the_page(live: LiveServer, world: 
     appeared_s = time.monotonic() - raised_at
     assert appeared_s < APPEAR_WITHIN_S
     expect(card).to_have_class("alarm card critical new-critical")
+    # the banner names the worst unacknowledged critical alarm: the fire raised before login (life safety)
     expect(page.locator("#critical-banner")).to_be_visible()
-    expect(page.locator("#critical-banner")).to_contain_text("充电区域烟雾报警")
+    expect(page.locator("#critical-banner")).to_contain_text("火灾报警")
+    expect(page.locator("#critical-banner")).to_contain_text("(+1)")
     # critical first: the new critical alarm is ahead of the major one
     order = page.locator("#board [data-alarm]").evaluate_all("els => els.map(e => Number(e.dataset.alarm))")
     assert order.index(change.alarm.id) < order.index(world.ids["alarm_a2"])
@@ -76,6 +78,10 @@ def test_alarm_appears_and_is_acknowledged_in_the_page(live: LiveServer, world: 
     card.locator("button[data-act=acknowledge]").click()
     expect(card).to_have_attribute("data-acknowledged", "true")
     expect(card.locator(".acked")).to_have_text("已确认")
+    # the fire raised before login is still unacknowledged: the banner stays until it is acknowledged too
+    expect(page.locator("#critical-banner")).not_to_contain_text("(+1)")
+    expect(page.locator("#critical-banner")).to_be_visible()
+    page.locator(f"#board [data-alarm='{world.ids['alarm_a']}'] button[data-act=acknowledge]").click()
     expect(page.locator("#critical-banner")).to_be_hidden()
     with connect(world.url) as conn:
         row = conn.execute(

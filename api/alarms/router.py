@@ -7,7 +7,19 @@ from typing import Annotated, Literal
 
 from fastapi import APIRouter, Path, Query
 
-from api.alarms.schemas import AckRequest, ActionResult, AlarmDetail, AlarmOut, CommentRequest, TransitionOut
+from api.alarms.schemas import (
+    AckRequest,
+    ActionResult,
+    AlarmDetail,
+    AlarmOut,
+    BatchAckRequest,
+    BatchAckResult,
+    CommentRequest,
+    DispatchRequest,
+    ReasonRequest,
+    ResolveRequest,
+    TransitionOut,
+)
 from api.deps import Conn, Operator, Principal, Reader
 from api.errors import ERROR_RESPONSES, invalid, not_found
 from api.pagination import Cursor, Limit, Page
@@ -43,6 +55,10 @@ def list_alarms(
     severity: Annotated[list[Severity] | None, Query(description="One or more severities")] = None,
     status: Literal["active", "cleared"] | None = None,
     acknowledged: bool | None = None,
+    board: Annotated[
+        bool,
+        Query(description="The duty board: active alarms plus cleared ones not yet acknowledged"),
+    ] = False,
     since: Annotated[
         datetime | None, Query(description="Alarms still occurring at or after this time")
     ] = None,
@@ -63,6 +79,7 @@ def list_alarms(
         severities=[s.value for s in severity] if severity else None,
         status=status,
         acknowledged=acknowledged,
+        on_board=board,
         since=since,
         until=until,
     )
@@ -76,14 +93,22 @@ def list_alarms(
 @router.get("/alarms/{alarm_id}", summary="One alarm with its full transition history")
 def get_alarm(alarm_id: AlarmId, principal: Reader, conn: Conn) -> AlarmDetail:
     alarm = _visible(conn, principal, alarm_id)
-    history = [TransitionOut.of(t) for t in alarms.history(conn, alarm_id)]
-    return AlarmDetail(**AlarmOut.of(alarm).model_dump(), history=history)
+    return AlarmDetail(**AlarmOut.of(alarm).model_dump(), history=_history(conn, alarm_id))
+
+
+def _history(conn: Conn, alarm_id: int) -> list[TransitionOut]:
+    """The transitions with the people's display names (the console shows names, not user ids)."""
+    rows = alarms.history(conn, alarm_id)
+    names = users.display_names(
+        conn, [t.actor.removeprefix("user:") for t in rows if t.actor.startswith("user:")]
+    )
+    return [TransitionOut.of(t, names) for t in rows]
 
 
 @router.get("/alarms/{alarm_id}/history", summary="The transitions of an alarm, oldest first")
 def alarm_history(alarm_id: AlarmId, principal: Reader, conn: Conn) -> list[TransitionOut]:
     _visible(conn, principal, alarm_id)
-    return [TransitionOut.of(t) for t in alarms.history(conn, alarm_id)]
+    return _history(conn, alarm_id)
 
 
 def _result(
@@ -113,6 +138,17 @@ def acknowledge(alarm_id: AlarmId, body: AckRequest, principal: Operator, conn: 
     return _result(conn, principal, alarm, change, "acknowledge")
 
 
+@router.post("/alarms/batch-acknowledge", summary="Acknowledge several alarms with one comment (all or none)")
+def batch_acknowledge(body: BatchAckRequest, principal: Operator, conn: Conn) -> BatchAckResult:
+    for alarm_id in body.ids:  # every id must be visible before anything is written
+        _visible(conn, principal, alarm_id)
+    changes = alarms.acknowledge_many(conn, body.ids, actor=principal.actor, comment=body.comment)
+    for change in changes:
+        _result(conn, principal, change.alarm, change, "acknowledge")
+    done = [c.alarm.id for c in changes]
+    return BatchAckResult(acknowledged=done, unchanged=[i for i in dict.fromkeys(body.ids) if i not in done])
+
+
 @router.post("/alarms/{alarm_id}/comment", summary="Add a comment to an alarm's history")
 def add_comment(alarm_id: AlarmId, body: CommentRequest, principal: Operator, conn: Conn) -> ActionResult:
     alarm = _visible(conn, principal, alarm_id)
@@ -122,8 +158,43 @@ def add_comment(alarm_id: AlarmId, body: CommentRequest, principal: Operator, co
     return _result(conn, principal, alarm, change, "comment")
 
 
-@router.post("/alarms/{alarm_id}/clear", summary="Clear (close) an active alarm")
-def clear(alarm_id: AlarmId, body: AckRequest, principal: Operator, conn: Conn) -> ActionResult:
+@router.post("/alarms/{alarm_id}/clear", summary="Clear an active alarm; a reason is required")
+def clear(alarm_id: AlarmId, body: ReasonRequest, principal: Operator, conn: Conn) -> ActionResult:
     alarm = _visible(conn, principal, alarm_id)
     change = alarms.clear(conn, alarm_id, actor=principal.actor, comment=body.comment)
     return _result(conn, principal, alarm, change, "clear")
+
+
+# Handling workflow (处置流程): acknowledge → dispatch → on site → result → close. Out of order: 409.
+
+
+@router.post("/alarms/{alarm_id}/dispatch", summary="Dispatch someone to an acknowledged alarm")
+def dispatch(alarm_id: AlarmId, body: DispatchRequest, principal: Operator, conn: Conn) -> ActionResult:
+    alarm = _visible(conn, principal, alarm_id)
+    change = alarms.handle(
+        conn, alarm_id, "dispatched", actor=principal.actor, comment=body.comment, dispatched_to=body.to
+    )
+    return _result(conn, principal, alarm, change, "dispatch")
+
+
+@router.post("/alarms/{alarm_id}/on-site", summary="The dispatched person is on site")
+def on_site(alarm_id: AlarmId, body: AckRequest, principal: Operator, conn: Conn) -> ActionResult:
+    alarm = _visible(conn, principal, alarm_id)
+    change = alarms.handle(conn, alarm_id, "on_site", actor=principal.actor, comment=body.comment)
+    return _result(conn, principal, alarm, change, "on_site")
+
+
+@router.post("/alarms/{alarm_id}/resolve", summary="Record the result: real, false alarm, test, device fault")
+def resolve(alarm_id: AlarmId, body: ResolveRequest, principal: Operator, conn: Conn) -> ActionResult:
+    alarm = _visible(conn, principal, alarm_id)
+    change = alarms.handle(
+        conn, alarm_id, "resolved", actor=principal.actor, comment=body.comment, result=body.result
+    )
+    return _result(conn, principal, alarm, change, "resolve")
+
+
+@router.post("/alarms/{alarm_id}/close", summary="Close a resolved alarm with a reason (clears it if active)")
+def close(alarm_id: AlarmId, body: ReasonRequest, principal: Operator, conn: Conn) -> ActionResult:
+    alarm = _visible(conn, principal, alarm_id)
+    change = alarms.handle(conn, alarm_id, "closed", actor=principal.actor, comment=body.comment)
+    return _result(conn, principal, alarm, change, "close")

@@ -67,6 +67,10 @@ class AlarmOut(BaseModel):
     occurrences: int
     source: str
     details: dict[str, Any]
+    handling: Literal["dispatched", "on_site", "resolved", "closed"] | None = Field(
+        default=None, description="The handling step reached (处置流程); null: not yet dispatched"
+    )
+    result: Literal["real", "false_alarm", "test", "device_fault"] | None = None
 
     @classmethod
     def of(cls, alarm: Alarm) -> AlarmOut:
@@ -98,10 +102,15 @@ class TransitionOut(BaseModel):
     actor: str
     comment: str | None
     details: dict[str, Any]
+    actor_name: str | None = Field(
+        default=None, description="The person's display name when the actor is a user (user:<name>)"
+    )
 
     @classmethod
-    def of(cls, t: Transition) -> TransitionOut:
-        return cls(**{k: getattr(t, k) for k in Transition.__dataclass_fields__})
+    def of(cls, t: Transition, names: dict[str, str] | None = None) -> TransitionOut:
+        user = t.actor.removeprefix("user:") if t.actor.startswith("user:") else None
+        name = (names or {}).get(user, user) if user else None
+        return cls(**{k: getattr(t, k) for k in Transition.__dataclass_fields__}, actor_name=name)
 
 
 class AlarmDetail(AlarmOut):
@@ -111,6 +120,40 @@ class AlarmDetail(AlarmOut):
 class AckRequest(BaseModel):
     model_config = ConfigDict(json_schema_extra={"examples": [{"comment": "已派保安前往现场"}]})
     comment: Text | None = None
+
+
+class BatchAckRequest(BaseModel):
+    model_config = ConfigDict(
+        json_schema_extra={"examples": [{"ids": [17, 18], "comment": "离线告警随停电产生"}]}
+    )
+    ids: Annotated[list[Annotated[int, Field(ge=1, le=2**62)]], Field(min_length=1, max_length=500)]
+    comment: Text | None = None
+
+
+class BatchAckResult(BaseModel):
+    acknowledged: list[int] = Field(description="The alarms this call acknowledged")
+    unchanged: list[int] = Field(description="Alarms that were acknowledged before")
+
+
+class ReasonRequest(BaseModel):
+    """Clear and close: a person ends an alarm only with a reason (issue 13)."""
+
+    model_config = ConfigDict(json_schema_extra={"examples": [{"comment": "现场确认无烟火，探测器已复位"}]})
+    comment: Text
+
+
+class DispatchRequest(BaseModel):
+    model_config = ConfigDict(json_schema_extra={"examples": [{"to": "保安 王师傅", "comment": None}]})
+    to: Annotated[str, StringConstraints(min_length=1, max_length=200, pattern=r"^[^\x00]*$")]
+    comment: Text | None = None
+
+
+class ResolveRequest(BaseModel):
+    model_config = ConfigDict(
+        json_schema_extra={"examples": [{"result": "false_alarm", "comment": "厨房油烟，已开窗通风"}]}
+    )
+    result: Literal["real", "false_alarm", "test", "device_fault"]
+    comment: Text
 
 
 class CommentRequest(BaseModel):

@@ -3,7 +3,6 @@
 "use strict";
 
 const API = "/api/v1";
-const SEVERITY_RANK = { critical: 0, major: 1, minor: 2, warning: 3 };
 
 const I18N = {
   zh: {
@@ -13,15 +12,23 @@ const I18N = {
     searchDevice: "搜索设备编号或位置", all: "全部", online: "在线", offlineState: "离线", never: "从未上报",
     deviceUid: "设备编号", family: "类型", location: "位置", presence: "状态", lastSeen: "最后上报",
     openAlarms: "告警", more: "更多", complianceTitle: "合规检查（近30天）",
-    acknowledge: "确认", comment: "备注", clear: "关闭", detail: "详情", acknowledged: "已确认",
+    acknowledge: "确认", comment: "备注", clear: "解除", detail: "详情", acknowledged: "已确认",
     unacknowledged: "未确认", cleared: "已关闭", active: "未关闭", first: "首次", last: "最近", times: "次",
     newCritical: "新的紧急告警", history: "处理记录", telemetry: "设备近期数据", noTelemetry: "暂无数据",
     send: "提交", commentPlaceholder: "填写处理说明", loginFailed: "用户名或密码错误",
     allCommunities: "全部小区", check: "检查项", share: "合格率", failed: "不合格", total: "次数",
     failingDevices: "不合格设备", noFindings: "该时段没有检查记录",
     sev: { critical: "紧急", major: "重要", minor: "次要", warning: "提示" },
-    actions: { raised: "产生", updated: "再次发生", acknowledged: "确认", commented: "备注", cleared: "关闭",
-               escalated: "升级", notified: "通知" },
+    actions: { raised: "产生", updated: "再次发生", acknowledged: "确认", commented: "备注", cleared: "解除",
+               escalated: "升级", notified: "通知", dispatched: "派遣", on_site: "到场", resolved: "处置结果",
+               closed: "结案" },
+    actors: { engine: "系统", linkage: "联动", compliance: "合规检查", device: "设备", operator: "值班员" },
+    roles: { admin: "管理员", manager: "物业经理", operator: "值班员", viewer: "只读" },
+    results: { real: "真实警情", false_alarm: "误报", test: "测试", device_fault: "设备故障" },
+    handling: { dispatched: "已派遣", on_site: "已到场", resolved: "已处置", closed: "已结案" },
+    workflow: "处置流程", dispatch: "派遣", dispatchTo: "派给谁（人员或班组）", onSite: "已到场",
+    resolve: "提交处置结果", resultComment: "处置说明（必填）", close: "结案", closeReason: "结案说明（必填）",
+    clearReason: "解除原因（必填）",
     families: { ebike_charger: "电动车充电桩", smoke_alarm: "烟感", gas_alarm: "燃气报警器", light: "照明",
                 elevator: "电梯", access_door: "门禁", cctv_recorder: "录像机" },
     checks: { auto_cutoff: "自动断电", protection_config: "保护设置", fault_alarm: "故障报警",
@@ -34,7 +41,12 @@ const I18N = {
     reasons: { malformed_json: "不是有效JSON", schema_violation: "字段不符合协议", unknown_device: "未登记设备",
                topic_mismatch: "主题与设备不符", family_mismatch: "设备类型不符", timestamp_out_of_window: "时间戳超出范围",
                oversize: "消息过大", bad_topic: "主题格式错误", unsupported_version: "协议版本不支持",
-               device_disabled: "设备已停用" },
+               device_disabled: "设备已停用", engine_output_refused: "告警结果写入被拒" },
+    clearedUnacked: "已恢复 · 待确认", mute: "静音5分钟", mutedUntil: "已静音至", enableSound: "点击此处开启提示音",
+    unackedCritical: "未确认的紧急告警", failedAction: "失败动作", related: "关联告警",
+    pickAll: "全选未确认", batchComment: "批量确认说明（可选）", batchAck: "批量确认", anySeverity: "全部级别",
+    anyFamily: "全部类型", anyBuilding: "全部楼栋", anyStatus: "全部状态", anyTime: "任意时间",
+    statuses: { unacked: "未确认", active: "未关闭", cleared: "已恢复待确认" }, lastHours: "最近{n}小时",
   },
   en: {
     appName: "Yiju · Duty room", username: "Username", password: "Password", login: "Log in", logout: "Log out",
@@ -51,7 +63,15 @@ const I18N = {
     failingDevices: "Failing devices", noFindings: "No findings in this period",
     sev: { critical: "Critical", major: "Major", minor: "Minor", warning: "Warning" },
     actions: { raised: "raised", updated: "occurred again", acknowledged: "acknowledged", commented: "comment",
-               cleared: "cleared", escalated: "escalated", notified: "notified" },
+               cleared: "cleared", escalated: "escalated", notified: "notified", dispatched: "dispatched",
+               on_site: "on site", resolved: "result", closed: "closed" },
+    actors: { engine: "system", linkage: "linkage", compliance: "compliance check", device: "device", operator: "operator" },
+    roles: { admin: "administrator", manager: "manager", operator: "operator", viewer: "viewer" },
+    results: { real: "Real alarm", false_alarm: "False alarm", test: "Test", device_fault: "Device fault" },
+    handling: { dispatched: "Dispatched", on_site: "On site", resolved: "Resolved", closed: "Closed" },
+    workflow: "Handling", dispatch: "Dispatch", dispatchTo: "To whom (person or team)", onSite: "On site",
+    resolve: "Record result", resultComment: "What was found (required)", close: "Close",
+    closeReason: "Reason for closing (required)", clearReason: "Reason for clearing (required)",
     families: { ebike_charger: "E-bike charger", smoke_alarm: "Smoke alarm", gas_alarm: "Gas alarm", light: "Light",
                 elevator: "Elevator", access_door: "Access door", cctv_recorder: "CCTV recorder" },
     checks: { auto_cutoff: "Auto power-off", protection_config: "Protection settings", fault_alarm: "Fault alarm",
@@ -64,7 +84,15 @@ const I18N = {
     reasons: { malformed_json: "Not valid JSON", schema_violation: "Schema violation", unknown_device: "Unknown device",
                topic_mismatch: "Topic mismatch", family_mismatch: "Family mismatch",
                timestamp_out_of_window: "Timestamp out of window", oversize: "Too large", bad_topic: "Bad topic",
-               unsupported_version: "Unsupported version", device_disabled: "Device disabled" },
+               unsupported_version: "Unsupported version", device_disabled: "Device disabled",
+               engine_output_refused: "Engine output refused" },
+    clearedUnacked: "Cleared · awaiting acknowledgement", mute: "Mute 5 min", mutedUntil: "Muted until",
+    enableSound: "Click here to enable the alarm sound", unackedCritical: "Unacknowledged critical alarms",
+    failedAction: "Failed action", related: "Related alarms",
+    pickAll: "Select all unacknowledged", batchComment: "Comment for all (optional)", batchAck: "Acknowledge selected",
+    anySeverity: "Any severity", anyFamily: "Any family", anyBuilding: "Any building", anyStatus: "Any status",
+    anyTime: "Any time", statuses: { unacked: "Unacknowledged", active: "Active", cleared: "Cleared, unacknowledged" },
+    lastHours: "Last {n} h",
   },
 };
 
@@ -80,6 +108,9 @@ const state = {
   devicesCursor: null,
   deadLettersCursor: null,
   audio: null,
+  alertLoop: null,
+  filters: {},              // board filters (YijuBoard.matches)
+  picked: new Set(),        // alarm ids ticked for batch acknowledge          // YijuBoard.alertLoop: banner + sound until acknowledged; stopped at logout
 };
 
 const $ = (sel) => document.querySelector(sel);
@@ -112,7 +143,7 @@ function applyLang() {
   document.querySelectorAll("[data-i18n-placeholder]").forEach((el) => { el.placeholder = t(el.dataset.i18nPlaceholder); });
   document.title = t("appName");
   setLive(state.stream !== null && $("#live").classList.contains("on"));
-  if (state.user) { renderBoard(); renderCommunities(); if (state.tab !== "board") showTab(state.tab); }
+  if (state.user) { renderWho(); renderBoard(); renderCommunities(); if (state.tab !== "board") showTab(state.tab); }
 }
 
 // ------------------------------------------------------------------------------------------------
@@ -138,6 +169,10 @@ function logout() {
   state.token = null; state.user = null;
   localStorage.removeItem("yiju.token");
   stopStream();
+  if (state.alertLoop) state.alertLoop.stop();
+  state.alertLoop = null;
+  state.alarms = new Map();
+  $("#critical-banner").hidden = true;
   $("#app-view").hidden = true;
   $("#login-view").hidden = false;
 }
@@ -146,13 +181,18 @@ async function start() {
   try { state.user = await api("/auth/me"); } catch { logout(); return; }
   $("#login-view").hidden = true;
   $("#app-view").hidden = false;
-  $("#who").textContent = `${state.user.display_name || state.user.username} · ${state.user.role}`;
+  renderWho();
   const comms = await api("/communities?limit=500");
   state.communities = comms.items;
   if (state.community && !comms.items.some((c) => String(c.id) === state.community)) state.community = "";
   renderCommunities();
+  if (!state.alertLoop) state.alertLoop = YijuBoard.alertLoop(beep);
   applyLang();
   startStream();
+}
+
+function renderWho() {
+  if (state.user) $("#who").textContent = `${state.user.display_name || state.user.username} · ${t("roles")[state.user.role] || state.user.role}`;
 }
 
 function renderCommunities() {
@@ -179,7 +219,8 @@ function stopStream() {
 }
 
 async function loadOpenAlarms() {
-  const q = ["status=active", "order=worst", "limit=500", communityQuery()].filter(Boolean).join("&");
+  // board=true: active alarms and cleared ones nobody acknowledged yet (nothing vanishes, issue 13)
+  const q = ["board=true", "order=worst", "limit=500", communityQuery()].filter(Boolean).join("&");
   const page = await api(`/alarms?${q}`);
   state.alarms = new Map(page.items.map((a) => [a.id, a]));
   renderBoard();
@@ -236,12 +277,8 @@ function onAlarmEvent(ev) {
   const alarm = ev.alarm;
   const known = state.alarms.has(alarm.id);
   state.alarms.set(alarm.id, alarm);
-  if (ev.action === "raised" && alarm.severity === "critical" && !known) {
-    alarm._newCritical = true;
-    beep();
-    showCriticalBanner(alarm);
-  }
-  renderBoard();
+  if (ev.action === "raised" && alarm.severity === "critical" && !known) alarm._newCritical = true;
+  renderBoard(); // the banner and the sound follow the board (updateAlerting)
   if (state.detailId === alarm.id) openDetail(alarm.id);
 }
 
@@ -253,10 +290,11 @@ function ensureAudio() {
   if (state.audio && state.audio.state === "suspended") state.audio.resume();
 }
 
+// One beep; true when the page could actually play it (browsers suspend audio until a user gesture).
 function beep() {
   ensureAudio();
   const ctx = state.audio;
-  if (!ctx) return;
+  if (!ctx || ctx.state !== "running") return false;
   // three short two-tone beeps: recognisable over a noisy duty room
   for (let i = 0; i < 3; i++) {
     for (const [offset, freq] of [[0, 880], [0.18, 660]]) {
@@ -268,60 +306,111 @@ function beep() {
       osc.connect(gain).connect(ctx.destination); osc.start(at); osc.stop(at + 0.17);
     }
   }
+  return true;
 }
 
-function showCriticalBanner(alarm) {
+// The banner and the repeating sound follow the unacknowledged critical alarms on the board, also those
+// raised before login; the state is mirrored on the banner's data-* attributes (read by the tests).
+function updateAlerting() {
   const banner = $("#critical-banner");
-  banner.textContent = `⚠ ${t("newCritical")}: ${alarmLabel(alarm)} · ${where(alarm)}`;
-  banner.dataset.alarm = alarm.id;
-  banner.hidden = false;
+  const pending = YijuBoard.alerting([...state.alarms.values()].filter(inScope));
+  if (state.alertLoop) state.alertLoop.update(pending.length);
+  banner.hidden = pending.length === 0;
+  if (!pending.length) { banner.dataset.sounding = "false"; return; }
+  const top = pending[0];
+  const loop = state.alertLoop;
+  const muted = loop && loop.muted();
+  const more = pending.length > 1 ? ` (+${pending.length - 1})` : "";
+  $("#critical-text").textContent = `⚠ ${t("unackedCritical")}: ${alarmLabel(top)} · ${where(top)}${more}` +
+    (muted ? ` · ${t("mutedUntil")} ${fmtTime(new Date(loop.mutedUntil).toISOString())}` : "") +
+    (!muted && state.audio?.state !== "running" ? ` · ${t("enableSound")}` : "");
+  $("#mute-sound").textContent = t("mute");
+  banner.dataset.alarm = top.id;
+  banner.dataset.sounding = String(!muted);
+  banner.dataset.beeps = String(loop ? loop.beeps : 0);
+  banner.dataset.audio = state.audio ? state.audio.state : "none";
 }
 
 // ------------------------------------------------------------------------------------------------
 // The board
 
 const alarmLabel = (a) => (state.lang === "zh" ? a.type_zh : a.type_en) || a.type;
-const where = (a) => [a.building_name, a.location_name, a.device_uid].filter(Boolean).join(" · ");
+// building · location · device; a location named after its building ("1号楼 6层") drops the repeat
+const where = (a) => [a.building_name,
+  a.building_name && a.location_name?.startsWith(a.building_name) ? a.location_name.slice(a.building_name.length).trim() : a.location_name,
+  a.device_uid].filter(Boolean).join(" · ");
+const inScope = (a) => !state.community || String(a.community_id) === state.community;
 
-function sortAlarms(list) {
-  return list.sort((x, y) =>
-    (x.status === "active" ? 0 : 1) - (y.status === "active" ? 0 : 1) ||
-    SEVERITY_RANK[x.severity] - SEVERITY_RANK[y.severity] ||
-    (x.acknowledged ? 1 : 0) - (y.acknowledged ? 1 : 0) ||
-    new Date(y.last_at) - new Date(x.last_at));
-}
-
-function renderBoard() {
-  const visible = sortAlarms([...state.alarms.values()].filter((a) => a.status === "active" &&
-    (!state.community || String(a.community_id) === state.community)));
-  const counts = { critical: 0, major: 0, minor: 0, warning: 0 };
-  visible.forEach((a) => counts[a.severity]++);
-  $("#board-summary").innerHTML = Object.entries(counts)
-    .map(([s, n]) => `<span class="pill sev-${s}">${esc(t("sev")[s])} ${n}</span>`).join("");
-  $("#board-empty").hidden = visible.length > 0;
-  const canAct = state.user && state.user.role !== "viewer";
-  $("#board").innerHTML = visible.map((a) => `
-    <article class="alarm card ${a.severity}${a._newCritical && !a.acknowledged ? " new-critical" : ""}" data-alarm="${a.id}" data-status="${a.status}" data-acknowledged="${a.acknowledged}">
-      <div class="title"><strong>${esc(alarmLabel(a))}</strong><span class="pill sev-${a.severity}">${esc(t("sev")[a.severity])}</span></div>
+// One alarm card; members of an incident are nested cards of the same shape.
+function alarmCard(a, canAct, members = []) {
+  const reading = YijuBoard.reading(a, state.lang);
+  const failed = YijuBoard.failedAction(a, state.lang);
+  return `
+    <article class="alarm card ${a.severity}${a._newCritical && !a.acknowledged ? " new-critical" : ""}" data-alarm="${a.id}" data-status="${a.status}" data-acknowledged="${a.acknowledged}" data-members="${members.length}">
+      <div class="title">${canAct && !a.acknowledged ? `<input type="checkbox" class="pick" data-pick="${a.id}" aria-label="select"${state.picked.has(a.id) ? " checked" : ""}>` : ""}<strong>${esc(alarmLabel(a))}</strong><span class="pill sev-${a.severity}">${esc(t("sev")[a.severity])}</span></div>
       <div class="where">${esc(where(a))}</div>
+      ${failed ? `<div class="failed-action">${esc(t("failedAction"))}: ${esc(failed)}</div>` : ""}
+      ${reading ? `<div class="reading">${esc(reading)}</div>` : ""}
       <div class="state">
+        ${a.status === "cleared" ? `<span class="cleared-mark">${esc(t("clearedUnacked"))}</span> ·` : ""}
+        ${a.handling ? `<span class="handling">${esc(t("handling")[a.handling])}</span> ·` : ""}
         <span class="${a.acknowledged ? "acked" : "unacked"}">${esc(a.acknowledged ? t("acknowledged") : t("unacknowledged"))}</span>
         · ${esc(t("first"))} ${esc(fmtTime(a.first_at))} · ${a.occurrences} ${esc(t("times"))}
       </div>
       <div class="actions">
         ${canAct && !a.acknowledged ? `<button class="primary" data-act="acknowledge">${esc(t("acknowledge"))}</button>` : ""}
         <button data-act="detail">${esc(t("detail"))}</button>
-        ${canAct ? `<button class="danger" data-act="clear">${esc(t("clear"))}</button>` : ""}
+        ${canAct && a.status === "active" ? `<button class="danger" data-act="clear">${esc(t("clear"))}</button>` : ""}
       </div>
-    </article>`).join("");
+      ${members.length ? `<details class="members" open><summary>${esc(t("related"))} ${members.length}</summary>${members.map((m) => alarmCard(m, canAct)).join("")}</details>` : ""}
+    </article>`;
+}
+
+// Filter options come from the alarms on the board, so every choice matches something.
+function renderFilters(all) {
+  const opts = (key, anyLabel, pairs) => {
+    const sel = $(`#board-filters [data-filter=${key}]`);
+    const current = state.filters[key] || "";
+    sel.innerHTML = [`<option value="">${esc(t(anyLabel))}</option>`]
+      .concat(pairs.map(([v, label]) => `<option value="${esc(v)}">${esc(label)}</option>`)).join("");
+    sel.value = pairs.some(([v]) => String(v) === current) ? current : "";
+  };
+  const uniq = (pairs) => [...new Map(pairs).entries()];
+  opts("severity", "anySeverity", ["critical", "major", "minor", "warning"].map((s) => [s, t("sev")[s]]));
+  opts("family", "anyFamily", uniq(all.map((a) => [a.family, t("families")[a.family] || a.family])));
+  opts("building", "anyBuilding", uniq(all.filter((a) => a.building_id != null).map((a) => [String(a.building_id), a.building_name])));
+  opts("status", "anyStatus", Object.entries(t("statuses")));
+  opts("sinceH", "anyTime", [1, 8, 24].map((n) => [String(n), t("lastHours").replace("{n}", n)]));
+}
+
+function renderBoard() {
+  const all = [...state.alarms.values()].filter((a) => YijuBoard.onBoard(a) && inScope(a));
+  renderFilters(all);
+  const now = Date.now();
+  const visible = all.filter((a) => YijuBoard.matches(a, state.filters, now));
+  const pickable = new Set(visible.filter((a) => !a.acknowledged).map((a) => a.id));
+  state.picked = new Set([...state.picked].filter((id) => pickable.has(id)));
+  const counts = { critical: 0, major: 0, minor: 0, warning: 0 };
+  visible.forEach((a) => counts[a.severity]++);
+  $("#board-summary").innerHTML = Object.entries(counts)
+    .map(([s, n]) => `<span class="pill sev-${s}">${esc(t("sev")[s])} ${n}</span>`).join("");
+  $("#board-empty").hidden = visible.length > 0;
+  const canAct = state.user && state.user.role !== "viewer";
+  $("#board").innerHTML = YijuBoard.incidents(visible).map((i) => alarmCard(i.lead, canAct, i.members)).join("");
+  $("#batch-bar").hidden = !canAct;
+  $("#batch-count").textContent = String(state.picked.size);
+  $("#batch-ack").disabled = state.picked.size === 0;
+  $("#pick-all").checked = pickable.size > 0 && state.picked.size === pickable.size;
+  updateAlerting();
 }
 
 async function act(alarmId, action, comment) {
   const path = `/alarms/${alarmId}/${action}`;
-  const res = await api(path, { method: "POST", json: action === "comment" ? { text: comment } : (comment ? { comment } : {}) });
+  // comment: the text of a comment, or the body of a workflow step ({to}, {result, comment}, {comment})
+  const json = typeof comment === "object" ? comment : action === "comment" ? { text: comment } : (comment ? { comment } : {});
+  const res = await api(path, { method: "POST", json });
   state.alarms.set(res.alarm.id, res.alarm);
-  if (res.alarm.acknowledged && String($("#critical-banner").dataset.alarm) === String(alarmId)) $("#critical-banner").hidden = true;
-  renderBoard();
+  renderBoard(); // the banner and the sound stop once no unacknowledged critical alarm is left
   if (state.detailId === alarmId) openDetail(alarmId);
 }
 
@@ -329,10 +418,17 @@ async function act(alarmId, action, comment) {
 // Alarm detail with the device's recent telemetry
 
 async function openDetail(alarmId) {
+  const reopen = state.detailId === alarmId && !$("#detail").hidden;
   state.detailId = alarmId;
   const alarm = await api(`/alarms/${alarmId}`);
+  // a live update re-renders the detail: keep what the operator was typing in its forms
+  const typed = reopen
+    ? [...document.querySelectorAll("#detail-content form [name]")].filter((el) => el.value)
+      .map((el) => [`form${el.form.dataset.flow ? `[data-flow="${el.form.dataset.flow}"]` : ""} [name="${el.name}"]`, el.value])
+    : [];
   const canAct = state.user.role !== "viewer";
-  const history = alarm.history.map((h) => `<li><b>${esc(fmtTime(h.at))}</b> ${esc(t("actions")[h.action] || h.action)} · ${esc(h.actor)}${h.comment ? ` — ${esc(h.comment)}` : ""}</li>`).join("");
+
+  const history = alarm.history.map((h) => `<li data-action="${esc(h.action)}"><b>${esc(fmtTime(h.at))}</b> ${esc(t("actions")[h.action] || h.action)}${historyDetail(h)} · ${esc(actorName(h))}${h.comment ? ` — ${esc(h.comment)}` : ""}</li>`).join("");
   $("#detail-content").innerHTML = `
     <h2>${esc(alarmLabel(alarm))} <span class="pill sev-${alarm.severity}">${esc(t("sev")[alarm.severity])}</span></h2>
     <p>${esc(where(alarm))}</p>
@@ -340,26 +436,57 @@ async function openDetail(alarmId) {
       · ${esc(t("first"))} ${esc(fmtTime(alarm.first_at))} · ${esc(t("last"))} ${esc(fmtTime(alarm.last_at))}</p>
     <div class="actions">
       ${canAct && !alarm.acknowledged ? `<button class="primary" data-detail-act="acknowledge">${esc(t("acknowledge"))}</button>` : ""}
-      ${canAct && alarm.status === "active" ? `<button class="danger" data-detail-act="clear">${esc(t("clear"))}</button>` : ""}
     </div>
+    ${canAct ? workflowForms(alarm) : ""}
     <h3>${esc(t("telemetry"))}</h3><div id="charts">…</div>
     <h3>${esc(t("history"))}</h3><ul class="history">${history}</ul>
     ${canAct ? `<form class="comment-form" id="comment-form"><input name="text" required maxlength="2000" placeholder="${esc(t("commentPlaceholder"))}"><button type="submit">${esc(t("send"))}</button></form>` : ""}`;
+  for (const [sel, value] of typed) { const el = $(`#detail-content ${sel}`); if (el) el.value = value; }
   $("#detail").hidden = false;
   renderCharts(alarm);
 }
 
+// The person's display name, or the system actor in the UI language (never "engine" in the Chinese UI).
+const actorName = (h) => h.actor_name || t("actors")[h.actor] || h.actor;
+function historyDetail(h) {
+  if (h.action === "dispatched" && h.details?.to) return ` → ${esc(h.details.to)}`;
+  if (h.action === "resolved" && h.details?.result) return `: ${esc(t("results")[h.details.result] || h.details.result)}`;
+  return "";
+}
+
+// The handling workflow (处置流程): only the steps that may follow the current one (storage/alarms.py
+// `handle` enforces the same order). Clear and close need a reason.
+function workflowForms(a) {
+  if (a.handling === "closed") return "";
+  const forms = [];
+  const resultForm = `<form class="flow" data-flow="resolve"><select name="result" required>
+      ${Object.entries(t("results")).map(([k, v]) => `<option value="${k}">${esc(v)}</option>`).join("")}</select>
+      <input name="comment" required maxlength="2000" placeholder="${esc(t("resultComment"))}">
+      <button type="submit">${esc(t("resolve"))}</button></form>`;
+  if (a.acknowledged && !a.handling) {
+    forms.push(`<form class="flow" data-flow="dispatch"><input name="to" required maxlength="200" placeholder="${esc(t("dispatchTo"))}"><button type="submit">${esc(t("dispatch"))}</button></form>`);
+  }
+  if (a.handling === "dispatched") forms.push(`<form class="flow" data-flow="on-site"><button type="submit">${esc(t("onSite"))}</button></form>`);
+  if (a.acknowledged && a.handling !== "resolved") forms.push(resultForm);
+  if (a.handling === "resolved") {
+    forms.push(`<form class="flow" data-flow="close"><input name="comment" required maxlength="2000" placeholder="${esc(t("closeReason"))}"><button type="submit" class="primary">${esc(t("close"))}</button></form>`);
+  }
+  if (a.status === "active") {
+    forms.push(`<form class="flow" data-flow="clear"><input name="comment" required maxlength="2000" placeholder="${esc(t("clearReason"))}"><button type="submit" class="danger">${esc(t("clear"))}</button></form>`);
+  }
+  return `<h3>${esc(t("workflow"))}</h3><div class="workflow">${forms.join("")}</div>`;
+}
+
 async function renderCharts(alarm) {
-  const end = new Date(Math.max(Date.now(), new Date(alarm.last_at).getTime()));
-  const start = new Date(new Date(alarm.first_at).getTime() - 2 * 3600e3);
+  const [start, end] = YijuBoard.chartWindow(alarm, Date.now());
   const since = start.toISOString();
   let metrics = [];
   try { metrics = await api(`/devices/${alarm.device_id}/metrics?since=${encodeURIComponent(since)}`); } catch { /* none */ }
   if (!metrics.length) { $("#charts").innerHTML = `<p class="muted">${esc(t("noTelemetry"))}</p>`; return; }
   const parts = [];
-  for (const m of metrics.slice(0, 4)) {
+  for (const m of YijuBoard.chartOrder(alarm, metrics).slice(0, 4)) {
     const data = await api(`/devices/${alarm.device_id}/telemetry?metric=${m.metric}&channel=${m.channel}&since=${encodeURIComponent(since)}&until=${encodeURIComponent(end.toISOString())}`);
-    parts.push(`<p class="muted">${esc(m.metric)}${m.channel ? ` #${m.channel}` : ""}</p>` + chartSvg(data, new Date(alarm.first_at)));
+    parts.push(`<p class="muted chart-title" data-metric="${esc(m.metric)}">${esc(YijuBoard.metricLabel(m.metric, state.lang))}${m.channel ? ` #${m.channel}` : ""}</p>` + chartSvg(data, new Date(alarm.first_at)));
   }
   $("#charts").innerHTML = parts.join("");
 }
@@ -500,12 +627,39 @@ document.addEventListener("DOMContentLoaded", () => {
     startStream();
     if (state.tab !== "board") showTab(state.tab);
   });
+  $("#board-filters").addEventListener("change", (e) => {
+    state.filters[e.target.dataset.filter] = e.target.value;
+    renderBoard();
+  });
+  $("#board").addEventListener("change", (e) => {
+    if (!e.target.matches("input.pick")) return;
+    const id = Number(e.target.dataset.pick);
+    if (e.target.checked) state.picked.add(id); else state.picked.delete(id);
+    renderBoard();
+  });
+  $("#pick-all").addEventListener("change", (e) => {
+    const now = Date.now();
+    state.picked = new Set(e.target.checked ? [...state.alarms.values()]
+      .filter((a) => YijuBoard.onBoard(a) && inScope(a) && !a.acknowledged && YijuBoard.matches(a, state.filters, now))
+      .map((a) => a.id) : []);
+    renderBoard();
+  });
+  $("#batch-ack").addEventListener("click", async () => {
+    ensureAudio();
+    const ids = [...state.picked];
+    const comment = $("#batch-comment").value.trim();
+    await api("/alarms/batch-acknowledge", { method: "POST", json: comment ? { ids, comment } : { ids } });
+    state.picked.clear();
+    $("#batch-comment").value = "";
+    await loadOpenAlarms();
+  });
   $("#board").addEventListener("click", async (e) => {
     const button = e.target.closest("button[data-act]");
     if (!button) return;
     ensureAudio();
     const id = Number(button.closest("[data-alarm]").dataset.alarm);
     if (button.dataset.act === "detail") openDetail(id);
+    else if (button.dataset.act === "clear") { await openDetail(id); $("#detail form[data-flow=clear] input").focus(); } // a reason first
     else await act(id, button.dataset.act);
   });
   $("#detail").addEventListener("click", async (e) => {
@@ -515,10 +669,20 @@ document.addEventListener("DOMContentLoaded", () => {
   });
   $("#detail").addEventListener("submit", async (e) => {
     e.preventDefault();
+    if (e.target.dataset.flow) {
+      try { await act(state.detailId, e.target.dataset.flow, Object.fromEntries(new FormData(e.target))); }
+      catch (err) { e.target.insertAdjacentHTML("beforeend", `<p class="error" role="alert">${esc(err.message)}</p>`); }
+      return;
+    }
     const text = new FormData(e.target).get("text");
     if (String(text).trim()) await act(state.detailId, "comment", text);
   });
-  $("#critical-banner").addEventListener("click", (e) => { ensureAudio(); openDetail(Number(e.currentTarget.dataset.alarm)); });
+  $("#critical-banner").addEventListener("click", (e) => {
+    ensureAudio(); // a gesture: sound for alarms that were already open at page load
+    if (e.target.id === "mute-sound") { state.alertLoop?.mute(); updateAlerting(); return; }
+    openDetail(Number(e.currentTarget.dataset.alarm));
+  });
+  document.addEventListener("yiju:alert-tick", updateAlerting);
   let searchTimer = null;
   $("#device-search").addEventListener("input", () => { clearTimeout(searchTimer); searchTimer = setTimeout(() => loadDevices(), 300); });
   $("#device-online").addEventListener("change", () => loadDevices());
