@@ -1,11 +1,15 @@
 """The FastAPI application: REST under /api/v1, the live alarm stream, and the console under /console/.
 
-`create_app(settings)` is the only entry point; the lifespan builds the connection pool once and, on
-shutdown, stops every live stream before closing it.
+`create_app(settings)` is the only entry point; the lifespan builds the connection pool once, starts
+the live-stream hub (one LISTEN connection) and the token purge, and on shutdown stops them (every
+live stream ended) before closing the pool.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from importlib.metadata import version
@@ -15,22 +19,28 @@ from fastapi import FastAPI
 from fastapi.responses import RedirectResponse
 from fastapi.staticfiles import StaticFiles
 from prometheus_client import CollectorRegistry
-from psycopg_pool import ConnectionPool
 
 from api.alarms.router import router as alarms_router
 from api.alarms.stream import StreamHub
 from api.alarms.stream import router as stream_router
+from api.auth.gate import HashGate
 from api.auth.router import router as auth_router
 from api.commands.router import router as commands_router
 from api.communities.router import router as communities_router
 from api.compliance.router import router as compliance_router
 from api.dead_letters.router import router as dead_letters_router
 from api.devices.router import router as devices_router
+from api.docs import install_docs
 from api.errors import ERROR_RESPONSES, install_error_handlers
 from api.indicators.router import router as indicators_router
 from api.metrics import ApiMetrics, MetricsMiddleware, RouteTemplates
-from yiju.errors import ConfigurationError
+from api.middleware import RequestDeadline, SecurityHeaders
+from storage import throttle, users
+from storage.db import Database
+from yiju.errors import ConfigurationError, YijuError
 from yiju.settings import Settings
+
+log = logging.getLogger("yiju.api")
 
 STATIC_DIR = Path(__file__).resolve().parent / "static"
 API_PREFIX = "/api/v1"
@@ -66,29 +76,41 @@ def create_app(settings: Settings, metrics: ApiMetrics | None = None) -> FastAPI
     api_metrics = metrics or ApiMetrics.create(CollectorRegistry())
     if url is None:
         raise ConfigurationError("the API needs a database URL (YIJU_DATABASE__URL or a running local stack)")
+    api = settings.api
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         db = settings.database
-        pool: ConnectionPool = ConnectionPool(
+        database = Database(
             url,
             min_size=db.pool_min_size,
             max_size=db.pool_max_size,
-            timeout=db.connect_timeout_s,
-            kwargs={"options": "-c timezone=UTC", "application_name": "yiju-api"},
-            open=False,
+            timeout_s=db.connect_timeout_s,
+            statement_timeout_s=api.statement_timeout_s,
+            application_name="yiju-api",
         )
-        pool.open(wait=False)
-        hub = StreamHub(url, heartbeat_s=settings.api.stream_heartbeat_s)
+        database.open()
+        hub = StreamHub(
+            database,
+            heartbeat_s=api.stream_heartbeat_s,
+            max_total=api.stream_max_total,
+            max_per_user=api.stream_max_per_user,
+        )
+        app.state.db = database
         api_metrics.watch_streams(lambda: hub.open_streams)
-        app.state.pool = pool
         app.state.settings = settings
         app.state.streams = hub
+        app.state.login_gate = HashGate(api.login_max_concurrent_hashes, api.login_hash_wait_s)
+        hub.start()
+        upkeep = asyncio.create_task(_purge_expired(database, settings), name="yiju-api-token-purge")
         try:
             yield
         finally:
+            upkeep.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await upkeep
             await hub.close()
-            pool.close()
+            database.close()
 
     app = FastAPI(
         title="Yiju API",
@@ -96,7 +118,9 @@ def create_app(settings: Settings, metrics: ApiMetrics | None = None) -> FastAPI
         description=DESCRIPTION,
         openapi_tags=TAGS,
         lifespan=lifespan,
-        responses={401: ERROR_RESPONSES[401], 422: ERROR_RESPONSES[422]},
+        docs_url=None,  # served locally by api.docs (FastAPI's own page loads Swagger UI from a CDN)
+        redoc_url=None,
+        responses={401: ERROR_RESPONSES[401], 422: ERROR_RESPONSES[422], 503: ERROR_RESPONSES[503]},
     )
     install_error_handlers(app)
     app.add_middleware(MetricsMiddleware, metrics=api_metrics, routes=RouteTemplates(app))
@@ -113,6 +137,7 @@ def create_app(settings: Settings, metrics: ApiMetrics | None = None) -> FastAPI
     ):
         app.include_router(router, prefix=API_PREFIX)
 
+    install_docs(app)
     app.mount("/console", StaticFiles(directory=STATIC_DIR, html=True), name="console")
 
     @app.get("/", include_in_schema=False)
@@ -123,4 +148,28 @@ def create_app(settings: Settings, metrics: ApiMetrics | None = None) -> FastAPI
     def _health() -> dict[str, str]:
         return {"status": "ok"}
 
+    # the CSV import is long by nature (up to 200,000 rows); everything else answers or gets a 503
+    app.add_middleware(
+        RequestDeadline, deadline_s=api.request_deadline_s, exempt=(f"{API_PREFIX}/devices/import",)
+    )
+    app.add_middleware(SecurityHeaders)
     return app
+
+
+async def _purge_expired(database: Database, settings: Settings) -> None:
+    """Owned by the lifespan (cancelled at shutdown): expired tokens and ended login windows go."""
+    interval_s = settings.api.token_purge_interval.total_seconds()
+    window = settings.api.login_window
+
+    def purge() -> tuple[int, int]:
+        with database.connection() as conn:
+            return users.purge_expired_tokens(conn), throttle.purge(conn, window)
+
+    while True:
+        try:
+            tokens, windows = await asyncio.to_thread(purge)
+            if tokens or windows:
+                log.info("purged %d expired token(s) and %d login window(s)", tokens, windows)
+        except YijuError as exc:
+            log.warning("token purge failed (retrying next round): %s", exc)
+        await asyncio.sleep(interval_s)

@@ -10,15 +10,16 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Annotated, Any
 
 import psycopg
 from fastapi import Depends, Request
 from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
-from psycopg_pool import ConnectionPool
 
 from api.errors import ApiError, not_found
 from storage import users
+from storage.db import Database
 from storage.users import Role, User
 from yiju.settings import Settings
 
@@ -31,13 +32,14 @@ def app_settings(request: Request) -> Settings:
     return settings
 
 
-def pool(request: Request) -> ConnectionPool[Any]:
-    p: ConnectionPool[Any] = request.app.state.pool
-    return p
+def database(request: Request) -> Database:
+    db: Database = request.app.state.db
+    return db
 
 
 def _connection(request: Request) -> Iterator[psycopg.Connection[Any]]:
-    with pool(request).connection() as conn:  # commits on success, rolls back on an exception
+    # commits on success, rolls back on an exception; connection loss becomes DatabaseUnavailable (503)
+    with database(request).connection() as conn:
         yield conn
 
 
@@ -50,6 +52,8 @@ class Principal:
 
     user: User
     via: str  # "token" | "api_key"
+    expires_at: datetime | None = None  # when the credential stops being valid (None: an API key)
+    credential: str = ""  # its name on users.REVOKED_CHANNEL: "token:<sha256>" | "apikey:<id>"
 
     @property
     def actor(self) -> str:
@@ -84,15 +88,15 @@ def current_principal(
     api_key: Annotated[str | None, Depends(_api_key)],
 ) -> Principal:
     # its own short connection, so that a long-lived stream does not hold one from the pool
-    with pool(request).connection() as conn:
+    with database(request).connection() as conn:
         if bearer is not None and bearer.credentials:
-            user = users.user_for_token(conn, bearer.credentials)
-            if user is not None:
-                return Principal(user, "token")
+            session = users.session_for_token(conn, bearer.credentials)
+            if session is not None:
+                return Principal(session.user, "token", session.expires_at, session.credential)
         elif api_key:
-            user = users.user_for_api_key(conn, api_key)
-            if user is not None:
-                return Principal(user, "api_key")
+            session = users.session_for_api_key(conn, api_key)
+            if session is not None:
+                return Principal(session.user, "api_key", None, session.credential)
     raise ApiError(401, "missing, invalid or expired credentials")
 
 

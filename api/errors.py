@@ -9,12 +9,12 @@ communities, so that their existence is not revealed) are 404; Yiju's own errors
 from __future__ import annotations
 
 import logging
+import math
 from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from psycopg_pool import PoolTimeout
 from pydantic import BaseModel, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
@@ -39,7 +39,11 @@ ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
     403: {"model": ErrorBody, "description": "The role may not do this"},
     404: {"model": ErrorBody, "description": "Unknown id, or outside the caller's communities"},
     422: {"model": ErrorBody, "description": "Invalid input: the field and the reason"},
+    429: {"model": ErrorBody, "description": "Too many requests; retry after `Retry-After` seconds"},
+    503: {"model": ErrorBody, "description": "The database is unreachable or slow; retry shortly"},
 }
+# Retry-After of a 503 (the database is restarting or overloaded): long enough not to hammer it.
+DATABASE_RETRY_AFTER_S = 5
 
 _CODES = {
     400: "bad_request",
@@ -49,6 +53,7 @@ _CODES = {
     405: "method_not_allowed",
     409: "conflict",
     422: "validation_error",
+    429: "too_many_requests",
     503: "unavailable",
 }
 
@@ -56,9 +61,21 @@ _CODES = {
 class ApiError(StarletteHTTPException):
     """An HTTP error with our body; raise it from routers."""
 
-    def __init__(self, status: int, message: str, *, fields: list[FieldError] | None = None) -> None:
-        super().__init__(status_code=status, detail=message)
+    def __init__(
+        self,
+        status: int,
+        message: str,
+        *,
+        fields: list[FieldError] | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> None:
+        super().__init__(status_code=status, detail=message, headers=headers)
         self.fields = fields or []
+
+
+def too_many(message: str, retry_after_s: float) -> ApiError:
+    """429 with `Retry-After` (whole seconds, at least 1)."""
+    return ApiError(429, message, headers={"Retry-After": str(max(1, math.ceil(retry_after_s)))})
 
 
 def not_found(what: str, ident: object) -> ApiError:
@@ -105,11 +122,10 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(DatabaseUnavailable)
     async def _db_down(request: Request, exc: DatabaseUnavailable) -> JSONResponse:
-        return _body(503, str(exc))
-
-    @app.exception_handler(PoolTimeout)
-    async def _pool(request: Request, exc: PoolTimeout) -> JSONResponse:
-        return _body(503, "the database is busy or unreachable; retry shortly")
+        log.warning("database unavailable on %s %s: %s", request.method, request.url.path, exc)
+        response = _body(503, str(exc))
+        response.headers["Retry-After"] = str(DATABASE_RETRY_AFTER_S)
+        return response
 
     @app.exception_handler(StorageError)
     async def _storage(request: Request, exc: StorageError) -> JSONResponse:

@@ -36,15 +36,16 @@ def encode_cursor(*key: Any) -> str:
     return base64.urlsafe_b64encode(json.dumps(list(key)).encode()).decode().rstrip("=")
 
 
-def decode_int_cursor(cursor: str | None) -> int | None:
-    """The id of the last row of the previous page, for lists ordered by id."""
+def decode_int_cursor(cursor: str | None, *, max_id: int = 2**63 - 1) -> int | None:
+    """The id of the last row of the previous page, for lists ordered by id (at most `max_id`, the
+    range of the id column: a larger one would fail in the database, issue 10 §6)."""
     if cursor is None:
         return None
     try:
         key = json.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
     except (ValueError, binascii.Error, UnicodeDecodeError):
         raise invalid("query.cursor", "not a cursor returned by this API") from None
-    if not (isinstance(key, list) and len(key) == 1 and isinstance(key[0], int) and 0 <= key[0] < 2**63):
+    if not (isinstance(key, list) and len(key) == 1 and type(key[0]) is int and 0 <= key[0] <= max_id):
         raise invalid("query.cursor", "not a cursor returned by this API")
     return int(key[0])
 

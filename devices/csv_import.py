@@ -13,6 +13,8 @@ and the Chinese headers in `_ALIASES`. Free text for the device's `metadata`: a 
 Fail closed: any other header is refused with the list of known columns, so a misspelt column
 (`buildng`) cannot slip into `metadata` while the device lands without its building. A column without
 a header (Excel's trailing commas) is allowed only if it is empty on every row.
+Metadata is at most 8 KiB per row (`devices.metadata`); a row with a NUL character is rejected
+(PostgreSQL text cannot hold it).
 
 A device without `location_code` is placed at its unit (`<building>-<floor>-<unit>`), its floor
 (`<building>-<floor>`) or its building (`<building>`), whichever is the most precise given.
@@ -28,6 +30,7 @@ from datetime import date
 from typing import Any
 
 from devices.contract import ID_PATTERN, Family
+from devices.metadata import metadata_problem
 
 LOCATION_KINDS = frozenset(
     {
@@ -292,6 +295,10 @@ def parse_csv(data: bytes, *, community: str) -> ImportPlan:
             total += 1
             if total > MAX_ROWS:
                 raise CsvFileError(f"more than {MAX_ROWS} rows; split the file")
+            if any("\x00" in cell for cell in record):
+                # PostgreSQL text cannot hold NUL; Python's csv module passes it through
+                errors.append(RowError(line, "*", "contains a NUL character"))
+                continue
             if len(record) != len(columns):
                 errors.append(
                     RowError(line, "*", f"{len(record)} cells, the header has {len(columns)} columns")
@@ -302,6 +309,10 @@ def parse_csv(data: bytes, *, community: str) -> ImportPlan:
                 errors += row
                 continue
             building, location, device = row
+            problem = metadata_problem(device.metadata)
+            if problem is not None:
+                errors.append(RowError(line, "*", f"metadata: {problem}"))
+                continue
             first = first_row_of_uid.get(device.uid)
             if first is not None:
                 errors.append(RowError(line, "device_uid", f"{device.uid!r} already on row {first}"))

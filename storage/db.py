@@ -9,8 +9,9 @@ from typing import Any, LiteralString
 import psycopg
 from psycopg import sql
 from psycopg.rows import dict_row
+from psycopg_pool import ConnectionPool, PoolTimeout
 
-from yiju.errors import DatabaseUnavailable
+from yiju.errors import DatabaseUnavailable, InputError
 
 DEFAULT_CONNECT_TIMEOUT_S = 5.0
 
@@ -61,3 +62,81 @@ def ensure_database(admin_url: str, name: str) -> bool:
             return False
         conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
         return True
+
+
+def set_statement_timeout(conn: psycopg.Connection[Any], seconds: float) -> None:
+    """Another statement timeout for the rest of the current transaction (e.g. a long import)."""
+    conn.execute("SELECT set_config('statement_timeout', %s, true)", (f"{int(seconds * 1000)}ms",))
+
+
+# ---------------------------------------------------------------------------------------------
+# The pool of a long-running process (the API)
+
+
+class Database:
+    """Pooled connections for a long-running process, with every failure mode translated here.
+
+    - A pooled connection is checked when it is taken (`check_connection`): connections killed by a
+      PostgreSQL restart (`AdminShutdown`) are replaced instead of failing the request that drew them.
+    - Every statement has a server-side `statement_timeout`, and an idle-in-transaction session is
+      ended by the server, so a stuck query cannot hold a connection forever.
+    - Connection loss, a statement timeout and an exhausted pool raise `DatabaseUnavailable`
+      (the API answers 503); a value the database cannot hold raises `InputError` (422).
+    """
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        min_size: int,
+        max_size: int,
+        timeout_s: float,
+        statement_timeout_s: float,
+        application_name: str = "yiju",
+    ) -> None:
+        self.url = url
+        self.statement_timeout_s = statement_timeout_s
+        timeout_ms = max(1, int(statement_timeout_s * 1000))
+        options = (
+            f"-c timezone=UTC -c statement_timeout={timeout_ms} "
+            f"-c idle_in_transaction_session_timeout={timeout_ms * 2}"
+        )
+        self._pool: ConnectionPool[psycopg.Connection[Any]] = ConnectionPool(
+            url,
+            min_size=min_size,
+            max_size=max_size,
+            timeout=timeout_s,
+            kwargs={
+                "options": options,
+                "application_name": application_name,
+                "connect_timeout": max(1, int(timeout_s)),
+            },
+            check=ConnectionPool.check_connection,
+            open=False,
+        )
+
+    def open(self) -> None:
+        self._pool.open(wait=False)
+
+    def close(self) -> None:
+        self._pool.close()
+
+    @contextmanager
+    def connection(self) -> Iterator[psycopg.Connection[Any]]:
+        """One connection, one transaction: committed on success, rolled back on an exception."""
+        try:
+            with self._pool.connection() as conn:
+                yield conn
+        except PoolTimeout as exc:
+            raise DatabaseUnavailable("the database is busy or unreachable; retry shortly") from exc
+        except psycopg.errors.QueryCanceled as exc:
+            raise DatabaseUnavailable(
+                f"the database did not answer within {self.statement_timeout_s:g} s; retry shortly"
+            ) from exc
+        except psycopg.OperationalError as exc:
+            raise DatabaseUnavailable(f"the database connection failed ({_first_line(exc)})") from exc
+        except psycopg.DataError as exc:
+            # schemas bound every input first; this is the backstop for a value PostgreSQL refuses
+            raise InputError(f"a value cannot be stored: {_first_line(exc)}") from exc
+        except UnicodeEncodeError as exc:
+            raise InputError("text is not valid Unicode (a lone surrogate?)") from exc

@@ -136,6 +136,9 @@ class DeviceKey:
 class UpsertCounts:
     inserted: int
     updated: int
+    # uids not written: registered in another community (moving needs `move=True`), or an MQTT
+    # service-account username (`mqtt_reserved_usernames`); callers report them row by row
+    refused: tuple[str, ...] = ()
 
 
 # ---------------------------------------------------------------------------------------------
@@ -290,8 +293,17 @@ def upsert_locations(conn: psycopg.Connection[Any], locations: Sequence[Location
     return _counts(rows)
 
 
-def upsert_devices(conn: psycopg.Connection[Any], devices: Sequence[DeviceIn]) -> UpsertCounts:
-    """Insert or update devices by uid. Credentials are never touched here (`set_credentials_hash`)."""
+def upsert_devices(
+    conn: psycopg.Connection[Any], devices: Sequence[DeviceIn], *, move: bool = False
+) -> UpsertCounts:
+    """Insert or update devices by uid. Credentials are never touched here (`set_credentials_hash`).
+
+    Tenant rule (issue 10 §1): a uid registered in another community is never taken over; it is
+    refused (`UpsertCounts.refused`) unless `move=True`, which only an admin's explicit move passes
+    (the caller writes the audit row). Enforced by the `WHERE` of the `ON CONFLICT … DO UPDATE`, so a
+    concurrent import cannot slip past it; the query before it only names the refused uids.
+    Reserved MQTT usernames are refused too (also enforced by the `devices_uid_not_reserved` trigger).
+    """
     if not devices:
         return UpsertCounts(0, 0)
     with conn.transaction():
@@ -327,6 +339,19 @@ def upsert_devices(conn: psycopg.Connection[Any], devices: Sequence[DeviceIn]) -
             """,
             "location",
         )
+        refused = [
+            r[0]
+            for r in conn.execute(
+                """
+                SELECT DISTINCT i.uid FROM _devices_in i JOIN communities c ON c.code = i.community
+                WHERE EXISTS (SELECT 1 FROM mqtt_reserved_usernames r WHERE r.username = i.uid)
+                   OR (NOT %(move)s AND EXISTS (
+                        SELECT 1 FROM devices d WHERE d.uid = i.uid AND d.community_id <> c.id))
+                ORDER BY i.uid
+                """,
+                {"move": move},
+            ).fetchall()
+        ]
         try:
             rows = conn.execute(
                 """
@@ -337,17 +362,21 @@ def upsert_devices(conn: psycopg.Connection[Any], devices: Sequence[DeviceIn]) -
                 FROM _devices_in i
                 JOIN communities c ON c.code = i.community
                 LEFT JOIN locations l ON l.community_id = c.id AND l.code = i.location
+                WHERE NOT EXISTS (SELECT 1 FROM mqtt_reserved_usernames r WHERE r.username = i.uid)
                 ON CONFLICT (uid) DO UPDATE SET
                     community_id = EXCLUDED.community_id, location_id = EXCLUDED.location_id,
                     family = EXCLUDED.family, model = EXCLUDED.model, vendor = EXCLUDED.vendor,
                     install_date = EXCLUDED.install_date, retrofit = EXCLUDED.retrofit,
                     metadata = EXCLUDED.metadata, enabled = EXCLUDED.enabled, updated_at = now()
+                WHERE devices.community_id = EXCLUDED.community_id OR %(move)s
                 RETURNING (xmax = 0)
-                """
+                """,
+                {"move": move},
             ).fetchall()
         except psycopg.errors.CheckViolation as exc:
             raise InputError(f"device refused by the registry: {exc.diag.message_primary}") from exc
-    return _counts(rows)
+        counts = _counts(rows)
+    return UpsertCounts(counts.inserted, counts.updated, tuple(refused))
 
 
 def set_credentials_hash(conn: psycopg.Connection[Any], uid: str, credentials_hash: str | None) -> None:
@@ -371,6 +400,36 @@ def set_credentials_hashes(conn: psycopg.Connection[Any], hashes: dict[str, str]
             "FROM _creds_in i WHERE d.uid = i.uid"
         )
     return cur.rowcount
+
+
+def reserve_mqtt_usernames(conn: psycopg.Connection[Any], usernames: Iterable[str], reason: str) -> None:
+    """Reserve MQTT service-account usernames so that no device can be registered under them.
+
+    Raises InputError naming any that already is a device uid: the broker has one user namespace, and
+    a device logging in as a service account would read every community's telemetry (issue 10 §2).
+    """
+    names = sorted(set(usernames))
+    if not names:
+        return
+    with conn.transaction():
+        clash = [
+            r[0]
+            for r in conn.execute(
+                "SELECT uid FROM devices WHERE uid = ANY(%s) ORDER BY uid", (names,)
+            ).fetchall()
+        ]
+        if clash:
+            raise InputError(f"MQTT username(s) already used by a device: {', '.join(clash)}")
+        with conn.cursor() as cur:
+            cur.executemany(
+                "INSERT INTO mqtt_reserved_usernames (username, reason) VALUES (%s, %s) "
+                "ON CONFLICT (username) DO NOTHING",
+                [(n, reason) for n in names],
+            )
+
+
+def reserved_mqtt_usernames(conn: psycopg.Connection[Any]) -> frozenset[str]:
+    return frozenset(r[0] for r in conn.execute("SELECT username FROM mqtt_reserved_usernames").fetchall())
 
 
 # ---------------------------------------------------------------------------------------------

@@ -11,6 +11,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
+import re
 import secrets
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -36,7 +37,19 @@ HASH_BYTES = 32
 TOKEN_BYTES = 32
 TOKEN_PREFIX = "yjt_"  # noqa: S105 - a visible prefix, not a secret
 API_KEY_PREFIX = "yjk_"
+# The one password rule, for creating a user and for logging in (api/auth/schemas.py uses the same
+# constants): 8 to 256 characters, no control characters (NUL cannot be stored, and a control
+# character is never typed at a login prompt).
 MIN_PASSWORD_LENGTH = 8
+MAX_PASSWORD_LENGTH = 256
+PASSWORD_PATTERN = r"^[^\x00-\x1f\x7f]*$"  # noqa: S105 - a rule, not a secret
+_PASSWORD_RE = re.compile(PASSWORD_PATTERN)
+# An API key's last_used_at is written at most this often: a write per request doubled the latency of
+# key-authenticated requests under load (issue 10 §11); a minute is precise enough to spot a dead key.
+API_KEY_TOUCH_INTERVAL_S = 60
+# Token and API-key revocations are announced here (payload `token:<sha256>` or `apikey:<id>`), so
+# that every API process ends the live streams opened with them (storage/notify.py listens).
+REVOKED_CHANNEL = "yiju_credentials_revoked"
 
 
 class Role(StrEnum):
@@ -61,6 +74,16 @@ class User:
 
 
 @dataclass(frozen=True)
+class Session:
+    """An authenticated caller: the user, when its credential stops being valid (None: an API key,
+    valid until revoked) and the credential's name on `REVOKED_CHANNEL`."""
+
+    user: User
+    expires_at: datetime | None
+    credential: str
+
+
+@dataclass(frozen=True)
 class ApiKey:
     id: int
     user_id: int
@@ -75,9 +98,21 @@ class ApiKey:
 # Password hashing (pure)
 
 
-def hash_password(password: str) -> str:
+def password_problem(password: str) -> str | None:
+    """Why `password` breaks the password rule, or None when it satisfies it."""
     if len(password) < MIN_PASSWORD_LENGTH:
-        raise InputError(f"password must be at least {MIN_PASSWORD_LENGTH} characters")
+        return f"password must be at least {MIN_PASSWORD_LENGTH} characters"
+    if len(password) > MAX_PASSWORD_LENGTH:
+        return f"password must be at most {MAX_PASSWORD_LENGTH} characters"
+    if not _PASSWORD_RE.match(password):
+        return "password must not contain control characters"
+    return None
+
+
+def hash_password(password: str) -> str:
+    problem = password_problem(password)
+    if problem is not None:
+        raise InputError(problem)
     salt = secrets.token_bytes(SALT_BYTES)
     digest = _scrypt(password, salt, SCRYPT_N, SCRYPT_R, SCRYPT_P)
     return f"scrypt${SCRYPT_N}${SCRYPT_R}${SCRYPT_P}${_b64(salt)}${_b64(digest)}"
@@ -234,6 +269,22 @@ def list_users(conn: psycopg.Connection[Any]) -> list[User]:
         return [_user(r) for r in cur.fetchall()]
 
 
+@dataclass(frozen=True)
+class LoginRecord:
+    """What checking a login needs, read before the (slow) hash is computed without a connection."""
+
+    user_id: int
+    password_hash: str | None
+    disabled: bool
+
+
+def login_record(conn: psycopg.Connection[Any], username: str) -> LoginRecord | None:
+    row = conn.execute(
+        "SELECT id, password_hash, disabled FROM users WHERE username = %s", (username,)
+    ).fetchone()
+    return LoginRecord(int(row[0]), row[1], bool(row[2])) if row else None
+
+
 def authenticate(conn: psycopg.Connection[Any], username: str, password: str) -> User | None:
     """The user if the password matches and the account is enabled, else None."""
     row = conn.execute(
@@ -262,23 +313,33 @@ def issue_token(conn: psycopg.Connection[Any], user_id: int, ttl: timedelta) -> 
 
 
 def user_for_token(conn: psycopg.Connection[Any], token: str) -> User | None:
+    session = session_for_token(conn, token)
+    return session.user if session else None
+
+
+def session_for_token(conn: psycopg.Connection[Any], token: str) -> Session | None:
+    digest = secret_digest(token)
     row = conn.execute(
-        "SELECT t.user_id FROM auth_tokens t JOIN users u ON u.id = t.user_id "
+        "SELECT t.user_id, t.expires_at FROM auth_tokens t JOIN users u ON u.id = t.user_id "
         "WHERE t.token_hash = %s AND t.revoked_at IS NULL AND t.expires_at > now() AND NOT u.disabled",
-        (secret_digest(token),),
+        (digest,),
     ).fetchone()
-    return get_user(conn, int(row[0])) if row else None
+    user = get_user(conn, int(row[0])) if row else None
+    return Session(user, row[1], f"token:{digest}") if row and user else None
 
 
 def revoke_token(conn: psycopg.Connection[Any], token: str) -> bool:
+    digest = secret_digest(token)
     cur = conn.execute(
-        "UPDATE auth_tokens SET revoked_at = now() WHERE token_hash = %s AND revoked_at IS NULL",
-        (secret_digest(token),),
+        "UPDATE auth_tokens SET revoked_at = now() WHERE token_hash = %s AND revoked_at IS NULL", (digest,)
     )
+    if cur.rowcount > 0:
+        conn.execute("SELECT pg_notify(%s, %s)", (REVOKED_CHANNEL, f"token:{digest}"))
     return cur.rowcount > 0
 
 
 def purge_expired_tokens(conn: psycopg.Connection[Any]) -> int:
+    """Delete tokens expired for more than a day (kept that long to explain a just-expired login)."""
     return conn.execute("DELETE FROM auth_tokens WHERE expires_at < now() - interval '1 day'").rowcount
 
 
@@ -310,17 +371,35 @@ def revoke_api_key(conn: psycopg.Connection[Any], key_id: int) -> bool:
     cur = conn.execute(
         "UPDATE api_keys SET revoked_at = now() WHERE id = %s AND revoked_at IS NULL", (key_id,)
     )
+    if cur.rowcount > 0:
+        conn.execute("SELECT pg_notify(%s, %s)", (REVOKED_CHANNEL, f"apikey:{key_id}"))
     return cur.rowcount > 0
 
 
 def user_for_api_key(conn: psycopg.Connection[Any], key: str) -> User | None:
+    session = session_for_api_key(conn, key)
+    return session.user if session else None
+
+
+def session_for_api_key(conn: psycopg.Connection[Any], key: str) -> Session | None:
     row = conn.execute(
-        "UPDATE api_keys k SET last_used_at = now() FROM users u "
-        "WHERE k.key_hash = %s AND k.revoked_at IS NULL AND u.id = k.user_id AND NOT u.disabled "
-        "RETURNING k.user_id",
-        (secret_digest(key),),
+        "SELECT k.id, k.user_id, "
+        "k.last_used_at IS NULL OR k.last_used_at < now() - make_interval(secs => %s) "
+        "FROM api_keys k JOIN users u ON u.id = k.user_id "
+        "WHERE k.key_hash = %s AND k.revoked_at IS NULL AND NOT u.disabled",
+        (API_KEY_TOUCH_INTERVAL_S, secret_digest(key)),
     ).fetchone()
-    return get_user(conn, int(row[0])) if row else None
+    if row is None:
+        return None
+    if row[2]:
+        # the condition is repeated so that concurrent requests write it once
+        conn.execute(
+            "UPDATE api_keys SET last_used_at = now() WHERE id = %s "
+            "AND (last_used_at IS NULL OR last_used_at < now() - make_interval(secs => %s))",
+            (row[0], API_KEY_TOUCH_INTERVAL_S),
+        )
+    user = get_user(conn, int(row[1]))
+    return Session(user, None, f"apikey:{row[0]}") if user else None
 
 
 # ---------------------------------------------------------------------------------------------

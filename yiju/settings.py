@@ -110,6 +110,43 @@ class ApiSettings(BaseModel):
     stream_heartbeat_s: float = Field(
         default=15.0, gt=0, description="Live alarm stream: keep-alive comment interval when idle."
     )
+    # Hardening limits (issue 10). No standard in standards.md sets these; the defaults are [V]
+    # practice (OWASP authentication and denial-of-service guidance), sized for a duty room.
+    stream_max_per_user: int = Field(
+        default=5, ge=1, description="Open live streams per user (a board, a phone, a spare); more → 429."
+    )
+    stream_max_total: int = Field(
+        default=200, ge=1, description="Open live streams per API process; more → 429 with Retry-After."
+    )
+    login_max_failures_per_user: int = Field(
+        default=5, ge=1, description="Failed logins per username within login_window before 429."
+    )
+    login_max_failures_per_address: int = Field(
+        default=20, ge=1, description="Failed logins per client address within login_window before 429."
+    )
+    login_window: timedelta = Field(
+        default=timedelta(minutes=15), description="Window of the login failure counts (and the lockout)."
+    )
+    login_max_concurrent_hashes: int = Field(
+        default=2,
+        ge=1,
+        description="Password hashes (scrypt, ~32 MiB and ~50-100 ms each) computed at once; the rest wait.",
+    )
+    login_hash_wait_s: float = Field(
+        default=2.0, gt=0, description="How long a login waits for a hashing slot before 429."
+    )
+    statement_timeout_s: float = Field(
+        default=10.0, gt=0, description="Server-side timeout of every API statement (503 when reached)."
+    )
+    request_deadline_s: float = Field(
+        default=15.0,
+        gt=0,
+        description="A request with no response by then gets 503 (a frozen database); streams once started "
+        "and the CSV import are exempt.",
+    )
+    token_purge_interval: timedelta = Field(
+        default=timedelta(hours=1), description="How often the API deletes login tokens expired a day ago."
+    )
 
 
 class MetricsSettings(BaseModel):

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, Path, Query
@@ -23,6 +22,7 @@ from api.alarms.schemas import (
 from api.deps import Conn, Operator, Principal, Reader
 from api.errors import ERROR_RESPONSES, invalid, not_found
 from api.pagination import Cursor, Limit, Page
+from api.params import Time
 from devices.alarms import AlarmType, Severity
 from devices.contract import Family
 from storage import alarms, users
@@ -59,10 +59,8 @@ def list_alarms(
         bool,
         Query(description="The duty board: active alarms plus cleared ones not yet acknowledged"),
     ] = False,
-    since: Annotated[
-        datetime | None, Query(description="Alarms still occurring at or after this time")
-    ] = None,
-    until: Annotated[datetime | None, Query(description="Alarms that began before this time")] = None,
+    since: Annotated[Time | None, Query(description="Alarms still occurring at or after this time")] = None,
+    until: Annotated[Time | None, Query(description="Alarms that began before this time")] = None,
     order: Annotated[Literal["recent", "worst"], Query(description="worst: critical first")] = "recent",
     limit: Limit = 100,
     cursor: Cursor = None,

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Path, status
+from fastapi import APIRouter, Depends, Path, Request, status
 from fastapi.security import HTTPAuthorizationCredentials
 
+from api.auth.gate import HashGate
 from api.auth.schemas import (
     ApiKeyCreate,
     ApiKeyCreated,
@@ -17,10 +18,11 @@ from api.auth.schemas import (
     UserCreate,
     UserOut,
 )
-from api.deps import Admin, Conn, Editor, Reader, _bearer, app_settings
-from api.errors import ERROR_RESPONSES, ApiError, not_found
+from api.deps import Admin, Conn, Editor, Reader, _bearer, app_settings, database
+from api.errors import ERROR_RESPONSES, ApiError, not_found, too_many
 from api.pagination import Cursor, Limit, Page, decode_int_cursor, page_by_id
-from storage import users
+from storage import throttle, users
+from storage.users import User
 from yiju.settings import Settings
 
 router = APIRouter(tags=["auth"], responses={k: ERROR_RESPONSES[k] for k in (403, 404)})
@@ -28,23 +30,81 @@ router = APIRouter(tags=["auth"], responses={k: ERROR_RESPONSES[k] for k in (403
 Id = Annotated[int, Path(ge=1, le=2**62)]
 
 
-@router.post("/auth/login", summary="Log in with a username and password; returns a bearer token")
+@router.post(
+    "/auth/login",
+    summary="Log in with a username and password; returns a bearer token",
+    responses={429: ERROR_RESPONSES[429]},
+)
 def login(
-    body: LoginRequest, conn: Conn, settings: Annotated[Settings, Depends(app_settings)]
+    body: LoginRequest, request: Request, settings: Annotated[Settings, Depends(app_settings)]
 ) -> LoginResponse:
-    user = users.authenticate(conn, body.username, body.password)
+    """Throttled per username and per client address (429 + Retry-After, audited); the password hash
+    is computed in a bounded number of slots and without holding a database connection."""
+    db, gate = database(request), _gate(request)
+    api = settings.api
+    client = request.client.host if request.client else "unknown"
+    keys = {
+        f"user:{body.username}": api.login_max_failures_per_user,
+        f"addr:{client}": api.login_max_failures_per_address,
+    }
+    with db.connection() as conn:
+        blocked = throttle.blocked_for(conn, keys, api.login_window)
+        if blocked is not None:
+            users.audit(
+                conn,
+                actor=f"addr:{client}",
+                action="login.throttled",
+                target_type="user",
+                target_id=body.username,
+                community_id=None,
+                details={
+                    "client": client,
+                    "key": blocked[0].split(":", 1)[0],
+                    "retry_after_s": round(blocked[1]),
+                },
+            )
+        record = users.login_record(conn, body.username) if blocked is None else None
+    if blocked is not None:
+        raise too_many("too many failed logins; wait before trying again", blocked[1])
+    with gate.slot():
+        ok = users.verify_password(body.password, record.password_hash if record else None)
+    ok = ok and record is not None and not record.disabled
+    user: User | None = None
+    with db.connection() as conn:
+        if not ok:
+            throttle.record_failure(conn, keys, api.login_window)
+            users.audit(
+                conn,
+                actor=f"addr:{client}",
+                action="login.failed",
+                target_type="user",
+                target_id=body.username,
+                community_id=None,
+                details={"client": client},
+            )
+        else:
+            assert record is not None
+            user = users.get_user(conn, record.user_id)
+            assert user is not None
+            throttle.clear(conn, f"user:{body.username}")
+            token, expires = users.issue_token(conn, user.id, api.token_ttl)
+            users.audit(
+                conn,
+                actor=f"user:{user.username}",
+                action="login",
+                target_type="user",
+                target_id=str(user.id),
+                community_id=None,
+                details={"client": client},
+            )
     if user is None:
         raise ApiError(401, "wrong username or password")
-    token, expires = users.issue_token(conn, user.id, settings.api.token_ttl)
-    users.audit(
-        conn,
-        actor=f"user:{user.username}",
-        action="login",
-        target_type="user",
-        target_id=str(user.id),
-        community_id=None,
-    )
     return LoginResponse(token=token, expires_at=expires, user=UserOut.of(user))
+
+
+def _gate(request: Request) -> HashGate:
+    gate: HashGate = request.app.state.login_gate
+    return gate
 
 
 @router.post("/auth/logout", status_code=status.HTTP_204_NO_CONTENT, summary="Revoke the current token")

@@ -7,11 +7,16 @@ from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
-from storage.users import MIN_PASSWORD_LENGTH, ApiKey, Role, User
+from storage.users import MAX_PASSWORD_LENGTH, MIN_PASSWORD_LENGTH, PASSWORD_PATTERN, ApiKey, Role, User
 
 Username = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_.@-]{1,64}$")]
-# NUL cannot be stored in PostgreSQL text; printable text only
-Password = Annotated[str, StringConstraints(min_length=1, max_length=256, pattern=r"^[^\x00-\x1f]*$")]
+# The one password rule (storage/users.py), for creating a user and for logging in alike
+Password = Annotated[
+    str,
+    StringConstraints(
+        min_length=MIN_PASSWORD_LENGTH, max_length=MAX_PASSWORD_LENGTH, pattern=PASSWORD_PATTERN
+    ),
+]
 
 
 class LoginRequest(BaseModel):
@@ -82,8 +87,8 @@ class UserCreate(BaseModel):
         }
     )
     username: Username
-    password: Annotated[str, StringConstraints(min_length=MIN_PASSWORD_LENGTH, max_length=256)] | None = (
-        Field(default=None, description="Omit for an integration account that only uses API keys")
+    password: Password | None = Field(
+        default=None, description="Omit for an integration account that only uses API keys"
     )
     role: Role
     community_ids: list[Annotated[int, Field(ge=1, le=2**62)]] = Field(default_factory=list, max_length=1000)

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import functools
+import zoneinfo
 from datetime import datetime
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints, model_validator
 
 
 class CommunityOut(BaseModel):
@@ -84,6 +86,25 @@ class BuildingStatus(BaseModel):
     unacknowledged: int = Field(description="Open alarms nobody has acknowledged yet")
 
 
+@functools.cache
+def _iana_zones() -> frozenset[str]:
+    return frozenset(zoneinfo.available_timezones())
+
+
+def _iana(value: str) -> str:
+    # an IANA name the tz database knows (PostgreSQL and Python both use it); "Asia/Shanghia" or
+    # "Mars/Olympus" would make every local-time report of the community fail later (issue 10 §13)
+    if value not in _iana_zones():
+        raise ValueError(f"{value!r} is not an IANA time zone name, e.g. Asia/Shanghai")
+    return value
+
+
+TimeZone = Annotated[
+    str,
+    StringConstraints(max_length=64),
+    AfterValidator(_iana),
+    Field(description="IANA time zone name", examples=["Asia/Shanghai"]),
+]
 Code = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_-]{1,64}$")]
 Name = Annotated[str, StringConstraints(min_length=1, max_length=200, pattern=r"^[^\x00]*$")]
 OptText = Annotated[str, StringConstraints(max_length=500, pattern=r"^[^\x00]*$")] | None
@@ -99,9 +120,7 @@ class CommunityCreate(BaseModel):
     name: Name
     city: OptText = None
     address: OptText = None
-    timezone: Annotated[str, StringConstraints(pattern=r"^[A-Za-z_]+(/[A-Za-z0-9_+\-]+){0,2}$")] = (
-        "Asia/Shanghai"
-    )
+    timezone: TimeZone = "Asia/Shanghai"
     latitude: float | None = Field(
         default=None,
         ge=-90,

@@ -10,6 +10,7 @@ from fastapi import APIRouter, Query
 from api.compliance.schemas import ComplianceSummaryOut, SummaryLineOut
 from api.deps import Conn, Reader
 from api.errors import ERROR_RESPONSES, invalid, not_found
+from api.params import Time
 from storage import findings
 
 router = APIRouter(tags=["compliance"], responses={k: ERROR_RESPONSES[k] for k in (403, 404)})
@@ -26,8 +27,8 @@ def compliance_summary(
     principal: Reader,
     conn: Conn,
     community_id: Annotated[int, Query(ge=1, le=2**62)],
-    since: Annotated[datetime | None, Query(description="Window start; default: until minus 30 days")] = None,
-    until: Annotated[datetime | None, Query(description="Window end (exclusive); default: now")] = None,
+    since: Annotated[Time | None, Query(description="Window start; default: until minus 30 days")] = None,
+    until: Annotated[Time | None, Query(description="Window end (exclusive); default: now")] = None,
 ) -> ComplianceSummaryOut:
     if not principal.sees(community_id):
         raise not_found("community", community_id)

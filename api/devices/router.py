@@ -24,13 +24,17 @@ from api.devices.schemas import (
 )
 from api.errors import ERROR_RESPONSES, ApiError, invalid, not_found
 from api.pagination import Cursor, Limit, Page, decode_int_cursor, page_by_id
+from api.params import Time
 from devices.contract import Family
 from devices.csv_import import CsvFileError, parse_csv
 from storage import api_queries, registry, users
+from storage.db import Database, set_statement_timeout
+from storage.users import Role
 
 router = APIRouter(tags=["devices"], responses={k: ERROR_RESPONSES[k] for k in (403, 404)})
 
-DeviceId = Annotated[int, Path(ge=1, le=2**31 - 1, description="Device id")]
+MAX_DEVICE_ID = 2**31 - 1  # devices.id is a 4-byte serial (compact time-series rows)
+DeviceId = Annotated[int, Path(ge=1, le=MAX_DEVICE_ID, description="Device id")]
 # Raw points up to this span by default; longer ranges use the hourly rollup.
 AUTO_RAW_SPAN = timedelta(hours=6)
 MAX_RANGE = timedelta(days=800)
@@ -72,7 +76,7 @@ def list_devices(
         family=family.value if family else None,
         online=online,
         search=q,
-        after_id=decode_int_cursor(cursor),
+        after_id=decode_int_cursor(cursor, max_id=MAX_DEVICE_ID),
         limit=limit + 1,
     )
     return page_by_id([DeviceOut(**r) for r in rows], limit, lambda d: d.id)
@@ -96,8 +100,8 @@ def _range(since: datetime | None, until: datetime | None, default: timedelta) -
     return start, end
 
 
-Since = Annotated[datetime | None, Query(description="Start (inclusive); default: until minus 24 h")]
-Until = Annotated[datetime | None, Query(description="End (exclusive); default: now")]
+Since = Annotated[Time | None, Query(description="Start (inclusive); default: until minus 24 h")]
+Until = Annotated[Time | None, Query(description="End (exclusive); default: now")]
 
 
 @router.get("/devices/{device_id}/metrics", summary="The metrics a device reported, with the latest value")
@@ -105,7 +109,7 @@ def device_metrics(
     device_id: DeviceId,
     principal: Reader,
     conn: Conn,
-    since: Annotated[datetime | None, Query(description="Default: 7 days ago")] = None,
+    since: Annotated[Time | None, Query(description="Default: 7 days ago")] = None,
 ) -> list[MetricOut]:
     visible_device(conn, principal, device_id)
     start, _ = _range(since, None, timedelta(days=7))
@@ -210,12 +214,28 @@ def _audit_device(
     )
 
 
+# One answer for a uid the caller cannot have, whether another community's device or a reserved MQTT
+# username: a distinct "already registered" would tell a manager which uids other communities hold
+# (issue 10 §12).
+def uid_unavailable(uid: str) -> ApiError:
+    return ApiError(409, f"device uid {uid!r} cannot be used; choose another uid")
+
+
 @router.post("/devices", status_code=status.HTTP_201_CREATED, summary="Register a device (admin, manager)")
 def create_device(body: DeviceCreate, principal: Editor, conn: Conn) -> DeviceOut:
     code = _community_code(conn, principal, body.community_id)
-    if api_queries.device_id_by_uid(conn, body.uid) is not None:
-        raise ApiError(409, f"device uid {body.uid!r} is already registered")
-    registry.upsert_devices(
+    found = api_queries.device_id_by_uid(conn, body.uid)
+    if found is not None:
+        if found[1] == body.community_id:
+            raise ApiError(409, f"device uid {body.uid!r} is already registered in this community")
+        if principal.role is Role.ADMIN:
+            raise ApiError(
+                409,
+                f"device uid {body.uid!r} is device {found[0]} of community {found[1]}; to move it, "
+                f"PATCH /devices/{found[0]} with community_id",
+            )
+        raise uid_unavailable(body.uid)
+    counts = registry.upsert_devices(
         conn,
         [
             registry.DeviceIn(
@@ -232,6 +252,8 @@ def create_device(body: DeviceCreate, principal: Editor, conn: Conn) -> DeviceOu
             )
         ],
     )
+    if counts.refused:  # reserved, or registered elsewhere meanwhile
+        raise uid_unavailable(body.uid)
     found = api_queries.device_id_by_uid(conn, body.uid)
     assert found is not None
     _audit_device(
@@ -245,34 +267,60 @@ def create_device(body: DeviceCreate, principal: Editor, conn: Conn) -> DeviceOu
     return DeviceOut(**visible_device(conn, principal, found[0]))
 
 
-@router.patch("/devices/{device_id}", summary="Change a device's location, details or enabled flag")
+@router.patch(
+    "/devices/{device_id}",
+    summary="Change a device's location, details or enabled flag; an admin may move it to another community",
+)
 def update_device(device_id: DeviceId, body: DeviceUpdate, principal: Editor, conn: Conn) -> DeviceOut:
     row = visible_device(conn, principal, device_id)
     current = registry.get_device(conn, row["uid"])
     assert current is not None
     changes = body.model_dump(exclude_unset=True)
-    registry.upsert_devices(
-        conn,
-        [
-            _device_in(
-                current,
-                location=changes.get("location_code"),
-                model=changes.get("model"),
-                vendor=changes.get("vendor"),
-                install_date=changes.get("install_date"),
-                retrofit=changes.get("retrofit"),
-                metadata=changes.get("metadata"),
-                enabled=changes.get("enabled"),
-            )
-        ],
+    target: int = body.community_id if body.community_id is not None else row["community_id"]
+    moving = target != row["community_id"]
+    if moving and principal.role is not Role.ADMIN:
+        raise ApiError(403, "only an admin may move a device to another community")
+    device = _device_in(
+        current,
+        location=changes.get("location_code"),
+        model=changes.get("model"),
+        vendor=changes.get("vendor"),
+        install_date=changes.get("install_date"),
+        retrofit=changes.get("retrofit"),
+        metadata=changes.get("metadata"),
+        enabled=changes.get("enabled"),
     )
+    if moving:
+        # locations belong to a community: the old one cannot come along
+        device = dataclasses.replace(
+            device, community=_community_code(conn, principal, target), location=changes.get("location_code")
+        )
+    counts = registry.upsert_devices(conn, [device], move=moving)
+    if counts.refused:
+        raise uid_unavailable(row["uid"])
+    details = body.model_dump(mode="json", exclude_unset=True)
+    if moving:
+        # an audit row in each community's log: the one that lost the device and the one that got it
+        for community in (row["community_id"], target):
+            _audit_device(
+                conn,
+                principal,
+                action="device.move",
+                device_id=device_id,
+                community_id=community,
+                details={
+                    "uid": row["uid"],
+                    "from_community_id": row["community_id"],
+                    "to_community_id": target,
+                },
+            )
     _audit_device(
         conn,
         principal,
         action="device.update",
         device_id=device_id,
-        community_id=row["community_id"],
-        details=body.model_dump(mode="json", exclude_unset=True),
+        community_id=target,
+        details=details,
     )
     return DeviceOut(**visible_device(conn, principal, device_id))
 
@@ -298,6 +346,7 @@ def delete_device(device_id: DeviceId, principal: Editor, conn: Conn) -> DeviceO
 
 
 MAX_CSV_BYTES = 20 * 1024 * 1024
+IMPORT_STATEMENT_TIMEOUT_S = 300.0
 
 
 def _import(conn: Any, principal: Principal, community_id: int, data: bytes) -> ImportReport:
@@ -335,13 +384,22 @@ def _import(conn: Any, principal: Principal, community_id: int, data: bytes) -> 
                 for d in plan.devices
             ],
         )
+    # a uid of another community (or a reserved MQTT username) is a row error, never a takeover
+    row_of = {d.uid: d.row for d in plan.devices}
+    refused = [
+        ImportRowError(
+            row=row_of[uid], column="device_uid", reason=f"{uid!r} cannot be used; choose another uid"
+        )
+        for uid in counts.refused
+    ]
+    errors = [ImportRowError(row=e.row, column=e.column, reason=e.reason) for e in plan.errors] + refused
     report = ImportReport(
         rows_total=plan.rows_total,
-        imported=len(plan.devices),
+        imported=len(plan.devices) - len(refused),
         inserted=counts.inserted,
         updated=counts.updated,
-        rejected_rows=plan.rejected_rows,
-        errors=[ImportRowError(row=e.row, column=e.column, reason=e.reason) for e in plan.errors],
+        rejected_rows=sorted({*plan.rejected_rows, *(e.row for e in refused)}),
+        errors=sorted(errors, key=lambda e: e.row),
     )
     users.audit(
         conn,
@@ -378,10 +436,12 @@ async def import_devices(
     data = await request.body()
     if len(data) > MAX_CSV_BYTES:
         raise invalid("body", f"file larger than {MAX_CSV_BYTES // (1024 * 1024)} MiB")
-    pool = request.app.state.pool
+    db: Database = request.app.state.db
 
     def work() -> ImportReport:
-        with pool.connection() as conn:
+        with db.connection() as conn:
+            # exempt from the request deadline; a long import still may not run for ever
+            set_statement_timeout(conn, IMPORT_STATEMENT_TIMEOUT_S)
             return _import(conn, principal, community_id, data)
 
     return await run_in_threadpool(work)

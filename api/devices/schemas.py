@@ -5,9 +5,10 @@ from __future__ import annotations
 from datetime import date, datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints
 
 from devices.contract import Family
+from devices.metadata import MAX_METADATA_BYTES, metadata_problem
 
 
 class DeviceOut(BaseModel):
@@ -125,6 +126,18 @@ class DeviceEventOut(BaseModel):
     body: dict[str, Any]
 
 
+def _check_metadata(value: dict[str, Any]) -> dict[str, Any]:
+    problem = metadata_problem(value)
+    if problem is not None:
+        raise ValueError(problem)
+    return value
+
+
+Metadata = Annotated[
+    dict[str, Any],
+    AfterValidator(_check_metadata),
+    Field(description=f"Free-form details (JSON object, at most {MAX_METADATA_BYTES} bytes)"),
+]
 Uid = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_-]{1,64}$")]
 ShortText = Annotated[str, StringConstraints(max_length=100, pattern=r"^[^\x00]*$")]
 LocationCode = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_-]{1,64}$")]
@@ -153,7 +166,7 @@ class DeviceCreate(BaseModel):
     vendor: ShortText | None = None
     install_date: date | None = None
     retrofit: bool = False
-    metadata: dict[str, Any] = Field(default_factory=dict)
+    metadata: Metadata = Field(default_factory=dict)
     enabled: bool = True
 
 
@@ -161,12 +174,19 @@ class DeviceUpdate(BaseModel):
     """Fields to change; omitted fields keep their value."""
 
     model_config = ConfigDict(json_schema_extra={"examples": [{"location_code": "B03-F7", "enabled": True}]})
+    community_id: int | None = Field(
+        default=None,
+        ge=1,
+        le=2**62,
+        description="Move the device to another community (admin only; audited). Its location is then "
+        "`location_code` of the new community, or none.",
+    )
     location_code: LocationCode | None = None
     model: ShortText | None = None
     vendor: ShortText | None = None
     install_date: date | None = None
     retrofit: bool | None = None
-    metadata: dict[str, Any] | None = None
+    metadata: Metadata | None = None
     enabled: bool | None = None
 
 

@@ -92,12 +92,18 @@ def _cmd_import(args: argparse.Namespace, settings: Settings) -> int:
         conn.commit()
     for error in plan.errors:
         print(f"rejected: {error}")
+    rows = {d.uid: d.row for d in plan.devices}
+    for uid in counts.refused:
+        print(
+            f"rejected: row {rows.get(uid, '?')}, column device_uid: {uid!r} is registered in another "
+            "community or is a reserved MQTT username (an admin moves devices with PATCH /devices/{id})"
+        )
     print(
-        f"{path}: {plan.rows_total} row(s); imported {len(plan.devices)} device(s) "
+        f"{path}: {plan.rows_total} row(s); imported {len(plan.devices) - len(counts.refused)} device(s) "
         f"({counts.inserted} new, {counts.updated} updated) into community {args.community}; "
-        f"rejected {len(plan.rejected_rows)} row(s)"
+        f"rejected {len(plan.rejected_rows) + len(counts.refused)} row(s)"
     )
-    return 1 if plan.errors else 0
+    return 1 if plan.errors or counts.refused else 0
 
 
 def _cmd_schema(args: argparse.Namespace, settings: Settings) -> int:
@@ -169,6 +175,12 @@ def _cmd_credentials(args: argparse.Namespace, settings: Settings) -> int:
     with connection(url) as conn:
         if args.community:
             registry.require_community(conn, args.community)
+        # one username namespace on the broker: a service account named like a device is refused
+        # (InputError naming it) before anything is issued, and its name is reserved from now on
+        registry.reserve_mqtt_usernames(
+            conn, [s.username for s in services], "service account (yiju devices credentials)"
+        )
+        conn.commit()
         new_hashes: dict[str, str] = {}
         for uid, community, encoded in registry.credentials(conn, community=args.community):
             if encoded is None or args.rotate:
@@ -185,6 +197,9 @@ def _cmd_credentials(args: argparse.Namespace, settings: Settings) -> int:
             if encoded is not None
         ]
     prefix = settings.mqtt.topic_prefix
+    duplicates = credentials.duplicate_usernames(accounts, services)
+    if duplicates:
+        raise InputError(f"MQTT username(s) used twice, nothing written: {', '.join(duplicates)}")
     _write_secret(passwd_path, credentials.password_file(accounts, services))
     acl_path.write_text(credentials.acl_file(prefix, accounts, services))
     (out / "services").write_text("".join(f"{s.username} {s.role.value}\n" for s in services))

@@ -89,6 +89,12 @@ def register_fleet(database_url: str, fleet: Fleet) -> tuple[int, int]:
                         for d in c.devices
                     ],
                 )  # fmt: skip
+                if counts.refused:
+                    shown = ", ".join(counts.refused[:5])
+                    raise InputError(
+                        f"{len(counts.refused)} simulated device uid(s) are registered in another community "
+                        f"or reserved ({shown}…): use another --prefix"
+                    )
             conn.commit()
             inserted += counts.inserted
             updated += counts.updated

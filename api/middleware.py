@@ -1,0 +1,120 @@
+"""ASGI middleware of the API: security headers on every response and a request deadline.
+
+Both are plain ASGI (no BaseHTTPMiddleware), so streaming responses pass through untouched.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from collections.abc import Iterable
+
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+log = logging.getLogger("yiju.api")
+
+# The console and /docs load only their own files (issue 10 §10: the duty room may have no internet,
+# and nothing from elsewhere may run in it). Inline style attributes are used by the console's bars
+# and by Swagger UI; scripts are files only. Framing is refused (clickjacking of alarm actions).
+CONTENT_SECURITY_POLICY = (
+    "default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self' data:; "
+    "connect-src 'self'; font-src 'self'; object-src 'none'; base-uri 'none'; form-action 'self'; "
+    "frame-ancestors 'none'"
+)
+SECURITY_HEADERS: tuple[tuple[bytes, bytes], ...] = (
+    (b"content-security-policy", CONTENT_SECURITY_POLICY.encode()),
+    (b"x-frame-options", b"DENY"),
+    (b"x-content-type-options", b"nosniff"),
+    (b"referrer-policy", b"no-referrer"),
+)
+
+
+class SecurityHeaders:
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+
+        async def with_headers(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                present = {k.lower() for k, _ in message.get("headers", [])}
+                extra = [(k, v) for k, v in SECURITY_HEADERS if k not in present]
+                message["headers"] = [*message.get("headers", []), *extra]
+            await send(message)
+
+        await self.app(scope, receive, with_headers)
+
+
+class RequestDeadline:
+    """A request that has not started its response after `deadline_s` gets a 503.
+
+    Why: a frozen or overloaded PostgreSQL makes requests hang for as long as it stays frozen
+    (issue 10 §7); the statement timeout cannot help when the server does not answer at all. The
+    handler's worker thread cannot be interrupted; it finishes (or fails) when the database answers,
+    and whatever it sends then is dropped. Once a response has started (a live stream) the deadline no
+    longer applies. Paths under `exempt` (the CSV import, long by nature) have none.
+    """
+
+    def __init__(self, app: ASGIApp, *, deadline_s: float, exempt: Iterable[str] = ()) -> None:
+        self.app = app
+        self.deadline_s = deadline_s
+        self.exempt = tuple(exempt)
+        self._abandoned: set[asyncio.Task[None]] = set()
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or str(scope.get("path", "")).startswith(self.exempt):
+            await self.app(scope, receive, send)
+            return
+        started = False
+        timed_out = False
+
+        async def guarded(message: Message) -> None:
+            nonlocal started
+            if timed_out:
+                return
+            if message["type"] == "http.response.start":
+                started = True
+            await send(message)
+
+        task = asyncio.ensure_future(self.app(scope, receive, guarded))
+        done, _ = await asyncio.wait({task}, timeout=self.deadline_s)
+        if done or started:
+            await task
+            return
+        timed_out = True
+        # owned here until it ends: cancelled now, awaited by nobody, kept referenced until done
+        task.cancel()
+        self._abandoned.add(task)
+        task.add_done_callback(self._finished)
+        log.warning(
+            "%s %s: no response within %.1f s; answered 503", scope["method"], scope["path"], self.deadline_s
+        )
+        body = json.dumps(
+            {
+                "error": "unavailable",
+                "message": f"no answer within {self.deadline_s:g} s (the database is slow or unreachable); "
+                "retry shortly",
+                "fields": [],
+            }
+        ).encode()
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 503,
+                "headers": [
+                    (b"content-type", b"application/json"),
+                    (b"content-length", str(len(body)).encode()),
+                    (b"retry-after", b"5"),
+                ],
+            }
+        )
+        await send({"type": "http.response.body", "body": body})
+
+    def _finished(self, task: asyncio.Task[None]) -> None:
+        self._abandoned.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.info("a request abandoned at its deadline failed later: %s", task.exception())
