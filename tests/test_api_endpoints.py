@@ -29,7 +29,10 @@ def test_login_me_logout_and_bad_credentials(client: TestClient, world: World) -
     assert client.get(f"{V1}/auth/me", headers=headers).status_code == 401
     bad = client.post(f"{V1}/auth/login", json={"username": "operator_a", "password": "wrong-password"})
     assert bad.status_code == 401 and bad.json()["error"] == "unauthorized"
-    assert client.post(f"{V1}/auth/login", json={"username": "nobody", "password": "not-the-one"}).status_code == 401
+    assert (
+        client.post(f"{V1}/auth/login", json={"username": "nobody", "password": "not-the-one"}).status_code
+        == 401
+    )
     assert client.get(f"{V1}/alarms").status_code == 401
     assert client.get(f"{V1}/alarms", headers={"Authorization": "Bearer nope"}).status_code == 401
     with connect(world.url) as conn:

@@ -8,13 +8,13 @@ import queue
 import socket
 import threading
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
-from test_api_support import LiveServer, World, live, serve, wait_for, world
+from test_api_support import PASSWORD, LiveServer, World, live, serve, wait_for, world
 
-from storage import alarms
+from storage import alarms, users
 from storage.db import connect
 
 __all__ = ["live", "world"]
@@ -172,3 +172,124 @@ def test_shutdown_ends_open_streams(settings: Any, world: World) -> None:
         assert server.app.state.streams.open_streams == 1
     # leaving `serve` stopped uvicorn (asserting the thread ended); the hub cancelled the pump
     assert server.app.state.streams.open_streams == 0
+
+
+# ---------------------------------------------------------------------------------------------
+# Issue 10 §3 and §5: one LISTEN connection per process, caps, streams ended with their credentials
+
+
+def _end_reason(reader: StreamReader) -> str:
+    while True:
+        event = reader.events.get(timeout=DEADLINE_S)
+        if event["event"] == "end":
+            return str(json.loads(event["data"])["reason"])
+
+
+def _backends(url: str) -> int:
+    with connect(url) as conn:
+        row = conn.execute(
+            "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()"
+        ).fetchone()
+    assert row is not None
+    return int(row[0])
+
+
+def test_streams_share_one_listen_connection_and_are_capped(settings: Any, world: World) -> None:
+    cap = 4
+    tuned = settings.model_copy(
+        update={
+            "api": settings.api.model_copy(update={"stream_max_total": cap, "stream_max_per_user": 2}),
+            # a pool of fixed size, so that the count below can only move with the streams
+            "database": settings.database.model_copy(update={"pool_min_size": 3, "pool_max_size": 3}),
+        }
+    )
+    with (
+        serve(tuned) as server,
+        httpx.Client(base_url=server.base, timeout=httpx.Timeout(10.0, read=30.0)) as client,
+    ):
+        hub = server.app.state.streams
+        readers = [_open(client, world, "viewer_a")]
+        readers[0].next("ready")
+        # pool (3) + the one LISTEN connection + the connection counting
+        wait_for(lambda: _backends(world.url) == 3 + 1 + 1, DEADLINE_S, "the pool to fill")
+        refused: list[httpx.Response] = []
+        for who in (
+            ["viewer_a", "viewer_a", "operator_a", "manager_a", "admin"]
+            + ["admin", "operator_a"] * 3
+            + ["manager_b"]
+        ):  # 12 attempts in all: three times the cap
+            request = client.build_request("GET", "/api/v1/alarms/stream", headers=world.auth(who))
+            response = client.send(request, stream=True)
+            if response.status_code == 200:
+                readers.append(StreamReader(response))
+                readers[-1].next("ready")
+            else:
+                refused.append(response)
+                response.read()
+        assert len(readers) == cap and hub.open_streams == cap
+        assert len(refused) == 12 - (cap - 1)
+        assert {r.status_code for r in refused} == {429}
+        assert all(int(r.headers["Retry-After"]) > 0 for r in refused)
+        assert "per user" in refused[0].json()["message"]  # viewer_a's third
+        assert _backends(world.url) == 3 + 1 + 1  # flat: streams hold no connection of their own
+        # a normal request still answers, and live events still reach every stream
+        assert client.get("/api/v1/alarms", headers=world.auth("viewer_a")).status_code == 200
+        with connect(world.url, autocommit=True) as conn:
+            raised = _raise(conn, world, "smk-a1", "smoke_detector_fault", "minor", "comm_a")
+        for reader in readers:
+            assert reader.next()["event_id"] == raised
+        for reader in readers:
+            reader.close()
+        wait_for(lambda: hub.open_streams == 0, DEADLINE_S, "the streams to end")
+        # slots are free again
+        again = _open(client, world, "viewer_a")
+        again.next("ready")
+        again.close()
+
+
+def test_stream_ends_when_its_token_expires(live: LiveServer, world: World) -> None:
+    with connect(world.url, autocommit=True) as conn:
+        token, _ = users.issue_token(conn, world.ids["user_viewer_a"], timedelta(seconds=1.5))
+    with httpx.Client(base_url=live.base, timeout=httpx.Timeout(10.0, read=30.0)) as client:
+        request = client.build_request(
+            "GET", "/api/v1/alarms/stream", headers={"Authorization": f"Bearer {token}"}
+        )
+        reader = StreamReader(client.send(request, stream=True))
+        reader.next("ready")
+        assert _end_reason(reader) == "expired"
+        reader.thread.join(timeout=DEADLINE_S)
+        assert not reader.thread.is_alive()  # the server closed the response
+        wait_for(lambda: live.app.state.streams.open_streams == 0, DEADLINE_S, "the stream to be released")
+
+
+def test_stream_ends_on_logout_and_on_key_revocation(live: LiveServer, world: World) -> None:
+    with httpx.Client(base_url=live.base, timeout=httpx.Timeout(10.0, read=30.0)) as client:
+        login = client.post("/api/v1/auth/login", json={"username": "operator_a", "password": PASSWORD})
+        headers = {"Authorization": f"Bearer {login.json()['token']}"}
+        other = _open(client, world, "operator_a")  # same user, another token: stays open
+        other.next("ready")
+        reader = StreamReader(
+            client.send(client.build_request("GET", "/api/v1/alarms/stream", headers=headers), stream=True)
+        )
+        reader.next("ready")
+        assert client.post("/api/v1/auth/logout", headers=headers).status_code == 204
+        assert _end_reason(reader) == "revoked"
+
+        r = client.post(
+            f"/api/v1/users/{world.ids['user_viewer_a']}/api-keys",
+            json={"name": "board"},
+            headers=world.auth("admin"),
+        )
+        key, key_id = r.json()["key"], r.json()["id"]
+        keyed = StreamReader(
+            client.send(
+                client.build_request("GET", "/api/v1/alarms/stream", headers={"X-API-Key": key}), stream=True
+            )
+        )
+        keyed.next("ready")
+        assert client.delete(f"/api/v1/api-keys/{key_id}", headers=world.auth("admin")).status_code == 204
+        assert _end_reason(keyed) == "revoked"
+        with connect(world.url, autocommit=True) as conn:
+            raised = _raise(conn, world, "smk-a1", "smoke_detector_fault", "minor", "comm_a")
+        assert other.next()["event_id"] == raised
+        other.close()
