@@ -2,16 +2,20 @@
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
 import signal
+import socket
+import stat
 import subprocess
 import sys
 import tempfile
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import httpx
 import pytest
@@ -89,7 +93,14 @@ def test_demo_serves_the_console_and_shows_the_fire(demo_dir: Path) -> None:
                 seen.update(a["type"] for a in items)
                 return "fire_alarm" in seen
 
+            # the simulated devices log in with their own credentials, or nothing would arrive
             _wait(fire_on_board, FIRST_ALARM_S, "the simulated fire on the alarm board", proc, tail)
+            # issue 10 §8: the demo broker refuses anonymous clients (it used to accept them)
+            stack = tmp_path / "state" / "stack.json"
+            assert stat.S_IMODE(stack.stat().st_mode) == 0o600
+            mqtt_url = json.loads(stack.read_text())["mqtt_url"]
+            assert "yiju-ingest:" in mqtt_url
+            assert _anonymous_connack(urlsplit(mqtt_url).port or 1883) == NOT_AUTHORIZED_311
             # the failed door release of the same incident is found by the linkage check
             _wait(lambda: fire_on_board() and "linkage_failed" in seen, 30.0, "linkage_failed", proc, tail)
             # the assessor's score sheet of the demo compound, with the fire system's records on file
@@ -110,6 +121,25 @@ def test_demo_serves_the_console_and_shows_the_fire(demo_dir: Path) -> None:
     assert proc.returncode == 0, text[-3000:]
     assert "stopped" in text
     assert "Traceback" not in text, text[-3000:]
+
+
+NOT_AUTHORIZED_311 = 5  # CONNACK return code of MQTT 3.1.1
+
+
+def _anonymous_connack(port: int) -> int:
+    """Connect without a username (MQTT 3.1.1, clean session) and return the CONNACK return code."""
+    client_id = b"anonymous-probe"
+    variable = b"\x00\x04MQTT\x04\x02\x00\x3c" + len(client_id).to_bytes(2, "big") + client_id
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+        sock.sendall(bytes([0x10, len(variable)]) + variable)
+        reply = b""
+        while len(reply) < 4:
+            chunk = sock.recv(4 - len(reply))
+            if not chunk:
+                break
+            reply += chunk
+    assert reply[:2] == b"\x20\x02", reply
+    return reply[3]
 
 
 def _ok(client: httpx.Client, path: str) -> bool:

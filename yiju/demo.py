@@ -19,13 +19,15 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
+from devices import credentials
 from simulators import behaviour, scenarios
 from simulators.compound import Fleet, Size, generate_fleet
 from simulators.mqtt_publisher import DevicePublisher, LoadPublisher
 from simulators.runner import play
 from simulators.stream import SimClock, merge
-from storage import maintenance
+from storage import maintenance, registry
 from storage.db import connection
 from storage.maintenance import NewRecord
 from storage.migrate import migrate
@@ -35,7 +37,7 @@ from yiju.errors import YijuError
 from yiju.metrics import ProcessMetrics, serve_metrics
 from yiju.runtime import Runtime, serve_until_signal
 from yiju.settings import Settings
-from yiju.stack import LocalStack
+from yiju.stack import BrokerAuth, LocalStack, with_credentials
 
 log = logging.getLogger(__name__)
 
@@ -55,6 +57,10 @@ INCIDENTS: tuple[tuple[str, float], ...] = (
     ("elevator_trapped_rescued", 80.0),
 )
 SIMULATOR_STOP_S = 10.0
+BROKER_AUTH_DIR = "mqtt-auth"
+SECRETS_FILE = "secrets.json"
+DEMO_INGEST_USER = "yiju-ingest"
+DEMO_GATEWAY_USER = "yiju-gateway"
 
 
 @dataclass(frozen=True)
@@ -89,13 +95,82 @@ def ensure_login(database_url: str, state_dir: Path, fleet: Fleet) -> DemoLogin:
     return DemoLogin(DEMO_USER, password)
 
 
-class SimulatorThread:
-    """Plays the demo compound in real time (speed 1) with the incidents above; owned and stoppable."""
+@dataclass(frozen=True)
+class DemoBroker:
+    """The demo broker's accounts: Yiju's services log in as `ingest`, the simulator's devices each
+    as themselves (`devices`: uid → password), a multiplexing simulator as `gateway`."""
 
-    def __init__(self, settings: Settings, mqtt_url: str, fleet: Fleet) -> None:
+    auth: BrokerAuth
+    gateway: tuple[str, str]
+    devices: dict[str, str]
+
+
+def secure_broker(database_url: str, auth_dir: Path, prefix: str) -> DemoBroker:
+    """Per-device credentials and the ACL for every registered device, as in production (issue 10
+    §8: the demo broker used to accept anonymous clients, so anyone on the machine could read every
+    community's telemetry and forge commands).
+
+    Passwords are kept in `<auth_dir>/secrets.json` (mode 0600) so that later runs reuse them; only
+    their PBKDF2 hashes reach the database and the broker's password file.
+    """
+    auth_dir.mkdir(parents=True, exist_ok=True)
+    auth_dir.chmod(0o700)
+    secrets_path = auth_dir / SECRETS_FILE
+    try:
+        saved = json.loads(secrets_path.read_text())
+        services: dict[str, str] = dict(saved["services"])
+        devices: dict[str, str] = dict(saved["devices"])
+    except (OSError, ValueError, KeyError, TypeError):
+        services, devices = {}, {}
+    for name in (DEMO_INGEST_USER, DEMO_GATEWAY_USER):
+        services.setdefault(name, credentials.new_password())
+    service_accounts = [
+        credentials.ServiceAccount(name, role, credentials.hash_password(services[name]))
+        for name, role in (
+            (DEMO_INGEST_USER, credentials.ServiceRole.INGEST),
+            (DEMO_GATEWAY_USER, credentials.ServiceRole.GATEWAY),
+        )
+    ]
+    with connection(database_url) as conn:
+        registry.reserve_mqtt_usernames(conn, [a.username for a in service_accounts], "demo service account")
+        new_hashes: dict[str, str] = {}
+        accounts: list[credentials.DeviceAccount] = []
+        for uid, community, stored in registry.credentials(conn):
+            encoded = stored
+            if encoded is None or uid not in devices:
+                devices[uid] = credentials.new_password()
+                encoded = credentials.hash_password(devices[uid])
+                new_hashes[uid] = encoded
+            accounts.append(credentials.DeviceAccount(uid, community, encoded))
+        # the passwords reach disk before their hashes are committed: none is ever lost
+        _write_private(secrets_path, json.dumps({"services": services, "devices": devices}))
+        registry.set_credentials_hashes(conn, new_hashes)
+        conn.commit()
+    passwd, acl = auth_dir / "passwd", auth_dir / "acl"
+    _write_private(passwd, credentials.password_file(accounts, service_accounts))
+    _write_private(acl, credentials.acl_file(prefix, accounts, service_accounts))
+    # Mosquitto runs as this user (`user` in its config) and must read both files
+    auth = BrokerAuth(passwd, acl, DEMO_INGEST_USER, services[DEMO_INGEST_USER])
+    return DemoBroker(auth, (DEMO_GATEWAY_USER, services[DEMO_GATEWAY_USER]), devices)
+
+
+def _write_private(path: Path, text: str) -> None:
+    path.touch(mode=0o600, exist_ok=True)
+    path.chmod(0o600)
+    path.write_text(text)
+
+
+class SimulatorThread:
+    """Plays the demo compound in real time (speed 1) with the incidents above; owned and stoppable.
+
+    Each simulated device logs in to the broker with its own credentials (`broker.devices`); when one
+    session per device is not possible, a few multiplexed sessions log in as the gateway account."""
+
+    def __init__(self, settings: Settings, mqtt_url: str, fleet: Fleet, broker: DemoBroker | None) -> None:
         self._settings = settings
         self._mqtt_url = mqtt_url
         self._fleet = fleet
+        self._broker = broker
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="demo-simulator", daemon=True)
         self.error: BaseException | None = None
@@ -117,8 +192,15 @@ class SimulatorThread:
             DevicePublisher.check_capacity(self._fleet.device_count())
         except YijuError as exc:
             log.warning("one MQTT session per device is not possible here (%s); multiplexing", exc)
-            return LoadPublisher(self._mqtt_url, prefix, connections=4)
-        return DevicePublisher(self._mqtt_url, prefix)
+            url = (
+                self._mqtt_url
+                if self._broker is None
+                else with_credentials(self._mqtt_url, *self._broker.gateway)
+            )
+            return LoadPublisher(url, prefix, connections=4)
+        if self._broker is None:  # an external broker: the URL's account for every device
+            return DevicePublisher(self._mqtt_url, prefix)
+        return DevicePublisher(self._mqtt_url, prefix, password_for=self._broker.devices.get)
 
     def _run(self) -> None:
         start = datetime.now(UTC).replace(microsecond=0)
@@ -163,10 +245,24 @@ def seed_records(database_url: str, fleet: Fleet) -> None:
 
 
 def run_demo(settings: Settings, *, duration_s: float | None = None, port: int | None = None) -> int:
-    with LocalStack(settings) as endpoints:
-        report = migrate(endpoints.database_url, settings.database)
-        fleet = generate_fleet(Size.SMALL, 1, DEMO_SEED, prefix=DEMO_PREFIX)
-        register_fleet(endpoints.database_url, fleet)
+    fleet = generate_fleet(Size.SMALL, 1, DEMO_SEED, prefix=DEMO_PREFIX)
+    prepared: dict[str, Any] = {}
+
+    def before_broker(database_url: str) -> BrokerAuth:
+        # the registry must hold the fleet before the broker's password and ACL files are written
+        prepared["report"] = migrate(database_url, settings.database)
+        register_fleet(database_url, fleet)
+        broker = secure_broker(database_url, settings.state_dir / BROKER_AUTH_DIR, settings.mqtt.topic_prefix)
+        prepared["broker"] = broker
+        return broker.auth
+
+    with LocalStack(settings, before_broker=before_broker) as endpoints:
+        if "report" in prepared:
+            report, broker = prepared["report"], prepared["broker"]
+        else:  # an external broker (YIJU_MQTT__URL): it has its own accounts
+            report = migrate(endpoints.database_url, settings.database)
+            register_fleet(endpoints.database_url, fleet)
+            broker = None
         login = ensure_login(endpoints.database_url, settings.state_dir, fleet)
         seed_records(endpoints.database_url, fleet)
         runtime = Runtime(settings, endpoints, ProcessMetrics("demo"))
@@ -174,12 +270,14 @@ def run_demo(settings: Settings, *, duration_s: float | None = None, port: int |
         m = settings.metrics
         exporter = serve_metrics(runtime.process.registry, m.host, m.port, any_port=True)
         with exporter, runtime:
-            simulator = SimulatorThread(settings, endpoints.mqtt_url, fleet)
+            sim_url = endpoints.mqtt_url if broker is None else _plain(endpoints.mqtt_url)
+            simulator = SimulatorThread(settings, sim_url, fleet, broker)
             simulator.start()
             host, bound_port = server.config.host, server.config.port
             password = login.password or f"(set by an earlier run; see {settings.state_dir / LOGIN_FILE})"
             print(f"storage   {report.mode} ({report.mode_reason})")
-            print(f"broker    {endpoints.mqtt_url}")
+            auth = "per-device passwords and ACL" if broker is not None else "external"
+            print(f"broker    {_plain(endpoints.mqtt_url)} ({auth})")
             community = fleet.compounds[0].community.code
             print(f"devices   {fleet.device_count():,} simulated in community {community}")
             print(f"console   http://{host}:{bound_port}/console/   login: {login.username} / {password}")
@@ -203,3 +301,9 @@ def run_demo(settings: Settings, *, duration_s: float | None = None, port: int |
                 print(f"the simulator stopped early: {simulator.error}")
     print("stopped")
     return 0
+
+
+def _plain(url: str) -> str:
+    """The URL without its credentials (for printing, and as the base of per-device logins)."""
+    parts = urlsplit(url)
+    return f"{parts.scheme}://{parts.netloc.rsplit('@', 1)[-1]}"

@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
+from urllib.parse import quote, urlsplit
 
 from storage.db import ensure_database
 from yiju.embedded import MosquittoBroker, PostgresServer, free_port
@@ -27,6 +29,24 @@ class Endpoints:
     database_url: str
     mqtt_url: str
     source: str  # "settings", "local stack (pid N)"
+
+
+@dataclass(frozen=True)
+class BrokerAuth:
+    """How the private broker authenticates: its password and ACL files, and the account Yiju's own
+    services (ingest, command sender) log in with."""
+
+    password_file: Path
+    acl_file: Path
+    username: str
+    password: str
+
+
+def with_credentials(url: str, username: str, password: str) -> str:
+    """mqtt://host:port → mqtt://username:password@host:port (both percent-encoded)."""
+    parts = urlsplit(url)
+    host = parts.netloc.rsplit("@", 1)[-1]
+    return f"{parts.scheme}://{quote(username, safe='')}:{quote(password, safe='')}@{host}"
 
 
 def _stack_file(settings: Settings) -> Path:
@@ -82,10 +102,18 @@ def _resolve(settings: Settings, *, need_broker: bool) -> tuple[str, str | None,
 
 
 class LocalStack:
-    """Private PostgreSQL + Mosquitto for the demo; stops them on exit. Reuses ports between runs."""
+    """Private PostgreSQL + Mosquitto for the demo; stops them on exit. Reuses ports between runs.
 
-    def __init__(self, settings: Settings) -> None:
+    `before_broker(database_url)`, when given, runs once the database is up and before Mosquitto
+    starts; the `BrokerAuth` it returns makes the broker refuse anonymous clients and enforce the ACL
+    (issue 10 §8), and the URL handed to Yiju's services carries its account.
+    """
+
+    def __init__(
+        self, settings: Settings, *, before_broker: Callable[[str], BrokerAuth] | None = None
+    ) -> None:
         self.settings = settings
+        self.before_broker = before_broker
         self.root = settings.state_dir.resolve()
         ports = self._load_ports()
         self.postgres = PostgresServer(self.root / "postgres", ports.get("postgres"))
@@ -104,6 +132,13 @@ class LocalStack:
         (self.root / "ports.json").write_text(
             json.dumps({"postgres": self.postgres.port, "mqtt": self.mosquitto.port})
         )
+        try:
+            return self._start()
+        except BaseException:
+            self.__exit__(None, None, None)
+            raise
+
+    def _start(self) -> Endpoints:
         db_url = self.settings.database.url
         if db_url is None:
             self.postgres.start()
@@ -111,11 +146,19 @@ class LocalStack:
             db_url = self.postgres.url_for(DATABASE_NAME)
         mqtt_url = self.settings.mqtt.url
         if mqtt_url is None:
+            auth = self.before_broker(db_url) if self.before_broker is not None else None
+            if auth is not None:
+                self.mosquitto.password_file = auth.password_file
+                self.mosquitto.acl_file = auth.acl_file
             self.mosquitto.start()
             mqtt_url = self.mosquitto.url
-        _stack_file(self.settings).write_text(
-            json.dumps({"pid": os.getpid(), "database_url": db_url, "mqtt_url": mqtt_url})
-        )
+            if auth is not None:
+                mqtt_url = with_credentials(mqtt_url, auth.username, auth.password)
+        path = _stack_file(self.settings)
+        # it may hold the service account's broker password: owner only
+        path.touch(mode=0o600, exist_ok=True)
+        path.chmod(0o600)
+        path.write_text(json.dumps({"pid": os.getpid(), "database_url": db_url, "mqtt_url": mqtt_url}))
         return Endpoints(db_url, mqtt_url, f"local stack (pid {os.getpid()})")
 
     def __exit__(
