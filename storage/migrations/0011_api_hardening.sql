@@ -32,3 +32,7 @@ END
 $$;
 CREATE TRIGGER devices_uid_not_reserved BEFORE INSERT OR UPDATE OF uid ON devices
     FOR EACH ROW EXECUTE FUNCTION yiju_device_uid_not_reserved();
+
+-- The device list pages by id within the caller's communities (keyset pagination): without this the
+-- planner joins every device of the community before taking the first page (bench/api.py).
+CREATE INDEX devices_community_id ON devices (community_id, id);
