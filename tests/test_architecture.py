@@ -66,3 +66,17 @@ def test_check_names_match_the_schema() -> None:
     sql = (ROOT / "storage" / "migrations" / "0001_core.sql").read_text()
     for check in Check:
         assert f"'{check.value}'" in sql
+
+
+def test_the_api_leaves_the_database_driver_to_storage() -> None:
+    """SQL, psycopg and its pool are storage's (the live stream's LISTEN connection included); the
+    API only names the connection type for its dependencies (api/deps.py)."""
+    allowed = {ROOT / "api" / "deps.py"}
+    found = [
+        f"{path.relative_to(ROOT)} imports {module}"
+        for path in (ROOT / "api").rglob("*.py")
+        for module in _imports(path)
+        if module.split(".")[0] in {"psycopg", "psycopg_pool"}
+        and not (path in allowed and module == "psycopg")
+    ]
+    assert found == []

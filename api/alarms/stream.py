@@ -288,10 +288,10 @@ async def _sse(hub: StreamHub, sub: _Subscription) -> AsyncIterator[str]:
                 yield f"id: {watermark}\nevent: alarm\ndata: {data}\n\n"
     finally:
         sub.ended = True
-        hub.unsubscribe(sub)
         replay.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await replay
+        hub.unsubscribe(sub)  # after the replay task is gone: it cannot register the stream again
 
 
 class _StreamResponse(StreamingResponse):
