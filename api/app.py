@@ -34,7 +34,7 @@ from api.docs import install_docs
 from api.errors import ERROR_RESPONSES, install_error_handlers
 from api.indicators.router import router as indicators_router
 from api.metrics import ApiMetrics, MetricsMiddleware, RouteTemplates
-from api.middleware import RequestDeadline, SecurityHeaders
+from api.middleware import InFlightLimit, RequestDeadline, SecurityHeaders
 from storage import throttle, users
 from storage.db import Database
 from yiju.errors import ConfigurationError, YijuError
@@ -148,7 +148,10 @@ def create_app(settings: Settings, metrics: ApiMetrics | None = None) -> FastAPI
     def _health() -> dict[str, str]:
         return {"status": "ok"}
 
-    # the CSV import is long by nature (up to 200,000 rows); everything else answers or gets a 503
+    # innermost first: as many requests inside as the pool has connections (each needs one at a
+    # time, so none can starve); the deadline counts the wait for that; headers on every response.
+    # The CSV import is long by nature (up to 200,000 rows); everything else answers or gets a 503.
+    app.add_middleware(InFlightLimit, limit=settings.database.pool_max_size, prefix=f"{API_PREFIX}/")
     app.add_middleware(
         RequestDeadline, deadline_s=api.request_deadline_s, exempt=(f"{API_PREFIX}/devices/import",)
     )
