@@ -16,11 +16,12 @@ log = logging.getLogger("yiju.api")
 
 # The console and /docs load only their own files (issue 10 §10: the duty room may have no internet,
 # and nothing from elsewhere may run in it). Inline style attributes are used by the console's bars
-# and by Swagger UI; scripts are files only. Framing is refused (clickjacking of alarm actions).
+# and by Swagger UI; scripts are files only. Framing this server's pages is refused (clickjacking of
+# alarm actions); the console itself frames the indicator report it fetched (a blob: URL).
 CONTENT_SECURITY_POLICY = (
-    "default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self' data:; "
-    "connect-src 'self'; font-src 'self'; object-src 'none'; base-uri 'none'; form-action 'self'; "
-    "frame-ancestors 'none'"
+    "default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self' data: blob:; "
+    "connect-src 'self'; font-src 'self'; frame-src 'self' blob:; object-src 'none'; base-uri 'none'; "
+    "form-action 'self'; frame-ancestors 'none'"
 )
 SECURITY_HEADERS: tuple[tuple[bytes, bytes], ...] = (
     (b"content-security-policy", CONTENT_SECURITY_POLICY.encode()),
