@@ -268,7 +268,7 @@ def _columns(header: list[str]) -> tuple[list[str], dict[str, str]]:
     return columns, metadata
 
 
-def parse_csv(data: bytes, *, community: str) -> ImportPlan:
+def parse_csv(data: bytes, *, community: str) -> ImportPlan:  # noqa: PLR0912, PLR0915 - one pass, row by row
     """Validate every row; raises `CsvFileError` only when the file as a whole is unusable."""
     text = _decode(data)
     reader = csv.reader(io.StringIO(text, newline=""))
