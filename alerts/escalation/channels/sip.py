@@ -348,12 +348,16 @@ class _Call:
         self.sip.sendto(cancel, self.proxy)
         deadline = time.monotonic() + 32 * T1_S
         resend_at = time.monotonic() + T1_S
+        cancel_done = False
         while time.monotonic() < deadline:
-            if time.monotonic() >= resend_at:
+            if not cancel_done and time.monotonic() >= resend_at:
                 self.sip.sendto(cancel, self.proxy)
                 resend_at = time.monotonic() + 2 * T1_S
             resp = self._recv(0.1)
             if resp is None or resp.code == 0:
+                continue
+            if "CANCEL" in resp.headers.get("cseq", "") and resp.code >= 200:
+                cancel_done = True
                 continue
             if "INVITE" in resp.headers.get("cseq", "") and resp.code >= 200:
                 self.to_tag = _to_tag(resp.headers.get("to", ""))
