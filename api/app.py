@@ -29,6 +29,7 @@ from api.devices.router import router as devices_router
 from api.errors import ERROR_RESPONSES, install_error_handlers
 from api.indicators.router import router as indicators_router
 from api.metrics import ApiMetrics, MetricsMiddleware, RouteTemplates
+from api.linkage.router import router as linkage_router
 from yiju.errors import ConfigurationError
 from yiju.settings import Settings
 
@@ -56,6 +57,10 @@ TAGS = [
     {"name": "compliance", "description": "Compliance check summaries (auto-cutoff, fault alarm, CCTV, …)"},
     {"name": "commands", "description": "Commands down to devices and their status"},
     {"name": "dead letters", "description": "Inbound messages ingest refused, with the reason"},
+    {
+        "name": "linkage",
+        "description": "Emergency linkage: people, on-duty roster, chains, policies, incidents",
+    },
 ]
 
 
@@ -110,6 +115,7 @@ def create_app(settings: Settings, metrics: ApiMetrics | None = None) -> FastAPI
         commands_router,
         indicators_router,
         dead_letters_router,
+        linkage_router,
     ):
         app.include_router(router, prefix=API_PREFIX)
 

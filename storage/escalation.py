@@ -28,7 +28,7 @@ Invariants and what enforces them:
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, fields
 from datetime import datetime, timedelta
 from typing import Any, LiteralString
@@ -41,6 +41,7 @@ from storage import alarms as alarm_store
 from yiju.errors import InputError, StorageError
 
 CURSOR_NAME = "escalation"
+WAKE_CHANNEL = "yiju_linkage"  # NOTIFY: something for the escalation worker (a drill, an ack)
 OPEN = "open"
 ENDED_STATES = ("acknowledged", "cleared", "exhausted", "cancelled")
 # providers that de-duplicate a resend carrying the same idempotency key
@@ -71,6 +72,11 @@ def _row(conn: psycopg.Connection[Any], query: LiteralString, params: Any = ()) 
     with conn.cursor(row_factory=dict_row) as cur:
         cur.execute(query, params)
         return cur.fetchone()
+
+
+def wake_workers(conn: psycopg.Connection[Any]) -> None:
+    """Wake escalation workers when this transaction commits (they LISTEN on WAKE_CHANNEL)."""
+    conn.execute("SELECT pg_notify(%s, '')", (WAKE_CHANNEL,))
 
 
 def audit(
@@ -273,7 +279,8 @@ def save_chain(
             if chain_id is None:
                 row = _row(
                     conn,
-                    "INSERT INTO linkage_chains (community_id, name, definition) VALUES (%s, %s, %s) RETURNING *",
+                    "INSERT INTO linkage_chains (community_id, name, definition) "
+                    "VALUES (%s, %s, %s) RETURNING *",
                     (community_id, name, Jsonb(definition)),
                 )
             else:
@@ -353,7 +360,8 @@ def create_policy(
             r = _row(
                 conn,
                 "INSERT INTO linkage_policies (community_id, name, alarm_types, severities, chain_id, "
-                "quiet_start_min, quiet_end_min, priority) VALUES (%s, %s, %s, %s, %s, %s, %s, %s) RETURNING *",
+                "quiet_start_min, quiet_end_min, priority) "
+                "VALUES (%s, %s, %s, %s, %s, %s, %s, %s) RETURNING *",
                 (
                     community_id,
                     name,
@@ -751,7 +759,7 @@ class ClaimResult:
     rate_limited: int
 
 
-RateLimits = dict[str, Sequence[tuple[float, int]]]  # channel -> [(window_s, max attempts)]
+RateLimits = Mapping[str, Sequence[tuple[float, int]]]  # channel -> [(window_s, max attempts)]
 
 
 def claim(
@@ -827,7 +835,8 @@ def claim(
                 recent = _rows(
                     conn,
                     "SELECT extract(epoch FROM claimed_at)::float8 AS t FROM linkage_outbox "
-                    "WHERE address = %s AND claimed_at IS NOT NULL AND claimed_at > %s - make_interval(secs => %s)",
+                    "WHERE address = %s AND claimed_at IS NOT NULL "
+                    "AND claimed_at > %s - make_interval(secs => %s)",
                     (c["address"], now, window),
                 )
                 until = rate_limited_until([r["t"] for r in recent], now.timestamp(), limits)
@@ -854,7 +863,8 @@ def claim(
             inc = incidents[c["incident_id"]]
             first = _row(
                 conn,
-                "UPDATE linkage_incidents SET first_attempt_at = %s WHERE id = %s AND first_attempt_at IS NULL "
+                "UPDATE linkage_incidents SET first_attempt_at = %s "
+                "WHERE id = %s AND first_attempt_at IS NULL "
                 "RETURNING id",
                 (now, inc["id"]),
             )
@@ -983,7 +993,8 @@ def recover_stale(conn: psycopg.Connection[Any], *, lease_s: float, now: datetim
         for r in rows:
             if r["channel"] in RESENDABLE_CHANNELS:
                 conn.execute(
-                    "UPDATE linkage_outbox SET status = 'pending', next_at = %s, claimed_by = NULL WHERE id = %s",
+                    "UPDATE linkage_outbox SET status = 'pending', next_at = %s, claimed_by = NULL "
+                    "WHERE id = %s",
                     (now, r["id"]),
                 )
                 audit(
@@ -1019,7 +1030,8 @@ def outbox_of(conn: psycopg.Connection[Any], incident_id: int) -> list[dict[str,
     return _rows(
         conn,
         "SELECT id, idem_key, loop, step, target, target_name, channel, address, status, attempts, next_at, "
-        "claimed_at, provider_ref, outcome, finished_at FROM linkage_outbox WHERE incident_id = %s ORDER BY id",
+        "claimed_at, provider_ref, outcome, finished_at FROM linkage_outbox "
+        "WHERE incident_id = %s ORDER BY id",
         (incident_id,),
     )
 

@@ -44,7 +44,8 @@ def seed(url: str, *, tz: str = "Asia/Shanghai") -> dict[str, int]:
         ids = {"community": cid[0], "building": bid[0], "location": lid[0]}
         for uid, family in (("smk1", "smoke_alarm"), ("gas1", "gas_alarm"), ("door1", "access_door")):
             row = conn.execute(
-                "INSERT INTO devices (uid, community_id, location_id, family) VALUES (%s, %s, %s, %s) RETURNING id",
+                "INSERT INTO devices (uid, community_id, location_id, family) "
+                "VALUES (%s, %s, %s, %s) RETURNING id",
                 (uid, cid[0], lid[0], family),
             ).fetchone()
             assert row
@@ -334,7 +335,9 @@ class Sipp:
 def sipp_binary() -> str:
     found = shutil.which("sipp")
     if not found:
-        raise RuntimeError("SIPp (Debian package sip-tester) is not installed; deploy/bootstrap.sh installs it")
+        raise RuntimeError(
+            "SIPp (Debian package sip-tester) is not installed; deploy/bootstrap.sh installs it"
+        )
     return found
 
 

@@ -61,11 +61,17 @@ def _endpoint(url: str, ids: dict[str, int], receiver: WebhookReceiver, name: st
         ).id
 
 
-def _chain(url: str, ids: dict[str, int], definition: dict[str, Any], *, types: list[str] | None = None) -> int:
+def _chain(
+    url: str, ids: dict[str, int], definition: dict[str, Any], *, types: list[str] | None = None
+) -> int:
     with connect(url, autocommit=True) as conn:
         chain = store.save_chain(conn, community_id=ids["community"], name="fire", definition=definition)
         store.create_policy(
-            conn, community_id=ids["community"], name="p", chain_id=chain.id, alarm_types=types or ["fire_alarm"]
+            conn,
+            community_id=ids["community"],
+            name="p",
+            chain_id=chain.id,
+            alarm_types=types or ["fire_alarm"],
         )
         return chain.id
 
@@ -83,7 +89,9 @@ def _worker(url: str, clock: Clock, **kw: Any) -> EscalationWorker:
     return worker
 
 
-def _fire(url: str, ids: dict[str, int], at: datetime = T0, device: str = "smk1", type: str = "fire_alarm") -> int:
+def _fire(
+    url: str, ids: dict[str, int], at: datetime = T0, device: str = "smk1", type: str = "fire_alarm"
+) -> int:
     with connect(url, autocommit=True) as conn:
         change = alarms.raise_or_update(
             conn,
@@ -119,8 +127,16 @@ def _incident(url: str, alarm_id: int) -> store.IncidentRow:
 def test_alarm_starts_an_incident_and_the_first_step_is_delivered_signed(env: Any) -> None:
     url, ids, receiver = env
     ep = _endpoint(url, ids, receiver)
-    _chain(url, ids, {"steps": [{"delay_s": 0, "targets": [{"kind": "console"}], "channels": ["console"]},
-                                *_steps(ep, 0)]})
+    _chain(
+        url,
+        ids,
+        {
+            "steps": [
+                {"delay_s": 0, "targets": [{"kind": "console"}], "channels": ["console"]},
+                *_steps(ep, 0),
+            ]
+        },
+    )
     clock = Clock(T0)
     worker = _worker(url, clock)
     alarm_id = _fire(url, ids)
@@ -165,7 +181,9 @@ def test_ack_stops_every_pending_step_including_queued_ones(env: Any) -> None:
     rows = _outbox(url, inc.id)
     assert [r["status"] for r in rows] == ["delivered", "cancelled"]
     inc = _incident(url, alarm_id)
-    assert inc.state == "acknowledged" and inc.next_step_at is None and inc.ended_by in ("user:duty", "linkage")
+    assert (
+        inc.state == "acknowledged" and inc.next_step_at is None and inc.ended_by in ("user:duty", "linkage")
+    )
 
 
 def test_clear_stops_the_incident(env: Any) -> None:
@@ -199,15 +217,22 @@ def test_every_loop_repeats_until_reached_then_exhausted_and_never_again(env: An
         sent_at += [(clock() - T0).total_seconds()] * (len(receiver.keys()) - before)
         clock.advance(5)
     inc = _incident(url, alarm_id)
-    assert receiver.keys() == [f"{inc.id}:{loop}:{s}:endpoint:{ep}:webhook" for loop in range(3) for s in range(2)]
+    assert receiver.keys() == [
+        f"{inc.id}:{loop}:{s}:endpoint:{ep}:webhook" for loop in range(3) for s in range(2)
+    ]
     assert sent_at == [0, 10, 30, 40, 60, 70]
     assert inc.state == "exhausted"
     # months later the alarm occurs again (an 'updated' transition): no second incident, no page
     clock.advance(90 * 86_400)
     with connect(url, autocommit=True) as conn:
         alarms.raise_or_update(
-            conn, community_id=ids["community"], device_id=ids["smk1"], type="fire_alarm", severity="critical",
-            at=clock(), source="device",
+            conn,
+            community_id=ids["community"],
+            device_id=ids["smk1"],
+            type="fire_alarm",
+            severity="critical",
+            at=clock(),
+            source="device",
         )
     worker.step()
     assert len(receiver.keys()) == 6
@@ -224,8 +249,13 @@ def test_editing_the_chain_never_changes_a_running_incident(env: Any) -> None:
     alarm_id = _fire(url, ids)
     worker.step()
     with connect(url, autocommit=True) as conn:
-        store.save_chain(conn, community_id=ids["community"], name="fire", definition={"steps": _steps(ep, 0)},
-                         chain_id=chain_id)
+        store.save_chain(
+            conn,
+            community_id=ids["community"],
+            name="fire",
+            definition={"steps": _steps(ep, 0)},
+            chain_id=chain_id,
+        )
     clock.advance(10)
     worker.step()
     assert len(receiver.keys()) == 2  # the frozen chain still had step 1
@@ -262,8 +292,14 @@ def test_failed_delivery_is_retried_with_backoff_under_the_same_key(env: Any) ->
 def test_bad_signature_is_refused_and_not_retried(env: Any) -> None:
     url, ids, receiver = env
     with connect(url, autocommit=True) as conn:
-        ep = store.create_endpoint(conn, community_id=ids["community"], name="x", kind="webhook",
-                                   config={"url": receiver.url}, secret="wrong").id
+        ep = store.create_endpoint(
+            conn,
+            community_id=ids["community"],
+            name="x",
+            kind="webhook",
+            config={"url": receiver.url},
+            secret="wrong",
+        ).id
     _chain(url, ids, {"steps": _steps(ep, 0)})
     clock = Clock(T0)
     worker = _worker(url, clock)
@@ -276,7 +312,10 @@ def test_bad_signature_is_refused_and_not_retried(env: Any) -> None:
     headers, body = receiver.raw[0]
     receiver.secret, receiver.window_s = "wrong", 0.0
     headers = {**headers, "X-Yiju-Timestamp": str(int(T0.timestamp()))}
-    assert receiver.handle(headers, body)[0] == 401 and receiver.refused[-1] == "timestamp outside the replay window"
+    assert (
+        receiver.handle(headers, body)[0] == 401
+        and receiver.refused[-1] == "timestamp outside the replay window"
+    )
 
 
 def test_crash_between_provider_accepted_and_recorded_never_delivers_twice(env: Any) -> None:
@@ -288,12 +327,13 @@ def test_crash_between_provider_accepted_and_recorded_never_delivers_twice(env: 
     _chain(url, ids, {"steps": _steps(ep, 0)})
     clock = Clock(T0)
     a = _worker(url, clock, lease_s=60)
-    alarm_id = _fire(url, ids)
+    _fire(url, ids)
     conn = a._db()
     a._feed(conn, clock())
     a._materialise(conn, clock())
-    claimed = store.claim(conn, worker="w-dead", now=clock(), limit=10, rate_limits={},
-                          rate_limited_until=lambda *x: None)
+    claimed = store.claim(
+        conn, worker="w-dead", now=clock(), limit=10, rate_limits={}, rate_limited_until=lambda *x: None
+    )
     [c] = claimed.claimed
     WebhookChannel().send(a._attempt(conn, c))  # accepted by the provider …  then the process dies
     assert len(receiver.received) == 1
@@ -306,8 +346,10 @@ def test_crash_between_provider_accepted_and_recorded_never_delivers_twice(env: 
     [row] = _outbox(url, c.incident_id)
     assert row["status"] == "delivered" and row["attempts"] == 2
     assert len(receiver.received) == 1 and receiver.duplicates == [c.idem_key]
-    assert a.deliver is not None and store.record_outcome(conn, c.id, worker="w-dead", status="delivered",
-                                                          outcome="late") is False  # fenced
+    assert (
+        a.deliver is not None
+        and store.record_outcome(conn, c.id, worker="w-dead", status="delivered", outcome="late") is False
+    )  # fenced
 
 
 def test_fire_and_its_linkage_failure_are_one_incident(env: Any) -> None:
@@ -342,8 +384,14 @@ def test_a_critical_alarm_without_policy_uses_the_default_chain(env: Any) -> Non
     assert [r["channel"] for r in _outbox(url, inc.id)] == ["console"]
     # a minor alarm without a policy starts nothing
     with connect(url, autocommit=True) as conn:
-        minor = alarms.raise_or_update(conn, community_id=ids["community"], device_id=ids["smk1"],
-                                       type="low_battery", severity="warning", at=T0).alarm.id
+        minor = alarms.raise_or_update(
+            conn,
+            community_id=ids["community"],
+            device_id=ids["smk1"],
+            type="low_battery",
+            severity="warning",
+            at=T0,
+        ).alarm.id
     worker.step()
     with connect(url, autocommit=True) as conn:
         assert store.incident_of_alarm(conn, minor) is None
@@ -356,7 +404,9 @@ def test_drill_is_marked_and_acknowledged_through_the_incident(env: Any) -> None
     clock = Clock(T0)
     worker = _worker(url, clock)
     with connect(url, autocommit=True) as conn:
-        inc = start_drill(conn, community_id=ids["community"], chain_id=chain_id, actor="user:admin", now=clock())
+        inc = start_drill(
+            conn, community_id=ids["community"], chain_id=chain_id, actor="user:admin", now=clock()
+        )
     worker.step()
     assert receiver.received[0]["drill"] is True and receiver.received[0]["text"].startswith("【演练】")
     with connect(url, autocommit=True) as conn:

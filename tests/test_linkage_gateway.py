@@ -22,15 +22,25 @@ T0 = datetime(2026, 12, 1, 2, 0, tzinfo=UTC)
 
 def _attempt(key: str = "3:0:1:person:2:sms") -> Attempt:
     return Attempt(
-        idem_key=key, incident_id=3, alarm_id=8, alarm_type="gas_high_alarm", severity="critical",
-        summary="2号楼 厨房", address="13900000002", target_name="李主任", drill=False, community="lk1",
-        attempt=1, alarm_at=T0,
+        idem_key=key,
+        incident_id=3,
+        alarm_id=8,
+        alarm_type="gas_high_alarm",
+        severity="critical",
+        summary="2号楼 厨房",
+        address="13900000002",
+        target_name="李主任",
+        drill=False,
+        community="lk1",
+        attempt=1,
+        alarm_at=T0,
     )
 
 
 def _config(url: str, **kw: object) -> GatewayConfig:
-    return GatewayConfig(base_url=url, access_key="AK1", secret="gw-secret", receipt_poll_s=0.05,
-                         receipt_timeout_s=2, **kw)  # type: ignore[arg-type]
+    return GatewayConfig(
+        base_url=url, access_key="AK1", secret="gw-secret", receipt_poll_s=0.05, receipt_timeout_s=2, **kw
+    )  # type: ignore[arg-type]
 
 
 def test_sms_is_signed_templated_and_receipted() -> None:
@@ -73,18 +83,37 @@ def test_per_number_rate_limit_holds_back_the_second_sms(db_url: str) -> None:
     ids = seed(db_url)
     with connect(db_url, autocommit=True) as conn:
         person = store.create_person(conn, community_id=ids["community"], name="李主任", phone="13900000002")
-        chain = store.save_chain(conn, community_id=ids["community"], name="sms", definition={
-            "steps": [{"delay_s": 0, "targets": [{"kind": "person", "ref": person.id}], "channels": ["sms"]}]})
+        chain = store.save_chain(
+            conn,
+            community_id=ids["community"],
+            name="sms",
+            definition={
+                "steps": [
+                    {"delay_s": 0, "targets": [{"kind": "person", "ref": person.id}], "channels": ["sms"]}
+                ]
+            },
+        )
         store.create_policy(conn, community_id=ids["community"], name="all", chain_id=chain.id)
     now = [T0]
     with gateway() as gw:
-        worker = EscalationWorker(db_url, LinkageSettings(), {"sms": GatewayChannel(_config(gw.url), "sms")},
-                                  clock=lambda: now[0], metrics_registry=CollectorRegistry())
+        worker = EscalationWorker(
+            db_url,
+            LinkageSettings(),
+            {"sms": GatewayChannel(_config(gw.url), "sms")},
+            clock=lambda: now[0],
+            metrics_registry=CollectorRegistry(),
+        )
         try:
             with connect(db_url, autocommit=True) as conn:
                 for device in ("smk1", "gas1", "door1"):
-                    alarms.raise_or_update(conn, community_id=ids["community"], device_id=ids[device],
-                                           type="door_duress", severity="critical", at=T0)
+                    alarms.raise_or_update(
+                        conn,
+                        community_id=ids["community"],
+                        device_id=ids[device],
+                        type="door_duress",
+                        severity="critical",
+                        at=T0,
+                    )
             worker.step()
             assert len(gw.sends) == 1
             now[0] = T0 + timedelta(seconds=30)

@@ -7,13 +7,14 @@ from __future__ import annotations
 
 import time
 from datetime import UTC, datetime
+from zoneinfo import ZoneInfo
 
 from linkage_support import centre
 
 from alerts.escalation.channels import gbt26875 as gbt
 from alerts.escalation.channels.base import Attempt
 
-AT = datetime(2026, 12, 1, 10, 20, 30)
+AT = datetime(2026, 12, 1, 10, 20, 30, tzinfo=ZoneInfo("Asia/Shanghai"))
 
 # A send-data frame (command 2) carrying ADU type 2 (component status): fire alarm of component 42,
 # written out by hand field by field from the layout in standards.md §11.
@@ -32,18 +33,22 @@ GOLDEN_SEND = bytes.fromhex(
     "00"  # component type 0
     "2a000000"  # component address 42
     "0300"  # status: bit 0 normal operation, bit 1 fire alarm
-    "31bac5c2a52033b2e3" + "00" * 22  # description "1号楼 3层" in GB18030, 31 bytes zero padded
+    "31bac5c2a52033b2e3"
+    + "00"
+    * 22  # description "1号楼 3层" in GB18030, 31 bytes zero padded
     + "1e140a010c1a"  # time of the event
     "d6"  # checksum: sum of serial..command and the ADU, mod 256
     "2323"  # end ##
 )
 # The centre's confirm (command 3) of serial 1, addresses swapped, empty ADU.
-GOLDEN_CONFIRM = bytes.fromhex("4040" "0100" "0100" "1e140a010c1a" "0000000000ab" "010000000000" "0000" "03" "14" "2323")
+GOLDEN_CONFIRM = bytes.fromhex("4040010001001e140a010c1a0000000000ab010000000000000003142323")
 
 
 def test_golden_frames() -> None:
     adu = gbt.adu_component_status(1, 0, 0, 42, gbt.STATUS_NORMAL | gbt.STATUS_FIRE, "1号楼 3层", AT)
-    frame = gbt.Frame(1, (1, 0), gbt.time_bytes(AT), gbt.address(1), gbt.address("0000000000ab"), gbt.CMD_SEND, adu)
+    frame = gbt.Frame(
+        1, (1, 0), gbt.time_bytes(AT), gbt.address(1), gbt.address("0000000000ab"), gbt.CMD_SEND, adu
+    )
     assert gbt.encode(frame) == GOLDEN_SEND
     decoded, rest, error = gbt.decode(b"noise" + GOLDEN_CONFIRM + b"@@")
     assert error == "" and rest == b"@@" and decoded is not None

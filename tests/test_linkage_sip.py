@@ -58,7 +58,10 @@ def test_prompt_is_mandarin_speech_in_g711(tmp_path: Path) -> None:
     audio = render_prompt(tmp_path, "fire_alarm", "1号楼 3层", drill=False)
     assert len(audio) > 8000  # more than a second of 8 kHz speech, not the beep fallback (3 s exactly)
     assert len(audio) != 24000 and len(set(audio)) > 50
-    assert list(tmp_path.glob("fire_alarm-*.wav")) and render_prompt(tmp_path, "fire_alarm", "1号楼 3层", False) == audio
+    assert (
+        list(tmp_path.glob("fire_alarm-*.wav"))
+        and render_prompt(tmp_path, "fire_alarm", "1号楼 3层", False) == audio
+    )
     assert pcm16_to_ulaw_8k(b"\x00\x00" * 16000, 16000) == b"\xff" * 8000  # silence: µ-law 0xFF
 
 
@@ -117,10 +120,16 @@ def test_dtmf_1_acknowledges_the_incident_and_the_alarm_end_to_end(db_url: str, 
         with worker:
             with connect(db_url, autocommit=True) as conn:
                 alarm_id = alarms.raise_or_update(
-                    conn, community_id=ids["community"], device_id=ids["smk1"], type="fire_alarm",
-                    severity="critical", at=datetime.now(UTC), source="device",
+                    conn,
+                    community_id=ids["community"],
+                    device_id=ids["smk1"],
+                    type="fire_alarm",
+                    severity="critical",
+                    at=datetime.now(UTC),
+                    source="device",
                 ).alarm.id
             assert peer.wait(20) == 0
+
             def acknowledged() -> store.IncidentRow | None:
                 with connect(db_url, autocommit=True) as conn:
                     inc = store.incident_of_alarm(conn, alarm_id)

@@ -97,11 +97,15 @@ class Chain:
     def from_json(cls, data: Mapping[str, Any]) -> Chain:
         """Validate and build a chain; raises `ChainError` saying what is wrong."""
         try:
+            if not isinstance(data, Mapping) or not isinstance(data.get("steps"), list):
+                raise ChainError("a chain is an object with a list of steps")
+            if not all(isinstance(s, Mapping) for s in data["steps"]):
+                raise ChainError("every step is an object")
             raw_steps = list(data["steps"])
             loops = int(data.get("loops", 1))
             repeat = float(data.get("repeat_delay_s", 0.0))
             steps = tuple(_step(i, s) for i, s in enumerate(raw_steps))
-        except (KeyError, TypeError, ValueError) as exc:
+        except (KeyError, TypeError, ValueError, AttributeError, OverflowError) as exc:
             if isinstance(exc, ChainError):
                 raise
             raise ChainError(f"malformed chain: {exc}") from None
@@ -116,14 +120,19 @@ class Chain:
 
 def _step(i: int, s: Mapping[str, Any]) -> Step:
     delay = float(s.get("delay_s", 0))
-    if not 0 <= delay <= 86_400:
+    if not 0 <= delay <= 86_400:  # NaN fails this too
         raise ChainError(f"step {i}: delay_s must be 0 to 86400")
     channels = tuple(str(c) for c in s.get("channels", ()))
     unknown = set(channels) - ALL_CHANNELS
     if unknown:
         raise ChainError(f"step {i}: unknown channel(s) {sorted(unknown)}")
     targets: list[Target] = []
-    for t in s.get("targets", ()):
+    raw_targets = s.get("targets", ())
+    if not isinstance(raw_targets, list) or not all(isinstance(t, Mapping) for t in raw_targets):
+        raise ChainError(f"step {i}: targets is a list of objects")
+    if not isinstance(s.get("channels", []), list):
+        raise ChainError(f"step {i}: channels is a list")
+    for t in raw_targets:
         kind = t.get("kind")
         if kind == "console":
             targets.append(Target("console"))
@@ -304,7 +313,9 @@ class Resolved:
     unresolved: list[str] = field(default_factory=list)  # why a target reached nobody
 
 
-def deliveries(step: Step, people: Mapping[int, Person], endpoints: Mapping[int, Endpoint]) -> Resolved:
+def deliveries(  # noqa: PLR0912 - one branch per target kind
+    step: Step, people: Mapping[int, Person], endpoints: Mapping[int, Endpoint]
+) -> Resolved:
     """What one step sends: every (target, channel) pair that fits, each once. A person target uses
     the step's person channels; an on-duty target every person of the group on duty now; an endpoint
     its own kind (if the step lists it). Targets that reach nobody are reported, never dropped."""

@@ -16,6 +16,7 @@ Several workers (processes) may run against one database: incidents and outbox r
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import socket
 import threading
@@ -249,6 +250,7 @@ class EscalationWorker:
             try:
                 with connect(self._url, autocommit=True) as conn:
                     conn.execute(f"LISTEN {alarm_store.NOTIFY_CHANNEL}")
+                    conn.execute(f"LISTEN {store.WAKE_CHANNEL}")
                     self._wake.set()  # anything committed before LISTEN is read by the loop
                     while not self._stop.is_set():
                         for _ in conn.notifies(timeout=0.5, stop_after=1):
@@ -278,10 +280,8 @@ class EscalationWorker:
 
     def _drop_conn(self) -> None:
         if self._conn is not None:
-            try:
+            with contextlib.suppress(psycopg.Error):
                 self._conn.close()
-            except psycopg.Error:
-                pass
             self._conn = None
 
     def _db(self) -> psycopg.Connection[Any]:

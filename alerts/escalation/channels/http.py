@@ -32,7 +32,7 @@ import urllib.request
 from dataclasses import dataclass
 from typing import Any
 
-from alerts.escalation.channels.base import Attempt, Outcome, alarm_label, message_zh
+from alerts.escalation.channels.base import Attempt, Outcome, Status, alarm_label, message_zh
 
 WEBHOOK_TIMEOUT_S = 10.0  # standards.md §8 [V]: 10 s per push
 RETRYABLE_HTTP = frozenset({408, 425, 429, 500, 502, 503, 504})
@@ -217,12 +217,14 @@ class GatewayChannel:
             if state == "delivered":
                 return Outcome("delivered", "receipt: delivered", provider_ref=request_id)
             if state == "answered":
-                status = "acknowledged" if "1" in dtmf else "answered"
+                status: Status = "acknowledged" if "1" in dtmf else "answered"
                 return Outcome(
                     status, f"receipt: answered, DTMF {dtmf or 'none'}", provider_ref=request_id, dtmf=dtmf
                 )
-            if state in ("busy", "no_answer"):
-                return Outcome(state, f"receipt: {state}", provider_ref=request_id)  # type: ignore[arg-type]
+            if state == "busy":
+                return Outcome("busy", "receipt: busy", provider_ref=request_id)
+            if state == "no_answer":
+                return Outcome("no_answer", "receipt: no_answer", provider_ref=request_id)
             if state == "failed":
                 return Outcome("failed", "receipt: failed", provider_ref=request_id)
             last = state or f"HTTP {code}"
