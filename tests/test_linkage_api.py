@@ -36,37 +36,61 @@ def test_config_crud_roles_scope_and_validation(client: TestClient, world: World
 
     r = client.post(
         f"{API}/endpoints",
-        json={"community_id": a, "name": "96333", "kind": "webhook", "url": "https://rescue.example/hook",
-              "secret": "k"},
+        json={
+            "community_id": a,
+            "name": "96333",
+            "kind": "webhook",
+            "url": "https://rescue.example/hook",
+            "secret": "k",
+        },
         headers=mgr,
     )
     assert r.status_code == 201 and r.json()["has_secret"] is True and "secret" not in r.json()
     endpoint = r.json()["id"]
-    assert client.post(f"{API}/endpoints", json={"community_id": a, "name": "x", "kind": "webhook",
-                                                 "url": "ftp://x"}, headers=mgr).status_code == 422
+    assert (
+        client.post(
+            f"{API}/endpoints",
+            json={"community_id": a, "name": "x", "kind": "webhook", "url": "ftp://x"},
+            headers=mgr,
+        ).status_code
+        == 422
+    )
 
-    chain = {"steps": [
-        {"delay_s": 0, "targets": [{"kind": "console"}], "channels": ["console"]},
-        {"delay_s": 30, "targets": [{"kind": "person", "ref": person["id"]}], "channels": ["sip", "sms"]},
-        {"delay_s": 30, "targets": [{"kind": "endpoint", "ref": endpoint}], "channels": ["webhook"]},
-    ], "loops": 2}
-    r = client.post(f"{API}/chains", json={"community_id": a, "name": "fire", "definition": chain}, headers=mgr)
+    chain = {
+        "steps": [
+            {"delay_s": 0, "targets": [{"kind": "console"}], "channels": ["console"]},
+            {"delay_s": 30, "targets": [{"kind": "person", "ref": person["id"]}], "channels": ["sip", "sms"]},
+            {"delay_s": 30, "targets": [{"kind": "endpoint", "ref": endpoint}], "channels": ["webhook"]},
+        ],
+        "loops": 2,
+    }
+    r = client.post(
+        f"{API}/chains", json={"community_id": a, "name": "fire", "definition": chain}, headers=mgr
+    )
     assert r.status_code == 201, r.text
     chain_id = r.json()["id"]
     bad = {"steps": [{"delay_s": 0, "targets": [{"kind": "person", "ref": 999}], "channels": ["sip"]}]}
     r = client.post(f"{API}/chains", json={"community_id": a, "name": "bad", "definition": bad}, headers=mgr)
     assert r.status_code == 422 and "person 999" in r.json()["message"]
-    r = client.post(f"{API}/chains", json={"community_id": a, "name": "bad", "definition": {"steps": "x"}},
-                    headers=mgr)
+    r = client.post(
+        f"{API}/chains", json={"community_id": a, "name": "bad", "definition": {"steps": "x"}}, headers=mgr
+    )
     assert r.status_code == 422
-    r = client.put(f"{API}/chains/{chain_id}", json={"community_id": a, "name": "fire", "definition": chain},
-                   headers=mgr)
+    r = client.put(
+        f"{API}/chains/{chain_id}", json={"community_id": a, "name": "fire", "definition": chain}, headers=mgr
+    )
     assert r.json()["version"] == 2
-    r = client.post(f"{API}/policies", json={"community_id": a, "name": "fire", "chain_id": chain_id,
-                                             "alarm_types": ["fire_alarm"]}, headers=mgr)
+    r = client.post(
+        f"{API}/policies",
+        json={"community_id": a, "name": "fire", "chain_id": chain_id, "alarm_types": ["fire_alarm"]},
+        headers=mgr,
+    )
     assert r.status_code == 201, r.text
-    r = client.post(f"{API}/policies", json={"community_id": a, "name": "q", "chain_id": chain_id,
-                                             "quiet_start_min": 1320}, headers=mgr)
+    r = client.post(
+        f"{API}/policies",
+        json={"community_id": a, "name": "q", "chain_id": chain_id, "quiet_start_min": 1320},
+        headers=mgr,
+    )
     assert r.status_code == 422
     assert client.get(f"{API}/policies", headers=other).json() == []
 
@@ -74,12 +98,15 @@ def test_config_crud_roles_scope_and_validation(client: TestClient, world: World
 def test_drill_incident_timeline_and_ack(client: TestClient, world: World) -> None:
     mgr, op, viewer = world.auth("manager_a"), world.auth("operator_a"), world.auth("viewer_a")
     a = world.ids["comm_a"]
-    chain = {"steps": [
-        {"delay_s": 0, "targets": [{"kind": "console"}], "channels": ["console"]},
-        {"delay_s": 600, "targets": [{"kind": "console"}], "channels": ["console"]},
-    ]}
-    chain_id = client.post(f"{API}/chains", json={"community_id": a, "name": "d", "definition": chain},
-                           headers=mgr).json()["id"]
+    chain = {
+        "steps": [
+            {"delay_s": 0, "targets": [{"kind": "console"}], "channels": ["console"]},
+            {"delay_s": 600, "targets": [{"kind": "console"}], "channels": ["console"]},
+        ]
+    }
+    chain_id = client.post(
+        f"{API}/chains", json={"community_id": a, "name": "d", "definition": chain}, headers=mgr
+    ).json()["id"]
     assert client.post(f"{API}/chains/{chain_id}/drill", headers=viewer).status_code == 403
     r = client.post(f"{API}/chains/{chain_id}/drill", headers=op)
     assert r.status_code == 201 and r.json()["drill"] is True

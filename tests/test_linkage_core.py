@@ -4,6 +4,7 @@ back-off and per-number rate limits."""
 
 from __future__ import annotations
 
+import contextlib
 from typing import Any
 
 from hypothesis import given
@@ -16,8 +17,11 @@ CONSOLE = {"kind": "console"}
 
 def _chain(*delays: float, loops: int = 1, repeat: float = 0) -> core.Chain:
     return core.Chain.from_json(
-        {"steps": [{"delay_s": d, "targets": [CONSOLE], "channels": ["console"]} for d in delays],
-         "loops": loops, "repeat_delay_s": repeat}
+        {
+            "steps": [{"delay_s": d, "targets": [CONSOLE], "channels": ["console"]} for d in delays],
+            "loops": loops,
+            "repeat_delay_s": repeat,
+        }
     )
 
 
@@ -66,15 +70,25 @@ def test_on_duty_over_midnight() -> None:
 def test_deliveries_reach_each_target_once_and_report_nobody() -> None:
     step = core.Step(
         0,
-        (core.Target("on_duty", group="manager"), core.Target("person", ref=1), core.Target("endpoint", ref=7),
-         core.Target("person", ref=99)),
+        (
+            core.Target("on_duty", group="manager"),
+            core.Target("person", ref=1),
+            core.Target("endpoint", ref=7),
+            core.Target("person", ref=99),
+        ),
         ("sip", "sms", "webhook"),
     )
-    people = {1: core.Person(1, "张", "138", "manager", True), 2: core.Person(2, "李", "139", "manager", False)}
+    people = {
+        1: core.Person(1, "张", "138", "manager", True),
+        2: core.Person(2, "李", "139", "manager", False),
+    }
     endpoints = {7: core.Endpoint(7, "96333", "webhook", "https://x")}
     r = core.deliveries(step, people, endpoints)
     assert [(d.target, d.channel) for d in r.deliveries] == [
-        ("person:1", "sip"), ("person:1", "sms"), ("endpoint:7", "webhook")]
+        ("person:1", "sip"),
+        ("person:1", "sms"),
+        ("endpoint:7", "webhook"),
+    ]
     assert r.unresolved == ["person 99 not found or disabled"]
     nobody = core.deliveries(core.Step(0, (core.Target("on_duty", group="director"),), ("sip",)), people, {})
     assert nobody.deliveries == [] and nobody.unresolved == ["nobody on duty in group director"]
@@ -90,12 +104,32 @@ def test_backoff_and_rate_limits() -> None:
     assert core.rate_limited_until(five, 500.0, limits) == 3600.0
 
 
-@given(st.recursive(st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=5),
-                    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(
-                        st.sampled_from(["steps", "delay_s", "targets", "channels", "kind", "ref", "group",
-                                         "loops", "repeat_delay_s"]), inner, max_size=4), max_leaves=20))
+@given(
+    st.recursive(
+        st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=5),
+        lambda inner: (
+            st.lists(inner, max_size=3)
+            | st.dictionaries(
+                st.sampled_from(
+                    [
+                        "steps",
+                        "delay_s",
+                        "targets",
+                        "channels",
+                        "kind",
+                        "ref",
+                        "group",
+                        "loops",
+                        "repeat_delay_s",
+                    ]
+                ),
+                inner,
+                max_size=4,
+            )
+        ),
+        max_leaves=20,
+    )
+)
 def test_any_json_is_a_chain_or_a_chain_error(data: Any) -> None:
-    try:
+    with contextlib.suppress(core.ChainError):
         core.Chain.from_json(data if isinstance(data, dict) else {"steps": data})
-    except core.ChainError:
-        pass

@@ -27,7 +27,8 @@ def test_storm_two_workers_exactly_once_and_nothing_after_ack(db_url: str) -> No
         devices = []
         for i in range(INCIDENTS):
             row = conn.execute(
-                "INSERT INTO devices (uid, community_id, location_id, family) VALUES (%s, %s, %s, 'smoke_alarm') "
+                "INSERT INTO devices (uid, community_id, location_id, family) "
+                "VALUES (%s, %s, %s, 'smoke_alarm') "
                 "RETURNING id",
                 (f"storm{i}", ids["community"], ids["location"]),
             ).fetchone()
@@ -35,15 +36,30 @@ def test_storm_two_workers_exactly_once_and_nothing_after_ack(db_url: str) -> No
             devices.append(row[0])
     with webhook_receiver() as receiver:
         with connect(db_url, autocommit=True) as conn:
-            ep = store.create_endpoint(conn, community_id=ids["community"], name="hook", kind="webhook",
-                                       config={"url": receiver.url}, secret=receiver.secret).id
-            steps = [{"delay_s": d, "targets": [{"kind": "endpoint", "ref": ep}], "channels": ["webhook"]}
-                     for d in (0, 2)]
-            chain = store.save_chain(conn, community_id=ids["community"], name="storm", definition={"steps": steps})
+            ep = store.create_endpoint(
+                conn,
+                community_id=ids["community"],
+                name="hook",
+                kind="webhook",
+                config={"url": receiver.url},
+                secret=receiver.secret,
+            ).id
+            steps = [
+                {"delay_s": d, "targets": [{"kind": "endpoint", "ref": ep}], "channels": ["webhook"]}
+                for d in (0, 2)
+            ]
+            chain = store.save_chain(
+                conn, community_id=ids["community"], name="storm", definition={"steps": steps}
+            )
             store.create_policy(conn, community_id=ids["community"], name="all", chain_id=chain.id)
         workers = [
-            EscalationWorker(db_url, LinkageSettings(senders=6), {"webhook": WebhookChannel(5)},
-                             worker_id=f"w{n}", metrics_registry=CollectorRegistry())
+            EscalationWorker(
+                db_url,
+                LinkageSettings(senders=6),
+                {"webhook": WebhookChannel(5)},
+                worker_id=f"w{n}",
+                metrics_registry=CollectorRegistry(),
+            )
             for n in range(2)
         ]
         for w in workers:
@@ -52,9 +68,16 @@ def test_storm_two_workers_exactly_once_and_nothing_after_ack(db_url: str) -> No
             alarm_ids: list[int] = []
             with connect(db_url, autocommit=True) as conn:
                 for device in devices:  # one alarm per device, each its own incident (no group: door type)
-                    alarm_ids.append(alarms.raise_or_update(
-                        conn, community_id=ids["community"], device_id=device, type="door_duress",
-                        severity="critical", at=datetime.now(UTC)).alarm.id)
+                    alarm_ids.append(
+                        alarms.raise_or_update(
+                            conn,
+                            community_id=ids["community"],
+                            device_id=device,
+                            type="door_duress",
+                            severity="critical",
+                            at=datetime.now(UTC),
+                        ).alarm.id
+                    )
                 acked = alarm_ids[::2]
                 acked_at: dict[int, datetime] = {}
                 for alarm_id in acked:  # while the first steps are being claimed and sent
@@ -76,10 +99,13 @@ def test_storm_two_workers_exactly_once_and_nothing_after_ack(db_url: str) -> No
                 w.stop()
         with connect(db_url, autocommit=True) as conn:
             rows = conn.execute(
-                "SELECT o.idem_key, o.step, o.status, i.alarm_id, o.claimed_by, o.claimed_at FROM linkage_outbox o "
+                "SELECT o.idem_key, o.step, o.status, i.alarm_id, o.claimed_by, o.claimed_at "
+                "FROM linkage_outbox o "
                 "JOIN linkage_incidents i ON i.id = o.incident_id"
             ).fetchall()
-            states = dict(conn.execute("SELECT state, count(*) FROM linkage_incidents GROUP BY state").fetchall())
+            states = dict(
+                conn.execute("SELECT state, count(*) FROM linkage_incidents GROUP BY state").fetchall()
+            )
     assert receiver.duplicates == [] and receiver.refused == []
     delivered = sorted(key for key, _, status, *_ in rows if status == "delivered")
     assert sorted(receiver.keys()) == delivered  # every delivered row reached the receiver once
@@ -87,13 +113,19 @@ def test_storm_two_workers_exactly_once_and_nothing_after_ack(db_url: str) -> No
     acked_set = set(acked)
     # nothing of an acknowledged incident was claimed after its acknowledgement committed; what was
     # queued and not yet claimed was cancelled
-    after_ack = [key for key, _, _, alarm, _, claimed in rows
-                 if alarm in acked_set and claimed is not None and claimed > acked_at[alarm]]
+    after_ack = [
+        key
+        for key, _, _, alarm, _, claimed in rows
+        if alarm in acked_set and claimed is not None and claimed > acked_at[alarm]
+    ]
     assert after_ack == []
     cancelled = [key for key, _, status, alarm, *_ in rows if alarm in acked_set and status == "cancelled"]
     print(f"storm: {len(receiver.keys())} delivered, {len(cancelled)} cancelled by acknowledgements")
-    unacked_steps = {(alarm, step) for _, step, status, alarm, *_ in rows if alarm not in acked_set and
-                     status == "delivered"}
+    unacked_steps = {
+        (alarm, step)
+        for _, step, status, alarm, *_ in rows
+        if alarm not in acked_set and status == "delivered"
+    }
     assert len(unacked_steps) == 2 * (INCIDENTS - len(acked))  # the others got both steps, once each
     # an alarm acknowledged before the worker read its 'raised' transition needs no incident at all
     assert set(states) <= {"acknowledged", "exhausted"} and states["exhausted"] == INCIDENTS - len(acked)

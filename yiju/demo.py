@@ -3,13 +3,16 @@
 What happens, in order: the local stack (private PostgreSQL + Mosquitto under the state directory)
 starts and is migrated; a small simulated compound is registered; a demo login is created (its
 password is kept in `<state dir>/demo-login.json` so later runs reuse it); ingest, the alert engine,
-command dispatch and upkeep start; the simulator plays the compound in real time with a few incidents
-scheduled in the first minutes (a fire with a door that fails to release, a charger whose relay is
-stuck, a door forced open, …); and the API serves the console until Ctrl-C or `--duration`.
+command dispatch, upkeep and the escalation worker start (the fire escalates to a SIP call that a
+SIPp callee answers, pressing 1 to acknowledge); the simulator plays the compound in real time with a
+few incidents scheduled in the first minutes (a fire with a door that fails to release, a charger
+whose relay is stuck, a door forced open, …); and the API serves the console until Ctrl-C or
+`--duration`.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import secrets
@@ -31,6 +34,7 @@ from storage.maintenance import NewRecord
 from storage.migrate import migrate
 from storage.users import Role, community_ids_by_code, create_user, get_user_by_username
 from yiju.commands.simulate import register_fleet
+from yiju.demo_callee import DemoCallee, seed_linkage
 from yiju.errors import YijuError
 from yiju.metrics import ProcessMetrics, serve_metrics
 from yiju.runtime import Runtime, serve_until_signal
@@ -163,13 +167,24 @@ def seed_records(database_url: str, fleet: Fleet) -> None:
 
 
 def run_demo(settings: Settings, *, duration_s: float | None = None, port: int | None = None) -> int:
-    with LocalStack(settings) as endpoints:
+    with LocalStack(settings) as endpoints, contextlib.ExitStack() as cleanup:
         report = migrate(endpoints.database_url, settings.database)
         fleet = generate_fleet(Size.SMALL, 1, DEMO_SEED, prefix=DEMO_PREFIX)
         register_fleet(endpoints.database_url, fleet)
         login = ensure_login(endpoints.database_url, settings.state_dir, fleet)
         seed_records(endpoints.database_url, fleet)
         runtime = Runtime(settings, endpoints, ProcessMetrics("demo"))
+        # emergency linkage: the fire escalates to a SIP call answered by SIPp, which presses 1
+        seed_linkage(endpoints.database_url, fleet.compounds[0].community.code)
+        callee = DemoCallee(settings.state_dir)
+        if DemoCallee.available():
+            callee.start()
+            cleanup.callback(callee.stop)  # after the runtime has stopped (its calls end first)
+            sip = settings.linkage.sip.model_copy(update={"proxy": callee.proxy})
+            settings = settings.model_copy(
+                update={"linkage": settings.linkage.model_copy(update={"sip": sip})}
+            )
+        runtime = Runtime(settings, endpoints)
         server = runtime.api_server(port=port)
         m = settings.metrics
         exporter = serve_metrics(runtime.process.registry, m.host, m.port, any_port=True)
@@ -187,6 +202,15 @@ def run_demo(settings: Settings, *, duration_s: float | None = None, port: int |
                 f"report    console tab 指标核验, or: yiju report indicators --community {community} --out F"
             )
             print(f"metrics   {exporter.url}")
+            if settings.linkage.sip.proxy:
+                print(
+                    f"linkage   fire → duty room → SIP call to the duty phone "
+                    f"(SIPp at {callee.proxy}, presses 1)"
+                )
+            else:
+                print(
+                    "linkage   SIPp (sip-tester) not installed: calls to the duty manager will fail visibly"
+                )
             print("The first incident (a fire) comes after about a minute. Press Ctrl-C to stop.", flush=True)
             timer: threading.Timer | None = None
             if duration_s is not None:

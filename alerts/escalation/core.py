@@ -118,7 +118,7 @@ class Chain:
         return cls(steps, loops, repeat)
 
 
-def _step(i: int, s: Mapping[str, Any]) -> Step:
+def _step(i: int, s: Mapping[str, Any]) -> Step:  # noqa: PLR0912 - one check per rule, in order
     delay = float(s.get("delay_s", 0))
     if not 0 <= delay <= 86_400:  # NaN fails this too
         raise ChainError(f"step {i}: delay_s must be 0 to 86400")
