@@ -9,9 +9,11 @@ Invariants and what enforces them:
 - Each delivery exists once: `linkage_outbox.idem_key` (incident:loop:step:target:channel) is unique
   and `enqueue` is `ON CONFLICT DO NOTHING`; the key is also sent to the provider.
 - A row is sent only while its incident is open and its alarm unacknowledged and active: `claim`
-  takes due rows `FOR UPDATE SKIP LOCKED` and, in the same transaction, re-reads the incident and
-  the alarm `FOR SHARE` (an acknowledgement that commits meanwhile waits for the claim or is seen by
-  it). Rows of a stopped incident are cancelled there and then.
+  takes due rows `FOR UPDATE SKIP LOCKED` and, in the same transaction, locks and re-reads their
+  incident (`FOR UPDATE SKIP LOCKED`) and alarm (`FOR SHARE SKIP LOCKED`): an acknowledgement that
+  commits meanwhile either waits for the claim to commit or is seen by it, and a row whose incident
+  or alarm is held by another writer waits for the next round. Rows of a stopped incident are
+  cancelled there and then.
 - An acknowledgement or clear stops everything at once: `end_incident` sets the state and cancels
   every pending row in one transaction; rows already being sent finish, and nothing new is claimed.
 - A worker records an outcome only for a row it still holds (`claimed_by` fencing): a row taken
@@ -762,7 +764,7 @@ class ClaimResult:
 RateLimits = Mapping[str, Sequence[tuple[float, int]]]  # channel -> [(window_s, max attempts)]
 
 
-def claim(
+def claim(  # noqa: PLR0912 - one transaction, each rule of the module docstring in order
     conn: psycopg.Connection[Any],
     *,
     worker: str,
@@ -787,11 +789,17 @@ def claim(
         )
         if not candidates:
             return ClaimResult([], 0, 0)
+        # The re-check never waits: an incident or alarm row that another transaction holds (an
+        # acknowledgement committing, a step being materialised, an outcome being recorded) is
+        # skipped this round and its deliveries stay pending — so the claim cannot deadlock with
+        # those writers, and it never sends on a state it could not read as settled.
         incident_ids = sorted({c["incident_id"] for c in candidates})
         incidents = {
             r["id"]: r
             for r in _rows(
-                conn, "SELECT * FROM linkage_incidents WHERE id = ANY(%s) FOR SHARE", (incident_ids,)
+                conn,
+                "SELECT * FROM linkage_incidents WHERE id = ANY(%s) ORDER BY id FOR UPDATE SKIP LOCKED",
+                (incident_ids,),
             )
         }
         alarm_ids = sorted({r["alarm_id"] for r in incidents.values() if r["alarm_id"] is not None})
@@ -799,10 +807,17 @@ def claim(
             r["id"]: r
             for r in _rows(
                 conn,
-                "SELECT id, status, acknowledged FROM alarms WHERE id = ANY(%s) ORDER BY id FOR SHARE",
+                "SELECT id, status, acknowledged FROM alarms WHERE id = ANY(%s) ORDER BY id "
+                "FOR SHARE SKIP LOCKED",
                 (alarm_ids,),
             )
         }
+        busy = {
+            i for i, r in incidents.items() if r["alarm_id"] is not None and r["alarm_id"] not in alarm_state
+        }
+        busy |= set(incident_ids) - set(incidents)
+        for i in busy:
+            incidents.pop(i, None)
         stopped: dict[int, str] = {}
         for inc in incidents.values():
             alarm = alarm_state.get(inc["alarm_id"]) if inc["alarm_id"] is not None else None
@@ -823,6 +838,8 @@ def claim(
                 )
                 cancelled += cur.rowcount
         for c in candidates:
+            if c["incident_id"] in busy:
+                continue  # locked elsewhere: next round
             if c["incident_id"] in stopped:
                 cancelled += 1
                 continue

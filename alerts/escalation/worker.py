@@ -205,6 +205,8 @@ class EscalationWorker:
         self._inflight_lock = threading.Lock()
         self._conn: psycopg.Connection[Any] | None = None
         self._last_recover = 0.0
+        self._local = threading.local()
+        self._sender_conns: list[psycopg.Connection[Any]] = []
         self.rounds = 0
         self._idle = threading.Condition()
 
@@ -228,10 +230,20 @@ class EscalationWorker:
         if self._pool is not None:
             self._pool.shutdown(wait=True, cancel_futures=True)
             self._pool = None
+        self._close_sender_conns()
+
+    def _close_sender_conns(self) -> None:
+        with self._inflight_lock:
+            conns, self._sender_conns = self._sender_conns, []
+        for conn in conns:
+            with contextlib.suppress(psycopg.Error):
+                conn.close()
+        self._local = threading.local()
 
     def close(self) -> None:
-        """Release the database connection of a worker driven with `step()` (never started)."""
+        """Release the database connections of a worker driven with `step()` (never started)."""
         self._drop_conn()
+        self._close_sender_conns()
 
     def __enter__(self) -> EscalationWorker:
         self.start()
@@ -478,9 +490,21 @@ class EscalationWorker:
             endpoint=endpoint,
         )
 
+    def _sender_conn(self) -> psycopg.Connection[Any]:
+        """The calling sender thread's own connection (kept between deliveries, closed at stop)."""
+        conn: psycopg.Connection[Any] | None = getattr(self._local, "conn", None)
+        if conn is None or conn.closed:
+            conn = connect(self._url, autocommit=True)
+            self._local.conn = conn
+            with self._inflight_lock:
+                self._sender_conns.append(conn)
+        return conn
+
     def deliver(self, c: store.Claimed) -> Outcome:
-        """Send one claimed delivery and record its outcome (own connection: runs on a sender thread)."""
-        with connect(self._url, autocommit=True) as conn:
+        """Send one claimed delivery and record its outcome. If recording fails (database gone), the
+        row stays 'sending' and the lease recovers it (same key: the provider de-duplicates)."""
+        conn = self._sender_conn()
+        try:
             if c.channel == "console":
                 outcome = Outcome("delivered", "shown in the duty-room console")
             else:
@@ -491,6 +515,10 @@ class EscalationWorker:
                 else:
                     outcome = channel.send(attempt)
             self._record(conn, c, outcome)
+        except _DB_ERRORS:
+            with contextlib.suppress(psycopg.Error):
+                conn.close()
+            raise
         return outcome
 
     def _record(self, conn: psycopg.Connection[Any], c: store.Claimed, outcome: Outcome) -> None:
