@@ -398,6 +398,10 @@ def delete_policy(conn: psycopg.Connection[Any], policy_id: int) -> None:
     conn.execute("DELETE FROM linkage_policies WHERE id = %s", (policy_id,))
 
 
+def community_exists(conn: psycopg.Connection[Any], community_id: int) -> bool:
+    return _row(conn, "SELECT 1 AS x FROM communities WHERE id = %s", (community_id,)) is not None
+
+
 def community_timezone(conn: psycopg.Connection[Any], community_id: int) -> tuple[str, str]:
     """(code, timezone) of a community."""
     r = _row(conn, "SELECT code, timezone FROM communities WHERE id = %s", (community_id,))

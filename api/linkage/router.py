@@ -43,8 +43,8 @@ Id = Annotated[int, Path(ge=1, le=2**62)]
 CommunityQuery = Annotated[int | None, Query(ge=1, le=2**62)]
 
 
-def _check_community(principal: Principal, community_id: int) -> None:
-    if not principal.sees(community_id):
+def _check_community(conn: Conn, principal: Principal, community_id: int) -> None:
+    if not principal.sees(community_id) or not store.community_exists(conn, community_id):
         raise not_found("community", community_id)
 
 
@@ -101,7 +101,7 @@ def list_people(principal: Reader, conn: Conn, community_id: CommunityQuery = No
 
 @router.post("/people", status_code=status.HTTP_201_CREATED, summary="Add a person")
 def create_person(body: PersonCreate, principal: Editor, conn: Conn) -> PersonOut:
-    _check_community(principal, body.community_id)
+    _check_community(conn, principal, body.community_id)
     p = store.create_person(
         conn, community_id=body.community_id, name=body.name, phone=body.phone, duty_group=body.duty_group
     )
@@ -206,7 +206,7 @@ def list_endpoints(principal: Reader, conn: Conn, community_id: CommunityQuery =
 
 @router.post("/endpoints", status_code=status.HTTP_201_CREATED, summary="Add an external endpoint")
 def create_endpoint(body: EndpointCreate, principal: Editor, conn: Conn) -> EndpointOut:
-    _check_community(principal, body.community_id)
+    _check_community(conn, principal, body.community_id)
     config: dict[str, Any]
     if body.kind == "webhook":
         if not body.url.startswith(("http://", "https://")):
@@ -278,7 +278,7 @@ def list_chains(principal: Reader, conn: Conn, community_id: CommunityQuery = No
 
 @router.post("/chains", status_code=status.HTTP_201_CREATED, summary="Create an escalation chain")
 def create_chain(body: ChainIn, principal: Editor, conn: Conn) -> ChainOut:
-    _check_community(principal, body.community_id)
+    _check_community(conn, principal, body.community_id)
     chain = _checked_chain(conn, body.community_id, body.definition)
     row = store.save_chain(conn, community_id=body.community_id, name=body.name, definition=chain.to_json())
     _audit(
@@ -365,7 +365,7 @@ def list_policies(principal: Reader, conn: Conn, community_id: CommunityQuery = 
 
 @router.post("/policies", status_code=status.HTTP_201_CREATED, summary="Create a policy")
 def create_policy(body: PolicyCreate, principal: Editor, conn: Conn) -> PolicyOut:
-    _check_community(principal, body.community_id)
+    _check_community(conn, principal, body.community_id)
     if (body.quiet_start_min is None) != (body.quiet_end_min is None):
         raise invalid("body.quiet_end_min", "quiet hours need both a start and an end")
     chain = store.get_chain(conn, body.chain_id)
