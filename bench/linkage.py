@@ -153,6 +153,7 @@ def first_attempt_figures(seconds: float, rate: float) -> dict[str, float]:
                 rows = conn.execute(
                     "SELECT alarm_id, first_attempt_at FROM linkage_incidents WHERE alarm_id IS NOT NULL"
                 ).fetchall()
+                transitions = conn.execute("SELECT count(*) FROM alarm_transitions").fetchone()[0]  # type: ignore[index]
         started = [(at - committed[a]).total_seconds() for a, at in rows if a in committed and at is not None]
         return {
             "background_rate_msg_s": achieved,
@@ -162,6 +163,8 @@ def first_attempt_figures(seconds: float, rate: float) -> dict[str, float]:
             "first_attempt_p99_ms": 1000 * _pct(started, 0.99),
             "first_attempt_max_ms": 1000 * max(started),
             "webhooks_received": len(receiver.received),
+            "alarm_transitions": transitions,
+            "worker_rounds": worker.rounds,
         }
     finally:
         svc.stop()
