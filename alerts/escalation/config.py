@@ -23,8 +23,8 @@ class SipSettings(BaseModel):
         default=30.0,
         gt=0,
         le=120,
-        description="Give up ringing (CANCEL) after this — GB/T 24475-2023 remote alarm answer 'typically "
-        "≤ 30 s' [S2] (standards.md §4), used here as the longest a duty phone may ring",
+        description="Give up ringing (CANCEL) after this, s — [S2] GB/T 24475-2023 remote alarm answer "
+        "'typically ≤ 30 s' (standards.md §4), used as the longest a duty phone may ring",
     )
     prompt_repeats: int = Field(default=2, ge=1, le=5, description="Times the voice prompt is played")
     ack_digit: str = Field(default="1", pattern=r"^[0-9*#]$", description="DTMF digit that acknowledges")
@@ -48,10 +48,15 @@ class GbtSettings(BaseModel):
         default=3.0,
         gt=0,
         le=10,
-        description="Wait for the centre's confirm before resending — GB/T 26875.3-2011 ≤ 10 s [S2] "
-        "(standards.md §11); 3 s keeps a lost first frame inside part 1's 10 s delivery",
+        description="Wait for the centre's confirm before resending, s — [S2] GB/T 26875.3-2011 timeout "
+        "≤ 10 s (standards.md §11); 3 s keeps a lost first frame inside part 1's 10 s delivery",
     )
-    resends: int = Field(default=3, ge=0, le=3, description="Resends without confirm — GB/T 26875.3 [S2]: 3")
+    resends: int = Field(
+        default=3,
+        ge=0,
+        le=3,
+        description="Resends without confirm — [S2] GB/T 26875.3-2011: 3 (standards.md §11)",
+    )
 
 
 # A critical alarm of a community without a matching policy still reaches people: the duty room at
@@ -88,18 +93,23 @@ class LinkageSettings(BaseModel):
     )
     retry_backoff_s: list[float] = Field(
         default=[1.0, 2.0, 4.0],
-        description="Delays before retries 1..n of a failed delivery — standards.md §8 [V]: 3 retries "
-        "1 s / 2 s / 4 s",
+        description="Delays before retries 1..n of a failed delivery, s — [V] IoT-Zinx push spec: 3 "
+        "retries 1 s / 2 s / 4 s (standards.md §8)",
     )
     rate_limits: dict[str, list[tuple[float, int]]] = Field(
         default={
             "sms": [(60.0, 1), (3600.0, 5), (86400.0, 20)],
             "voice": [(60.0, 1), (3600.0, 5), (86400.0, 20)],
         },
-        description="Per number and channel: (window s, max attempts) — standards.md §11 [V]: cloud voice "
-        "caps one number at 1/min, 5/h, 20/24 h",
+        description="Per number and channel: (window s, max attempts) — [V] cloud voice providers cap one "
+        "number at 1/min, 5/h, 20/24 h (standards.md §11)",
     )
-    webhook_timeout_s: float = Field(default=10.0, gt=0, le=60, description="standards.md §8 [V]: 10 s")
+    webhook_timeout_s: float = Field(
+        default=10.0,
+        gt=0,
+        le=60,
+        description="Webhook request timeout, s — [V] IoT-Zinx push spec: 10 s (standards.md §8)",
+    )
     default_chain: dict[str, Any] | None = Field(
         default_factory=lambda: dict(DEFAULT_CHAIN),
         description="Chain for a critical alarm that matches no policy (None: no incident)",
