@@ -13,11 +13,12 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
-from linkage_support import WebhookReceiver, seed, webhook_receiver
+from linkage_support import WebhookReceiver, seed, wait_for, webhook_receiver
 from prometheus_client import CollectorRegistry
 
 from alerts.escalation.channels.http import WebhookChannel
 from alerts.escalation.config import LinkageSettings
+from alerts.escalation.process import WorkerProcess
 from alerts.escalation.worker import EscalationWorker, start_drill
 from storage import alarms
 from storage import escalation as store
@@ -415,3 +416,19 @@ def test_drill_is_marked_and_acknowledged_through_the_incident(env: Any) -> None
     clock.advance(30)
     worker.step()
     assert len(receiver.keys()) == 1
+
+
+def test_worker_in_its_own_process_delivers_and_stops(env: Any, tmp_path: Any) -> None:
+    """`linkage.own_process`: the same worker in a spawned child, owned and stopped by the parent."""
+    url, ids, receiver = env
+    ep = _endpoint(url, ids, receiver)
+    _chain(url, ids, {"steps": _steps(ep, 0)})
+    proc = WorkerProcess(url, LinkageSettings(), tmp_path / "prompts")
+    proc.start()
+    try:
+        assert proc.alive
+        _fire(url, ids, at=datetime.now(UTC))
+        wait_for(receiver.keys, 30, "the child worker's webhook")
+    finally:
+        proc.stop()
+    assert not proc.alive and len(receiver.keys()) == 1

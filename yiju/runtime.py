@@ -19,6 +19,7 @@ import uvicorn
 
 from alerts.metrics import alert_metrics
 from alerts.escalation.channels import build_channels
+from alerts.escalation.process import WorkerProcess
 from alerts.escalation.worker import EscalationWorker
 from alerts.service import AlertService
 from api.app import create_app
@@ -168,9 +169,12 @@ class Runtime:
         )
         self.maintenance = _Loop("storage-maintenance", MAINTENANCE_INTERVAL_S, self._maintain)
         # emergency linkage: alarms → incidents → calls, webhooks, SMS, GB/T 26875.3 (docs/linkage.md)
-        self.linkage: EscalationWorker | None = None
-        if settings.linkage.enabled:
-            channels = build_channels(settings.linkage, settings.state_dir / "prompts")
+        self.linkage: EscalationWorker | WorkerProcess | None = None
+        prompts = settings.state_dir / "prompts"
+        if settings.linkage.enabled and settings.linkage.own_process:
+            self.linkage = WorkerProcess(endpoints.database_url, settings.linkage, prompts)
+        elif settings.linkage.enabled:
+            channels = build_channels(settings.linkage, prompts)
             self.linkage = EscalationWorker(endpoints.database_url, settings.linkage, channels)
         self._started: list[Any] = []
 

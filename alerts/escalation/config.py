@@ -84,6 +84,11 @@ DEFAULT_CHAIN: dict[str, Any] = {
 
 class LinkageSettings(BaseModel):
     enabled: bool = Field(default=True, description="Run the escalation worker in `yiju run` / `yiju demo`")
+    own_process: bool = Field(
+        default=False,
+        description="Run the worker in a child process (not sharing the interpreter with ingest and the "
+        "engine: lower alarm-to-call latency under heavy ingest; its metrics are then not on /metrics)",
+    )
     senders: int = Field(default=8, ge=1, le=64, description="Deliveries in flight at once (calls last)")
     poll_s: float = Field(default=1.0, gt=0, le=60, description="Wake-up when no NOTIFY arrives")
     lease_s: float = Field(
