@@ -28,8 +28,8 @@ from api.dead_letters.router import router as dead_letters_router
 from api.devices.router import router as devices_router
 from api.errors import ERROR_RESPONSES, install_error_handlers
 from api.indicators.router import router as indicators_router
-from api.metrics import ApiMetrics, MetricsMiddleware, RouteTemplates
 from api.linkage.router import router as linkage_router
+from api.metrics import ApiMetrics, MetricsMiddleware, RouteTemplates
 from yiju.errors import ConfigurationError
 from yiju.settings import Settings
 

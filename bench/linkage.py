@@ -36,7 +36,6 @@ sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
 from harness import start_services  # noqa: E402
 from ingest_support import register_fleet  # noqa: E402
 from linkage_support import centre, webhook_receiver  # noqa: E402
-from prometheus_client import CollectorRegistry  # noqa: E402
 
 from alerts.escalation.channels import gbt26875 as gbt  # noqa: E402
 from alerts.escalation.channels.base import Attempt  # noqa: E402
@@ -215,7 +214,6 @@ def store_worker(url: str, worker_id: str = "bench", senders: int = 8) -> Escala
         LinkageSettings(senders=senders),
         {"webhook": WebhookChannel(10)},
         worker_id=worker_id,
-        metrics_registry=CollectorRegistry(),
     )
 
 

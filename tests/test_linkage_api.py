@@ -6,7 +6,6 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 from fastapi.testclient import TestClient
-from prometheus_client import CollectorRegistry
 from test_api_support import World, client, world
 
 from alerts.escalation.config import LinkageSettings
@@ -111,7 +110,7 @@ def test_drill_incident_timeline_and_ack(client: TestClient, world: World) -> No
     r = client.post(f"{API}/chains/{chain_id}/drill", headers=op)
     assert r.status_code == 201 and r.json()["drill"] is True
     incident = r.json()["id"]
-    worker = EscalationWorker(world.url, LinkageSettings(), {}, metrics_registry=CollectorRegistry())
+    worker = EscalationWorker(world.url, LinkageSettings(), {})
     try:
         worker.step()
     finally:

@@ -8,7 +8,6 @@ import re
 from datetime import UTC, datetime
 
 from playwright.sync_api import Page, expect
-from prometheus_client import CollectorRegistry
 from test_api_support import PASSWORD, LiveServer, World, live, world
 from test_console_browser import ARTIFACTS, page
 
@@ -37,7 +36,7 @@ def test_linkage_tab_roster_incident_and_ack(live: LiveServer, world: World, pag
             },
         )
         incident = start_drill(conn, community_id=a, chain_id=chain.id, actor="test", now=datetime.now(UTC))
-    worker = EscalationWorker(world.url, LinkageSettings(), {}, metrics_registry=CollectorRegistry())
+    worker = EscalationWorker(world.url, LinkageSettings(), {})
     try:
         worker.step()
     finally:

@@ -14,7 +14,6 @@ from typing import Any
 
 import pytest
 from linkage_support import WebhookReceiver, seed, wait_for, webhook_receiver
-from prometheus_client import CollectorRegistry
 
 from alerts.escalation.channels.http import WebhookChannel
 from alerts.escalation.config import LinkageSettings
@@ -84,7 +83,6 @@ def _worker(url: str, clock: Clock, **kw: Any) -> EscalationWorker:
         {"webhook": WebhookChannel(timeout_s=5)},
         clock=clock,
         worker_id=f"w{len(_WORKERS) + 1}",
-        metrics_registry=CollectorRegistry(),
     )
     _WORKERS.append(worker)
     return worker

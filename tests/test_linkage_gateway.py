@@ -7,7 +7,6 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 from linkage_support import gateway, seed
-from prometheus_client import CollectorRegistry
 
 from alerts.escalation.channels.base import Attempt
 from alerts.escalation.channels.http import GatewayChannel, GatewayConfig
@@ -101,7 +100,6 @@ def test_per_number_rate_limit_holds_back_the_second_sms(db_url: str) -> None:
             LinkageSettings(),
             {"sms": GatewayChannel(_config(gw.url), "sms")},
             clock=lambda: now[0],
-            metrics_registry=CollectorRegistry(),
         )
         try:
             with connect(db_url, autocommit=True) as conn:

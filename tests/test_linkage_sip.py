@@ -11,7 +11,6 @@ from pathlib import Path
 
 import pytest
 from linkage_support import seed, sipp, wait_for
-from prometheus_client import CollectorRegistry
 
 from alerts.escalation.channels.base import Attempt
 from alerts.escalation.channels.sip import SipChannel, SipConfig, pcm16_to_ulaw_8k, render_prompt
@@ -115,7 +114,6 @@ def test_dtmf_1_acknowledges_the_incident_and_the_alarm_end_to_end(db_url: str, 
             db_url,
             LinkageSettings(),
             {"sip": _channel(peer.port, tmp_path)},
-            metrics_registry=CollectorRegistry(),
         )
         with worker:
             with connect(db_url, autocommit=True) as conn:

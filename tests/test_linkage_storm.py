@@ -9,7 +9,6 @@ import time
 from datetime import UTC, datetime
 
 from linkage_support import seed, wait_for, webhook_receiver
-from prometheus_client import CollectorRegistry
 
 from alerts.escalation.channels.http import WebhookChannel
 from alerts.escalation.config import LinkageSettings
@@ -58,7 +57,6 @@ def test_storm_two_workers_exactly_once_and_nothing_after_ack(db_url: str) -> No
                 LinkageSettings(senders=6),
                 {"webhook": WebhookChannel(5)},
                 worker_id=f"w{n}",
-                metrics_registry=CollectorRegistry(),
             )
             for n in range(2)
         ]

@@ -16,12 +16,14 @@ from collections.abc import Sequence
 
 from yiju.commands import api, compliance, core, devices, grafana, ingest, report, simulate
 from yiju.commands import api, compliance, core, devices, ingest, linkage, report, simulate
+from pydantic import ValidationError
+
+from yiju.commands import api, compliance, core, devices, grafana, ingest, linkage, report, simulate
 from yiju.commands.base import Handler
 from yiju.errors import YijuError
 
 # Each feature's command group; add one line per new module.
-COMMAND_GROUPS = (core, api, ingest, devices, compliance, report, simulate, grafana)
-COMMAND_GROUPS = (core, api, ingest, devices, compliance, report, simulate, linkage)
+COMMAND_GROUPS = (core, api, ingest, devices, compliance, report, simulate, grafana, linkage)
 
 
 def build_parser() -> argparse.ArgumentParser:

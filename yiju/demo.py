@@ -173,7 +173,6 @@ def run_demo(settings: Settings, *, duration_s: float | None = None, port: int |
         register_fleet(endpoints.database_url, fleet)
         login = ensure_login(endpoints.database_url, settings.state_dir, fleet)
         seed_records(endpoints.database_url, fleet)
-        runtime = Runtime(settings, endpoints, ProcessMetrics("demo"))
         # emergency linkage: the fire escalates to a SIP call answered by SIPp, which presses 1
         seed_linkage(endpoints.database_url, fleet.compounds[0].community.code)
         callee = DemoCallee(settings.state_dir)
@@ -184,7 +183,7 @@ def run_demo(settings: Settings, *, duration_s: float | None = None, port: int |
             settings = settings.model_copy(
                 update={"linkage": settings.linkage.model_copy(update={"sip": sip})}
             )
-        runtime = Runtime(settings, endpoints)
+        runtime = Runtime(settings, endpoints, ProcessMetrics("demo"))
         server = runtime.api_server(port=port)
         m = settings.metrics
         exporter = serve_metrics(runtime.process.registry, m.host, m.port, any_port=True)

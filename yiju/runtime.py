@@ -17,10 +17,11 @@ from uuid import UUID
 
 import uvicorn
 
-from alerts.metrics import alert_metrics
 from alerts.escalation.channels import build_channels
+from alerts.escalation.metrics import LinkageMetrics
 from alerts.escalation.process import WorkerProcess
 from alerts.escalation.worker import EscalationWorker
+from alerts.metrics import alert_metrics
 from alerts.service import AlertService
 from api.app import create_app
 from api.metrics import ApiMetrics
@@ -175,7 +176,9 @@ class Runtime:
             self.linkage = WorkerProcess(endpoints.database_url, settings.linkage, prompts)
         elif settings.linkage.enabled:
             channels = build_channels(settings.linkage, prompts)
-            self.linkage = EscalationWorker(endpoints.database_url, settings.linkage, channels)
+            self.linkage = EscalationWorker(
+                endpoints.database_url, settings.linkage, channels, metrics=LinkageMetrics.create(registry)
+            )
         self._started: list[Any] = []
 
     def _maintain(self) -> None:

@@ -28,12 +28,12 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 import psycopg
-from prometheus_client import REGISTRY, CollectorRegistry
+from prometheus_client import CollectorRegistry
 
 from alerts.escalation import core
 from alerts.escalation.channels.base import Attempt, Channel, Outcome
 from alerts.escalation.config import LinkageSettings
-from alerts.escalation.metrics import LinkageMetrics, linkage_metrics
+from alerts.escalation.metrics import LinkageMetrics
 from storage import alarms as alarm_store
 from storage import escalation as store
 from storage.db import connect
@@ -189,14 +189,15 @@ class EscalationWorker:
         *,
         worker_id: str | None = None,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
-        metrics_registry: CollectorRegistry = REGISTRY,
+        metrics: LinkageMetrics | None = None,
     ) -> None:
         self._url = database_url
         self.settings = settings
         self.channels = dict(channels)
         self.worker_id = worker_id or f"{socket.gethostname()}:{uuid.uuid4().hex[:8]}"
         self._clock = clock
-        self.metrics: LinkageMetrics = linkage_metrics(metrics_registry)
+        # the process's metric set (yiju/runtime.py); a private, unexposed one for tests and tools
+        self.metrics: LinkageMetrics = metrics or LinkageMetrics.create(CollectorRegistry())
         self._stop = threading.Event()
         self._wake = threading.Event()
         self._threads: list[threading.Thread] = []
