@@ -14,10 +14,6 @@ import os
 import sys
 from collections.abc import Sequence
 
-from yiju.commands import api, compliance, core, devices, grafana, ingest, report, simulate
-from yiju.commands import api, compliance, core, devices, ingest, linkage, report, simulate
-from pydantic import ValidationError
-
 from yiju.commands import api, compliance, core, devices, grafana, ingest, linkage, report, simulate
 from yiju.commands.base import Handler
 from yiju.errors import YijuError
