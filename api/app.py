@@ -33,6 +33,7 @@ from api.devices.router import router as devices_router
 from api.docs import install_docs
 from api.errors import ERROR_RESPONSES, install_error_handlers
 from api.indicators.router import router as indicators_router
+from api.linkage.router import router as linkage_router
 from api.metrics import ApiMetrics, MetricsMiddleware, RouteTemplates
 from api.middleware import InFlightLimit, RequestDeadline, SecurityHeaders
 from storage import throttle, users
@@ -66,6 +67,10 @@ TAGS = [
     {"name": "compliance", "description": "Compliance check summaries (auto-cutoff, fault alarm, CCTV, …)"},
     {"name": "commands", "description": "Commands down to devices and their status"},
     {"name": "dead letters", "description": "Inbound messages ingest refused, with the reason"},
+    {
+        "name": "linkage",
+        "description": "Emergency linkage: people, on-duty roster, chains, policies, incidents",
+    },
 ]
 
 
@@ -134,6 +139,7 @@ def create_app(settings: Settings, metrics: ApiMetrics | None = None) -> FastAPI
         commands_router,
         indicators_router,
         dead_letters_router,
+        linkage_router,
     ):
         app.include_router(router, prefix=API_PREFIX)
 

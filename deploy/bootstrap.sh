@@ -32,6 +32,10 @@ done
 command -v promtool >/dev/null && command -v prometheus >/dev/null || need_apt+=(prometheus)
 # openssl: the broker TLS test makes its CA and certificates with it
 command -v openssl >/dev/null || need_apt+=(openssl)
+# emergency linkage: SIPp is the callee of the SIP voice tests and the demo; espeak-ng (Mandarin voice)
+# renders the Chinese voice prompts (one WAV per alarm type) at test and demo time
+command -v sipp >/dev/null || need_apt+=(sip-tester)
+command -v espeak-ng >/dev/null || need_apt+=(espeak-ng)
 # extra packages a caller needs (e.g. the browser for the console's end-to-end test)
 for extra in ${YIJU_EXTRA_APT:-}; do
   dpkg -s "$extra" >/dev/null 2>&1 || need_apt+=("$extra")

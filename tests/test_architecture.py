@@ -80,3 +80,28 @@ def test_the_api_leaves_the_database_driver_to_storage() -> None:
         and not (path in allowed and module == "psycopg")
     ]
     assert found == []
+
+
+def test_pure_cores_do_no_io() -> None:
+    """The rule core and the escalation core are pure (their docstrings' contract): no storage, no
+    sockets, no subprocesses, no clock module."""
+    banned = {"storage", "psycopg", "socket", "subprocess", "urllib", "time", "threading", "alerts.service"}
+    cores = [*(ROOT / "alerts" / "core").rglob("*.py"), ROOT / "alerts" / "escalation" / "core.py"]
+    users = [
+        f"{path.relative_to(ROOT)} imports {module}"
+        for path in cores
+        for module in _imports(path)
+        if module in banned or module.split(".")[0] in banned
+    ]
+    assert users == []
+
+
+def test_linkage_channels_do_not_touch_the_database() -> None:
+    channels = (ROOT / "alerts" / "escalation" / "channels").rglob("*.py")
+    users = [
+        f"{path.relative_to(ROOT)} imports {module}"
+        for path in channels
+        for module in _imports(path)
+        if module.split(".")[0] in ("storage", "psycopg")
+    ]
+    assert users == []

@@ -110,6 +110,20 @@ def test_demo_serves_the_console_and_shows_the_fire(demo_dir: Path) -> None:
             items = {(i["scheme"], i["number"]): i for i in report.json()["items"]}
             assert items[("jiangsu_basic", "10")]["score"] == 2.0
             assert items[("jiangsu_basic", "33")]["points_max"] == 3.0
+
+            # emergency linkage: the fire's incident escalated to a SIP call; SIPp pressed 1
+            def fire_acknowledged_by_phone() -> bool:
+                incidents = client.get("/api/v1/linkage/incidents", headers=headers).json()["items"]
+                return any(
+                    i["alarm_type"] == "fire_alarm"
+                    and i["state"] == "acknowledged"
+                    and (i["ended_by"] or "").startswith("dtmf:")
+                    for i in incidents
+                )
+
+            _wait(
+                fire_acknowledged_by_phone, 60.0, "the fire acknowledged by DTMF on the SIP call", proc, tail
+            )
     finally:
         proc.send_signal(signal.SIGTERM)
         try:

@@ -3,13 +3,16 @@
 What happens, in order: the local stack (private PostgreSQL + Mosquitto under the state directory)
 starts and is migrated; a small simulated compound is registered; a demo login is created (its
 password is kept in `<state dir>/demo-login.json` so later runs reuse it); ingest, the alert engine,
-command dispatch and upkeep start; the simulator plays the compound in real time with a few incidents
-scheduled in the first minutes (a fire with a door that fails to release, a charger whose relay is
-stuck, a door forced open, …); and the API serves the console until Ctrl-C or `--duration`.
+command dispatch, upkeep and the escalation worker start (the fire escalates to a SIP call that a
+SIPp callee answers, pressing 1 to acknowledge); the simulator plays the compound in real time with a
+few incidents scheduled in the first minutes (a fire with a door that fails to release, a charger
+whose relay is stuck, a door forced open, …); and the API serves the console until Ctrl-C or
+`--duration`.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import secrets
@@ -33,6 +36,7 @@ from storage.maintenance import NewRecord
 from storage.migrate import migrate
 from storage.users import Role, community_ids_by_code, create_user, get_user_by_username
 from yiju.commands.simulate import register_fleet
+from yiju.demo_callee import DemoCallee, seed_linkage
 from yiju.errors import YijuError
 from yiju.metrics import ProcessMetrics, serve_metrics
 from yiju.runtime import Runtime, serve_until_signal
@@ -256,7 +260,7 @@ def run_demo(settings: Settings, *, duration_s: float | None = None, port: int |
         prepared["broker"] = broker
         return broker.auth
 
-    with LocalStack(settings, before_broker=before_broker) as endpoints:
+    with LocalStack(settings, before_broker=before_broker) as endpoints, contextlib.ExitStack() as cleanup:
         if "report" in prepared:
             report, broker = prepared["report"], prepared["broker"]
         else:  # an external broker (YIJU_MQTT__URL): it has its own accounts
@@ -265,6 +269,9 @@ def run_demo(settings: Settings, *, duration_s: float | None = None, port: int |
             broker = None
         login = ensure_login(endpoints.database_url, settings.state_dir, fleet)
         seed_records(endpoints.database_url, fleet)
+        # emergency linkage: the fire escalates to a SIP call answered by SIPp, which presses 1
+        seed_linkage(endpoints.database_url, fleet.compounds[0].community.code)
+        settings = _with_callee(settings, cleanup)
         runtime = Runtime(settings, endpoints, ProcessMetrics("demo"))
         server = runtime.api_server(port=port)
         m = settings.metrics
@@ -285,22 +292,47 @@ def run_demo(settings: Settings, *, duration_s: float | None = None, port: int |
                 f"report    console tab 指标核验, or: yiju report indicators --community {community} --out F"
             )
             print(f"metrics   {exporter.url}")
+            _print_linkage(settings)
             print("The first incident (a fire) comes after about a minute. Press Ctrl-C to stop.", flush=True)
-            timer: threading.Timer | None = None
-            if duration_s is not None:
-                timer = threading.Timer(duration_s, lambda: setattr(server, "should_exit", True))
-                timer.daemon = True
-                timer.start()
-            try:
-                serve_until_signal(server)
-            finally:
-                if timer is not None:
-                    timer.cancel()
-                simulator.stop()
+            _serve(server, duration_s, simulator)
             if simulator.error is not None:
                 print(f"the simulator stopped early: {simulator.error}")
     print("stopped")
     return 0
+
+
+def _serve(server: Any, duration_s: float | None, simulator: SimulatorThread) -> None:
+    """Serve until Ctrl-C / SIGTERM or `duration_s`; the simulator stops with the server."""
+    timer: threading.Timer | None = None
+    if duration_s is not None:
+        timer = threading.Timer(duration_s, lambda: setattr(server, "should_exit", True))
+        timer.daemon = True
+        timer.start()
+    try:
+        serve_until_signal(server)
+    finally:
+        if timer is not None:
+            timer.cancel()
+        simulator.stop()
+
+
+def _with_callee(settings: Settings, cleanup: contextlib.ExitStack) -> Settings:
+    """Start SIPp as the demo's duty phone (when installed) and point the SIP channel at it."""
+    callee = DemoCallee(settings.state_dir)
+    if not DemoCallee.available():
+        return settings
+    callee.start()
+    cleanup.callback(callee.stop)  # after the runtime has stopped (its calls end first)
+    sip = settings.linkage.sip.model_copy(update={"proxy": callee.proxy})
+    return settings.model_copy(update={"linkage": settings.linkage.model_copy(update={"sip": sip})})
+
+
+def _print_linkage(settings: Settings) -> None:
+    proxy = settings.linkage.sip.proxy
+    if proxy:
+        print(f"linkage   fire → duty room → SIP call to the duty phone (SIPp at {proxy}, presses 1)")
+    else:
+        print("linkage   SIPp (sip-tester) not installed: calls to the duty manager will fail visibly")
 
 
 def _plain(url: str) -> str:

@@ -17,6 +17,10 @@ from uuid import UUID
 
 import uvicorn
 
+from alerts.escalation.channels import build_channels
+from alerts.escalation.metrics import LinkageMetrics
+from alerts.escalation.process import WorkerProcess
+from alerts.escalation.worker import EscalationWorker
 from alerts.metrics import alert_metrics
 from alerts.service import AlertService
 from api.app import create_app
@@ -165,6 +169,16 @@ class Runtime:
             endpoints.database_url, self.settings.database, FallbackMetrics.create(registry)
         )
         self.maintenance = _Loop("storage-maintenance", MAINTENANCE_INTERVAL_S, self._maintain)
+        # emergency linkage: alarms → incidents → calls, webhooks, SMS, GB/T 26875.3 (docs/linkage.md)
+        self.linkage: EscalationWorker | WorkerProcess | None = None
+        prompts = settings.state_dir / "prompts"
+        if settings.linkage.enabled and settings.linkage.own_process:
+            self.linkage = WorkerProcess(endpoints.database_url, settings.linkage, prompts)
+        elif settings.linkage.enabled:
+            channels = build_channels(settings.linkage, prompts)
+            self.linkage = EscalationWorker(
+                endpoints.database_url, settings.linkage, channels, metrics=LinkageMetrics.create(registry)
+            )
         self._started: list[Any] = []
 
     def _maintain(self) -> None:
@@ -183,13 +197,9 @@ class Runtime:
         if todo:
             raise ConfigurationError(f"{len(todo)} schema migration(s) pending; run `yiju db migrate` first")
         try:
-            for part in (
-                self.mqtt_commands,
-                self.engine,
-                self.ingest,
-                self.dispatcher.loop,
-                self.maintenance,
-            ):
+            parts: list[Any] = [self.mqtt_commands, self.engine, self.ingest, self.dispatcher.loop]
+            parts += [self.maintenance, *([self.linkage] if self.linkage is not None else [])]
+            for part in parts:
                 part.start()
                 self._started.append(part)
         except BaseException:

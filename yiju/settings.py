@@ -20,6 +20,7 @@ from pydantic import BaseModel, Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from alerts.config import AlertSettings
+from alerts.escalation.config import LinkageSettings
 from ingest.config import IngestSettings
 
 TimeseriesMode = Literal["auto", "timescaledb", "partitioned"]
@@ -175,6 +176,7 @@ class Settings(BaseSettings):
     metrics: MetricsSettings = Field(default_factory=MetricsSettings)
     ingest: IngestSettings = Field(default_factory=IngestSettings)
     alerts: AlertSettings = Field(default_factory=AlertSettings)
+    linkage: LinkageSettings = Field(default_factory=LinkageSettings)
 
 
 # Variables with our prefix that are read by something other than Settings.

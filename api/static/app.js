@@ -609,6 +609,7 @@ function showTab(tab) {
   if (tab === "devices") { loadBuildings(); loadDevices(); }
   if (tab === "compliance") loadCompliance();
   if (tab === "deadletters") { renderReasonFilter(); loadDeadLetters(); }
+  if (tab === "linkage") loadLinkage();  // api/static/linkage.js
 }
 
 document.addEventListener("DOMContentLoaded", () => {

@@ -1,0 +1,1 @@
+"""Emergency linkage with call systems (domain.md §6): the escalation core, worker and channels."""

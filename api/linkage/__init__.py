@@ -1,0 +1,1 @@
+"""Emergency linkage: people and on-duty schedules, endpoints, chains, policies, incidents, drills."""
