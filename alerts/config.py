@@ -29,24 +29,32 @@ from yiju.errors import ConfigurationError
 
 class ChargerRules(ebike_charger.Defaults):
     temp_clear_hysteresis_c: float = Field(
-        default=5.0, description="Over-temperature clears below threshold minus this, °C — [V] practice"
+        default=5.0,
+        description="Over-temperature clears below the threshold minus this, °C — [NOT FOUND] no source "
+        "for a clear point; configurable",
     )
     leakage_clear_ratio: float = Field(
-        default=0.8, description="Leakage alarm clears below this × trip current — [NOT FOUND]: configurable"
+        default=0.8,
+        description="Leakage alarm clears below this × leakage_trip_ma — [NOT FOUND] no source for a "
+        "clear point; configurable",
     )
     relay_off_current_a: float = Field(
         default=0.5,
-        description="A port whose relay is open but carries more than this is implausible (welded relay "
-        "or broken sensor), A — [V] practice",
+        description="A port carrying more than this counts as drawing current (implausible through an "
+        "open relay), A — [NOT FOUND] no source; configurable",
     )
 
 
 class SmokeRules(smoke_alarm.Defaults):
     battery_clear_pct: float = Field(
-        default=25.0, description="Low-battery clears at or above this, % — [NOT FOUND]: configurable"
+        default=25.0,
+        description="Low-battery clears at or above this, % — [NOT FOUND] no source for a clear point; "
+        "configurable",
     )
     residual_clear_ratio: float = Field(
-        default=0.8, description="Electrical-fire alarms clear below this × the alarm value — [V] practice"
+        default=0.8,
+        description="Electrical-fire alarms clear below this × their alarm value — [NOT FOUND] no source "
+        "for a clear point; configurable",
     )
 
 

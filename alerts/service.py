@@ -53,7 +53,7 @@ from alerts.core.model import (
     SendCommand,
 )
 from alerts.metrics import AlertMetrics, alert_metrics
-from devices.catalog import decode
+from devices.catalog import accept
 from devices.contract import Channel, DeadLetterReason, Decoded, DeviceRef, Family
 from storage import alarms, dead_letters, findings, replay, rule_state
 from storage import commands as command_store
@@ -598,7 +598,7 @@ class AlertService:
             "cmd_ack": Channel.COMMAND_ACK,
         }.get(row.kind, Channel.EVENT)
         try:
-            body: Any = decode(ctx.family, channel, row.payload)
+            body: Any = accept(ctx.family, channel, row.payload)  # as ingest accepted it
         except (ValidationError, ValueError) as exc:
             log.warning("replay: stored %s of device %d does not decode: %s", row.kind, row.device_id, exc)
             return None

@@ -35,10 +35,12 @@ class AlarmType(StrEnum):
     CHARGE_NOT_STOPPED = "charge_not_stopped"  # full/float or max session time without a stop
     AUTO_CUTOFF_FAILED = "auto_cutoff_failed"
     PROTECTION_DISABLED = "protection_disabled"
+    PROTECTION_LIMIT_LOOSE = "protection_limit_loose"  # a post's limit looser than the community's
     # smoke / electrical fire
     FIRE_ALARM = "fire_alarm"
     SMOKE_DETECTOR_FAULT = "smoke_detector_fault"
     LOW_BATTERY = "low_battery"
+    BATTERY_CHECK_OVERDUE = "battery_check_overdue"  # battery self-check older than 24 h
     ELECTRICAL_FIRE_RESIDUAL_CURRENT = "electrical_fire_residual_current"
     ELECTRICAL_FIRE_CABLE_TEMPERATURE = "electrical_fire_cable_temperature"
     # gas
@@ -100,9 +102,13 @@ ALARM_INFO: dict[AlarmType, AlarmInfo] = {
     AlarmType.CHARGE_NOT_STOPPED: AlarmInfo(_M, "充满/超时未停止充电", "Charging not stopped"),
     AlarmType.AUTO_CUTOFF_FAILED: AlarmInfo(_C, "自动断电失效", "Auto power-off failed"),
     AlarmType.PROTECTION_DISABLED: AlarmInfo(_M, "保护功能被关闭", "Protection disabled"),
+    AlarmType.PROTECTION_LIMIT_LOOSE: AlarmInfo(
+        _M, "保护限值宽于小区设置", "Protection limit looser than the community's"
+    ),
     AlarmType.FIRE_ALARM: AlarmInfo(_C, "火灾报警", "Fire alarm"),
     AlarmType.SMOKE_DETECTOR_FAULT: AlarmInfo(_N, "烟感故障", "Smoke detector fault"),
     AlarmType.LOW_BATTERY: AlarmInfo(_W, "电池电量低", "Low battery"),
+    AlarmType.BATTERY_CHECK_OVERDUE: AlarmInfo(_N, "电池自检超期", "Battery self-check overdue"),
     AlarmType.ELECTRICAL_FIRE_RESIDUAL_CURRENT: AlarmInfo(
         _M, "电气火灾剩余电流超限", "Residual current high"
     ),
@@ -149,3 +155,4 @@ class Check(StrEnum):
     CCTV_RETENTION = "cctv_retention"
     LINKAGE = "linkage"
     RESCUE = "rescue"
+    SELF_TEST = "self_test"  # a detector's self-test / test alarm / battery self-check record

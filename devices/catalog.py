@@ -6,6 +6,7 @@ Decoders are built once at import (ingest decodes tens of thousands of messages 
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
@@ -13,7 +14,7 @@ from types import MappingProxyType, ModuleType
 from typing import Annotated, Any, Literal, Union, get_args
 from uuid import UUID
 
-from pydantic import BaseModel, Field, TypeAdapter, create_model
+from pydantic import BaseModel, Field, TypeAdapter, ValidationError, create_model
 
 from devices.contract import Channel, Family
 from devices.envelope import (
@@ -129,6 +130,64 @@ def decode(family: Family, channel: Channel, payload: bytes | str) -> BaseModel:
     """Parse and validate one message; raises `pydantic.ValidationError`. Whether the payload's
     device/family match the topic is the caller's check (ingest), not this function's."""
     return _DECODERS[(family, channel)](payload)
+
+
+RANGE_ERRORS = frozenset({"greater_than", "greater_than_equal", "less_than", "less_than_equal"})
+
+
+def accept(family: Family, channel: Channel, payload: bytes | str) -> BaseModel:
+    """`decode`, except that a telemetry report whose only faults are readings outside their physical
+    range, of a family that lists them as refusable (`REFUSABLE_READINGS`, e-bike chargers), is
+    accepted with those readings None and named in `data.refused` (path → value): one broken sensor
+    must not hide the rest of the report (domain.md §5.2). Ingest and the engine's replay both decode
+    with this; the contract itself (`decode`, the JSON Schema) still refuses such a report."""
+    try:
+        return decode(family, channel, payload)
+    except ValidationError as exc:
+        accepted = _without_refused_readings(family, channel, payload, exc)
+        if accepted is None:
+            raise
+        return accepted
+
+
+def _without_refused_readings(
+    family: Family, channel: Channel, payload: bytes | str, exc: ValidationError
+) -> BaseModel | None:
+    spec = FAMILIES[family]
+    readings: frozenset[str] = getattr(spec.module, "REFUSABLE_READINGS", frozenset())
+    errors = exc.errors(include_url=False)
+    if channel is not Channel.TELEMETRY or not readings or not errors:
+        return None
+    locs = [e["loc"] for e in errors]
+    if any(e["type"] not in RANGE_ERRORS for e in errors) or any(
+        len(loc) < 2 or loc[0] != "data" or loc[-1] not in readings for loc in locs
+    ):
+        return None
+    try:
+        doc = json.loads(payload)
+    except (ValueError, RecursionError):
+        return None
+    refused: dict[str, float] = {}
+    for loc in locs:
+        node: Any = doc
+        path: list[str] = []
+        for part in loc[:-1]:
+            node = node[part]
+            if isinstance(part, int) and isinstance(node, dict) and isinstance(node.get("port"), int):
+                path[-1] = f"{path[-1]}[{node['port']}]"  # name a port by its number, not its index
+            else:
+                path.append(str(part))
+        value = node[loc[-1]]
+        refused[".".join([*path[1:], str(loc[-1])])] = value
+        node[loc[-1]] = None
+    context = {spec.module.REFUSED_CONTEXT: True}
+    try:
+        body: Any = spec.telemetry_message.model_validate_json(json.dumps(doc), context=context)
+    except ValidationError:
+        return None
+    body.data._refused = refused
+    accepted: BaseModel = body
+    return accepted
 
 
 def points_of(family: Family, telemetry: Any) -> list[Point]:

@@ -12,9 +12,12 @@ Ground-truth format (the contract with the engine's end-to-end tests):
         the device's clock lay outside ingest's timestamp window, so the alarm carries the receive
         time — here the simulated instant the message goes on the wire (`SimMessage.at`); a run that
         publishes a simulated stream in real time stamps it with the wall clock instead.
-    ExpectedFinding(check, kind, device_uid, compliant, earliest, latest, channel=0)
+    ExpectedFinding(check, kind, device_uid, compliant, earliest, latest, channel=0,
+                    outcome=None, measured_s=None)
         a compliance finding whose observed_at lies in [earliest, latest]; `channel` is the port
-        (chargers) or camera channel (recorders), 0 for the device itself.
+        (chargers) or camera channel (recorders), 0 for the device itself; when given, its
+        details.outcome (auto-cutoff: in_time / not_cut / late) and its measured_s (± 0.01 s) as
+        stored — a late cut revises the not_cut finding of its obligation in place.
     ExpectedDeadLetter(reason, topic, device_uid)
         one dead letter with that reason for the message published on `topic` (relative to the prefix).
     expected_rows: {"telemetry": n, "device_events": m} for the scenario's devices, when the
@@ -102,6 +105,8 @@ class ExpectedFinding:
     earliest: datetime
     latest: datetime
     channel: int = 0
+    outcome: str | None = None
+    measured_s: float | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -346,9 +351,13 @@ class Builder:
         s1: float | None = None,
         *,
         channel: int = 0,
+        outcome: str | None = None,
+        measured_s: float | None = None,
     ) -> None:
         s1 = s0 if s1 is None else s1
-        self.findings.append(ExpectedFinding(check, kind, uid, compliant, self.t(s0), self.t(s1), channel))
+        self.findings.append(
+            ExpectedFinding(check, kind, uid, compliant, self.t(s0), self.t(s1), channel, outcome, measured_s)
+        )
 
     def build(self) -> Scenario:
         msgs = sorted(self.messages, key=lambda m: m.at)  # stable: creation order within an instant
@@ -387,7 +396,7 @@ def scenario(name: str) -> Callable[[Factory], Factory]:
 HOT_C = CH.port_over_temp_c + 5  # 85 °C: over the 80 °C AP3000 threshold
 T_HOT = 60.0  # the first report showing the trigger
 CONFIRMED = T_HOT + CH.over_temp_confirm_s  # 90: the engine's confirmation time has passed
-CUT_DEADLINE = T_HOT + CH.over_temp_confirm_s + CH.cutoff_deadline_s  # 150
+CUT_DEADLINE = T_HOT + CH.over_temperature_cutoff_s  # 150: the deadline runs from the first hot report
 
 
 def _charger_hot(b: Builder, p: Picker, *, cut_at: float | None) -> Script:
@@ -497,21 +506,28 @@ def charger_leakage(p: Picker, start: datetime) -> Scenario:
         "charger_leakage",
         p.compound,
         start,
-        "Leakage current 45 mA (trip 30 mA) at the post while ports 1 and 2 charge; the leakage breaker "
-        "opens 1 s later: leakage alarm (cleared when the current is gone), compliant post-wide cutoff.",
+        "Leakage current 350 mA (alarm setting 300 mA, GB 50116 practice) at the post while ports 1 and 2 "
+        "charge; it lasts past the 10 s confirmation and the leakage breaker opens 1 s later: leakage "
+        "alarm (cleared when the current is gone), compliant post-wide cutoff.",
     )
     c = b.script(p.take(Family.EBIKE_CHARGER))
     c.port(20, 1, **_port(1, power_w=250.0))
     c.port(30, 2, **_port(2, power_w=280.0))
-    c.tele(60, leakage_ma=CH.leakage_trip_ma + 15)
+    leak = CH.leakage_trip_ma + 50
+    c.tele(60, leakage_ma=leak)
+    confirmed = 60 + CH.leakage_confirm_s
+    c.tele(confirmed, leakage_ma=leak)
     for n in (1, 2):
         c.data["ports"][n - 1].update(_port(n))
-    c.tele(61, leakage_ma=0.0, breaker_closed=False, total_power_w=0.0)
-    c.event(61, type="session_stop", port=1, reason="leakage")
-    c.event(61, type="session_stop", port=2, reason="leakage")
+    c.event(confirmed + 1, type="session_stop", port=1, reason="leakage")
+    c.event(confirmed + 1, type="session_stop", port=2, reason="leakage")
+    c.tele(confirmed + 1, leakage_ma=0.0, breaker_closed=False, total_power_w=0.0)
     c.tele(240)
-    b.alarm(A.CHARGER_LEAKAGE, c.uid, 60, 60)
-    b.finding(Check.AUTO_CUTOFF, "leakage", c.uid, True, 61, 61, channel=0)
+    b.alarm(A.CHARGER_LEAKAGE, c.uid, confirmed)
+    b.finding(
+        Check.AUTO_CUTOFF, "leakage", c.uid, True, confirmed + 1, channel=0,
+        outcome="in_time", measured_s=CH.leakage_confirm_s + 1,
+    )  # fmt: skip
     return b.build()
 
 
@@ -553,7 +569,7 @@ def charger_full_no_autostop(p: Picker, start: datetime) -> Scenario:
         "cutoff deadline, auto_cutoff_failed and charge_not_stopped, non-compliant finding 'full'.",
     )
     c = _charger_full(b, p, stop_after_s=None, until=60 + CH.float_time_s + 4 * CH.heartbeat_s)
-    due = 60 + CH.float_time_s + CH.cutoff_deadline_s
+    due = 60 + CH.float_time_s + CH.full_cutoff_s
     late = due + 2 * CH.heartbeat_s  # heartbeat reports: the verdict comes with a later report
     b.alarm(A.AUTO_CUTOFF_FAILED, c.uid, due, late)
     b.alarm(A.CHARGE_NOT_STOPPED, c.uid, due, late)
@@ -578,7 +594,7 @@ def charger_max_session(p: Picker, start: datetime) -> Scenario:
         c.port(s, 1, session_s=first + s - 60)
         s += CH.heartbeat_s
     over = 60 + 300  # the instant the session reached the maximum
-    due = over + CH.cutoff_deadline_s
+    due = over + CH.max_time_cutoff_s
     late = due + 2 * CH.heartbeat_s
     b.alarm(A.AUTO_CUTOFF_FAILED, c.uid, due, late)
     b.alarm(A.CHARGE_NOT_STOPPED, c.uid, due, late)

@@ -3,6 +3,14 @@
 A finding is one decided obligation, compliant or not (a cutoff in time, a silent fault, a channel's
 retention verdict…). Findings carry an idempotency key so that a redelivered message cannot record
 the same decision twice.
+
+Invariants, and what enforces them:
+- one row per obligation and decision: the unique index compliance_findings_dedup on
+  (device_id, dedup_key) — a redelivered finding is skipped (`insert_findings`);
+- a decision is revised only by adding its measurement: a finding whose row exists without
+  `measured_s` (an auto-cutoff decided `not_cut` at its deadline) takes the measured delay and
+  details of a later one with the same key (the cut seen after the deadline: outcome `late`);
+  nothing else of a stored row changes (`insert_findings`' ON CONFLICT … WHERE).
 """
 
 from __future__ import annotations
@@ -35,7 +43,9 @@ class FindingRow:
 
 
 def insert_findings(conn: psycopg.Connection[Any], rows: Sequence[FindingRow]) -> int:
-    """Insert findings, skipping ones already recorded (same device and dedup key); returns how many."""
+    """Insert findings, skipping ones already recorded (same device and dedup key) unless the new one
+    adds the measurement the stored one lacks (see the module's invariants); returns how many rows
+    were inserted or revised."""
     if not rows:
         return 0
     with conn.cursor() as cur:
@@ -44,7 +54,9 @@ def insert_findings(conn: psycopg.Connection[Any], rows: Sequence[FindingRow]) -
             INSERT INTO compliance_findings (community_id, device_id, check_name, kind, compliant,
                 observed_at, trigger_at, deadline_s, measured_s, channel, details, dedup_key)
             VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)
-            ON CONFLICT (device_id, dedup_key) WHERE dedup_key IS NOT NULL DO NOTHING
+            ON CONFLICT (device_id, dedup_key) WHERE dedup_key IS NOT NULL DO UPDATE
+                SET measured_s = EXCLUDED.measured_s, details = EXCLUDED.details
+                WHERE compliance_findings.measured_s IS NULL AND EXCLUDED.measured_s IS NOT NULL
             """,
             [
                 (
@@ -104,6 +116,8 @@ class SummaryLine:
     worst_measured_s: float | None = None
     # device lines: the channels (recorder channels, charger ports) with a non-compliant finding
     failing_channels: tuple[int, ...] = ()
+    late: int = 0  # non-compliant auto-cutoffs whose cut was seen after the deadline (measured)
+    not_cut: int = 0  # non-compliant auto-cutoffs never seen cut
 
     @property
     def failed(self) -> int:
@@ -168,8 +182,12 @@ def compliance_summary(
     by_check: list[SummaryLine] = []
     by_family: list[SummaryLine] = []
     failing: list[SummaryLine] = []
+    outcomes = _outcomes(conn, community_id, window_start, window_end)
     for check, family, device_id, uid, total, ok, worst, channels in rows:
-        line = SummaryLine(check, total, ok, family, device_id, uid, worst, tuple(channels or ()))
+        late, not_cut = outcomes.get((check, family, device_id), (0, 0))
+        line = SummaryLine(
+            check, total, ok, family, device_id, uid, worst, tuple(channels or ()), late, not_cut
+        )
         if device_id is not None:
             if ok < total:
                 failing.append(line)
@@ -179,6 +197,27 @@ def compliance_summary(
             by_check.append(line)
     failing.sort(key=lambda s: (-s.failed, s.device_uid or ""))
     return ComplianceSummary(community_id, window_start, window_end, by_check, by_family, failing)
+
+
+def _outcomes(
+    conn: psycopg.Connection[Any], community_id: int, window_start: datetime, window_end: datetime
+) -> dict[tuple[str, str | None, int | None], tuple[int, int]]:
+    """(late, not_cut) of the non-compliant auto-cutoffs in [start, end) per check, family and device
+    (the grouping sets of the summary). Read from the findings themselves: they are few, and the
+    daily rollup does not keep outcomes."""
+    rows = conn.execute(
+        """
+        SELECT f.check_name, d.family, f.device_id,
+               count(*) FILTER (WHERE f.details->>'outcome' = 'late'),
+               count(*) FILTER (WHERE f.details->>'outcome' = 'not_cut')
+        FROM compliance_findings f JOIN devices d ON d.id = f.device_id
+        WHERE f.community_id = %s AND f.check_name = 'auto_cutoff' AND NOT f.compliant
+          AND f.observed_at >= %s AND f.observed_at < %s
+        GROUP BY GROUPING SETS ((f.check_name), (f.check_name, d.family), (f.check_name, f.device_id))
+        """,
+        (community_id, window_start, window_end),
+    ).fetchall()
+    return {(check, family, device_id): (late, not_cut) for check, family, device_id, late, not_cut in rows}
 
 
 def _whole_days(start: datetime, end: datetime) -> tuple[datetime, datetime]:

@@ -47,7 +47,8 @@ LONGEST_S = 2 * 3600  # every scenario ends well within this (the longest: 73 si
 class Outcome:
     scenarios: dict[str, Scenario]
     alarms: list[tuple[str, str, datetime]]  # (uid, type, first_at)
-    findings: list[tuple[str, str, str, bool, int, datetime]]  # (uid, check, kind, compliant, channel, at)
+    # (uid, check, kind, compliant, channel, at, details.outcome, measured_s)
+    findings: list[tuple[str, str, str, bool, int, datetime, str | None, float | None]]
     dead_letters: list[tuple[str, str, str | None]]  # (reason, topic without prefix, device uid)
     rows: dict[str, Counter[str]]  # table → rows per device uid
     engine_errors: int
@@ -120,7 +121,8 @@ def _run(settings: Settings, url: str, mqtt_url: str, prefix: str) -> Outcome:
             "SELECT d.uid, a.type, a.first_at FROM alarms a JOIN devices d ON d.id = a.device_id"
         ).fetchall()
         found = conn.execute(
-            "SELECT d.uid, f.check_name, f.kind, f.compliant, f.channel, f.observed_at "
+            "SELECT d.uid, f.check_name, f.kind, f.compliant, f.channel, f.observed_at, "
+            "f.details->>'outcome', f.measured_s "
             "FROM compliance_findings f JOIN devices d ON d.id = f.device_id"
         ).fetchall()
         dead = conn.execute("SELECT reason, topic, device_uid FROM dead_letters").fetchall()
@@ -133,7 +135,7 @@ def _run(settings: Settings, url: str, mqtt_url: str, prefix: str) -> Outcome:
     return Outcome(
         built,
         [(u, t, at) for u, t, at in alarms],
-        [(u, c, k, ok, ch, at) for u, c, k, ok, ch, at in found],
+        [tuple(row) for row in found],
         [(r, t.removeprefix(prefix + "/"), d) for r, t, d in dead],
         rows,
         engine.stats.errors,
@@ -193,6 +195,10 @@ def test_scenario_ground_truth_end_to_end(name: str, outcome: Outcome) -> None:
         hits = [f for f in findings if f[:5] == key]
         assert len(hits) == 1, f"{name}: expected one {key}, got {hits}"
         assert ef.earliest <= hits[0][5] <= ef.latest, f"{name}: {ef} observed at {hits[0][5]}"
+        if ef.outcome is not None:
+            assert hits[0][6] == ef.outcome, f"{name}: {ef} stored {hits[0]}"
+        if ef.measured_s is not None:
+            assert hits[0][7] is not None and abs(hits[0][7] - ef.measured_s) < 0.01, f"{name}: {hits[0]}"
         findings.remove(hits[0])
     assert findings == [], f"{name}: unexpected findings {findings}"
 

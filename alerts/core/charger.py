@@ -1,51 +1,77 @@
 """E-bike charging posts: alarms, and the auto-cutoff check (domain.md §5.1, standards.md §1).
 
 Every triggering condition seen while a port's relay is closed opens an obligation: the port (or,
-for post-wide triggers, every port that was on) must lose power before the trigger's deadline.
+for post-wide triggers, every port that was on) must lose power before the trigger's deadline. Each
+trigger kind has one deadline setting, `<kind>_cutoff_s`, measured from the trigger's instant
+(`devices.families.ebike_charger.TRIGGERS`; docs/mqtt.md §11): the first report showing the
+condition — its confirmation time runs inside the deadline —, the time of an alarm push or of the
+building's fire alarm, the end of the float time (`full`), the instant the session reached its
+maximum (`max_time`).
 
-    obligation mark "o:<kind>:<port>" = [trigger ts, deadline ts, stage, ports…]
-    stage 0: waiting for the device's own cut; 1: cutoff command sent, waiting for its effect;
-    2: escalated (no further deadline). port 0 = post-wide trigger; `ports` still to be cut.
+    obligation "o:<kind>:<port>" = [trigger ts, deadline ts, stage, ports…]
+    stage 0: waiting for the post's own cut; 1: missed, cutoff command sent, waiting for its
+    effect; 2: escalated (no further deadline). port 0 = post-wide trigger; `ports` still to be cut.
 
-Cut evidence: the port's relay open in telemetry, a session_stop event for the port, or (post-wide)
-the leakage breaker open. A cut within the deadline is a compliant finding with the measured delay;
-none by the deadline is a non-compliant finding, a critical `auto_cutoff_failed` alarm and a remote
-cutoff command whose effect is verified within `command_verify_s`, else the alarm is escalated and
-the whole post is cut.
+Cut evidence (docs/mqtt.md §6): what telemetry shows — the port's relay open, or (post-wide) the
+leakage breaker open — attributed to the stop reason the post reported for the port:
+    "ps:<port>" = [ts, reason]  a protective stop (PROTECTIVE_STOP_REASONS) not yet seen in
+                                telemetry. It counts as the cut, at its own time, once telemetry (or
+                                the port's next session_start) shows the relay open; meanwhile the
+                                deadline waits. Telemetry showing the relay still closed voids it.
+    "np:<port>" = [ts, reason]  a stop for any other reason (user_unplug, server_stop, …): the port
+                                has no power but the post did not protect itself, so a waiting
+                                obligation is not met by it and reaches its deadline as `not_cut`
+                                (details.stopped_by); a missed one ends (the hazard is gone).
+A relay seen open without a stop reported counts as the post's cut (standards.md §1.3: "port state
+transition to idle/3 with relay off"). A power_loss alarm push cuts every port: the evidence for the
+fire linkage (non-fire power cut, GB 50166-2019 §4.20), not a protective cut for any other trigger.
+
+Outcomes (finding details.outcome): `in_time` (compliant, with the measured delay); `not_cut`
+(non-compliant, decided at the deadline: critical auto_cutoff_failed and a remote cutoff command
+whose effect is verified within command_verify_s, else escalation and the whole post cut); `late`:
+the same finding revised when the power is seen cut after the deadline, with the measured delay
+(same dedup key: storage keeps one row per obligation, storage/findings.py).
 """
 
 from __future__ import annotations
 
+from typing import Any
+
 from alerts.config import AlertSettings, ChargerRules
 from alerts.core import faults
-from alerts.core.model import Out
+from alerts.core.model import DeviceState, Out
 from devices.alarms import AlarmType, Check
 from devices.envelope import EventMessage, TelemetryMessage
 from devices.families import ebike_charger as fam
 
 A = AlarmType
-# trigger kind → the alarm raised for the condition itself (full/max_time have none until missed)
+# trigger kind → the alarm raised for the condition itself (None: only auto_cutoff_failed, if missed)
 TRIGGER_ALARM: dict[str, AlarmType | None] = {
     "over_temperature": A.CHARGER_OVER_TEMPERATURE,
     "ambient_over_temperature": A.CHARGER_OVER_TEMPERATURE,
+    "cabinet_over_temperature": A.CHARGER_OVER_TEMPERATURE,
     "overload": A.CHARGER_OVERLOAD,
     "over_current": A.CHARGER_OVERLOAD,
+    "over_voltage": None,
+    "under_voltage": None,
     "leakage": A.CHARGER_LEAKAGE,
     "short_circuit": A.CHARGER_SHORT_CIRCUIT,
     "water": A.CHARGER_WATER,
     "smoke": A.CHARGER_SMOKE,
+    "fire": None,
     "full": None,
     "max_time": None,
 }
 _NOT_STOPPED = frozenset({"full", "max_time"})
+PROTECTIVE = frozenset(r.value for r in fam.PROTECTIVE_STOP_REASONS)
+# port → (instant the port lost power, stop reason or None, counts for a waiting obligation)
+_Cuts = dict[int, tuple[float, str | None, bool]]
 
 
-def _open_obligation(
-    out: Out, kind: str, port: int, *, t0: float, deadline_s: float, ports: list[int]
-) -> None:
+def _open_obligation(out: Out, kind: str, port: int, *, t0: float, r: ChargerRules, ports: list[int]) -> None:
     key = f"o:{kind}:{port}"
     if key not in out.st.marks and ports:
-        out.st.marks[key] = [t0, t0 + deadline_s, 0, *ports]
+        out.st.marks[key] = [t0, t0 + fam.cutoff_s(r, kind), 0, *ports]
 
 
 def _drop_unconfirmed(out: Out, kind: str, port: int) -> None:
@@ -56,44 +82,69 @@ def _drop_unconfirmed(out: Out, kind: str, port: int) -> None:
         del out.st.marks[key]
 
 
-def _cut(out: Out, cut_ports: set[int], all_cut: bool, ts: float, th: ChargerRules) -> None:
-    """Ports that have no power now: settle the obligations waiting for them."""
-    for key in [k for k in out.st.marks if k.startswith("o:")]:
-        ob = out.st.marks[key]
-        remaining = [] if all_cut else [p for p in ob[3:] if p not in cut_ports]
+def pending(st: DeviceState, ob: list[Any]) -> bool:
+    """A waiting obligation whose every port has a protective stop reported in time, still to be
+    seen in telemetry: its deadline waits for that report."""
+    return ob[2] == 0 and all((ps := st.marks.get(f"ps:{p}")) is not None and ps[0] <= ob[1] for p in ob[3:])
+
+
+def _settle(
+    out: Out, cuts: _Cuts, post: tuple[float, str | None] | None, ts: float, *, only: str = ""
+) -> None:
+    """Ports (or the whole post) that have no power now: settle the obligations waiting for them."""
+    marks = out.st.marks
+    for key in [k for k in marks if k.startswith("o:" + only)]:
+        ob = marks[key]
+        stage = ob[2]
+        remaining: list[int] = []
+        at, reasons = 0.0, set[str]()
+        for p in ob[3:]:
+            cut = (post[0], post[1], True) if post is not None else cuts.get(p)
+            if cut is None or (stage == 0 and not cut[2]):
+                remaining.append(p)
+                continue
+            at = max(at, cut[0])
+            if cut[1]:
+                reasons.add(cut[1])
         if remaining:
             ob[3:] = remaining
             continue
-        del out.st.marks[key]
-        _, kind, port = key.split(":")
-        t0, deadline, stage = ob[0], ob[1], ob[2]
-        measured = ts - t0
-        if stage == 0:
+        del marks[key]
+        _, kind, port_s = key.split(":")
+        port, t0, deadline = int(port_s), ob[0], ob[1]
+        evidence: dict[str, Any] = {"stop_reason": ",".join(sorted(reasons))} if reasons else {}
+        if stage == 0 or at > deadline:
+            in_time = at <= deadline
             out.finding(
                 Check.AUTO_CUTOFF,
                 kind,
-                True,
+                in_time,
                 ts,
                 trigger_ts=t0,
                 deadline_s=round(deadline - t0, 3),
-                measured_s=measured,
-                channel=int(port),
+                measured_s=at - t0,
+                channel=port,
+                details={"outcome": "in_time" if in_time else "late", **evidence},
             )
-        elif not any(k.startswith("o:") and out.st.marks[k][2] > 0 for k in out.st.marks):
-            details = {"trigger": kind, "port": int(port), "cut_after_s": round(measured, 3)}
+        if stage > 0 and not any(k.startswith("o:") and marks[k][2] > 0 for k in marks):
+            details = {"trigger": kind, "port": port, "cut_after_s": round(at - t0, 3), **evidence}
             out.clear(A.AUTO_CUTOFF_FAILED, ts, details)
             out.clear(A.CHARGE_NOT_STOPPED, ts, details)
 
 
 def deadlines(out: Out, now: float, th: AlertSettings) -> None:
-    for key in [k for k in out.st.marks if k.startswith("o:")]:
-        ob = out.st.marks[key]
+    marks = out.st.marks
+    for key in [k for k in marks if k.startswith("o:")]:
+        ob = marks[key]
         t0, deadline, stage = ob[0], ob[1], ob[2]
-        if stage == 2 or now <= deadline:
+        if stage == 2 or now <= deadline or pending(out.st, ob):
             continue
         _, kind, port_s = key.split(":")
         port = int(port_s)
-        details = {"trigger": kind, "port": port, "ports": list(ob[3:])}
+        details: dict[str, Any] = {"trigger": kind, "port": port, "ports": list(ob[3:])}
+        stopped = sorted({marks[f"np:{p}"][1] for p in ob[3:] if f"np:{p}" in marks})
+        if stopped:
+            details["stopped_by"] = ",".join(stopped)
         if stage == 0:
             out.finding(
                 Check.AUTO_CUTOFF,
@@ -125,30 +176,34 @@ class _Triggers:
     """Conditions that must lead to a cut: an alarm after the confirmation time, and an obligation to
     cut from the moment the condition is first seen while the port has power."""
 
-    __slots__ = ("deadline_s", "out", "ts")
+    __slots__ = ("out", "r", "ts")
 
-    def __init__(self, out: Out, ts: float, deadline_s: float) -> None:
-        self.out, self.ts, self.deadline_s = out, ts, deadline_s
+    def __init__(self, out: Out, ts: float, r: ChargerRules) -> None:
+        self.out, self.ts, self.r = out, ts, r
 
     def __call__(
         self,
         kind: str,
         port: int,
-        cond: bool,
+        cond: bool | None,
         *,
         powered: bool,
-        confirm_s: float,
         ports: list[int],
         details: dict[str, float | int | str],
         alarm_on: bool = True,
     ) -> None:
+        """`cond` None: the reading was refused at the edge — the timer and any obligation stay as
+        they are (unknown is neither over nor under the limit)."""
+        if cond is None:
+            return
         out, ts = self.out, self.ts
         alarm = TRIGGER_ALARM[kind]
         timer = f"t:{kind}:{port}"
+        confirm_s = fam.confirm_s(self.r, kind)
         if cond:
             t0 = out.st.marks.get(timer, ts)
             if powered:
-                _open_obligation(out, kind, port, t0=t0, deadline_s=confirm_s + self.deadline_s, ports=ports)
+                _open_obligation(out, kind, port, t0=t0, r=self.r, ports=ports)
             if out.held(timer, True, ts, confirm_s) and alarm is not None and alarm_on:
                 out.raise_(alarm, ts, details)
         else:
@@ -157,12 +212,30 @@ class _Triggers:
             out.held(timer, False, ts, confirm_s)
 
 
+def _over(value: float | None, limit: float) -> bool | None:
+    return None if value is None else value > limit
+
+
 def telemetry(out: Out, msg: TelemetryMessage[fam.Telemetry], ts: float, th: AlertSettings) -> None:
     r = th.ebike_charger
     t = msg.data
+    marks = out.st.marks
     # power already cut: settle obligations first (a cut seen in this report counts)
-    _cut(out, {p.port for p in t.ports if not p.relay_on}, t.breaker_closed is False, ts, r)
-    trig = _Triggers(out, ts, r.cutoff_deadline_s)
+    cuts: _Cuts = {}
+    for p in t.ports:
+        if p.relay_on:  # a new session, or a reported stop that did not take effect
+            marks.pop(f"ps:{p.port}", None)
+            marks.pop(f"np:{p.port}", None)
+            continue
+        ps, np_ = marks.pop(f"ps:{p.port}", None), marks.get(f"np:{p.port}")
+        if ps is not None:
+            cuts[p.port] = (ps[0], ps[1], True)
+        elif np_ is not None:
+            cuts[p.port] = (np_[0], np_[1], False)
+        else:
+            cuts[p.port] = (ts, None, True)
+    _settle(out, cuts, (ts, "breaker_open") if t.breaker_closed is False else None, ts)
+    trig = _Triggers(out, ts, r)
     active: dict[AlarmType, bool] = {
         A.CHARGER_OVER_TEMPERATURE: False,
         A.CHARGER_OVERLOAD: False,
@@ -171,11 +244,16 @@ def telemetry(out: Out, msg: TelemetryMessage[fam.Telemetry], ts: float, th: Ale
     for p in t.ports:
         _port(out, trig, p, ts, r, active=active)
     _post(out, trig, t, ts, r, active=active)
+    if t.refused:  # readings refused at the edge; the rest of the report was evaluated above
+        out.hold(A.SENSOR_IMPLAUSIBLE)
+        marks["h:" + A.SENSOR_IMPLAUSIBLE][0] = -1  # this report is counted by the engine's release
+        out.raise_(A.SENSOR_IMPLAUSIBLE, ts, {"reason": "out_of_range", "refused": dict(t.refused)})
+        active[A.SENSOR_IMPLAUSIBLE] = True
     # alarms on the conditions themselves clear when no port shows them any more
     for alarm, still in active.items():
-        if not still and not (alarm is A.CHARGER_OVER_TEMPERATURE and out.st.marks.get("ev:temperature")):
+        if not still and not (alarm is A.CHARGER_OVER_TEMPERATURE and marks.get("ev:temperature")):
             out.clear(alarm, ts)
-    _protection(out, t.protection, ts)
+    _protection(out, t.protection, ts, r)
     # fault states in telemetry (silent-fault check)
     showing: dict[str, AlarmType] = {}
     for p in t.ports:
@@ -191,121 +269,153 @@ def _port(
     out: Out, trig: _Triggers, p: fam.Port, ts: float, r: ChargerRules, *, active: dict[AlarmType, bool]
 ) -> None:
     n, on = p.port, p.relay_on
-    hot = p.port_temp_c >= r.port_over_temp_c
-    trig(
-        "over_temperature",
-        n,
-        hot,
-        powered=on,
-        confirm_s=r.over_temp_confirm_s,
-        ports=[n],
-        details={"port": n, "port_temp_c": p.port_temp_c},
-    )
-    over_p = p.power_w > r.port_power_limit_w
-    trig(
-        "overload",
-        n,
-        over_p,
-        powered=on,
-        confirm_s=r.overload_confirm_s,
-        ports=[n],
-        details={"port": n, "power_w": p.power_w},
-    )
-    over_i = p.current_a > r.port_current_limit_a
-    trig(
-        "over_current",
-        n,
-        over_i,
-        powered=on,
-        confirm_s=r.overload_confirm_s,
-        ports=[n],
-        details={"port": n, "current_a": p.current_a},
-    )
+    hot = None if p.port_temp_c is None else p.port_temp_c >= r.port_over_temp_c
+    over_p, over_i = _over(p.power_w, r.port_power_limit_w), _over(p.current_a, r.port_current_limit_a)
+    flowing = p.current_a is not None and p.current_a > r.relay_off_current_a
+    ov = _over(p.voltage_v, r.over_voltage_v)
+    uv = None if p.voltage_v is None or p.current_a is None else p.voltage_v < r.under_voltage_v and flowing
+    for kind, cond, reading in (
+        ("over_temperature", hot, ("port_temp_c", p.port_temp_c)),
+        ("overload", over_p, ("power_w", p.power_w)),
+        ("over_current", over_i, ("current_a", p.current_a)),
+        ("over_voltage", ov, ("voltage_v", p.voltage_v)),
+        ("under_voltage", uv, ("voltage_v", p.voltage_v)),
+    ):
+        details: dict[str, float | int | str] = {"port": n}
+        if reading[1] is not None:
+            details[reading[0]] = reading[1]
+        trig(kind, n, cond, powered=on, ports=[n], details=details)
     shorted = p.state is fam.PortState.SHORT_CIRCUIT or p.fault_code is fam.FaultCode.SHORT_CIRCUIT
     # the short-circuit alarm itself comes from the fault-alarm path
-    trig(
-        "short_circuit", n, shorted, powered=on, confirm_s=0.0, ports=[n], details={"port": n}, alarm_on=False
-    )
-    complete = p.state in fam.COMPLETE_PORT_STATES and on
-    full_since = out.since(f"t:fullsince:{n}")
-    out.held(f"t:fullsince:{n}", complete, ts, 0.0)
-    if complete:
-        start = full_since if full_since is not None else ts
-        if ts - start > r.float_time_s:
-            _open_obligation(
-                out, "full", n, t0=start + r.float_time_s, deadline_s=r.cutoff_deadline_s, ports=[n]
-            )
+    trig("short_circuit", n, shorted, powered=on, ports=[n], details={"port": n}, alarm_on=False)
+    _float_window(out, p, ts, r)
     if on and p.session_s > r.max_session_s:
         t0 = ts - (p.session_s - r.max_session_s)
-        _open_obligation(out, "max_time", n, t0=t0, deadline_s=r.cutoff_deadline_s, ports=[n])
-    hot_clear = p.port_temp_c >= r.port_over_temp_c - r.temp_clear_hysteresis_c
+        _open_obligation(out, "max_time", n, t0=t0, r=r, ports=[n])
+    if p.port_temp_c is None:  # unknown: an open over-temperature alarm stays open
+        hot_clear = out.is_open(A.CHARGER_OVER_TEMPERATURE)
+    else:
+        hot_clear = p.port_temp_c >= r.port_over_temp_c - r.temp_clear_hysteresis_c
     if hot or (hot_clear and out.is_open(A.CHARGER_OVER_TEMPERATURE)):
         active[A.CHARGER_OVER_TEMPERATURE] = True
-    if over_p or over_i:
+    if over_p or over_i or (None in (p.power_w, p.current_a) and out.is_open(A.CHARGER_OVERLOAD)):
         active[A.CHARGER_OVERLOAD] = True
     # implausible: power flowing through an open relay, or power far above V × I
-    if (not on and p.current_a > r.relay_off_current_a) or p.power_w > 1.5 * p.voltage_v * p.current_a + 100:
+    if p.current_a is None or p.power_w is None or p.voltage_v is None:
+        return
+    if (not on and flowing) or p.power_w > 1.5 * p.voltage_v * p.current_a + 100:
         active[A.SENSOR_IMPLAUSIBLE] = True
         out.raise_(A.SENSOR_IMPLAUSIBLE, ts, {"port": n, "current_a": p.current_a, "power_w": p.power_w})
+
+
+def _float_window(out: Out, p: fam.Port, ts: float, r: ChargerRules) -> None:
+    """Full/float: the float time runs from the session's first full report — a port that switches
+    between float and charging keeps its window — and ends with the session (relay open, or a report
+    of a shorter session: a new one). "fw:<port>" = [first full ts, session_s then]."""
+    key = f"fw:{p.port}"
+    marks = out.st.marks
+    marks.pop(f"t:fullsince:{p.port}", None)  # the window of earlier versions, reset by charging
+    window = marks.get(key)
+    if not p.relay_on or (window is not None and p.session_s < window[1]):
+        marks.pop(key, None)
+        window = None
+    if not p.relay_on:
+        return
+    low_power = p.power_w is not None and p.power_w < r.full_power_w
+    complete = p.state in fam.COMPLETE_PORT_STATES or (p.state is fam.PortState.CHARGING and low_power)
+    if window is None and complete:
+        window = marks[key] = [ts, p.session_s]
+    if window is not None and ts - window[0] > r.float_time_s:
+        _open_obligation(out, "full", p.port, t0=window[0] + r.float_time_s, r=r, ports=[p.port])
 
 
 def _post(
     out: Out, trig: _Triggers, t: fam.Telemetry, ts: float, r: ChargerRules, *, active: dict[AlarmType, bool]
 ) -> None:
     on_ports = [p.port for p in t.ports if p.relay_on]
-    amb_hot = t.ambient_temp_c >= r.ambient_over_temp_c
-    trig(
-        "ambient_over_temperature",
-        0,
-        amb_hot,
-        powered=bool(on_ports),
-        confirm_s=r.over_temp_confirm_s,
-        ports=on_ports,
-        details={"ambient_temp_c": t.ambient_temp_c},
-    )
-    if amb_hot:
-        active[A.CHARGER_OVER_TEMPERATURE] = True
-    trig("smoke", 0, t.smoke, powered=bool(on_ports), confirm_s=0.0, ports=on_ports, details={"smoke": 1})
+    for kind, temp, limit in (
+        ("ambient_over_temperature", t.ambient_temp_c, r.ambient_over_temp_c),
+        ("cabinet_over_temperature", t.cabinet_temp_c, r.cabinet_over_temp_c),
+    ):
+        if temp is None:  # refused, or no such sensor (open posts have no cabinet)
+            if kind == "ambient_over_temperature" and out.is_open(A.CHARGER_OVER_TEMPERATURE):
+                active[A.CHARGER_OVER_TEMPERATURE] = True
+            continue
+        hot = temp >= limit
+        name = kind.removesuffix("_over_temperature") + "_temp_c"
+        trig(kind, 0, hot, powered=bool(on_ports), ports=on_ports, details={name: temp})
+        if hot:
+            active[A.CHARGER_OVER_TEMPERATURE] = True
+    trig("smoke", 0, t.smoke, powered=bool(on_ports), ports=on_ports, details={"smoke": 1})
     if t.smoke:
         out.raise_(A.CHARGER_SMOKE, ts, {"source": "telemetry"})
     elif not out.st.marks.get("ev:smoke"):
         out.clear(A.CHARGER_SMOKE, ts)
     if t.leakage_ma is not None:
+        # the electrical-fire alarm setting (standards.md §3: 300–500 mA, natural leakage 100–200 mA):
+        # a shed's normal leakage neither alarms nor obliges the post to cut
         powered = bool(on_ports) and t.breaker_closed is not False
-        trig(
-            "leakage",
-            0,
-            t.leakage_ma >= r.leakage_trip_ma,
-            powered=powered,
-            confirm_s=0.0,
-            ports=on_ports,
-            details={"leakage_ma": t.leakage_ma},
-        )
+        leaking = t.leakage_ma >= r.leakage_trip_ma
+        details: dict[str, float | int | str] = {"leakage_ma": t.leakage_ma}
+        trig("leakage", 0, leaking, powered=powered, ports=on_ports, details=details, alarm_on=False)
         out.hysteresis(
-            A.CHARGER_LEAKAGE, t.leakage_ma, r.leakage_trip_ma, r.leakage_trip_ma * r.leakage_clear_ratio, ts
+            A.CHARGER_LEAKAGE,
+            t.leakage_ma,
+            r.leakage_trip_ma,
+            r.leakage_trip_ma * r.leakage_clear_ratio,
+            ts,
+            confirm_s=r.leakage_confirm_s,
         )
 
 
-def _protection(out: Out, pr: fam.Protection, ts: float) -> None:
-    """A post whose protection is switched off is itself a finding (domain.md §5.1)."""
+# the post's reported limit → (the community setting it must not exceed, looser when greater)
+_LIMITS: tuple[tuple[str, str, bool], ...] = (
+    ("over_temp_c", "port_over_temp_c", True),
+    ("port_power_limit_w", "port_power_limit_w", True),
+    ("max_session_s", "max_session_s", True),
+    ("float_time_s", "float_time_s", True),
+    ("leakage_trip_ma", "leakage_trip_ma", True),
+    ("over_voltage_v", "over_voltage_v", True),
+    ("under_voltage_v", "under_voltage_v", False),
+)
+_OLD_BITS = {1: ["full_auto_stop_disabled"], 2: ["over_temp_cutoff_disabled"]}
+
+
+def _protection(out: Out, pr: fam.Protection, ts: float, r: ChargerRules) -> None:
+    """The post's protection in force (domain.md §5.1): a protection switched off, or a limit looser
+    than the community's setting (an over-temperature cut at 120 °C where the community cuts at
+    80 °C), is itself a finding — once per change."""
     disabled = [
-        name
+        f"{name}_disabled"
         for name, on in (("full_auto_stop", pr.full_auto_stop), ("over_temp_cutoff", pr.over_temp_cutoff))
         if not on
     ]
-    bits = (1 if "full_auto_stop" in disabled else 0) | (2 if "over_temp_cutoff" in disabled else 0)
+    loose: dict[str, dict[str, float]] = {}
+    for field, setting, upper in _LIMITS:
+        value, limit = getattr(pr, field), float(getattr(r, setting))
+        if value is not None and (value > limit if upper else value < limit):
+            loose[f"{field}_loose"] = {"reported": float(value), "setting": limit}
+    issues = sorted([*disabled, *loose])
     previous = out.st.marks.get("p")
-    if previous == bits:
+    if isinstance(previous, int):  # state of earlier versions: bit flags of the two switches
+        previous = sorted(n for bit, names in _OLD_BITS.items() if previous & bit for n in names)
+    if previous == issues:
         return
-    out.st.marks["p"] = bits
+    out.st.marks["p"] = issues
+    for name in issues:
+        if previous is None or name not in previous:
+            detail = {"setting": name.removesuffix("_disabled")} if name in disabled else loose[name]
+            out.finding(Check.PROTECTION_CONFIG, name, False, ts, details=detail)
     if disabled:
-        for name in disabled:
-            out.finding(Check.PROTECTION_CONFIG, f"{name}_disabled", False, ts, details={"setting": name})
-        out.raise_(A.PROTECTION_DISABLED, ts, {"disabled": disabled})
+        out.raise_(A.PROTECTION_DISABLED, ts, {"disabled": [d.removesuffix("_disabled") for d in disabled]})
     else:
-        if previous is not None:
-            out.finding(Check.PROTECTION_CONFIG, "protection_enabled", True, ts)
         out.clear(A.PROTECTION_DISABLED, ts)
+    if loose:
+        out.raise_(A.PROTECTION_LIMIT_LOOSE, ts, {"loose": loose})
+    else:
+        out.clear(A.PROTECTION_LIMIT_LOOSE, ts)
+    if not issues and previous is not None:
+        out.finding(Check.PROTECTION_CONFIG, "protection_enabled", True, ts)
 
 
 _EVENT_ALARM: dict[fam.AlarmKind, AlarmType] = {
@@ -322,8 +432,16 @@ _EVENT_ALARM: dict[fam.AlarmKind, AlarmType] = {
 def event(out: Out, msg: EventMessage[fam.Event], ts: float, th: AlertSettings) -> None:
     r = th.ebike_charger
     ev = msg.event
-    if isinstance(ev, fam.SessionStop):
-        _cut(out, {ev.port}, False, ts, r)
+    marks = out.st.marks
+    if isinstance(ev, fam.SessionStart):
+        ps = marks.pop(f"ps:{ev.port}", None)
+        if ps is not None:  # a new session: the reported stop had cut the port
+            _settle(out, {ev.port: (ps[0], ps[1], True)}, None, ts)
+        marks.pop(f"np:{ev.port}", None)
+    elif isinstance(ev, fam.SessionStop):
+        protective = ev.reason.value in PROTECTIVE
+        marks[f"{'ps' if protective else 'np'}:{ev.port}"] = [ts, ev.reason.value]
+        marks.pop(f"{'np' if protective else 'ps'}:{ev.port}", None)
     elif isinstance(ev, fam.Fault):
         type = A.CHARGER_SHORT_CIRCUIT if ev.code is fam.FaultCode.SHORT_CIRCUIT else A.CHARGER_FAULT
         faults.reported(out, f"{ev.port}:{ev.code.value}", type, ev.active, ts, details={"port": ev.port})
@@ -331,15 +449,28 @@ def event(out: Out, msg: EventMessage[fam.Event], ts: float, th: AlertSettings) 
         type = _EVENT_ALARM[ev.kind]
         flag = "ev:" + ev.kind.value
         if ev.active:
-            out.st.marks[flag] = 1
+            marks[flag] = 1
             out.raise_(type, ts, {"kind": ev.kind.value, "port": ev.port, "value": ev.value}, source="device")
+            on = list(marks.get("on", []))
             if ev.kind in (fam.AlarmKind.WATER, fam.AlarmKind.SMOKE):
-                ports = [ev.port] if ev.port else out.st.marks.get("on", [])
                 kind = "water" if ev.kind is fam.AlarmKind.WATER else "smoke"
-                _open_obligation(out, kind, ev.port, t0=ts, deadline_s=r.cutoff_deadline_s, ports=list(ports))
+                _open_obligation(out, kind, ev.port, t0=ts, r=r, ports=[ev.port] if ev.port else on)
+            elif ev.kind is fam.AlarmKind.POWER_LOSS:
+                # mains gone: no port has power — the fire linkage's cut of non-fire power; for any
+                # other trigger the post did not protect itself
+                for p in on:
+                    marks[f"np:{p}"] = [ts, "power_loss"]
+                _settle(out, {}, (ts, "power_loss"), ts, only="fire:")
         else:
-            out.st.marks.pop(flag, None)
+            marks.pop(flag, None)
             out.clear(type, ts, {"kind": ev.kind.value, "by": "device"})
+
+
+def fire_linkage(out: Out, at: float, th: AlertSettings) -> None:
+    """A fire alarm in the post's building: its charging (non-fire power) must be cut within
+    fire_cutoff_s (GB 50166-2019 §4.20 [S]). Posts outside any building (a shed of its own) are
+    not reached by a building's fire; their own smoke sensor is their trigger."""
+    _open_obligation(out, "fire", 0, t0=at, r=th.ebike_charger, ports=list(out.st.marks.get("on", [])))
 
 
 def remember_on_ports(out: Out, msg: TelemetryMessage[fam.Telemetry]) -> None:

@@ -76,6 +76,13 @@ _HEARTBEAT: dict[Family, tuple[int, int]] = {
 }
 
 
+# single-mark timers of one family: mark → when its deadline falls
+_MARK_DUE: dict[str, Callable[[Any, AlertSettings], float]] = {
+    "gc": lambda v, th: float(v),  # gas: the valve's close signal is due
+    "bs": lambda v, th: math.inf if v[2] else v[0] + th.smoke_alarm.battery_silence_s,  # battery silence
+}
+
+
 def _out(st: DeviceState, th: AlertSettings) -> Out:
     return Out(st, th.flap_window_s, th.flap_max_raises)
 
@@ -94,6 +101,10 @@ def _deadlines(ctx: DeviceContext, out: Out, now: float, th: AlertSettings) -> N
         charger.deadlines(out, now, th)
     elif ctx.family is Family.ELEVATOR:
         elevator.deadlines(out, now, th)
+    elif ctx.family is Family.GAS_ALARM:
+        gas.deadlines(out, now, th)
+    elif ctx.family is Family.SMOKE_ALARM:
+        smoke.deadlines(out, now, th)
     out.flush_pending_clears(now)
 
 
@@ -178,8 +189,10 @@ def next_due(ctx: DeviceContext, st: DeviceState, th: AlertSettings) -> float:
     """The earliest engine time at which `tick` can produce anything for this device (math.inf:
     never, until its next message). The service keeps these in a heap, so a tick costs the due
     devices only, not the whole fleet. Mirrors `tick`: grace, silence, the deadline marks of
-    faults ("sf:"), linkage ("l:"), auto-cutoff ("o:"), rescue clock ("r"), flap-held clears ("q:")
-    and the daily CCTV evaluation ("c<n>"), computed in device time and returned in engine time."""
+    faults ("sf:"), linkage ("l:"), auto-cutoff ("o:", not while a reported stop awaits telemetry),
+    rescue clock ("r"), flap-held clears ("q:"), the daily CCTV evaluation ("c<n>"), the gas valve's
+    close signal ("gc") and the smoke alarm's battery-fault silence ("bs"), computed in device time
+    and returned in engine time."""
     return _next_due_device_time(ctx, st, th) + clock.offset_s(st.marks)
 
 
@@ -194,8 +207,10 @@ def _next_due_device_time(ctx: DeviceContext, st: DeviceState, th: AlertSettings
             if not v[1]:
                 due = min(due, v[0] + th.fault_alarm_deadline_s + grace)
         elif key.startswith(("l:", "o:")):
-            if v[2] != 2:
+            if v[2] != 2 and not (key[0] == "o" and charger.pending(st, v)):
                 due = min(due, v[1] + grace)
+        elif key in _MARK_DUE:
+            due = min(due, _MARK_DUE[key](v, th) + grace)
         elif key.startswith("q:"):
             due = min(due, v + th.flap_window_s + grace)
         elif key == "r":
@@ -237,6 +252,10 @@ def start_linkage(
     action if it has one. `confirmed_by`: the alarm signals that confirmed it (evidence)."""
     if kind != "fire":
         return []
+    if ctx.family is Family.EBIKE_CHARGER:  # charging is non-fire power: cut (GB 50166-2019 §4.20)
+        out = _out(st, th)
+        charger.fire_linkage(out, clock.device_now(st.marks, at.timestamp()), th)
+        return out.items
     action = linkage.fire_action(ctx, th)
     if action is None:
         return []

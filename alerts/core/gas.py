@@ -1,10 +1,27 @@
-"""Gas alarms (standards.md §2): low/high alarms with hysteresis, detector faults, and the valve
-linkage: a high alarm must be followed by the shut-off valve closing within its deadline (domain.md
-§5.4), else a critical `linkage_failed`, a close_valve command and verification."""
+"""Gas alarms (standards.md §2): low/high alarms, detector faults, and the valve linkage.
+
+Alarm level: the device's own alarm and Yiju's thresholds combine, they do not fight. Each source
+says raise, hold or clear; an alarm is raised when any source says raise and cleared only when every
+source says clear, so a device in high_alarm below Yiju's LEL threshold, or a CO reading, no longer
+clears and re-raises the alarm on every report. Marks:
+    "ge" = the level of the device's alarm events (1 low, 2 high; latched until `cleared`)
+    "gs" = the level of the device's reported state (normal 0, low_alarm 1, high_alarm 2)
+    "gr" = [lel_pct, co_ppm or -1] the last reading valid for thresholds
+Readings in `warmup` (after power-on: a building power cut would otherwise close every kitchen valve)
+and `fault` (a fault is its own alarm, gas_detector_fault) are not valid for thresholds: they change
+no level and clear nothing.
+
+Valve linkage (domain.md §5.4), two deadlines from the high alarm: by `valve_command_deadline_s`
+(GB 50166-2019 [S2]: a linkage controller's start signal ≤ 3 s) the valve must have been told to
+close — if it is not closed by then Yiju sends close_valve itself ("gc" = that instant); by
+`valve_close_deadline_s` (a motorised valve takes seconds to turn) it must be reported closed, else a
+non-compliant linkage finding, critical linkage_failed, close_valve again and verification
+(alerts.core.linkage).
+"""
 
 from __future__ import annotations
 
-from alerts.config import AlertSettings
+from alerts.config import AlertSettings, GasRules
 from alerts.core import faults, linkage
 from alerts.core.model import Out
 from devices.alarms import AlarmType
@@ -12,56 +29,102 @@ from devices.envelope import EventMessage, TelemetryMessage
 from devices.families import gas_alarm as fam
 
 A = AlarmType
+_STATE_LEVEL = {fam.State.NORMAL: 0, fam.State.LOW_ALARM: 1, fam.State.HIGH_ALARM: 2}
+_RAISE, _HOLD, _CLEAR = 1, 0, -1
+
+
+def _threshold(on: bool, clear: bool) -> int:
+    return _RAISE if on else _CLEAR if clear else _HOLD
+
+
+def _yiju(out: Out, r: GasRules) -> tuple[int, int]:
+    """What Yiju's own thresholds say about (low, high), from the last valid reading."""
+    reading = out.st.marks.get("gr")
+    if reading is None:
+        return _CLEAR, _CLEAR
+    lel, co = float(reading[0]), float(reading[1])
+    hyst, co_hyst = r.clear_hysteresis_lel_pct, r.co_clear_hysteresis_ppm
+    low = _threshold(
+        lel >= r.low_alarm_lel_pct or co >= r.co_low_ppm,
+        lel < r.low_alarm_lel_pct - hyst and co < r.co_low_ppm - co_hyst,
+    )
+    high = _threshold(
+        lel >= r.high_alarm_lel_pct or co >= r.co_high_ppm,
+        lel < r.high_alarm_lel_pct - hyst and co < r.co_high_ppm - co_hyst,
+    )
+    return low, high
+
+
+def _apply(out: Out, ts: float, th: AlertSettings, details: dict[str, object]) -> None:
+    """Raise or clear the low and high alarms from every source's say."""
+    marks = out.st.marks
+    device = max(int(marks.get("ge", 0)), int(marks.get("gs", 0)))
+    low, high = _yiju(out, th.gas_alarm)
+    high_before = out.is_open(A.GAS_HIGH_ALARM)
+    # high first: a reading over both thresholds raises the high alarm first
+    for type, level, yiju in ((A.GAS_HIGH_ALARM, 2, high), (A.GAS_LOW_ALARM, 1, low)):
+        if device == level or yiju == _RAISE:
+            out.raise_(type, ts, details, source="device" if device == level else "engine")
+        elif device < level and yiju == _CLEAR:  # a device in high alarm holds the low one
+            out.clear(type, ts, details)
+    if not high_before and out.is_open(A.GAS_HIGH_ALARM):
+        _expect_valve(out, ts, th)
 
 
 def _expect_valve(out: Out, ts: float, th: AlertSettings) -> None:
     if out.st.marks.get("valve", "none") == "open":
         linkage.expect(out, "valve_close", ts, th.gas_alarm.valve_close_deadline_s)
+        if "l:valve_close" in out.st.marks:
+            out.st.marks["gc"] = ts + th.gas_alarm.valve_command_deadline_s
+
+
+def _valve_closed(out: Out, ts: float) -> None:
+    out.st.marks.pop("gc", None)
+    linkage.done(out, "valve_close", ts)
+
+
+def deadlines(out: Out, now: float, th: AlertSettings) -> None:
+    """The close signal is due and the valve is still open: Yiju gives it."""
+    due = out.st.marks.get("gc")
+    if due is None or now <= due:
+        return
+    del out.st.marks["gc"]
+    ob = out.st.marks.get("l:valve_close")
+    if ob is not None and ob[2] == 0:
+        out.command("close_valve", {}, due, A.GAS_HIGH_ALARM)
 
 
 def telemetry(out: Out, msg: TelemetryMessage[fam.Telemetry], ts: float, th: AlertSettings) -> None:
-    r = th.gas_alarm
     t = msg.data
-    out.st.marks["valve"] = t.valve.value
+    marks = out.st.marks
+    marks["valve"] = t.valve.value
     if t.valve is fam.Valve.CLOSED:
-        linkage.done(out, "valve_close", ts)
-    high_before = out.is_open(A.GAS_HIGH_ALARM)
-    hyst = r.clear_hysteresis_lel_pct
-    device_says = out.st.marks.get("ev:gas")
-    if device_says is None:
-        out.hysteresis(A.GAS_HIGH_ALARM, t.lel_pct, r.high_alarm_lel_pct, r.high_alarm_lel_pct - hyst, ts)
-        out.hysteresis(A.GAS_LOW_ALARM, t.lel_pct, r.low_alarm_lel_pct, r.low_alarm_lel_pct - hyst, ts)
+        _valve_closed(out, ts)
+    if t.state not in (fam.State.WARMUP, fam.State.FAULT):
+        marks["gs"] = _STATE_LEVEL[t.state]
+        marks["gr"] = [t.lel_pct, -1.0 if t.co_ppm is None else t.co_ppm]
+        details: dict[str, object] = {"lel_pct": t.lel_pct, "state": t.state.value}
         if t.co_ppm is not None:
-            if t.co_ppm >= r.co_high_ppm:
-                out.raise_(A.GAS_HIGH_ALARM, ts, {"co_ppm": t.co_ppm})
-            elif t.co_ppm >= r.co_low_ppm:
-                out.raise_(A.GAS_LOW_ALARM, ts, {"co_ppm": t.co_ppm})
-    if t.state is fam.State.HIGH_ALARM:
-        out.raise_(A.GAS_HIGH_ALARM, ts, {"lel_pct": t.lel_pct, "state": t.state.value}, source="device")
-    elif t.state is fam.State.LOW_ALARM:
-        out.raise_(A.GAS_LOW_ALARM, ts, {"lel_pct": t.lel_pct, "state": t.state.value}, source="device")
-    if not high_before and out.is_open(A.GAS_HIGH_ALARM):
-        _expect_valve(out, ts, th)
+            details["co_ppm"] = t.co_ppm
+        _apply(out, ts, th, details)
     faults.sync(out, {"*": A.GAS_DETECTOR_FAULT} if t.state is fam.State.FAULT else {}, "*", ts)
 
 
 def event(out: Out, msg: EventMessage[fam.Event], ts: float, th: AlertSettings) -> None:
     ev = msg.event
-    if isinstance(ev, fam.High):
-        out.st.marks["ev:gas"] = 2
-        if out.raise_(A.GAS_HIGH_ALARM, ts, {"gas": ev.gas.value, "lel_pct": ev.lel_pct}, source="device"):
-            _expect_valve(out, ts, th)
-    elif isinstance(ev, fam.Low):
-        out.st.marks["ev:gas"] = 1
-        out.raise_(A.GAS_LOW_ALARM, ts, {"gas": ev.gas.value, "lel_pct": ev.lel_pct}, source="device")
+    marks = out.st.marks
+    if isinstance(ev, fam.High | fam.Low):
+        marks["ge"] = 2 if isinstance(ev, fam.High) else 1
+        details = {"gas": ev.gas.value, "lel_pct": ev.lel_pct, "co_ppm": ev.co_ppm, "by": "device"}
+        _apply(out, ts, th, {k: v for k, v in details.items() if v is not None})
     elif isinstance(ev, fam.Cleared):
-        out.st.marks.pop("ev:gas", None)
-        out.clear(A.GAS_HIGH_ALARM, ts, {"by": "device"})
-        out.clear(A.GAS_LOW_ALARM, ts, {"by": "device"})
+        marks.pop("ge", None)
+        marks["gs"] = 0
+        _apply(out, ts, th, {"by": "device"})
     elif isinstance(ev, fam.ValveClosed):
-        out.st.marks["valve"] = "closed"
-        linkage.done(out, "valve_close", ts)
+        marks["valve"] = "closed"
+        _valve_closed(out, ts)
     elif isinstance(ev, fam.ValveOpened):
-        out.st.marks["valve"] = "open"
+        marks["valve"] = "open"
     elif isinstance(ev, fam.Fault):
         faults.reported(out, ev.code.value, A.GAS_DETECTOR_FAULT, ev.active, ts)

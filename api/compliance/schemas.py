@@ -23,6 +23,10 @@ class SummaryLineOut(BaseModel):
         default_factory=list,
         description="Device lines: the recorder channels / charger ports with a non-compliant finding",
     )
+    late: int = Field(
+        default=0, description="Auto-cutoff: non-compliant because the cut came after the deadline (measured)"
+    )
+    not_cut: int = Field(default=0, description="Auto-cutoff: non-compliant because no cut was ever seen")
 
     @classmethod
     def of(cls, line: SummaryLine) -> SummaryLineOut:
@@ -37,6 +41,8 @@ class SummaryLineOut(BaseModel):
             device_uid=line.device_uid,
             worst_measured_s=line.worst_measured_s,
             failing_channels=list(line.failing_channels),
+            late=line.late,
+            not_cut=line.not_cut,
         )
 
 
@@ -55,6 +61,9 @@ class ComplianceSummaryOut(BaseModel):
                             "compliant": 409,
                             "failed": 3,
                             "share": 0.9927,
+                            "worst_measured_s": 95.0,
+                            "late": 2,
+                            "not_cut": 1,
                         }
                     ],
                     "by_family": [],
@@ -69,6 +78,8 @@ class ComplianceSummaryOut(BaseModel):
                             "device_uid": "chg-shed2-01",
                             "worst_measured_s": 95.0,
                             "failing_channels": [2, 5],
+                            "late": 2,
+                            "not_cut": 1,
                         }
                     ],
                 }

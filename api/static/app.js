@@ -32,7 +32,8 @@ const I18N = {
     families: { ebike_charger: "电动车充电桩", smoke_alarm: "烟感", gas_alarm: "燃气报警器", light: "照明",
                 elevator: "电梯", access_door: "门禁", cctv_recorder: "录像机" },
     checks: { auto_cutoff: "自动断电", protection_config: "保护设置", fault_alarm: "故障报警",
-              cctv_retention: "录像保存≥30天", linkage: "联动", rescue: "困人救援" },
+              cctv_retention: "录像保存≥30天", linkage: "联动", rescue: "困人救援", self_test: "探测器自检记录" },
+    late: "超时断电", notCut: "未断电", worst: "最长断电耗时",
     devicesUnit: "台设备", onlineUnit: "在线",
     tabDeadLetters: "异常消息", deadLettersTitle: "被拒收的设备消息",
     deadLettersHelp: "设备发来但未被接收的消息及原因（调试接入时查看）。", searchDeviceUid: "设备编号",
@@ -75,7 +76,9 @@ const I18N = {
     families: { ebike_charger: "E-bike charger", smoke_alarm: "Smoke alarm", gas_alarm: "Gas alarm", light: "Light",
                 elevator: "Elevator", access_door: "Access door", cctv_recorder: "CCTV recorder" },
     checks: { auto_cutoff: "Auto power-off", protection_config: "Protection settings", fault_alarm: "Fault alarm",
-              cctv_retention: "CCTV retention ≥ 30 d", linkage: "Linkage", rescue: "Rescue timing" },
+              cctv_retention: "CCTV retention ≥ 30 d", linkage: "Linkage", rescue: "Rescue timing",
+              self_test: "Detector self-test records" },
+    late: "Cut late", notCut: "Not cut", worst: "Slowest cut",
     devicesUnit: "devices", onlineUnit: "online",
     tabDeadLetters: "Dead letters", deadLettersTitle: "Refused device messages",
     deadLettersHelp: "Messages devices sent that were not accepted, with the reason (for commissioning).",
@@ -559,12 +562,16 @@ async function loadCompliance() {
     const name = (state.communities || []).find((c) => String(c.id) === id)?.name || id;
     const s = await api(`/compliance/summary?community_id=${id}`);
     if (!s.by_check.length) { parts.push(`<h3>${esc(name)}</h3><p class="muted">${esc(t("noFindings"))}</p>`); continue; }
+    // an auto-cutoff failure is either late (cut after the deadline, with the delay) or not cut at all
+    const cutoff = (c) => (c.check_name === "auto_cutoff" && c.failed
+      ? ` <span class="muted">(${esc(t("late"))} ${c.late} · ${esc(t("notCut"))} ${c.not_cut}${c.worst_measured_s == null ? "" : ` · ${esc(t("worst"))} ${Math.round(c.worst_measured_s)} s`})</span>`
+      : "");
     const rows = s.by_check.map((c) => {
       const pct = Math.round(c.share * 1000) / 10;
-      return `<tr><td>${esc(t("checks")[c.check_name] || c.check_name)}</td><td>${c.total}</td><td>${c.failed}</td>
+      return `<tr><td>${esc(t("checks")[c.check_name] || c.check_name)}</td><td>${c.total}</td><td>${c.failed}${cutoff(c)}</td>
         <td><div class="bar ${pct < 95 ? "low" : ""}"><span style="width:${pct}%"></span></div> ${pct}%</td></tr>`;
     }).join("");
-    const failing = s.failing_devices.slice(0, 20).map((d) => `<li>${esc(d.device_uid)} · ${esc(t("checks")[d.check_name] || d.check_name)} · ${d.failed}/${d.total}</li>`).join("");
+    const failing = s.failing_devices.slice(0, 20).map((d) => `<li>${esc(d.device_uid)} · ${esc(t("checks")[d.check_name] || d.check_name)} · ${d.failed}/${d.total}${cutoff(d)}</li>`).join("");
     parts.push(`<h3>${esc(name)}</h3><table class="compliance-table"><thead><tr><th>${esc(t("check"))}</th><th>${esc(t("total"))}</th><th>${esc(t("failed"))}</th><th>${esc(t("share"))}</th></tr></thead><tbody>${rows}</tbody></table>
       ${failing ? `<h4>${esc(t("failingDevices"))}</h4><ul>${failing}</ul>` : ""}`);
   }

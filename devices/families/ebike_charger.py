@@ -7,9 +7,9 @@ is kept in each `CodeInfo` so a gateway can translate. Thresholds: standards.md 
 from __future__ import annotations
 
 from enum import StrEnum
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field, PrivateAttr, ValidationInfo, model_validator
 
 from devices.families.common import (
     Bool,
@@ -246,32 +246,75 @@ class Protection(Wire):
     under_voltage_v: Num | None = Field(default=None, ge=0, le=250, description="Under-voltage cut, V")
 
 
+# Readings refused one by one when outside their physical range (domain.md §5.2): the rest of the
+# report still counts — one broken port sensor must not hide the post's smoke and leakage readings.
+# `devices.catalog.accept` decodes such a report with the refused readings None and names them in
+# `Telemetry.refused`; a device may never send null for them itself (`_readings_present`).
+REFUSABLE_READINGS = frozenset(
+    {"voltage_v", "current_a", "power_w", "port_temp_c", "ambient_temp_c", "cabinet_temp_c", "leakage_ma"}
+)
+REFUSED_CONTEXT = "refused_readings"  # validation context key that lets a refused reading be None
+_PORT_READINGS = ("voltage_v", "current_a", "power_w", "port_temp_c")
+
+
+def _number_only(schema: dict[str, Any]) -> None:
+    """JSON Schema of a required reading: a number (None is only Yiju's mark of a refused reading)."""
+    options = schema.pop("anyOf", None)
+    if options:
+        schema.update(next(o for o in options if o.get("type") != "null"))
+
+
+_NUMBER = Field(json_schema_extra=_number_only)
+VoltsReading = Annotated[MainsVolts | None, _NUMBER]
+_PortAmps = Annotated[float, Field(strict=True, ge=0, le=63, allow_inf_nan=False)]
+_PortWatts = Annotated[float, Field(strict=True, ge=0, le=15_000, allow_inf_nan=False)]
+AmpsReading = Annotated[_PortAmps | None, _NUMBER]
+WattsReading = Annotated[_PortWatts | None, _NUMBER]
+TempReading = Annotated[TempC | None, _NUMBER]
+
+
 class Port(Wire):
     port: PortNo
     state: PortState
     relay_on: Bool = Field(description="Port output relay closed (power flowing is possible)")
-    voltage_v: MainsVolts
-    current_a: float = Field(strict=True, ge=0, le=63, allow_inf_nan=False)
-    power_w: float = Field(strict=True, ge=0, le=15_000, allow_inf_nan=False)
+    voltage_v: VoltsReading
+    current_a: AmpsReading
+    power_w: WattsReading
     session_energy_kwh: KWh = Field(description="Energy of the current/last session, kWh")
-    port_temp_c: TempC
+    port_temp_c: TempReading
     fault_code: FaultCode | None = None
     session_s: DurationS = Field(description="Duration of the current session, s")
 
 
 class Telemetry(Wire):
     ports: list[Port] = Field(min_length=1, max_length=PORTS_MAX)
-    ambient_temp_c: TempC
+    ambient_temp_c: TempReading
+    cabinet_temp_c: TempC | None = Field(
+        default=None, description="Internal temperature of a charging cabinet (充电柜), °C (None: open post)"
+    )
     smoke: Bool = Field(description="Post smoke sensor in alarm")
     leakage_ma: LeakageMa | None = Field(default=None, description="Residual (leakage) current, mA")
     breaker_closed: Bool | None = Field(default=None, description="Host leakage breaker closed (None: none)")
     total_power_w: Watts | None = None
     protection: Protection
+    _refused: dict[str, float] = PrivateAttr(default_factory=dict)
 
     @model_validator(mode="after")
-    def _unique_ports(self) -> Telemetry:
+    def _readings_present(self, info: ValidationInfo) -> Telemetry:
         ensure_unique([p.port for p in self.ports], "port")
+        if not (info.context and info.context.get(REFUSED_CONTEXT)):
+            if self.ambient_temp_c is None:
+                raise ValueError("ambient_temp_c must be a number")
+            for p in self.ports:
+                for name in _PORT_READINGS:
+                    if getattr(p, name) is None:
+                        raise ValueError(f"ports[{p.port}].{name} must be a number")
         return self
+
+    @property
+    def refused(self) -> dict[str, float]:
+        """Readings refused at the edge as outside their physical range (path → value sent)."""
+        return self._refused
 
 
 # ---------------------------------------------------------------------------------------------
@@ -342,53 +385,189 @@ Command = Annotated[StopPort | CutPower | SetLimits, Field(discriminator="comman
 # Default thresholds (the alert engine's settings start from these)
 
 
+# Descriptions end with their source as standards.md labels it: "text — [LABEL] source" (one " — ").
+
+_CUT_NF = "[NOT FOUND] no normative cut-off time (GB/T 42236.1 thresholds not retrieved)"
+
+
+def _cutoff(default: float, trigger: str) -> Any:
+    return Field(default=default, gt=0, description=f"{trigger} — {_CUT_NF}")
+
+
 class Defaults(Wire):
     port_over_temp_c: float = Field(
-        default=80.0, description="Port over-temperature alarm/cut, °C — AP3000 default [V] (§1.2)"
+        default=80.0,
+        description="Port over-temperature alarm and cut-off, °C — [V] AP3000 protocol: port alarm "
+        "temperature 80 °C (standards.md §1.2)",
     )
     over_temp_confirm_s: float = Field(
-        default=30.0, description="Over-temperature confirmation time, s — AP3000 [V] (§1.2)"
+        default=30.0,
+        description="Over-temperature must last this long to be a trigger and raise its alarm, s — [V] "
+        "AP3000 protocol: 30 s confirmation (standards.md §1.2)",
     )
     ambient_over_temp_c: float = Field(
-        default=80.0, description="Ambient over-temperature alarm, °C — AP3000 [V] (§1.2)"
+        default=80.0,
+        description="Ambient (post) over-temperature alarm and cut-off, °C — [V] AP3000 protocol: "
+        "ambient alarm temperature 80 °C (standards.md §1.2)",
     )
     cabinet_over_temp_c: float = Field(
-        default=60.0, description="Charging-cabinet cut-off temperature, °C — Shenzhen deployment [V] (§1.1)"
+        default=60.0,
+        description="Charging-cabinet internal temperature that cuts the cabinet, °C — [V] Shenzhen "
+        "deployment: cut at 60 °C (standards.md §1.1)",
     )
     port_power_limit_w: float = Field(
-        default=2000.0, description="Per-port overload power, W — AP3000 0x85 multi-port default [V]"
+        default=2000.0,
+        description="Per-port overload power, W — [V] AP3000 0x85: 2000 W per port on multi-port "
+        "posts (standards.md §1.2)",
     )
     overload_confirm_s: float = Field(
-        default=30.0, description="Overload confirmation time, s — AP3000 dynamic-overload ident. 30 s [V]"
+        default=30.0,
+        description="Overload or over-current must last this long to be a trigger, s — [V] AP3000 "
+        "dynamic-overload identification 30 s (standards.md §1.2)",
     )
     port_current_limit_a: float = Field(
-        default=10.0, description="Per-port over-current, A — [NOT FOUND] normative; X10P used 5.5 A [V]"
+        default=10.0,
+        description="Per-port over-current, A — [NOT FOUND] no normative per-port current; 10 A "
+        "matches the 2000 W port limit at 220 V with margin (X10P firmware uses 5.5 A)",
+    )
+    voltage_confirm_s: float = Field(
+        default=10.0,
+        description="Over/under-voltage must last this long to be a trigger, s — [NOT FOUND] AP3000 "
+        "gives the OV/UV limits, not a confirmation time",
     )
     max_session_s: int = Field(
         default=36_000,
-        description="Maximum session, s — Shenzhen 2015 notice '原则上不应超过10 h' [S]; "
-        "AP3000 default 36 000 s [V]; Beijing guide '不宜超过8 h' [S] is the stricter option (28 800)",
+        description="Maximum session, s — [S] Shenzhen 2015 notice '原则上不应超过10 h' (AP3000 default "
+        "36 000 s; the Beijing guide's '不宜超过8 h', 28 800 s, is the stricter option)",
     )
     float_time_s: int = Field(
-        default=3600, description="Allowed float/top-up after full, s — AP3000 0x83/0x84 [V]"
+        default=3600,
+        description="Allowed float/top-up time from the first full report of a session, s — [V] AP3000 "
+        "0x83/0x84 float time 3600 s (standards.md §1.2)",
     )
     full_power_w: float = Field(
-        default=45.0, description="Below this a charging port counts as full, W — X10P firmware [V]"
+        default=45.0,
+        description="A port charging below this power counts as full (its float time runs), W — [V] "
+        "X10P firmware: full below 45 W (standards.md §1.2)",
     )
     leakage_trip_ma: float = Field(
-        default=30.0,
-        description="Leakage trip, mA — [NOT FOUND] for e-bike posts: a configurable default "
-        "(30 mA is the usual personal-protection RCD rating)",
+        default=300.0,
+        description="Leakage current that raises charger_leakage and must open the post's leakage "
+        "breaker, mA — [S] GB 50116-2013 条文说明 §9.2.3: residual-current alarm setting 300–500 mA, "
+        "natural leakage 100–200 mA",
     )
-    over_voltage_v: float = Field(default=270.0, description="Over-voltage, V — AP3000 0x85 [V]")
-    under_voltage_v: float = Field(default=100.0, description="Under-voltage, V — AP3000 0x85 [V]")
-    cutoff_deadline_s: float = Field(
-        default=60.0,
-        description="Time allowed from a trigger to the port's power being cut, s — [NOT FOUND] "
-        "normatively: a configurable default",
+    leakage_confirm_s: float = Field(
+        default=10.0,
+        description="Leakage at or above leakage_trip_ma must last this long to be a trigger, s — "
+        "[NOT FOUND] GB 31252-2014 §4.3.1 only bounds the alarm at 30 s after the set condition",
     )
-    heartbeat_s: int = Field(default=180, description="Port-status heartbeat period, s — AP3000 0x21 [V]")
-    missed_heartbeats: int = Field(default=2, description="Missed heartbeats before offline — AP3000 [V]")
+    over_voltage_v: float = Field(
+        default=270.0, description="Over-voltage cut-off, V — [V] AP3000 0x85 default 270.0 V"
+    )
+    under_voltage_v: float = Field(
+        default=100.0, description="Under-voltage cut-off, V — [V] AP3000 0x85 default 100.0 V"
+    )
+    # The deadline of each auto-cutoff trigger, measured from the trigger's instant (docs/mqtt.md
+    # §11): the first report showing the condition (its confirmation time runs inside the deadline),
+    # the event's own time for alarm pushes and the fire linkage, the end of the float time for
+    # `full`, the instant the session reached max_session_s for `max_time`.
+    over_temperature_cutoff_s: float = _cutoff(
+        90.0, "Port at or above port_over_temp_c → port cut, s from the first such report"
+    )
+    ambient_over_temperature_cutoff_s: float = _cutoff(
+        90.0, "Ambient at or above ambient_over_temp_c → powered ports cut, s from the first such report"
+    )
+    cabinet_over_temperature_cutoff_s: float = _cutoff(
+        90.0, "Cabinet at or above cabinet_over_temp_c → powered ports cut, s from the first such report"
+    )
+    overload_cutoff_s: float = _cutoff(
+        90.0, "Port power over port_power_limit_w → port cut, s from the first such report"
+    )
+    over_current_cutoff_s: float = _cutoff(
+        90.0, "Port current over port_current_limit_a → port cut, s from the first such report"
+    )
+    over_voltage_cutoff_s: float = _cutoff(
+        60.0, "Port voltage over over_voltage_v → port cut, s from the first such report"
+    )
+    under_voltage_cutoff_s: float = _cutoff(
+        60.0, "Port drawing current below under_voltage_v → port cut, s from the first such report"
+    )
+    leakage_cutoff_s: float = _cutoff(
+        60.0, "Leakage at or above leakage_trip_ma → breaker open, s from the first such report"
+    )
+    short_circuit_cutoff_s: float = _cutoff(
+        60.0, "Short circuit on a port with its relay closed → port cut, s from the first such report"
+    )
+    water_cutoff_s: float = _cutoff(60.0, "Water alarm → powered ports cut, s from the alarm")
+    smoke_cutoff_s: float = _cutoff(60.0, "Smoke at the post → powered ports cut, s from the first report")
+    full_cutoff_s: float = _cutoff(
+        60.0, "Port still powered after its float time → port cut, s from the end of the float time"
+    )
+    max_time_cutoff_s: float = _cutoff(
+        60.0, "Session past max_session_s → port cut, s from the instant it reached the maximum"
+    )
+    fire_cutoff_s: float = Field(
+        default=6.0,
+        gt=0,
+        description="Fire alarm in the post's building → charging (non-fire power) cut, s from the "
+        "alarm — [S2] GB 50166-2019: linkage start signal ≤ 3 s plus output module action ≤ 3 s; "
+        "the cut itself is §4.20",
+    )
+    heartbeat_s: int = Field(
+        default=180, description="Port-status heartbeat period, s — [V] AP3000 0x21 default 3 min"
+    )
+    missed_heartbeats: int = Field(
+        default=2, description="Missed heartbeats before offline — [V] AP3000: 2 missed acks ⇒ offline"
+    )
+
+    @model_validator(mode="after")
+    def _deadlines_cover_confirmation(self) -> Defaults:
+        """A trigger's deadline runs from its first report, so it must outlast its confirmation time
+        (a condition shorter than that is not a trigger)."""
+        for kind in TRIGGERS:
+            confirm = confirm_s(self, kind)
+            if cutoff_s(self, kind) <= confirm:
+                raise ValueError(f"{kind}_cutoff_s must exceed the confirmation time ({confirm} s)")
+        return self
+
+
+# Auto-cutoff trigger kinds (the `kind` of an auto_cutoff finding), each with its deadline setting
+# `<kind>_cutoff_s` and its confirmation time (0: the first report is the trigger).
+TRIGGERS = (
+    "over_temperature",
+    "ambient_over_temperature",
+    "cabinet_over_temperature",
+    "overload",
+    "over_current",
+    "over_voltage",
+    "under_voltage",
+    "leakage",
+    "short_circuit",
+    "water",
+    "smoke",
+    "fire",
+    "full",
+    "max_time",
+)
+
+
+def cutoff_s(d: Defaults, kind: str) -> float:
+    """The deadline of trigger `kind`, s from its instant."""
+    value: float = getattr(d, f"{kind}_cutoff_s")
+    return value
+
+
+def confirm_s(d: Defaults, kind: str) -> float:
+    """How long trigger `kind`'s condition must last to be a trigger, s."""
+    if kind in ("over_temperature", "ambient_over_temperature", "cabinet_over_temperature"):
+        return d.over_temp_confirm_s
+    if kind in ("overload", "over_current"):
+        return d.overload_confirm_s
+    if kind in ("over_voltage", "under_voltage"):
+        return d.voltage_confirm_s
+    if kind == "leakage":
+        return d.leakage_confirm_s
+    return 0.0
 
 
 DEFAULTS = Defaults()
@@ -398,25 +577,28 @@ DEFAULTS = Defaults()
 
 
 def points(t: Telemetry) -> list[tuple[str, int, float]]:
-    out: list[tuple[str, int, float]] = [
-        ("ambient_temp_c", 0, t.ambient_temp_c),
-        ("smoke", 0, float(t.smoke)),
-    ]
-    if t.leakage_ma is not None:
-        out.append(("leakage_ma", 0, t.leakage_ma))
+    """The numeric facts of a report; a refused reading (None) is not a fact and is left out."""
+    out: list[tuple[str, int, float]] = [("smoke", 0, float(t.smoke))]
+    for name, value in (
+        ("ambient_temp_c", t.ambient_temp_c),
+        ("cabinet_temp_c", t.cabinet_temp_c),
+        ("leakage_ma", t.leakage_ma),
+        ("total_power_w", t.total_power_w),
+    ):
+        if value is not None:
+            out.append((name, 0, value))
     if t.breaker_closed is not None:
         out.append(("breaker_closed", 0, float(t.breaker_closed)))
-    if t.total_power_w is not None:
-        out.append(("total_power_w", 0, t.total_power_w))
     for p in t.ports:
         n = p.port
-        out += [
-            ("voltage_v", n, p.voltage_v),
-            ("current_a", n, p.current_a),
-            ("power_w", n, p.power_w),
-            ("session_energy_kwh", n, p.session_energy_kwh),
-            ("port_temp_c", n, p.port_temp_c),
-            ("relay_on", n, float(p.relay_on)),
-            ("session_s", n, float(p.session_s)),
-        ]
+        for name, reading in (
+            ("voltage_v", p.voltage_v),
+            ("current_a", p.current_a),
+            ("power_w", p.power_w),
+            ("session_energy_kwh", p.session_energy_kwh),
+            ("port_temp_c", p.port_temp_c),
+        ):
+            if reading is not None:
+                out.append((name, n, reading))
+        out += [("relay_on", n, float(p.relay_on)), ("session_s", n, float(p.session_s))]
     return out

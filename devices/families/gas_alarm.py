@@ -5,7 +5,7 @@ from __future__ import annotations
 from enum import StrEnum
 from typing import Annotated, Literal
 
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from devices.families.common import Bool, CodeInfo, Percent, Wire
 
@@ -111,29 +111,61 @@ Command = Annotated[CloseValve, Field(discriminator="command")]
 
 
 class Defaults(Wire):
+    """Descriptions end with their source as standards.md labels it: "text — [LABEL] source"."""
+
     low_alarm_lel_pct: float = Field(
         default=25.0,
-        description="First-level alarm ≤ 25 %LEL — GB/T 50493-2019 §5.5.2 [S] (industrial "
-        "reference; household set-point of GB 15322.2 [NOT FOUND])",
+        description="First-level (low) alarm, %LEL — [S] GB/T 50493-2019 §5.5.2: first level ≤ 25 %LEL "
+        "(an industrial reference; the household set-point of GB 15322.2 was not found)",
     )
     high_alarm_lel_pct: float = Field(
-        default=50.0, description="Second-level alarm ≤ 50 %LEL — GB/T 50493-2019 §5.5.2 [S]"
+        default=50.0,
+        description="Second-level (high) alarm, %LEL — [S] GB/T 50493-2019 §5.5.2: second level ≤ 50 %LEL",
     )
     clear_hysteresis_lel_pct: float = Field(
-        default=5.0, description="Clear below threshold minus this, %LEL — [NOT FOUND]: configurable"
+        default=5.0,
+        description="An LEL alarm clears below its threshold minus this, %LEL — [NOT FOUND] no source for "
+        "a clear point; configurable",
     )
-    co_low_ppm: float = Field(default=50.0, description="CO low alarm, ppm — [NOT FOUND]: configurable")
-    co_high_ppm: float = Field(default=150.0, description="CO high alarm, ppm — [NOT FOUND]: configurable")
-    alarm_latency_s: float = Field(
-        default=30.0, description="Detector alarm time ≤ 30 s — GB/T 34004-2017 [S2]"
+    co_low_ppm: float = Field(
+        default=50.0, description="CO low alarm, ppm — [NOT FOUND] GB 15322.2 CO alarm points not retrieved"
+    )
+    co_high_ppm: float = Field(
+        default=150.0, description="CO high alarm, ppm — [NOT FOUND] GB 15322.2 CO alarm points not retrieved"
+    )
+    co_clear_hysteresis_ppm: float = Field(
+        default=10.0,
+        description="A CO alarm clears below its threshold minus this, ppm — [NOT FOUND] no source for a "
+        "clear point; configurable",
+    )
+    valve_command_deadline_s: float = Field(
+        default=3.0,
+        description="High alarm → close signal to the valve: if the valve is not closed by then, Yiju "
+        "sends close_valve itself, s — [S2] GB 50166-2019: a linkage controller issues its start "
+        "signal ≤ 3 s after the trigger",
     )
     valve_close_deadline_s: float = Field(
-        default=3.0,
-        description="High alarm → valve closed, s — linkage ≤ 3 s GB 50166-2019 [S2]; "
-        "valve closing time (CJ/T 394) [NOT FOUND]",
+        default=30.0,
+        description="High alarm → valve reported closed, else linkage_failed, s — [NOT FOUND] closing "
+        "time of CJ/T 394-2018 valves not retrieved; sized for motorised (机械手) actuators, which "
+        "take seconds to turn the valve: set the installed valve's rating",
     )
-    heartbeat_s: int = Field(default=3600, description="Telemetry/heartbeat period, s — vendor practice [V]")
-    missed_heartbeats: int = Field(default=3, description="Missed heartbeats before offline — [V] 2–3")
+    heartbeat_s: int = Field(
+        default=3600,
+        description="Telemetry/heartbeat period, s — [NOT FOUND] no vendor figure retrieved; hourly "
+        "reports, configurable",
+    )
+    missed_heartbeats: int = Field(
+        default=3,
+        description="Missed heartbeats before offline — [V] vendor practice 2–3 (domain.md §3: AP3000 2, "
+        "GB/T 28181 3)",
+    )
+
+    @model_validator(mode="after")
+    def _close_after_command(self) -> Defaults:
+        if self.valve_close_deadline_s < self.valve_command_deadline_s:
+            raise ValueError("valve_close_deadline_s must not be shorter than valve_command_deadline_s")
+        return self
 
 
 DEFAULTS = Defaults()

@@ -78,6 +78,9 @@ class Alarm(Wire):
     type: Literal["alarm"]
     kind: AlarmKind = AlarmKind.SMOKE
     value: Num | None = Field(default=None, description="mA or °C for electrical-fire alarms")
+    test: Bool = Field(
+        default=False, description="The alarm of a test (button or remote test): never a fire alarm"
+    )
 
 
 class Cleared(Wire):
@@ -116,32 +119,48 @@ Command = Annotated[Silence, Field(discriminator="command")]
 
 
 class Defaults(Wire):
+    """Descriptions end with their source as standards.md labels it: "text — [LABEL] source"."""
+
     low_battery_pct: float = Field(
         default=20.0,
-        description="Low-battery warning, % — [NOT FOUND] normatively (the device's own "
-        "battery-fault signal is GB 20517-2025 §5.11.1 [S]); configurable default",
+        description="Low-battery warning, % — [NOT FOUND] no normative percentage (the device's own "
+        "battery-fault signal, GB 20517-2025 §5.11.1, is reported as a low_battery fault)",
     )
     battery_check_max_s: int = Field(
-        default=86_400, description="Battery self-check period ≤ 24 h — GB 20517-2025 §5.11.1 [S]"
+        default=86_400,
+        description="A battery self-check (battery_checked_at) older than this is overdue, s — [S] "
+        "GB 20517-2025 §5.11.1: battery voltage self-check at power-up and at least every 24 h",
     )
     battery_silence_s: int = Field(
-        default=7 * 3600, description="Battery-fault silence (7±1) h — GB 20517-2025 §5.11.2 [S]"
+        default=7 * 3600,
+        description="Battery-fault silence: the low-battery alarm is notified again after it, s — [S] "
+        "GB 20517-2025 §5.11.2: battery-fault silence (7 ± 1) h",
+    )
+    battery_silence_tolerance_s: int = Field(
+        default=3600,
+        description="A battery-fault silence longer than battery_silence_s plus this is a finding, s — "
+        "[S] GB 20517-2025 §5.11.2: (7 ± 1) h",
     )
     residual_current_alarm_ma: float = Field(
         default=300.0,
-        description="Electrical-fire residual current alarm, mA — GB 50116-2013 条文说明 "
-        "§9.2.3 recommends 300–500 mA [S]",
+        description="Electrical-fire residual current alarm, mA — [S] GB 50116-2013 条文说明 §9.2.3: "
+        "300–500 mA recommended",
     )
     cable_temp_alarm_c: float = Field(
         default=70.0,
-        description="Cable temperature alarm, °C — [NOT FOUND] (GB 14287.3 not retrieved); "
-        "configurable default",
+        description="Cable temperature alarm, °C — [NOT FOUND] GB 14287.3 set ranges not retrieved; "
+        "configurable",
     )
-    alarm_latency_s: float = Field(
-        default=30.0, description="Electrical-fire alarm within 30 s — GB 31252-2014 §4.3.1 [S]"
+    heartbeat_s: int = Field(
+        default=3600,
+        description="Telemetry/heartbeat period, s — [NOT FOUND] no vendor figure retrieved; hourly "
+        "reports, configurable",
     )
-    heartbeat_s: int = Field(default=3600, description="Telemetry/heartbeat period, s — vendor practice [V]")
-    missed_heartbeats: int = Field(default=3, description="Missed heartbeats before offline — [V] 2–3")
+    missed_heartbeats: int = Field(
+        default=3,
+        description="Missed heartbeats before offline — [V] vendor practice 2–3 (domain.md §3: AP3000 2, "
+        "GB/T 28181 3)",
+    )
 
 
 DEFAULTS = Defaults()

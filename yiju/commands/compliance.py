@@ -25,6 +25,7 @@ CHECK_LABELS = {
     "cctv_retention": "录像保存 CCTV retention",
     "linkage": "消防/燃气联动 linkage",
     "rescue": "困人救援 rescue",
+    "self_test": "探测器自检 self-test records",
 }
 
 
@@ -48,6 +49,8 @@ def summary_json(s: findings.ComplianceSummary, code: str) -> dict[str, Any]:
             "share": round(x.share, 4),
             "worst_measured_s": x.worst_measured_s,
             "failing_channels": list(x.failing_channels),
+            "late": x.late,
+            "not_cut": x.not_cut,
         }
 
     return {
@@ -62,11 +65,16 @@ def summary_json(s: findings.ComplianceSummary, code: str) -> dict[str, Any]:
 
 def summary_table(s: findings.ComplianceSummary, code: str) -> str:
     out = [f"community {code}: {s.window_start:%Y-%m-%d %H:%M} – {s.window_end:%Y-%m-%d %H:%M} UTC", ""]
-    out.append(f"{'check':<28} {'family':<14} {'total':>7} {'ok':>7} {'failed':>7} {'share':>7}")
+    out.append(
+        f"{'check':<28} {'family':<14} {'total':>7} {'ok':>7} {'failed':>7} {'share':>7}"
+        f" {'late':>5} {'not_cut':>7} {'worst_s':>8}"
+    )
     for x in [*s.by_check, *s.by_family]:
         label = CHECK_LABELS.get(x.check_name, x.check_name) if x.family is None else ""
+        worst = "" if x.worst_measured_s is None else f"{x.worst_measured_s:.1f}"
         out.append(
             f"{label:<28} {x.family or 'all':<14} {x.total:>7} {x.compliant:>7} {x.failed:>7} {x.share:>7.1%}"
+            f" {x.late:>5} {x.not_cut:>7} {worst:>8}"
         )
     if not s.by_check:
         out.append("(no findings in this window)")
