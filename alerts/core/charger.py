@@ -89,7 +89,13 @@ def pending(st: DeviceState, ob: list[Any]) -> bool:
 
 
 def _settle(
-    out: Out, cuts: _Cuts, post: tuple[float, str | None] | None, ts: float, *, only: str = ""
+    out: Out,
+    cuts: _Cuts,
+    post: tuple[float, str | None] | None,
+    ts: float,
+    r: ChargerRules,
+    *,
+    only: str = "",
 ) -> None:
     """Ports (or the whole post) that have no power now: settle the obligations waiting for them."""
     marks = out.st.marks
@@ -111,7 +117,9 @@ def _settle(
             continue
         del marks[key]
         _, kind, port_s = key.split(":")
-        port, t0, deadline = int(port_s), ob[0], ob[1]
+        # once missed, ob[1] is the command's verification deadline: the trigger's own is recomputed
+        port, t0 = int(port_s), ob[0]
+        deadline = ob[1] if stage == 0 else t0 + fam.cutoff_s(r, kind)
         evidence: dict[str, Any] = {"stop_reason": ",".join(sorted(reasons))} if reasons else {}
         if stage == 0 or at > deadline:
             in_time = at <= deadline
@@ -234,7 +242,7 @@ def telemetry(out: Out, msg: TelemetryMessage[fam.Telemetry], ts: float, th: Ale
             cuts[p.port] = (np_[0], np_[1], False)
         else:
             cuts[p.port] = (ts, None, True)
-    _settle(out, cuts, (ts, "breaker_open") if t.breaker_closed is False else None, ts)
+    _settle(out, cuts, (ts, "breaker_open") if t.breaker_closed is False else None, ts, r)
     trig = _Triggers(out, ts, r)
     active: dict[AlarmType, bool] = {
         A.CHARGER_OVER_TEMPERATURE: False,
@@ -436,7 +444,7 @@ def event(out: Out, msg: EventMessage[fam.Event], ts: float, th: AlertSettings) 
     if isinstance(ev, fam.SessionStart):
         ps = marks.pop(f"ps:{ev.port}", None)
         if ps is not None:  # a new session: the reported stop had cut the port
-            _settle(out, {ev.port: (ps[0], ps[1], True)}, None, ts)
+            _settle(out, {ev.port: (ps[0], ps[1], True)}, None, ts, r)
         marks.pop(f"np:{ev.port}", None)
     elif isinstance(ev, fam.SessionStop):
         protective = ev.reason.value in PROTECTIVE
@@ -460,7 +468,7 @@ def event(out: Out, msg: EventMessage[fam.Event], ts: float, th: AlertSettings) 
                 # other trigger the post did not protect itself
                 for p in on:
                     marks[f"np:{p}"] = [ts, "power_loss"]
-                _settle(out, {}, (ts, "power_loss"), ts, only="fire:")
+                _settle(out, {}, (ts, "power_loss"), ts, r, only="fire:")
         else:
             marks.pop(flag, None)
             out.clear(type, ts, {"kind": ev.kind.value, "by": "device"})
