@@ -48,6 +48,7 @@ routes of that building (its unit doors), recall its elevators and force its com
 from __future__ import annotations
 
 import copy
+import dataclasses
 import json
 import random
 from collections.abc import Callable, Iterable
@@ -440,22 +441,91 @@ def charger_overtemp_stuck_relay(p: Picker, start: datetime) -> Scenario:
         "charger_overtemp_stuck_relay",
         p.compound,
         start,
-        "Port 1 at 85 °C and rising, and the relay never opens (stuck): over-temperature alarm, then at "
-        "the cutoff deadline a critical auto_cutoff_failed and a non-compliant auto-cutoff finding.",
+        "Port 1 at 85 °C and rising, and the relay stays stuck past the cutoff deadline: over-temperature "
+        "alarm, then at the deadline a critical auto_cutoff_failed and a non-compliant auto-cutoff "
+        "finding; the relay opens 30 s after the deadline, and the finding records the cut as late, "
+        "with its measured delay (issue 9 item 5).",
     )
-    c = _charger_hot(b, p, cut_at=None)
+    late = CUT_DEADLINE + 30
+    c = _charger_hot(b, p, cut_at=late)
     b.alarm(A.CHARGER_OVER_TEMPERATURE, c.uid, CONFIRMED, CONFIRMED + INCIDENT_REPORT_S)
     b.alarm(A.AUTO_CUTOFF_FAILED, c.uid, CUT_DEADLINE, CUT_DEADLINE + INCIDENT_REPORT_S)
     b.finding(
-        Check.AUTO_CUTOFF,
-        "over_temperature",
-        c.uid,
-        False,
-        CUT_DEADLINE,
-        CUT_DEADLINE + INCIDENT_REPORT_S,
-        channel=1,
+        Check.AUTO_CUTOFF, "over_temperature", c.uid, False, CUT_DEADLINE, CUT_DEADLINE + INCIDENT_REPORT_S,
+        channel=1, outcome="late", measured_s=late - T_HOT,
+    )  # fmt: skip
+    return b.build()
+
+
+@scenario("charger_hot_user_unplug")
+def charger_hot_user_unplug(p: Picker, start: datetime) -> Scenario:
+    b = Builder(
+        "charger_hot_user_unplug",
+        p.compound,
+        start,
+        "Port 1 reaches 85 °C; the post does not cut it, and 40 s later the user unplugs the bike "
+        "(stop reason user_unplug). That is not the post protecting itself: at the deadline "
+        "auto_cutoff_failed and a non-compliant (not_cut) finding, although the port has no power.",
+    )
+    c = b.script(p.take(Family.EBIKE_CHARGER))
+    c.port(30, 1, **_port(1, power_w=300.0, temp_c=45.0))
+    unplug = T_HOT + 40
+    for s in range(int(T_HOT), int(unplug), INCIDENT_REPORT_S):
+        c.port(s, 1, port_temp_c=HOT_C)
+    c.event(unplug, type="session_stop", port=1, reason="user_unplug", energy_kwh=0.6, duration_s=3700)
+    c.port(unplug, 1, state="idle", relay_on=False, current_a=0.0, power_w=0.0, port_temp_c=HOT_C - 1)
+    for after, temp in ((unplug + 10, 78.0), (unplug + 20, 72.0), (CUT_DEADLINE + 150, 40.0)):
+        c.port(after, 1, port_temp_c=temp)
+    b.alarm(A.CHARGER_OVER_TEMPERATURE, c.uid, CONFIRMED, CONFIRMED + INCIDENT_REPORT_S)
+    b.alarm(A.AUTO_CUTOFF_FAILED, c.uid, CUT_DEADLINE, CUT_DEADLINE + SLACK_S)
+    b.finding(
+        Check.AUTO_CUTOFF, "over_temperature", c.uid, False, CUT_DEADLINE, CUT_DEADLINE + SLACK_S,
+        channel=1, outcome="not_cut",
+    )  # fmt: skip
+    return b.build()
+
+
+@scenario("charger_refused_port_sensor")
+def charger_refused_port_sensor(p: Picker, start: datetime) -> Scenario:
+    b = Builder(
+        "charger_refused_port_sensor",
+        p.compound,
+        start,
+        "A shed's normal leakage (150 mA, under the 300 mA electrical-fire alarm setting) all along: no "
+        "alarm. Port 2's temperature sensor breaks (900 °C) in the very report where the post's smoke "
+        "sensor alarms: only that reading is refused (sensor_implausible); the smoke is seen, and the "
+        "post's cut of both ports 5 s later is a compliant post-wide auto-cutoff.",
+    )
+    c = b.script(p.take(Family.EBIKE_CHARGER))
+    normal = 150.0
+    c.port(20, 1, **_port(1, power_w=250.0))
+    c.data["leakage_ma"] = normal
+    c.port(30, 2, **_port(2, power_w=280.0))
+    smoke, cut = 60.0, 65.0
+    c.data["smoke"] = True
+    _with_reading(c, smoke, port=2, port_temp_c=900.0)
+    for n in (1, 2):
+        c.event(cut, type="session_stop", port=n, reason="smoke")
+        c.data["ports"][n - 1].update(_port(n))
+    _with_reading(c, cut, port=2, port_temp_c=900.0)  # the relay states of this report still count
+    c.data["smoke"] = False
+    for s in (120, 300, 480, 660):
+        c.tele(s)
+    b.alarm(A.CHARGER_SMOKE, c.uid, smoke)
+    b.alarm(A.SENSOR_IMPLAUSIBLE, c.uid, smoke)
+    b.finding(
+        Check.AUTO_CUTOFF, "smoke", c.uid, True, cut, channel=0, outcome="in_time", measured_s=cut - smoke
     )
     return b.build()
+
+
+def _with_reading(c: Script, s: float, *, port: int, **reading: float) -> None:
+    """A report whose reading is out of its physical range: the emitter refuses to build one, so the
+    valid report is built and the reading patched into its payload."""
+    msg = c.em.telemetry(c._at(s), copy.deepcopy(c.data))
+    doc = json.loads(msg.payload)
+    doc["data"]["ports"][port - 1].update(reading)
+    c.b.add(dataclasses.replace(msg, payload=json.dumps(doc).encode()))
 
 
 @scenario("charger_overload")
@@ -573,7 +643,7 @@ def charger_full_no_autostop(p: Picker, start: datetime) -> Scenario:
     late = due + 2 * CH.heartbeat_s  # heartbeat reports: the verdict comes with a later report
     b.alarm(A.AUTO_CUTOFF_FAILED, c.uid, due, late)
     b.alarm(A.CHARGE_NOT_STOPPED, c.uid, due, late)
-    b.finding(Check.AUTO_CUTOFF, "full", c.uid, False, due, late, channel=1)
+    b.finding(Check.AUTO_CUTOFF, "full", c.uid, False, due, late, channel=1, outcome="not_cut")
     return b.build()
 
 
@@ -609,13 +679,17 @@ def charger_protection_disabled(p: Picker, start: datetime) -> Scenario:
         p.compound,
         start,
         "The post's over-temperature cutoff is switched off in its settings from +60 s (vendors did so "
-        "in firmware after false trips): protection_disabled alarm and a non-compliant config finding.",
+        "in firmware after false trips), and its cut-off temperature is 120 °C where the community "
+        "cuts at 80 °C: protection_disabled and protection_limit_loose, a non-compliant config finding "
+        "for each.",
     )
     c = b.script(p.take(Family.EBIKE_CHARGER))
-    c.tele(60, protection={**PROTECTION, "over_temp_cutoff": False})
+    c.tele(60, protection={**PROTECTION, "over_temp_cutoff": False, "over_temp_c": 120.0})
     c.tele(60 + CH.heartbeat_s)
     b.alarm(A.PROTECTION_DISABLED, c.uid, 60)
+    b.alarm(A.PROTECTION_LIMIT_LOOSE, c.uid, 60)
     b.finding(Check.PROTECTION_CONFIG, "over_temp_cutoff_disabled", c.uid, False, 60)
+    b.finding(Check.PROTECTION_CONFIG, "over_temp_c_loose", c.uid, False, 60)
     return b.build()
 
 
@@ -761,6 +835,63 @@ def smoke_low_battery(p: Picker, start: datetime) -> Scenario:
     return b.build()
 
 
+@scenario("smoke_test_not_fire")
+def smoke_test_not_fire(p: Picker, start: datetime) -> Scenario:
+    b = Builder(
+        "smoke_test_not_fire",
+        p.compound,
+        start,
+        "A resident presses a smoke alarm's test button at +60 s: a test alarm and the test state, then "
+        "a passed self-test. No fire alarm and no linkage; two test records (self_test findings).",
+    )
+    s = b.script(p.take(Family.SMOKE_ALARM, lambda d: d.household is not None))
+    s.event(60, type="alarm", kind="smoke", test=True).tele(60, state="test")
+    s.event(70, type="self_test", ok=True).tele(70, state="normal")
+    s.tele(70 + SMOKE.heartbeat_s)
+    b.finding(Check.SELF_TEST, "alarm_test", s.uid, True, 60)
+    b.finding(Check.SELF_TEST, "self_test", s.uid, True, 70)
+    return b.build()
+
+
+@scenario("smoke_battery_check_overdue")
+def smoke_battery_check_overdue(p: Picker, start: datetime) -> Scenario:
+    b = Builder(
+        "smoke_battery_check_overdue",
+        p.compound,
+        start,
+        "A smoke alarm's last battery self-check is 26 h old (GB 20517-2025 §5.11.1: at least every "
+        "24 h): battery_check_overdue and one non-compliant self_test finding.",
+    )
+    s = b.script(p.take(Family.SMOKE_ALARM, lambda d: d.household is not None))
+    stale = (b.t(60) - timedelta(hours=26)).replace(microsecond=0)
+    s.tele(60, battery_checked_at=stale)
+    s.tele(60 + SMOKE.heartbeat_s)
+    b.alarm(A.BATTERY_CHECK_OVERDUE, s.uid, 60)
+    b.finding(Check.SELF_TEST, "battery_check_overdue", s.uid, False, 60)
+    return b.build()
+
+
+@scenario("smoke_silenced_fault_kept")
+def smoke_silenced_fault_kept(p: Picker, start: datetime) -> Scenario:
+    b = Builder(
+        "smoke_silenced_fault_kept",
+        p.compound,
+        start,
+        "A smoke alarm shows a fault in telemetry without reporting it (silent fault), then is silenced "
+        "and tested while the fault stays: one smoke_detector_fault and one silent_fault finding — a "
+        "silenced device is not a repaired one.",
+    )
+    s = b.script(p.take(Family.SMOKE_ALARM, lambda d: d.household is not None))
+    s.tele(60, state="fault")
+    s.tele(60 + FAULT_ALARM_DEADLINE_S + 1, state="fault")
+    for at, state in ((180, "silenced"), (240, "test"), (300, "fault"), (900, "fault")):
+        s.tele(at, state=state)
+    due = 60 + FAULT_ALARM_DEADLINE_S
+    b.alarm(A.SMOKE_DETECTOR_FAULT, s.uid, due, due + SLACK_S)
+    b.finding(Check.FAULT_ALARM, "silent_fault", s.uid, False, due, due + SLACK_S)
+    return b.build()
+
+
 # ---------------------------------------------------------------------------------------------
 # Gas
 
@@ -805,6 +936,66 @@ def gas_high_valve_closes(p: Picker, start: datetime) -> Scenario:
 @scenario("gas_high_valve_fails")
 def gas_high_valve_fails(p: Picker, start: datetime) -> Scenario:
     return _gas(p, start, valve_closes=False)
+
+
+@scenario("gas_motor_valve")
+def gas_motor_valve(p: Picker, start: datetime) -> Scenario:
+    b = Builder(
+        "gas_motor_valve",
+        p.compound,
+        start,
+        "Kitchen gas at 55 %LEL (high alarm); the motorised shut-off valve is told to close at once and "
+        f"reports closed 20 s later, inside the {GAS.valve_close_deadline_s:.0f} s valve deadline (the "
+        "3 s of GB 50166 are for the close signal): compliant linkage, no linkage_failed.",
+    )
+    g = b.script(p.take(Family.GAS_ALARM, lambda d: d.valve))
+    high = GAS.high_alarm_lel_pct + 5
+    g.event(120, type="high", gas="combustible", lel_pct=high).tele(120, state="high_alarm", lel_pct=high)
+    g.tele(130)
+    g.event(140, type="valve_closed", by="alarm").tele(140, valve="closed")
+    g.event(600, type="cleared", gas="combustible").tele(600, state="normal", lel_pct=2.0)
+    b.alarm(A.GAS_HIGH_ALARM, g.uid, 120)
+    b.alarm(A.GAS_LOW_ALARM, g.uid, 120)  # 55 %LEL is over the first level too
+    b.finding(Check.LINKAGE, "valve_close", g.uid, True, 140)
+    return b.build()
+
+
+@scenario("gas_warmup_after_power_cut")
+def gas_warmup_after_power_cut(p: Picker, start: datetime) -> Scenario:
+    b = Builder(
+        "gas_warmup_after_power_cut",
+        p.compound,
+        start,
+        "After a building power cut a kitchen gas alarm powers on and warms up, its sensor reading "
+        "70 %LEL and 300 ppm CO meanwhile: readings in warm-up are not gas readings — no alarm, no "
+        "valve closed, no linkage_failed.",
+    )
+    g = b.script(p.take(Family.GAS_ALARM, lambda d: d.valve))
+    for at in (2, 30, 60, 90):
+        g.tele(at, state="warmup", lel_pct=70.0, co_ppm=300.0)
+    g.tele(120, state="normal", lel_pct=1.0, co_ppm=2.0)
+    g.tele(120 + GAS.heartbeat_s)
+    return b.build()
+
+
+@scenario("gas_device_alarm_below_threshold")
+def gas_device_alarm_below_threshold(p: Picker, start: datetime) -> Scenario:
+    b = Builder(
+        "gas_device_alarm_below_threshold",
+        p.compound,
+        start,
+        "A detector without a valve raises its own high alarm at 35 %LEL (under Yiju's 50 %LEL) and "
+        "reports high_alarm every minute for 10 minutes: one gas_high_alarm and one gas_low_alarm, "
+        "no clear and re-raise on every report.",
+    )
+    g = b.script(p.take(Family.GAS_ALARM, lambda d: not d.valve))
+    g.event(60, type="high", gas="combustible", lel_pct=35.0)
+    for at in range(60, 660, 60):
+        g.tele(at, state="high_alarm", lel_pct=35.0, co_ppm=20.0)
+    g.event(660, type="cleared", gas="combustible").tele(660, state="normal", lel_pct=1.0)
+    b.alarm(A.GAS_HIGH_ALARM, g.uid, 60)
+    b.alarm(A.GAS_LOW_ALARM, g.uid, 60)
+    return b.build()
 
 
 # ---------------------------------------------------------------------------------------------
