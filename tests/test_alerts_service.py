@@ -152,14 +152,18 @@ def test_service_persists_links_publishes_and_resumes(db_url: str) -> None:
             ("door", "door_release", False)
         ]
         cmds = conn.execute("SELECT name, status, alarm_id IS NOT NULL FROM commands").fetchall()
-        assert cmds == [("release_all", "sent", True)]
+        # the charging post in the burning building must cut its charging too (GB 50166-2019 §4.20)
+        assert sorted(cmds) == [("cut_power", "sent", True), ("release_all", "sent", True)]
         summary = findings.compliance_summary(
             conn, ids["community"], T0 - timedelta(days=1), T0 + timedelta(days=1)
         )
         (line,) = [s for s in summary.by_check if s.check_name == "linkage"]
         assert (line.total, line.compliant, line.share) == (1, 0, 0.0)
-        assert [s.device_uid for s in summary.failing_devices] == ["door"]
-    assert publisher.sent == [{"community": "c1", "device": "door", "name": "release_all", "params": {}}]
+        assert sorted(s.device_uid or "" for s in summary.failing_devices) == ["chg", "door"]
+    assert sorted(publisher.sent, key=lambda c: str(c["device"])) == [
+        {"community": "c1", "device": "chg", "name": "cut_power", "params": {}},
+        {"community": "c1", "device": "door", "name": "release_all", "params": {}},
+    ]
     assert {e.kind for e in seen} >= {"alarm", "finding", "command"}
 
 

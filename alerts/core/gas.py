@@ -94,9 +94,16 @@ def deadlines(out: Out, now: float, th: AlertSettings) -> None:
         out.command("close_valve", {}, due, A.GAS_HIGH_ALARM)
 
 
+def _upgrade(marks: dict[str, object]) -> None:
+    """State written by earlier versions: "ev:gas" was the latched event level."""
+    if "ev:gas" in marks:
+        marks["ge"] = marks.pop("ev:gas")
+
+
 def telemetry(out: Out, msg: TelemetryMessage[fam.Telemetry], ts: float, th: AlertSettings) -> None:
     t = msg.data
     marks = out.st.marks
+    _upgrade(marks)
     marks["valve"] = t.valve.value
     if t.valve is fam.Valve.CLOSED:
         _valve_closed(out, ts)
@@ -113,6 +120,7 @@ def telemetry(out: Out, msg: TelemetryMessage[fam.Telemetry], ts: float, th: Ale
 def event(out: Out, msg: EventMessage[fam.Event], ts: float, th: AlertSettings) -> None:
     ev = msg.event
     marks = out.st.marks
+    _upgrade(marks)
     if isinstance(ev, fam.High | fam.Low):
         marks["ge"] = 2 if isinstance(ev, fam.High) else 1
         details = {"gas": ev.gas.value, "lel_pct": ev.lel_pct, "co_ppm": ev.co_ppm, "by": "device"}

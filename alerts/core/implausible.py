@@ -1,7 +1,9 @@
 """Readings outside the physically possible range (domain.md §5.2: a fault, so an alarm).
 
 Such a message fails schema validation at the edge and becomes a dead letter (ingest), so the rules
-never see it. Ingest hands the refusal of a *known* device to the engine (`MessageSink.reject`); this
+never see it — except the e-bike charger readings refused one by one (`devices.catalog.accept`):
+that report is accepted without them and the charger rules raise `sensor_implausible` themselves.
+Ingest hands the refusal of a *known* device to the engine (`MessageSink.reject`); this
 module decides whether the refusal is an implausible reading — every schema error on a range bound of
 the family's model (the models' bounds are the physical ranges, devices/families/*.py) — rather than
 a malformed document (wrong type, unknown enum value, missing field: an integration fault, recorded
