@@ -11,9 +11,10 @@ are applied with `with_overrides()`.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from devices.families import (
     access_door,
@@ -43,6 +44,58 @@ class ChargerRules(ebike_charger.Defaults):
         description="A port carrying more than this counts as drawing current (implausible through an "
         "open relay), A — [NOT FOUND] no source; configurable",
     )
+
+    @model_validator(mode="after")
+    def _deadlines_cover_confirmation(self) -> ChargerRules:
+        """A trigger's deadline runs from its first report, so it must outlast its confirmation time
+        (a condition shorter than that is not a trigger)."""
+        for kind in TRIGGERS:
+            confirm = confirm_s(self, kind)
+            if cutoff_s(self, kind) <= confirm:
+                raise ValueError(f"{kind}_cutoff_s must exceed the confirmation time ({confirm} s)")
+        return self
+
+
+# Auto-cutoff trigger kinds (the `kind` of an auto_cutoff finding): each one's deadline setting
+# `<kind>_cutoff_s` and its confirmation time (none: the first report is the trigger).
+_CUTOFF: dict[str, Callable[[ChargerRules], float]] = {
+    "over_temperature": lambda r: r.over_temperature_cutoff_s,
+    "ambient_over_temperature": lambda r: r.ambient_over_temperature_cutoff_s,
+    "cabinet_over_temperature": lambda r: r.cabinet_over_temperature_cutoff_s,
+    "overload": lambda r: r.overload_cutoff_s,
+    "over_current": lambda r: r.over_current_cutoff_s,
+    "over_voltage": lambda r: r.over_voltage_cutoff_s,
+    "under_voltage": lambda r: r.under_voltage_cutoff_s,
+    "leakage": lambda r: r.leakage_cutoff_s,
+    "short_circuit": lambda r: r.short_circuit_cutoff_s,
+    "water": lambda r: r.water_cutoff_s,
+    "smoke": lambda r: r.smoke_cutoff_s,
+    "fire": lambda r: r.fire_cutoff_s,
+    "full": lambda r: r.full_cutoff_s,
+    "max_time": lambda r: r.max_time_cutoff_s,
+}
+_CONFIRM: dict[str, Callable[[ChargerRules], float]] = {
+    "over_temperature": lambda r: r.over_temp_confirm_s,
+    "ambient_over_temperature": lambda r: r.over_temp_confirm_s,
+    "cabinet_over_temperature": lambda r: r.over_temp_confirm_s,
+    "overload": lambda r: r.overload_confirm_s,
+    "over_current": lambda r: r.overload_confirm_s,
+    "over_voltage": lambda r: r.voltage_confirm_s,
+    "under_voltage": lambda r: r.voltage_confirm_s,
+    "leakage": lambda r: r.leakage_confirm_s,
+}
+TRIGGERS = tuple(_CUTOFF)
+
+
+def cutoff_s(r: ChargerRules, kind: str) -> float:
+    """The deadline of trigger `kind`, s from its instant (docs/mqtt.md §11)."""
+    return _CUTOFF[kind](r)
+
+
+def confirm_s(r: ChargerRules, kind: str) -> float:
+    """How long trigger `kind`'s condition must last to be a trigger, s."""
+    confirm = _CONFIRM.get(kind)
+    return 0.0 if confirm is None else confirm(r)
 
 
 class SmokeRules(smoke_alarm.Defaults):

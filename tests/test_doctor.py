@@ -83,6 +83,6 @@ def test_doctor_warns_for_communities_on_unsourced_defaults(services: ServiceSet
     warns = [line for line in result.stdout.splitlines() if line.startswith("warn")]
     assert len(warns) == 2, result.stdout  # 'plain' and 'plain2' share one line; 'tuned' has its own
     plain = next(w for w in warns if "(plain, plain2)" in w)
-    assert "cctv_recorder.gap_tolerance_s" in plain and "ebike_charger.leakage_trip_ma" in plain
+    assert "cctv_recorder.gap_tolerance_s" in plain and "ebike_charger.port_current_limit_a" in plain
     tuned = next(w for w in warns if "(tuned)" in w)
-    assert "cctv_recorder.gap_tolerance_s" not in tuned and "ebike_charger.leakage_trip_ma" in tuned
+    assert "cctv_recorder.gap_tolerance_s" not in tuned and "ebike_charger.port_current_limit_a" in tuned

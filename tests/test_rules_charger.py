@@ -14,13 +14,13 @@ import pytest
 from pydantic import ValidationError
 from rules_kit import T0, Dev
 
+from alerts import config
 from alerts.config import AlertSettings
 from alerts.core import engine
 from alerts.core.model import RaiseAlarm
 from alerts.service import _finding_row
 from devices import catalog, samples
 from devices.contract import Channel, Decoded, DeviceRef, Family
-from devices.families import ebike_charger
 from storage import findings
 from storage.db import connect
 
@@ -91,10 +91,8 @@ def test_a_late_cut_records_its_measured_delay() -> None:
 
 def test_each_trigger_has_one_deadline_measured_from_its_instant() -> None:
     th = AlertSettings()
-    for kind in ebike_charger.TRIGGERS:
-        assert ebike_charger.cutoff_s(th.ebike_charger, kind) > ebike_charger.confirm_s(
-            th.ebike_charger, kind
-        )
+    for kind in config.TRIGGERS:
+        assert config.cutoff_s(th.ebike_charger, kind) > config.confirm_s(th.ebike_charger, kind)
         described = type(th.ebike_charger).model_fields[f"{kind}_cutoff_s"].description or ""
         assert " s from " in described and " — [" in described, kind  # from which instant; its source
     d = Dev(F, settings=th.with_overrides({"ebike_charger": {"over_temperature_cutoff_s": 60.0}}))

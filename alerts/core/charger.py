@@ -3,7 +3,7 @@
 Every triggering condition seen while a port's relay is closed opens an obligation: the port (or,
 for post-wide triggers, every port that was on) must lose power before the trigger's deadline. Each
 trigger kind has one deadline setting, `<kind>_cutoff_s`, measured from the trigger's instant
-(`devices.families.ebike_charger.TRIGGERS`; docs/mqtt.md §11): the first report showing the
+(`alerts.config.TRIGGERS`; docs/mqtt.md §11): the first report showing the
 condition — its confirmation time runs inside the deadline —, the time of an alarm push or of the
 building's fire alarm, the end of the float time (`full`), the instant the session reached its
 maximum (`max_time`).
@@ -37,7 +37,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from alerts.config import AlertSettings, ChargerRules
+from alerts.config import AlertSettings, ChargerRules, confirm_s, cutoff_s
 from alerts.core import faults
 from alerts.core.model import DeviceState, Out
 from devices.alarms import AlarmType, Check
@@ -71,7 +71,7 @@ _Cuts = dict[int, tuple[float, str | None, bool]]
 def _open_obligation(out: Out, kind: str, port: int, *, t0: float, r: ChargerRules, ports: list[int]) -> None:
     key = f"o:{kind}:{port}"
     if key not in out.st.marks and ports:
-        out.st.marks[key] = [t0, t0 + fam.cutoff_s(r, kind), 0, *ports]
+        out.st.marks[key] = [t0, t0 + cutoff_s(r, kind), 0, *ports]
 
 
 def _drop_unconfirmed(out: Out, kind: str, port: int) -> None:
@@ -119,7 +119,7 @@ def _settle(
         _, kind, port_s = key.split(":")
         # once missed, ob[1] is the command's verification deadline: the trigger's own is recomputed
         port, t0 = int(port_s), ob[0]
-        deadline = ob[1] if stage == 0 else t0 + fam.cutoff_s(r, kind)
+        deadline = ob[1] if stage == 0 else t0 + cutoff_s(r, kind)
         evidence: dict[str, Any] = {"stop_reason": ",".join(sorted(reasons))} if reasons else {}
         if stage == 0 or at > deadline:
             in_time = at <= deadline
@@ -207,17 +207,17 @@ class _Triggers:
         out, ts = self.out, self.ts
         alarm = TRIGGER_ALARM[kind]
         timer = f"t:{kind}:{port}"
-        confirm_s = fam.confirm_s(self.r, kind)
+        confirm = confirm_s(self.r, kind)
         if cond:
             t0 = out.st.marks.get(timer, ts)
             if powered:
                 _open_obligation(out, kind, port, t0=t0, r=self.r, ports=ports)
-            if out.held(timer, True, ts, confirm_s) and alarm is not None and alarm_on:
+            if out.held(timer, True, ts, confirm) and alarm is not None and alarm_on:
                 out.raise_(alarm, ts, details)
         else:
-            if timer in out.st.marks and ts - out.st.marks[timer] < confirm_s:
+            if timer in out.st.marks and ts - out.st.marks[timer] < confirm:
                 _drop_unconfirmed(out, kind, port)
-            out.held(timer, False, ts, confirm_s)
+            out.held(timer, False, ts, confirm)
 
 
 def _over(value: float | None, limit: float) -> bool | None:

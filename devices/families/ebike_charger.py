@@ -467,8 +467,9 @@ class Defaults(Wire):
     under_voltage_v: float = Field(
         default=100.0, description="Under-voltage cut-off, V — [V] AP3000 0x85 default 100.0 V"
     )
-    # The deadline of each auto-cutoff trigger, measured from the trigger's instant (docs/mqtt.md
-    # §11): the first report showing the condition (its confirmation time runs inside the deadline),
+    # The deadline of each auto-cutoff trigger (alerts.config.TRIGGERS), measured from the trigger's
+    # instant (docs/mqtt.md §11): the first report showing the condition (its confirmation time
+    # runs inside the deadline),
     # the event's own time for alarm pushes and the fire linkage, the end of the float time for
     # `full`, the instant the session reached max_session_s for `max_time`.
     over_temperature_cutoff_s: float = _cutoff(
@@ -519,55 +520,6 @@ class Defaults(Wire):
     missed_heartbeats: int = Field(
         default=2, description="Missed heartbeats before offline — [V] AP3000: 2 missed acks ⇒ offline"
     )
-
-    @model_validator(mode="after")
-    def _deadlines_cover_confirmation(self) -> Defaults:
-        """A trigger's deadline runs from its first report, so it must outlast its confirmation time
-        (a condition shorter than that is not a trigger)."""
-        for kind in TRIGGERS:
-            confirm = confirm_s(self, kind)
-            if cutoff_s(self, kind) <= confirm:
-                raise ValueError(f"{kind}_cutoff_s must exceed the confirmation time ({confirm} s)")
-        return self
-
-
-# Auto-cutoff trigger kinds (the `kind` of an auto_cutoff finding), each with its deadline setting
-# `<kind>_cutoff_s` and its confirmation time (0: the first report is the trigger).
-TRIGGERS = (
-    "over_temperature",
-    "ambient_over_temperature",
-    "cabinet_over_temperature",
-    "overload",
-    "over_current",
-    "over_voltage",
-    "under_voltage",
-    "leakage",
-    "short_circuit",
-    "water",
-    "smoke",
-    "fire",
-    "full",
-    "max_time",
-)
-
-
-def cutoff_s(d: Defaults, kind: str) -> float:
-    """The deadline of trigger `kind`, s from its instant."""
-    value: float = getattr(d, f"{kind}_cutoff_s")
-    return value
-
-
-def confirm_s(d: Defaults, kind: str) -> float:
-    """How long trigger `kind`'s condition must last to be a trigger, s."""
-    if kind in ("over_temperature", "ambient_over_temperature", "cabinet_over_temperature"):
-        return d.over_temp_confirm_s
-    if kind in ("overload", "over_current"):
-        return d.overload_confirm_s
-    if kind in ("over_voltage", "under_voltage"):
-        return d.voltage_confirm_s
-    if kind == "leakage":
-        return d.leakage_confirm_s
-    return 0.0
 
 
 DEFAULTS = Defaults()
