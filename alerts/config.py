@@ -88,7 +88,7 @@ TRIGGERS = tuple(_CUTOFF)
 
 
 def cutoff_s(r: ChargerRules, kind: str) -> float:
-    """The deadline of trigger `kind`, s from its instant (docs/mqtt.md §11)."""
+    """The deadline of trigger `kind`, s from its instant (docs/mqtt.md §12)."""
     return _CUTOFF[kind](r)
 
 

@@ -3,7 +3,7 @@
 Every triggering condition seen while a port's relay is closed opens an obligation: the port (or,
 for post-wide triggers, every port that was on) must lose power before the trigger's deadline. Each
 trigger kind has one deadline setting, `<kind>_cutoff_s`, measured from the trigger's instant
-(`alerts.config.TRIGGERS`; docs/mqtt.md §11): the first report showing the
+(`alerts.config.TRIGGERS`; docs/mqtt.md §12): the first report showing the
 condition — its confirmation time runs inside the deadline —, the time of an alarm push or of the
 building's fire alarm, the end of the float time (`full`), the instant the session reached its
 maximum (`max_time`).

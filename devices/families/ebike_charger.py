@@ -468,7 +468,7 @@ class Defaults(Wire):
         default=100.0, description="Under-voltage cut-off, V — [V] AP3000 0x85 default 100.0 V"
     )
     # The deadline of each auto-cutoff trigger (alerts.config.TRIGGERS), measured from the trigger's
-    # instant (docs/mqtt.md §11): the first report showing the condition (its confirmation time
+    # instant (docs/mqtt.md §12): the first report showing the condition (its confirmation time
     # runs inside the deadline),
     # the event's own time for alarm pushes and the fire linkage, the end of the float time for
     # `full`, the instant the session reached max_session_s for `max_time`.
@@ -510,8 +510,8 @@ class Defaults(Wire):
     fire_cutoff_s: float = Field(
         default=6.0,
         gt=0,
-        description="Fire alarm in the post's building → charging (non-fire power) cut, s from the "
-        "alarm — [S2] GB 50166-2019: linkage start signal ≤ 3 s plus output module action ≤ 3 s; "
+        description="Confirmed fire in the post's building → charging (non-fire power) cut, s from the "
+        "confirming alarm — [S2] GB 50166-2019: linkage start signal ≤ 3 s plus output module action ≤ 3 s; "
         "the cut itself is §4.20",
     )
     heartbeat_s: int = Field(
