@@ -159,7 +159,12 @@ def test_a_restarted_counter_raises_its_fire_alarm_after_an_engine_restart(stack
     stack.send(uid, fam, Channel.EVENT, seq=1, at=fire_at, event={"type": "alarm", "kind": "smoke"})
 
     def alarms() -> list[tuple[object, ...]]:
-        return stack.rows("SELECT type, status, occurrences, first_at FROM alarms ORDER BY type")
+        # the sample telemetry's battery self-check (2026-06-01) is older than 24 h at wall-clock time:
+        # battery_check_overdue (GB 20517-2025 §5.11.1) is not this test's business
+        return stack.rows(
+            "SELECT type, status, occurrences, first_at FROM alarms "
+            "WHERE type <> 'battery_check_overdue' ORDER BY type"
+        )
 
     wait_for(lambda: len(alarms()) == 2 and alarms()[0][1] == "cleared", 20, "fire raised, offline cleared")
     assert alarms() == [

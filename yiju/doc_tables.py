@@ -58,6 +58,10 @@ CHECKS: dict[Check, tuple[str, str]] = {
     Check.CCTV_RETENTION: ("录像保存≥30天", "each camera channel keeps ≥ 30 days, no long gaps, recording"),
     Check.LINKAGE: ("联动", "on fire: doors released, elevators recalled, lights forced on in time"),
     Check.RESCUE: ("困人救援", "a rescuer arrives at a trapped elevator within the rescue time"),
+    Check.SELF_TEST: (
+        "探测器自检记录",
+        "a smoke alarm's self-tests and test alarms (records), its battery self-check within 24 h",
+    ),
 }
 
 
