@@ -11,15 +11,13 @@ from __future__ import annotations
 import argparse
 import time
 from datetime import UTC, datetime
+from typing import TYPE_CHECKING
 
-from alerts.escalation.channels import build_channels
-from alerts.escalation.worker import EscalationWorker, start_drill
-from storage import escalation as store
-from storage.db import connection
 from yiju.commands.base import Subparsers
 from yiju.errors import InputError
-from yiju.settings import Settings
-from yiju.stack import resolve
+
+if TYPE_CHECKING:
+    from yiju.settings import Settings
 
 GOOD = frozenset({"delivered", "answered", "acknowledged"})
 
@@ -34,8 +32,14 @@ def _line(entry: dict[str, object]) -> str:
 
 
 def _cmd_test(args: argparse.Namespace, settings: Settings) -> int:
-    endpoints = resolve(settings)
-    url = endpoints.database_url
+    # loaded when the command runs, so that `yiju --help` stays fast (tests/test_cli_startup.py)
+    from alerts.escalation.channels import build_channels
+    from alerts.escalation.worker import EscalationWorker, start_drill
+    from storage import escalation as store
+    from storage.db import connection
+    from yiju.stack import resolve_database
+
+    url = resolve_database(settings)  # a drill needs the database, never the broker
     with connection(url) as conn:
         chain = store.find_chain(conn, args.chain)
         if chain is None:
