@@ -25,7 +25,7 @@ from alerts.indicators.scoring import (
     ItemResult,
     Verdict,
     fmt,
-    score_all,
+    score_facts,
 )
 from devices.alarms import Check, Severity
 from storage.indicators import Extract, ManualRow
@@ -170,7 +170,8 @@ def _summary(items: list[ItemResult], manual: tuple[ManualRow, ...]) -> Summary:
 
 
 def build(x: Extract, s: IndicatorSettings, generated_at: datetime) -> Report:
-    items = score_all(x, s)
+    facts = Facts(x, s)
+    items = score_facts(facts)
     return Report(
         community_id=x.community_id,
         community_code=x.community_code,
@@ -183,7 +184,7 @@ def build(x: Extract, s: IndicatorSettings, generated_at: datetime) -> Report:
         settings=s,
         items=tuple(items),
         summary=_summary(items, x.manual),
-        charts=_charts(Facts(x, s)),
+        charts=_charts(facts),
         manual=x.manual,
     )
 

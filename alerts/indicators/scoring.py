@@ -734,7 +734,7 @@ def _yantai(f: Facts) -> list[ItemResult]:
     basic_safety = Level(
         "basic", _worst([doors.verdict, cctv.verdict]), f"{doors.zh}；{cctv.zh}", f"{doors.en}; {cctv.en}"
     )
-    warn = Verdict.PARTLY if alarms and linkage_ok else Verdict.NO_EVIDENCE if not alarms else Verdict.PARTLY
+    warn = Verdict.PARTLY if alarms else Verdict.NO_EVIDENCE  # call-system evidence: none yet, so never met
     return [
         _verdict_item(
             "yantai",
@@ -1009,5 +1009,9 @@ ITEMS: tuple[Callable[[Facts], ItemResult], ...] = (
 
 def score_all(x: Extract, s: IndicatorSettings) -> list[ItemResult]:
     """Every item the backend can evidence, in the order of the seeds' tables."""
-    f = Facts(x, s)
+    return score_facts(Facts(x, s))
+
+
+def score_facts(f: Facts) -> list[ItemResult]:
+    """`score_all` on indexes already built (the report builds them once for scores and charts)."""
     return [item(f) for item in ITEMS] + _yantai(f) + _others(f)
