@@ -28,7 +28,8 @@ from ingest.service import IngestService
 from simulators.compound import Fleet, Size, generate_fleet
 from simulators.emitter import CST
 from simulators.mqtt_publisher import LoadPublisher
-from simulators.scenarios import CCTV, SCENARIOS, Builder, Picker, Scenario, _channel, healthy
+from simulators.scenarios import SCENARIOS, Builder, Picker, Scenario, channel_report, healthy
+from simulators.scenarios.recorders import CCTV
 from simulators.stream import merge
 from storage import maintenance
 from storage.db import connect
@@ -49,7 +50,7 @@ def three_channels_short(p: Picker, start: datetime) -> Scenario:
         at = b.t(s)
         chans = healthy(r.device, at)["channels"]
         for n in FAILING:
-            chans[n - 1] = _channel(n, at, keep_days=keep)
+            chans[n - 1] = channel_report(n, at, keep_days=keep)
         r.tele(s, channels=chans)
         keep -= 0.5
         s += CCTV.heartbeat_s

@@ -1,9 +1,9 @@
-"""End to end: every simulator scenario with ground truth (simulators/scenarios.py, the bad-input set
+"""End to end: every simulator scenario with ground truth (simulators/scenarios/, the bad-input set
 included) published to the real broker, through ingest into the engine service and the database; each
 scenario's expected alarms and findings must be there in their windows, and nothing else for its
 devices (precision and recall 1.0), plus its dead letters and, where stated, its exact row counts.
 
-The ground truth is B's contract (simulators/scenarios.py docstring), compared as written:
+The ground truth is B's contract (simulators/scenarios/truth.py docstring), compared as written:
 - alarms: one row per raise (`alarms.first_at` in the expected window); whatever their status now;
 - findings: compliant ones too — the engine records them (a cutoff in time, a linkage done, a
   channel's retention verified on the first report) and the ground truth expects exactly those;

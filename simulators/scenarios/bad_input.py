@@ -20,10 +20,13 @@ from devices.alarms import AlarmType
 from devices.contract import CONTRACT_VERSION, Channel, DeadLetterReason, Family
 from simulators.compound import SimDevice
 from simulators.emitter import iso
-from simulators.scenarios import Builder, ExpectedDeadLetter, Picker, Scenario, scenario
+from simulators.scenarios.builder import Builder, Factory, Picker, registrar
+from simulators.scenarios.truth import ExpectedDeadLetter, Scenario
 from simulators.stream import SimMessage
 
 R = DeadLetterReason
+SCENARIOS: dict[str, Factory] = {}
+scenario = registrar(SCENARIOS)
 BAD_SEQ = 1 << 40
 OVERSIZE_BYTES = 70 * 1024  # above ingest's default 64 KiB limit
 FAR_S = 10 * 86_400  # 10 days: outside ingest's window (3 days back, 5 minutes ahead)
