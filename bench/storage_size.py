@@ -31,7 +31,7 @@ from ingest.messages import RawMessage  # noqa: E402
 from simulators import behaviour  # noqa: E402
 from simulators.compound import Size, generate_fleet  # noqa: E402
 from storage.db import connection  # noqa: E402
-from storage.ingest_writer import EventRow, IngestWriter, TelemetryRow, WriteBatch, load_ingest_registry  # noqa: E402
+from storage.messages import EventRow, IngestWriter, TelemetryRow, WriteBatch, load_ingest_registry  # noqa: E402
 from storage.timeseries import refresh_rollup  # noqa: E402
 from yiju.commands.simulate import register_fleet  # noqa: E402
 from yiju.settings import DatabaseSettings  # noqa: E402

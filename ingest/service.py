@@ -45,7 +45,7 @@ from ingest.metrics import UNKNOWN_FAMILY, IngestMetrics, ingest_metrics
 from ingest.mqtt_adapter import MqttConsumer
 from storage.db import connect
 from storage.dead_letters import DeadLetterRow
-from storage.ingest_writer import (
+from storage.messages import (
     EventRow,
     IngestWriter,
     RegistryRow,

@@ -678,3 +678,9 @@ def _decode_cursor(cursor: str, order: AlarmOrder) -> tuple[Any, ...]:
         return (at, int(alarm_id))
     except (ValueError, binascii.Error, UnicodeDecodeError) as exc:
         raise InvalidCursor("invalid or foreign pagination cursor") from exc
+
+
+def latest_transition_id(conn: psycopg.Connection[Any]) -> int:
+    """The newest alarm transition id (0 when there is none): where a new live stream starts."""
+    row = conn.execute("SELECT coalesce(max(id), 0) FROM alarm_transitions").fetchone()
+    return int(row[0]) if row else 0

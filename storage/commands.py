@@ -1,4 +1,5 @@
-"""Downlink commands: claiming the pending ones for sending, and applying device acknowledgements.
+"""Downlink commands: claiming the pending ones for sending, applying device acknowledgements, and
+reading requests back (one or a scoped, newest-first page, with their acknowledgements).
 
 The engine records and publishes its own commands (storage.findings). Commands requested through the
 API are recorded `pending`; the runtime's dispatcher claims them here, publishes them and marks them
@@ -8,12 +9,16 @@ to their command by id.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, LiteralString
 from uuid import UUID
 
 import psycopg
+from psycopg.rows import dict_row
+
+from storage.sites import scope_params
 
 
 @dataclass(frozen=True)
@@ -89,3 +94,59 @@ def apply_acks(conn: psycopg.Connection[Any], since: datetime) -> tuple[int, dat
     ).fetchone()
     assert row is not None
     return int(row[0]), row[1] or since
+
+
+# ---------------------------------------------------------------------------------------------
+# Reading requests back
+
+_COMMAND: LiteralString = """
+    SELECT c.id, c.command_uuid, c.device_id, d.uid AS device_uid, d.community_id, c.name, c.params,
+           c.requested_by, c.requested_at, c.sent_at, c.status, c.alarm_id, c.details,
+           (SELECT json_agg(json_build_object('received_at', k.received_at, 'ok', k.ok, 'code', k.code)
+                            ORDER BY k.id)
+            FROM command_acks k WHERE k.command_id = c.id) AS acks
+    FROM commands c JOIN devices d ON d.id = c.device_id
+"""
+
+
+def get_command(conn: psycopg.Connection[Any], command_id: int) -> dict[str, Any] | None:
+    return _dict_one(conn, _COMMAND + " WHERE c.id = %s", (command_id,))
+
+
+def list_commands(
+    conn: psycopg.Connection[Any],
+    *,
+    community_ids: Sequence[int] | None,
+    device_id: int | None,
+    status: str | None,
+    before_id: int | None,
+    limit: int,
+) -> list[dict[str, Any]]:
+    """Newest first."""
+    return _dict_rows(
+        conn,
+        _COMMAND
+        + """ WHERE (%(all)s OR d.community_id = ANY(%(cids)s))
+          AND (%(device)s::integer IS NULL OR c.device_id = %(device)s)
+          AND (%(status)s::text IS NULL OR c.status = %(status)s)
+          AND (%(before)s::bigint IS NULL OR c.id < %(before)s)
+          ORDER BY c.id DESC LIMIT %(limit)s""",
+        {
+            **scope_params(community_ids),
+            "device": device_id,
+            "status": status,
+            "before": before_id,
+            "limit": limit,
+        },
+    )
+
+
+def _dict_rows(conn: psycopg.Connection[Any], query: LiteralString, params: Any) -> list[dict[str, Any]]:
+    with conn.cursor(row_factory=dict_row) as cur:
+        cur.execute(query, params)
+        return cur.fetchall()
+
+
+def _dict_one(conn: psycopg.Connection[Any], query: LiteralString, params: Any) -> dict[str, Any] | None:
+    rows = _dict_rows(conn, query, params)
+    return rows[0] if rows else None

@@ -20,7 +20,7 @@ from prometheus_client import CollectorRegistry
 from psycopg import sql
 
 from storage.db import connection
-from storage.ingest_writer import IngestWriter, TelemetryRow, WriteBatch
+from storage.messages import IngestWriter, TelemetryRow, WriteBatch
 from storage.migrate import migrate
 from storage.timeseries import ROLLUP_REFRESH_WINDOW, queue_late_points, run_maintenance
 from storage.tsdb import job_health

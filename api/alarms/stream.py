@@ -42,7 +42,7 @@ from api.alarms.schemas import LatestEvent, StreamEvent
 from api.deps import Conn, Principal, Reader
 from api.errors import ERROR_RESPONSES, ApiError, invalid, too_many
 from devices.alarms import Severity
-from storage import alarms, api_queries, users
+from storage import alarms, users
 from storage.alarms import AlarmEvent
 from storage.db import Database
 from storage.notify import Listener
@@ -253,7 +253,7 @@ class StreamHub:
 
     def latest_id(self) -> int:
         with self._db.connection() as conn:
-            return api_queries.latest_transition_id(conn)
+            return alarms.latest_transition_id(conn)
 
 
 def _end_event(reason: str) -> str:
@@ -387,4 +387,4 @@ def _new_subscription(
 
 @router.get("/alarms/events/latest", summary="The newest alarm event id (to start a stream from now)")
 def latest_event(principal: Reader, conn: Conn) -> LatestEvent:
-    return LatestEvent(last_event_id=api_queries.latest_transition_id(conn))
+    return LatestEvent(last_event_id=alarms.latest_transition_id(conn))

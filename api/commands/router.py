@@ -16,7 +16,7 @@ from api.errors import ERROR_RESPONSES, ApiError, FieldError, invalid, not_found
 from api.pagination import Cursor, Limit, Page, decode_int_cursor, page_by_id
 from devices.catalog import FAMILIES
 from devices.contract import Family
-from storage import alarms, api_queries, findings, users
+from storage import alarms, commands, findings, users
 
 router = APIRouter(tags=["commands"], responses={k: ERROR_RESPONSES[k] for k in (403, 404)})
 
@@ -52,7 +52,7 @@ def send_command(body: CommandCreate, principal: Operator, conn: Conn) -> Comman
         requested_at=datetime.now(UTC),
         alarm_id=body.alarm_id,
     )
-    row = api_queries.get_command(conn, command_id) if command_id is not None else None
+    row = commands.get_command(conn, command_id) if command_id is not None else None
     assert row is not None  # a fresh uuid is never a redelivery
     users.audit(
         conn,
@@ -70,7 +70,7 @@ def send_command(body: CommandCreate, principal: Operator, conn: Conn) -> Comman
 def get_command(
     command_id: Annotated[int, Path(ge=1, le=2**62)], principal: Reader, conn: Conn
 ) -> CommandOut:
-    row = api_queries.get_command(conn, command_id)
+    row = commands.get_command(conn, command_id)
     if row is None or not principal.sees(row["community_id"]):
         raise not_found("command", command_id)
     return CommandOut.of(row)
@@ -87,7 +87,7 @@ def list_commands(
     limit: Limit = 100,
     cursor: Cursor = None,
 ) -> Page[CommandOut]:
-    rows = api_queries.list_commands(
+    rows = commands.list_commands(
         conn,
         community_ids=principal.scope_for(community_id),
         device_id=device_id,

@@ -17,7 +17,7 @@ from api.communities.schemas import (
 from api.deps import Admin, Conn, Editor, Principal, Reader
 from api.errors import ERROR_RESPONSES, not_found
 from api.pagination import Cursor, Limit, Page, decode_int_cursor, page_by_id
-from storage import api_queries, registry, users
+from storage import registry, sites, users
 
 router = APIRouter(tags=["communities"], responses={k: ERROR_RESPONSES[k] for k in (403, 404)})
 
@@ -28,7 +28,7 @@ Id = Annotated[int, Path(ge=1, le=2**62)]
 def list_communities(
     principal: Reader, conn: Conn, limit: Limit = 100, cursor: Cursor = None
 ) -> Page[CommunityOut]:
-    rows = api_queries.list_communities(
+    rows = sites.list_communities(
         conn, community_ids=principal.scope_for(None), after_id=decode_int_cursor(cursor), limit=limit + 1
     )
     return page_by_id([CommunityOut(**r) for r in rows], limit, lambda c: c.id)
@@ -36,7 +36,7 @@ def list_communities(
 
 @router.get("/communities/{community_id}", summary="One community")
 def get_community(community_id: Id, principal: Reader, conn: Conn) -> CommunityOut:
-    row = api_queries.get_community(conn, community_id) if principal.sees(community_id) else None
+    row = sites.get_community(conn, community_id) if principal.sees(community_id) else None
     if row is None:
         raise not_found("community", community_id)
     return CommunityOut(**row)
@@ -50,7 +50,7 @@ def list_buildings(
     limit: Limit = 100,
     cursor: Cursor = None,
 ) -> Page[BuildingStatus]:
-    rows = api_queries.list_buildings(
+    rows = sites.list_buildings(
         conn,
         community_ids=principal.scope_for(community_id),
         after_id=decode_int_cursor(cursor),
@@ -61,7 +61,7 @@ def list_buildings(
 
 @router.get("/buildings/{building_id}", summary="One building with its status")
 def get_building(building_id: Id, principal: Reader, conn: Conn) -> BuildingStatus:
-    row = api_queries.get_building(conn, building_id)
+    row = sites.get_building(conn, building_id)
     if row is None or not principal.sees(row["community_id"]):
         raise not_found("building", building_id)
     return BuildingStatus(**row)
@@ -94,13 +94,13 @@ def create_community(body: CommunityCreate, principal: Admin, conn: Conn) -> Com
         community_id=cid,
         details=body.model_dump(),
     )
-    row = api_queries.get_community(conn, cid)
+    row = sites.get_community(conn, cid)
     assert row is not None
     return CommunityOut(**row)
 
 
 def _community_code(conn: Conn, principal: Principal, community_id: int) -> str:
-    row = api_queries.get_community(conn, community_id) if principal.sees(community_id) else None
+    row = sites.get_community(conn, community_id) if principal.sees(community_id) else None
     if row is None:
         raise not_found("community", community_id)
     return str(row["code"])
@@ -115,7 +115,7 @@ def create_building(body: BuildingCreate, principal: Editor, conn: Conn) -> Buil
         conn,
         [registry.BuildingIn(code, body.code, body.name, body.floors, body.units, body.high_rise)],
     )
-    found = api_queries.find_building(conn, body.community_id, body.code)
+    found = sites.find_building(conn, body.community_id, body.code)
     assert found is not None
     users.audit(
         conn,
@@ -136,7 +136,7 @@ def create_location(body: LocationCreate, principal: Editor, conn: Conn) -> Loca
     code = _community_code(conn, principal, body.community_id)
     building_code = None
     if body.building_id is not None:
-        building = api_queries.get_building(conn, body.building_id)
+        building = sites.get_building(conn, body.building_id)
         if building is None or building["community_id"] != body.community_id:
             raise not_found("building", body.building_id)
         building_code = building["code"]
@@ -155,7 +155,7 @@ def create_location(body: LocationCreate, principal: Editor, conn: Conn) -> Loca
             )
         ],
     )
-    found = api_queries.find_location(conn, body.community_id, body.code)
+    found = sites.find_location(conn, body.community_id, body.code)
     assert found is not None
     users.audit(
         conn,

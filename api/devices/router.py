@@ -27,7 +27,7 @@ from api.pagination import Cursor, Limit, Page, decode_int_cursor, page_by_id
 from api.params import Time
 from devices.contract import Family
 from devices.csv_import import CsvFileError, parse_csv
-from storage import api_queries, registry, users
+from storage import readings, registry, sites, users
 from storage.db import Database, set_statement_timeout
 from storage.users import Role
 
@@ -42,7 +42,7 @@ Metric = Annotated[str, Query(pattern=r"^[a-z0-9_]{1,64}$", description="Metric 
 
 
 def visible_device(conn: Conn, principal: Principal, device_id: int) -> dict[str, Any]:
-    row = api_queries.get_device(conn, device_id)
+    row = sites.get_device(conn, device_id)
     if row is None or not principal.sees(row["community_id"]):
         raise not_found("device", device_id)
     return row
@@ -69,7 +69,7 @@ def list_devices(
     limit: Limit = 100,
     cursor: Cursor = None,
 ) -> Page[DeviceOut]:
-    rows = api_queries.list_devices(
+    rows = sites.list_devices(
         conn,
         community_ids=principal.scope_for(community_id),
         building_id=building_id,
@@ -113,7 +113,7 @@ def device_metrics(
 ) -> list[MetricOut]:
     visible_device(conn, principal, device_id)
     start, _ = _range(since, None, timedelta(days=7))
-    return [MetricOut(**r) for r in api_queries.device_metrics(conn, device_id, start)]
+    return [MetricOut(**r) for r in readings.device_metrics(conn, device_id, start)]
 
 
 @router.get(
@@ -146,15 +146,13 @@ def telemetry(
         truncated=False,
     )
     if use_raw:
-        rows = api_queries.points_range(
-            conn, device_id, metric=metric, channel=channel, since=start, until=end
-        )
+        rows = readings.points_range(conn, device_id, metric=metric, channel=channel, since=start, until=end)
         out.points = [RawPoint(**r) for r in rows]
-        out.truncated = len(rows) >= api_queries.RAW_POINTS_MAX
+        out.truncated = len(rows) >= readings.RAW_POINTS_MAX
     else:
         out.buckets = [
             Bucket(**r)
-            for r in api_queries.hourly_range(
+            for r in readings.hourly_range(
                 conn, device_id, metric=metric, channel=channel, since=start, until=end
             )
         ]
@@ -173,7 +171,7 @@ def device_events(
 ) -> list[DeviceEventOut]:
     visible_device(conn, principal, device_id)
     start, end = _range(since, until, timedelta(hours=24))
-    return [DeviceEventOut(**r) for r in api_queries.recent_events(conn, device_id, start, end, limit)]
+    return [DeviceEventOut(**r) for r in readings.recent_events(conn, device_id, start, end, limit)]
 
 
 def _device_in(row: registry.Device, **changes: Any) -> registry.DeviceIn:
@@ -194,7 +192,7 @@ def _device_in(row: registry.Device, **changes: Any) -> registry.DeviceIn:
 
 
 def _community_code(conn: Conn, principal: Principal, community_id: int) -> str:
-    row = api_queries.get_community(conn, community_id) if principal.sees(community_id) else None
+    row = sites.get_community(conn, community_id) if principal.sees(community_id) else None
     if row is None:
         raise not_found("community", community_id)
     return str(row["code"])
@@ -224,7 +222,7 @@ def uid_unavailable(uid: str) -> ApiError:
 @router.post("/devices", status_code=status.HTTP_201_CREATED, summary="Register a device (admin, manager)")
 def create_device(body: DeviceCreate, principal: Editor, conn: Conn) -> DeviceOut:
     code = _community_code(conn, principal, body.community_id)
-    found = api_queries.device_id_by_uid(conn, body.uid)
+    found = sites.device_id_by_uid(conn, body.uid)
     if found is not None:
         if found[1] == body.community_id:
             raise ApiError(409, f"device uid {body.uid!r} is already registered in this community")
@@ -254,7 +252,7 @@ def create_device(body: DeviceCreate, principal: Editor, conn: Conn) -> DeviceOu
     )
     if counts.refused:  # reserved, or registered elsewhere meanwhile
         raise uid_unavailable(body.uid)
-    found = api_queries.device_id_by_uid(conn, body.uid)
+    found = sites.device_id_by_uid(conn, body.uid)
     assert found is not None
     _audit_device(
         conn,

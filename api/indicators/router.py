@@ -29,7 +29,7 @@ from api.indicators.schemas import (
     RecordOut,
 )
 from devices.csv_import import CsvFileError
-from storage import api_queries, maintenance, users
+from storage import maintenance, sites, users
 from storage.maintenance import NewRecord
 from storage.registry import UnknownReference
 
@@ -42,7 +42,7 @@ ATTACHMENT_TYPES = frozenset({"image/jpeg", "image/png", "image/webp", "applicat
 
 
 def _community(conn: Conn, principal: Principal, community_id: int) -> dict[str, Any]:
-    row = api_queries.get_community(conn, community_id) if principal.sees(community_id) else None
+    row = sites.get_community(conn, community_id) if principal.sees(community_id) else None
     if row is None:
         raise not_found("community", community_id)
     return row

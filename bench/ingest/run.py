@@ -217,7 +217,7 @@ def db_ceiling(db_url: str, tpl: list[Template], n_msgs: int, batch: int) -> tup
     from devices.contract import Channel, DeviceRef, Family
     from ingest.decode import EdgeValidator, Registry, event_fields
     from ingest.messages import RawMessage
-    from storage.ingest_writer import EventRow, IngestWriter, TelemetryRow, WriteBatch, load_ingest_registry
+    from storage.messages import EventRow, IngestWriter, TelemetryRow, WriteBatch, load_ingest_registry
     from yiju.settings import DatabaseSettings
 
     with connection(db_url) as conn:

@@ -1,6 +1,6 @@
-"""Read models the API and the console need beyond the registry and alarm repositories: scoped,
-keyset-paged lists, devices with their presence, per-building status, telemetry ranges from `points`
-and `points_hourly`, and command requests.
+"""The site tree as people read it: communities → buildings → locations → devices, each with the
+live counts the duty room needs (devices online/offline, open alarms by severity) and devices with
+their location and presence. The registry's writes and natural-code lookups are `storage.registry`.
 
 Every list takes `community_ids`: None means every community (an admin), otherwise only those. Lists
 are ordered by id and paged with `after_id` (the last id of the previous page) and `limit`.
@@ -9,14 +9,10 @@ are ordered by id and paged with `after_id` (the last id of the previous page) a
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import datetime
 from typing import Any, LiteralString
 
 import psycopg
 from psycopg.rows import dict_row
-
-# Raw points returned at most per request; beyond that the caller asks for hourly buckets.
-RAW_POINTS_MAX = 5000
 
 
 def _rows(conn: psycopg.Connection[Any], query: LiteralString, params: Any) -> list[dict[str, Any]]:
@@ -30,7 +26,7 @@ def _one(conn: psycopg.Connection[Any], query: LiteralString, params: Any) -> di
     return rows[0] if rows else None
 
 
-def _scope(community_ids: Sequence[int] | None) -> dict[str, Any]:
+def scope_params(community_ids: Sequence[int] | None) -> dict[str, Any]:
     return {"all": community_ids is None, "cids": list(community_ids or ())}
 
 
@@ -54,7 +50,7 @@ def list_communities(
         _COMMUNITY
         + " WHERE (%(all)s OR c.id = ANY(%(cids)s)) AND (%(after)s::bigint IS NULL OR c.id > %(after)s)"
         " ORDER BY c.id LIMIT %(limit)s",
-        {**_scope(community_ids), "after": after_id, "limit": limit},
+        {**scope_params(community_ids), "after": after_id, "limit": limit},
     )
 
 
@@ -104,7 +100,7 @@ def list_buildings(
         conn,
         _BUILDING + " WHERE (%(all)s OR b.community_id = ANY(%(cids)s))"
         " AND (%(after)s::bigint IS NULL OR b.id > %(after)s) ORDER BY b.id LIMIT %(limit)s",
-        {**_scope(community_ids), "after": after_id, "limit": limit},
+        {**scope_params(community_ids), "after": after_id, "limit": limit},
     )
 
 
@@ -117,6 +113,19 @@ def get_location(conn: psycopg.Connection[Any], location_id: int) -> dict[str, A
         conn,
         "SELECT id, community_id, building_id, kind, code, name, floor, unit FROM locations WHERE id = %s",
         (location_id,),
+    )
+
+
+def find_building(conn: psycopg.Connection[Any], community_id: int, code: str) -> dict[str, Any] | None:
+    return _one(conn, _BUILDING + " WHERE b.community_id = %s AND b.code = %s", (community_id, code))
+
+
+def find_location(conn: psycopg.Connection[Any], community_id: int, code: str) -> dict[str, Any] | None:
+    return _one(
+        conn,
+        "SELECT id, community_id, building_id, kind, code, name, floor, unit FROM locations "
+        "WHERE community_id = %s AND code = %s",
+        (community_id, code),
     )
 
 
@@ -159,7 +168,7 @@ def list_devices(
           AND (%(after)s::integer IS NULL OR d.id > %(after)s)
           ORDER BY d.id LIMIT %(limit)s""",
         {
-            **_scope(community_ids),
+            **scope_params(community_ids),
             "building": building_id,
             "family": family,
             "online": online,
@@ -172,133 +181,6 @@ def list_devices(
 
 def get_device(conn: psycopg.Connection[Any], device_id: int) -> dict[str, Any] | None:
     return _one(conn, _DEVICE + " WHERE d.id = %s", (device_id,))
-
-
-# ---------------------------------------------------------------------------------------------
-# Telemetry
-
-
-def device_metrics(conn: psycopg.Connection[Any], device_id: int, since: datetime) -> list[dict[str, Any]]:
-    """The metrics (and channels) a device reported since `since`, with the latest value of each."""
-    return _rows(
-        conn,
-        """SELECT DISTINCT ON (metric, channel) metric, channel, ts AS last_ts, value AS last_value
-           FROM points WHERE device_id = %s AND ts >= %s ORDER BY metric, channel, ts DESC""",
-        (device_id, since),
-    )
-
-
-def points_range(
-    conn: psycopg.Connection[Any],
-    device_id: int,
-    *,
-    metric: str,
-    channel: int,
-    since: datetime,
-    until: datetime,
-    limit: int = RAW_POINTS_MAX,
-) -> list[dict[str, Any]]:
-    """Raw points in [since, until), oldest first, at most `limit`."""
-    return _rows(
-        conn,
-        """SELECT ts, value FROM points
-           WHERE device_id = %s AND metric = %s AND channel = %s AND ts >= %s AND ts < %s
-           ORDER BY ts LIMIT %s""",
-        (device_id, metric, channel, since, until, limit),
-    )
-
-
-def hourly_range(
-    conn: psycopg.Connection[Any],
-    device_id: int,
-    *,
-    metric: str,
-    channel: int,
-    since: datetime,
-    until: datetime,
-) -> list[dict[str, Any]]:
-    """Hourly buckets (min, max, avg, samples) from the rollup, oldest first."""
-    return _rows(
-        conn,
-        """SELECT bucket, samples, min_value, max_value, avg_value FROM points_hourly
-           WHERE device_id = %s AND metric = %s AND channel = %s
-             AND bucket >= date_trunc('hour', %s::timestamptz) AND bucket < %s ORDER BY bucket""",
-        (device_id, metric, channel, since, until),
-    )
-
-
-def recent_events(
-    conn: psycopg.Connection[Any], device_id: int, since: datetime, until: datetime, limit: int
-) -> list[dict[str, Any]]:
-    """Device events in [since, until), newest first."""
-    return _rows(
-        conn,
-        """SELECT ts, seq, kind, code, channel, body FROM device_events
-           WHERE device_id = %s AND ts >= %s AND ts < %s ORDER BY ts DESC LIMIT %s""",
-        (device_id, since, until, limit),
-    )
-
-
-# ---------------------------------------------------------------------------------------------
-# Commands
-
-_COMMAND: LiteralString = """
-    SELECT c.id, c.command_uuid, c.device_id, d.uid AS device_uid, d.community_id, c.name, c.params,
-           c.requested_by, c.requested_at, c.sent_at, c.status, c.alarm_id, c.details,
-           (SELECT json_agg(json_build_object('received_at', k.received_at, 'ok', k.ok, 'code', k.code)
-                            ORDER BY k.id)
-            FROM command_acks k WHERE k.command_id = c.id) AS acks
-    FROM commands c JOIN devices d ON d.id = c.device_id
-"""
-
-
-def get_command(conn: psycopg.Connection[Any], command_id: int) -> dict[str, Any] | None:
-    return _one(conn, _COMMAND + " WHERE c.id = %s", (command_id,))
-
-
-def list_commands(
-    conn: psycopg.Connection[Any],
-    *,
-    community_ids: Sequence[int] | None,
-    device_id: int | None,
-    status: str | None,
-    before_id: int | None,
-    limit: int,
-) -> list[dict[str, Any]]:
-    """Newest first."""
-    return _rows(
-        conn,
-        _COMMAND
-        + """ WHERE (%(all)s OR d.community_id = ANY(%(cids)s))
-          AND (%(device)s::integer IS NULL OR c.device_id = %(device)s)
-          AND (%(status)s::text IS NULL OR c.status = %(status)s)
-          AND (%(before)s::bigint IS NULL OR c.id < %(before)s)
-          ORDER BY c.id DESC LIMIT %(limit)s""",
-        {**_scope(community_ids), "device": device_id, "status": status, "before": before_id, "limit": limit},
-    )
-
-
-# ---------------------------------------------------------------------------------------------
-# Live stream
-
-
-def latest_transition_id(conn: psycopg.Connection[Any]) -> int:
-    """The newest alarm transition id (0 when there is none): where a new live stream starts."""
-    row = conn.execute("SELECT coalesce(max(id), 0) FROM alarm_transitions").fetchone()
-    return int(row[0]) if row else 0
-
-
-def find_building(conn: psycopg.Connection[Any], community_id: int, code: str) -> dict[str, Any] | None:
-    return _one(conn, _BUILDING + " WHERE b.community_id = %s AND b.code = %s", (community_id, code))
-
-
-def find_location(conn: psycopg.Connection[Any], community_id: int, code: str) -> dict[str, Any] | None:
-    return _one(
-        conn,
-        "SELECT id, community_id, building_id, kind, code, name, floor, unit FROM locations "
-        "WHERE community_id = %s AND code = %s",
-        (community_id, code),
-    )
 
 
 def device_id_by_uid(conn: psycopg.Connection[Any], uid: str) -> tuple[int, int] | None:

@@ -1,0 +1,82 @@
+"""Readings as read back: the metrics a device reported, raw points from `points`, hourly buckets from
+`points_hourly` and device events, each over a time range of one device. Written by
+`storage.messages` (batch COPY); kept and rolled up by `storage.timeseries`.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, LiteralString
+
+import psycopg
+from psycopg.rows import dict_row
+
+# Raw points returned at most per request; beyond that the caller asks for hourly buckets.
+RAW_POINTS_MAX = 5000
+
+
+def _rows(conn: psycopg.Connection[Any], query: LiteralString, params: Any) -> list[dict[str, Any]]:
+    with conn.cursor(row_factory=dict_row) as cur:
+        cur.execute(query, params)
+        return cur.fetchall()
+
+
+def device_metrics(conn: psycopg.Connection[Any], device_id: int, since: datetime) -> list[dict[str, Any]]:
+    """The metrics (and channels) a device reported since `since`, with the latest value of each."""
+    return _rows(
+        conn,
+        """SELECT DISTINCT ON (metric, channel) metric, channel, ts AS last_ts, value AS last_value
+           FROM points WHERE device_id = %s AND ts >= %s ORDER BY metric, channel, ts DESC""",
+        (device_id, since),
+    )
+
+
+def points_range(
+    conn: psycopg.Connection[Any],
+    device_id: int,
+    *,
+    metric: str,
+    channel: int,
+    since: datetime,
+    until: datetime,
+    limit: int = RAW_POINTS_MAX,
+) -> list[dict[str, Any]]:
+    """Raw points in [since, until), oldest first, at most `limit`."""
+    return _rows(
+        conn,
+        """SELECT ts, value FROM points
+           WHERE device_id = %s AND metric = %s AND channel = %s AND ts >= %s AND ts < %s
+           ORDER BY ts LIMIT %s""",
+        (device_id, metric, channel, since, until, limit),
+    )
+
+
+def hourly_range(
+    conn: psycopg.Connection[Any],
+    device_id: int,
+    *,
+    metric: str,
+    channel: int,
+    since: datetime,
+    until: datetime,
+) -> list[dict[str, Any]]:
+    """Hourly buckets (min, max, avg, samples) from the rollup, oldest first."""
+    return _rows(
+        conn,
+        """SELECT bucket, samples, min_value, max_value, avg_value FROM points_hourly
+           WHERE device_id = %s AND metric = %s AND channel = %s
+             AND bucket >= date_trunc('hour', %s::timestamptz) AND bucket < %s ORDER BY bucket""",
+        (device_id, metric, channel, since, until),
+    )
+
+
+def recent_events(
+    conn: psycopg.Connection[Any], device_id: int, since: datetime, until: datetime, limit: int
+) -> list[dict[str, Any]]:
+    """Device events in [since, until), newest first."""
+    return _rows(
+        conn,
+        """SELECT ts, seq, kind, code, channel, body FROM device_events
+           WHERE device_id = %s AND ts >= %s AND ts < %s ORDER BY ts DESC LIMIT %s""",
+        (device_id, since, until, limit),
+    )
