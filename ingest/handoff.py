@@ -2,7 +2,10 @@
 
 Every accepted message is submitted as soon as it is decoded, before and independent of the batch
 flush, so alert latency never waits for the database. `submit` is called on the ingest decoding
-thread and must not block it: an engine that needs time queues the message and works elsewhere.
+thread and returns at once while the sink keeps up: a sink that needs time queues the message and
+works elsewhere. A saturated sink may block it on purpose (the alert engine does: back-pressure —
+the decoder slows, ingest stops reading and the broker holds the rest, so nothing is dropped);
+`reject` must return at once.
 Delivery to the sink is at-least-once too: a message redelivered by the broker after a crash is
 submitted again, so a sink must tolerate repeats (the natural key is device + ts + seq).
 """

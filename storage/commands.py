@@ -1,10 +1,12 @@
-"""Downlink commands: claiming the pending ones for sending, applying device acknowledgements, and
-reading requests back (one or a scoped, newest-first page, with their acknowledgements).
+"""Downlink commands: recording them, claiming the pending ones for sending, marking them sent or
+failed, applying device acknowledgements, and reading requests back (one or a scoped, newest-first
+page, with their acknowledgements).
 
-The engine records and publishes its own commands (storage.findings). Commands requested through the
-API are recorded `pending`; the runtime's dispatcher claims them here, publishes them and marks them
-sent. Device acknowledgements arrive as `cmd_ack` device events (stored by ingest) and are applied
-to their command by id.
+Every command is recorded here (`insert_command`), by the engine and by the API alike, and marked
+sent or failed here (`mark_sent`). The engine publishes its own commands right after its commit;
+commands requested through the API are recorded `pending` and the dispatcher (alerts.commands)
+claims them here, publishes them and marks them. Device acknowledgements arrive as `cmd_ack` device
+events (stored by ingest) and are applied to their command by id.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from uuid import UUID
 
 import psycopg
 from psycopg.rows import dict_row
+from psycopg.types.json import Jsonb
 
 from storage.sites import scope_params
 
@@ -37,6 +40,41 @@ class PendingCommand:
 ENGINE_ACTOR = "engine"
 
 
+def insert_command(
+    conn: psycopg.Connection[Any],
+    *,
+    command_uuid: UUID,
+    device_id: int,
+    name: str,
+    params: dict[str, Any],
+    requested_by: str,
+    requested_at: datetime,
+    alarm_id: int | None,
+    details: dict[str, Any] | None = None,
+) -> int | None:
+    """Record a command `pending`; None if this command (same uuid) was recorded before (a
+    redelivery: the engine's command ids are derived from what caused them)."""
+    row = conn.execute(
+        """
+        INSERT INTO commands
+            (command_uuid, device_id, name, params, requested_by, requested_at, alarm_id, details)
+        VALUES (%s, %s, %s, %s, %s, %s, %s, %s)
+        ON CONFLICT (command_uuid) DO NOTHING RETURNING id
+        """,
+        (
+            command_uuid,
+            device_id,
+            name,
+            Jsonb(params),
+            requested_by,
+            requested_at,
+            alarm_id,
+            Jsonb(details or {}),
+        ),
+    ).fetchone()
+    return None if row is None else int(row[0])
+
+
 def claim_pending(conn: psycopg.Connection[Any], limit: int = 100) -> list[PendingCommand]:
     """Pending commands not owned by the engine, oldest first, locked until the caller's transaction
     ends (SKIP LOCKED, so two dispatchers never send the same command)."""
@@ -55,6 +93,7 @@ def claim_pending(conn: psycopg.Connection[Any], limit: int = 100) -> list[Pendi
 
 
 def mark_sent(conn: psycopg.Connection[Any], command_id: int, *, ok: bool) -> None:
+    """After a publish attempt: `sent` (with the time) if the broker took it, else `failed`."""
     conn.execute(
         "UPDATE commands SET status = %s, sent_at = CASE WHEN %s THEN now() ELSE sent_at END WHERE id = %s",
         ("sent" if ok else "failed", ok, command_id),

@@ -1,4 +1,4 @@
-"""Compliance findings (domain.md §5) and the engine's commands; the compliance summary over a window.
+"""Compliance findings (domain.md §5) and the compliance summary over a window.
 
 A finding is one decided obligation, compliant or not (a cutoff in time, a silent fault, a channel's
 retention verdict…). Findings carry an idempotency key so that a redelivered message cannot record
@@ -19,7 +19,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
-from uuid import UUID
 
 import psycopg
 from psycopg.rows import dict_row
@@ -230,48 +229,3 @@ def _whole_days(start: datetime, end: datetime) -> tuple[datetime, datetime]:
     if last <= first:
         return end, end  # no whole day: everything from the findings, [start, end)
     return first, last
-
-
-# ---------------------------------------------------------------------------------------------
-# Commands requested by the engine (recorded here, published by the MQTT owner)
-
-
-def insert_command(
-    conn: psycopg.Connection[Any],
-    *,
-    command_uuid: UUID,
-    device_id: int,
-    name: str,
-    params: dict[str, Any],
-    requested_by: str,
-    requested_at: datetime,
-    alarm_id: int | None,
-    details: dict[str, Any] | None = None,
-) -> int | None:
-    """Record a command; None if this command (same uuid) was recorded before (a redelivery)."""
-    row = conn.execute(
-        """
-        INSERT INTO commands
-            (command_uuid, device_id, name, params, requested_by, requested_at, alarm_id, details)
-        VALUES (%s, %s, %s, %s, %s, %s, %s, %s)
-        ON CONFLICT (command_uuid) DO NOTHING RETURNING id
-        """,
-        (
-            command_uuid,
-            device_id,
-            name,
-            Jsonb(params),
-            requested_by,
-            requested_at,
-            alarm_id,
-            Jsonb(details or {}),
-        ),
-    ).fetchone()
-    return None if row is None else int(row[0])
-
-
-def mark_command(conn: psycopg.Connection[Any], command_id: int, status: str, *, sent: bool = False) -> None:
-    conn.execute(
-        "UPDATE commands SET status = %s, sent_at = CASE WHEN %s THEN now() ELSE sent_at END WHERE id = %s",
-        (status, sent, command_id),
-    )

@@ -138,7 +138,7 @@ def test_a_full_queue_holds_the_producer_back_instead_of_dropping(db_url: str) -
     with service:
         feed = Feed(service, ids)
         feed.send("smk", Family.SMOKE_ALARM, Channel.EVENT, 0, {"event": {"type": "alarm", "kind": "smoke"}})
-        wait_for(service._queue.empty, 10, "the worker busy with the first message")
+        wait_for(service.intake.empty, 10, "the worker busy with the first message")
         door = samples.TELEMETRY[Family.ACCESS_DOOR]
         producer = threading.Thread(
             target=lambda: [

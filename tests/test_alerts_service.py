@@ -221,10 +221,10 @@ def test_site_facts_from_the_registry_reach_the_rules(db_url: str) -> None:
         )
         rows = {r.uid: r for r in rule_state.load_contexts(conn)}
     service = AlertService(db_url, AlertSettings())  # not started: only the context mapping is used
-    lift = service._add_context(rows["c9-lift"])
+    lift = service.contexts.add(rows["c9-lift"])
     assert (lift.latitude, lift.longitude, lift.floors, lift.rated_speed_mps) == (30.27, 120.16, 33, 1.75)
-    assert service._add_context(rows["c9-door"]).held_open_s == 180.0
-    assert service._add_context(rows["c9-lamp"]).held_open_s is None  # refused (logged), not guessed
+    assert service.contexts.add(rows["c9-door"]).held_open_s == 180.0
+    assert service.contexts.add(rows["c9-lamp"]).held_open_s is None  # refused (logged), not guessed
 
 
 def test_an_output_the_database_refuses_is_dead_lettered_and_holds_back_no_other_alarm(

@@ -18,7 +18,7 @@ from alerts import config
 from alerts.config import AlertSettings
 from alerts.core import engine
 from alerts.core.model import RaiseAlarm
-from alerts.service import _finding_row
+from alerts.service.outputs import finding_row
 from devices import catalog, samples
 from devices.contract import Channel, Decoded, DeviceRef, Family
 from storage import findings
@@ -253,7 +253,7 @@ def test_a_late_cut_revises_its_stored_finding_and_the_summary_tells_late_from_n
             ).fetchone()
             assert row is not None
             ctx = replace(dev.ctx, device_id=row[0], community_id=comm[0])
-            rows = [_finding_row(ctx, f) for f in dev.findings("auto_cutoff")]  # as the engine writes them
+            rows = [finding_row(ctx, f) for f in dev.findings("auto_cutoff")]  # as the engine writes them
             for r in rows:  # one per write, as the engine's batches may split them
                 findings.insert_findings(conn, [r])
             findings.insert_findings(conn, rows[:1])  # a redelivered not_cut changes nothing

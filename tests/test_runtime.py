@@ -14,7 +14,7 @@ from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
 
 from devices.contract import Channel, topic
 from devices.envelope import CommandAckMessage, CommandMessage
-from storage import findings, registry
+from storage import commands, registry
 from storage.db import connection
 from yiju.runtime import Runtime
 from yiju.settings import Settings
@@ -57,7 +57,7 @@ def test_api_command_is_sent_and_its_ack_applied(settings: Settings, db_url: str
         with Runtime(settings, Endpoints(db_url, settings.mqtt.url, "test")):
             engine_uuid = uuid.uuid4()
             with connection(db_url) as conn:  # the engine's own command: it publishes that one itself
-                findings.insert_command(
+                commands.insert_command(
                     conn,
                     command_uuid=engine_uuid,
                     device_id=device_id,
@@ -70,7 +70,7 @@ def test_api_command_is_sent_and_its_ack_applied(settings: Settings, db_url: str
                 conn.commit()
             command_uuid = uuid.uuid4()
             with connection(db_url) as conn:  # what the API does: record the command as pending
-                findings.insert_command(
+                commands.insert_command(
                     conn,
                     command_uuid=command_uuid,
                     device_id=device_id,

@@ -11,12 +11,11 @@ import logging
 import threading
 import time
 from collections.abc import Callable
-from datetime import UTC, datetime, timedelta
 from typing import Any
-from uuid import UUID
 
 import uvicorn
 
+from alerts.commands import CommandDispatcher, CommandSender
 from alerts.escalation.channels import build_channels
 from alerts.escalation.metrics import LinkageMetrics
 from alerts.escalation.process import WorkerProcess
@@ -25,13 +24,9 @@ from alerts.metrics import alert_metrics
 from alerts.service import AlertService
 from api.app import create_app
 from api.metrics import ApiMetrics
-from devices.contract import Channel, topic
-from devices.envelope import CommandMessage
 from ingest.metrics import ingest_metrics
 from ingest.mqtt_adapter import MqttCommandPublisher
 from ingest.service import IngestService
-from storage import commands as command_store
-from storage.db import connection
 from storage.migrate import pending
 from yiju.errors import ConfigurationError, YijuError
 from yiju.metrics import DatabaseCollector, ProcessMetrics, UpkeepMetrics
@@ -43,32 +38,8 @@ log = logging.getLogger(__name__)
 
 MAINTENANCE_INTERVAL_S = 60.0
 DISPATCH_INTERVAL_S = 1.0
-# cmd_ack events are looked for this far behind the newest one seen (device clocks, late delivery)
-ACK_LOOKBACK = timedelta(minutes=10)
 # Open live streams are ended by the app at shutdown; this bounds how long uvicorn waits for them.
 API_GRACEFUL_SHUTDOWN_S = 3
-
-
-class CommandSender:
-    """The engine's and the dispatcher's way to a device: `alerts.service.CommandPublisher`."""
-
-    def __init__(self, mqtt: MqttCommandPublisher, prefix: str) -> None:
-        self._mqtt = mqtt
-        self._prefix = prefix
-
-    def publish_command(
-        self,
-        *,
-        community: str,
-        device: str,
-        command_id: UUID,
-        name: str,
-        params: dict[str, Any],
-        ts: datetime,
-    ) -> None:
-        message = CommandMessage(id=command_id, ts=ts, command=name, params=params)
-        where = topic(self._prefix, community, device, Channel.COMMAND)
-        self._mqtt.publish(where, message.model_dump_json().encode())
 
 
 class _Loop:
@@ -97,38 +68,6 @@ class _Loop:
         self._stop.set()
         if self._thread.is_alive():
             self._thread.join(timeout=30)
-
-
-class CommandDispatcher:
-    """Sends commands requested through the API and applies device acknowledgements to commands."""
-
-    def __init__(self, database_url: str, sender: CommandSender) -> None:
-        self._url = database_url
-        self._sender = sender
-        self._acks_since = datetime.now(UTC) - ACK_LOOKBACK
-        self.loop = _Loop("command-dispatcher", DISPATCH_INTERVAL_S, self.step)
-
-    def step(self) -> None:
-        with connection(self._url) as conn:
-            with conn.transaction():
-                for cmd in command_store.claim_pending(conn):
-                    try:
-                        self._sender.publish_command(
-                            community=cmd.community_code,
-                            device=cmd.device_uid,
-                            command_id=cmd.command_uuid,
-                            name=cmd.name,
-                            params=cmd.params,
-                            ts=datetime.now(UTC),
-                        )
-                        ok = True
-                    except YijuError as exc:
-                        log.warning("command %s to %s not sent: %s", cmd.name, cmd.device_uid, exc)
-                        ok = False
-                    command_store.mark_sent(conn, cmd.id, ok=ok)
-            with conn.transaction():
-                _, newest = command_store.apply_acks(conn, self._acks_since)
-            self._acks_since = max(self._acks_since, newest - ACK_LOOKBACK)
 
 
 class Runtime:
@@ -165,6 +104,7 @@ class Runtime:
             metrics=ingest_metrics(registry),
         )
         self.dispatcher = CommandDispatcher(endpoints.database_url, self.sender)
+        self.dispatch = _Loop("command-dispatcher", DISPATCH_INTERVAL_S, self.dispatcher.step)
         self.upkeep = StorageUpkeep(
             endpoints.database_url, self.settings.database, FallbackMetrics.create(registry)
         )
@@ -197,7 +137,7 @@ class Runtime:
         if todo:
             raise ConfigurationError(f"{len(todo)} schema migration(s) pending; run `yiju db migrate` first")
         try:
-            parts: list[Any] = [self.mqtt_commands, self.engine, self.ingest, self.dispatcher.loop]
+            parts: list[Any] = [self.mqtt_commands, self.engine, self.ingest, self.dispatch]
             parts += [self.maintenance, *([self.linkage] if self.linkage is not None else [])]
             for part in parts:
                 part.start()

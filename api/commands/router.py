@@ -16,7 +16,7 @@ from api.errors import ERROR_RESPONSES, ApiError, FieldError, invalid, not_found
 from api.pagination import Cursor, Limit, Page, decode_int_cursor, page_by_id
 from devices.catalog import FAMILIES
 from devices.contract import Family
-from storage import alarms, commands, findings, users
+from storage import alarms, commands, users
 
 router = APIRouter(tags=["commands"], responses={k: ERROR_RESPONSES[k] for k in (403, 404)})
 
@@ -42,7 +42,7 @@ def send_command(body: CommandCreate, principal: Operator, conn: Conn) -> Comman
         if alarm is None or alarm.community_id != device["community_id"]:
             raise not_found("alarm", body.alarm_id)
     params = typed.model_dump(mode="json", exclude={"command"}, exclude_none=True)
-    command_id = findings.insert_command(
+    command_id = commands.insert_command(
         conn,
         command_uuid=uuid.uuid4(),
         device_id=body.device_id,
