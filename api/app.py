@@ -36,6 +36,7 @@ from api.indicators.router import router as indicators_router
 from api.linkage.router import router as linkage_router
 from api.metrics import ApiMetrics, MetricsMiddleware, RouteTemplates
 from api.middleware import InFlightLimit, RequestDeadline, SecurityHeaders
+from api.sites.router import router as sites_router
 from storage import throttle, users
 from storage.db import Database
 from yiju.errors import ConfigurationError, YijuError
@@ -140,6 +141,7 @@ def create_app(settings: Settings, metrics: ApiMetrics | None = None) -> FastAPI
         indicators_router,
         dead_letters_router,
         linkage_router,
+        sites_router,
     ):
         app.include_router(router, prefix=API_PREFIX)
 

@@ -6,8 +6,9 @@ or GB18030/GBK (what Chinese Excel writes by default), and Chinese column header
 
 Columns (header row, case-insensitive; only `device_uid` and `family` are required):
 device_uid, family, building, building_name, floor, unit, location_kind, location_code,
-location_name, model, vendor, install_date (YYYY-MM-DD or YYYY/MM/DD), retrofit, evacuation_route,
-and the Chinese headers in `_ALIASES`. Free text for the device's `metadata`: a remark column
+location_name, room (房号 of a household device: "601"), post (桩号 of a charging post in its
+shed), model, vendor, install_date (YYYY-MM-DD or YYYY/MM/DD), retrofit, evacuation_route, and the
+Chinese headers in `_ALIASES`. Free text for the device's `metadata`: a remark column
 (`备注`, `note`, `remark`, …) or any column named `meta.<key>` (stored under `<key>`).
 
 Fail closed: any other header is refused with the list of known columns, so a misspelt column
@@ -53,6 +54,7 @@ _ALIASES: dict[str, str] = {
     "location_kind": "location_kind", "位置类型": "location_kind",
     "location_code": "location_code", "位置编号": "location_code",
     "location_name": "location_name", "位置名称": "location_name", "安装位置": "location_name",
+    "room": "room", "房号": "room", "房间号": "room", "户号": "room", "post": "post", "桩号": "post",
     "model": "model", "型号": "model", "vendor": "vendor", "厂家": "vendor", "品牌": "vendor",
     "install_date": "install_date", "安装日期": "install_date",
     "retrofit": "retrofit", "加装": "retrofit", "改造": "retrofit",
@@ -119,6 +121,8 @@ class DeviceRow:
     install_date: date | None
     retrofit: bool
     metadata: dict[str, Any] = field(default_factory=dict)
+    room: str | None = None  # 房号 (storage: devices.room, 0023_device_places.sql)
+    post: str | None = None  # 桩号
 
 
 @dataclass(frozen=True, slots=True)
@@ -363,6 +367,7 @@ def _parse_row(
     evacuation = p.flag("evacuation_route")
     installed = p.install_date()
     model, vendor = p.text("model", max_len=100), p.text("vendor", max_len=100)
+    room, post = p.text("room", max_len=32), p.text("post", max_len=32)
     if p.errors or uid is None or family is None:
         return p.errors
 
@@ -410,6 +415,8 @@ def _parse_row(
             install_date=installed,
             retrofit=retrofit,
             metadata=metadata,
+            room=room,
+            post=post,
         ),
     )
 

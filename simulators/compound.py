@@ -140,7 +140,8 @@ class SimDevice:
     ports: int = 0
     channels: int = 0
     floors: int = 0
-    household: str | None = None
+    household: str | None = None  # also the registry's room (房号)
+    post: str | None = None  # chargers: the post number (桩号) in their shed
     valve: bool = False  # gas alarm with a linked shut-off valve
     electrical_fire: bool = False  # smoke_alarm that is an electrical-fire (residual current) detector
     site: tuple[float, float] | None = None  # lamps: (latitude, longitude) for their astronomical clock
@@ -271,7 +272,16 @@ def generate_compound(code: str, size: Size = Size.SMALL, seed: int = 0, *, inde
         lo, hi = spec.posts_per_shed
         for p in range(1, rng.randint(lo, hi) + 1):
             model, vendor, ports = rng.choice(CHARGER_MODELS)
-            b.device("chg", Family.EBIKE_CHARGER, shed, model, vendor, suffix=f"s{s:02d}p{p}", ports=ports)
+            b.device(
+                "chg",
+                Family.EBIKE_CHARGER,
+                shed,
+                model,
+                vendor,
+                suffix=f"s{s:02d}p{p}",
+                ports=ports,
+                post=str(p),
+            )
         # electrical-fire detector on the shed's final circuit (GB 51348-2019 13.5.5 [S2])
         b.device("smk", Family.SMOKE_ALARM, shed, "ElF-1", "acrel", suffix=f"s{s:02d}", electrical_fire=True)
         b.device("door", Family.ACCESS_DOOR, shed, "DS-K1T", "hik", suffix=f"s{s:02d}")

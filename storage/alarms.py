@@ -90,6 +90,12 @@ class Alarm:
     details: dict[str, Any]
     handling: HandlingStep | None = None  # the handling step reached (0018_handling.sql)
     result: AlarmResult | None = None  # set by the 'resolved' step
+    # where, structured (issue 13 §1): the location's kind, unit and floor, the device's room or post
+    location_kind: str | None = None
+    unit: str | None = None
+    floor: int | None = None
+    room: str | None = None
+    post: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -137,7 +143,7 @@ _ALARM_COLUMNS: LiteralString = """
     d.location_id, l.name AS location_name, l.building_id, b.name AS building_name,
     a.type, a.severity, a.status, a.acknowledged, a.acknowledged_at, a.acknowledged_by,
     a.cleared_at, a.cleared_by, a.first_at, a.last_at, a.occurrences, a.source, a.details,
-    a.handling, a.result
+    a.handling, a.result, l.kind AS location_kind, l.unit, l.floor, d.room, d.post
 """
 _ALARM_JOINS: LiteralString = """
     JOIN devices d ON d.id = a.device_id

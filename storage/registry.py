@@ -84,6 +84,8 @@ class DeviceIn:
     retrofit: bool = False
     metadata: dict[str, Any] = field(default_factory=dict)
     enabled: bool = True
+    room: str | None = None  # 房号 of a household device on its floor (0023_device_places.sql)
+    post: str | None = None  # 桩号 of a charging post in its shed
 
 
 @dataclass(frozen=True, slots=True)
@@ -118,6 +120,8 @@ class Device:
     enabled: bool
     has_credentials: bool
     metadata: dict[str, Any]
+    room: str | None = None
+    post: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -309,17 +313,19 @@ def upsert_devices(
     with conn.transaction():
         conn.execute(
             "CREATE TEMP TABLE _devices_in (uid text, community text, location text, family text, "
-            "model text, vendor text, install_date date, retrofit boolean, metadata jsonb, enabled boolean) "
+            "model text, vendor text, install_date date, retrofit boolean, metadata jsonb, enabled boolean, "
+            "room text, post text) "
             "ON COMMIT DROP"
         )
         _copy_in(
             conn,
             "_devices_in",
-            "uid, community, location, family, model, vendor, install_date, retrofit, metadata, enabled",
+            "uid, community, location, family, model, vendor, install_date, retrofit, metadata, enabled, "
+            "room, post",
             (
                 (
                     d.uid, d.community, d.location, d.family, d.model, d.vendor, d.install_date,
-                    d.retrofit, Jsonb(d.metadata), d.enabled,
+                    d.retrofit, Jsonb(d.metadata), d.enabled, d.room, d.post,
                 )
                 for d in devices
             ),
@@ -356,9 +362,9 @@ def upsert_devices(
             rows = conn.execute(
                 """
                 INSERT INTO devices (uid, community_id, location_id, family, model, vendor, install_date,
-                                     retrofit, metadata, enabled)
+                                     retrofit, metadata, enabled, room, post)
                 SELECT DISTINCT ON (i.uid) i.uid, c.id, l.id, i.family, i.model, i.vendor, i.install_date,
-                       i.retrofit, i.metadata, i.enabled
+                       i.retrofit, i.metadata, i.enabled, i.room, i.post
                 FROM _devices_in i
                 JOIN communities c ON c.code = i.community
                 LEFT JOIN locations l ON l.community_id = c.id AND l.code = i.location
@@ -367,7 +373,8 @@ def upsert_devices(
                     community_id = EXCLUDED.community_id, location_id = EXCLUDED.location_id,
                     family = EXCLUDED.family, model = EXCLUDED.model, vendor = EXCLUDED.vendor,
                     install_date = EXCLUDED.install_date, retrofit = EXCLUDED.retrofit,
-                    metadata = EXCLUDED.metadata, enabled = EXCLUDED.enabled, updated_at = now()
+                    metadata = EXCLUDED.metadata, enabled = EXCLUDED.enabled, room = EXCLUDED.room,
+                    post = EXCLUDED.post, updated_at = now()
                 WHERE devices.community_id = EXCLUDED.community_id OR %(move)s
                 RETURNING (xmax = 0)
                 """,
@@ -444,7 +451,8 @@ _DEVICE_SELECT: LiteralString = """
     SELECT d.id, d.uid, c.code AS community, d.community_id, d.family, l.code AS location,
            l.kind AS location_kind, b.code AS building, l.floor, l.unit,
            COALESCE(l.evacuation_route, false) AS evacuation_route, d.model, d.vendor, d.install_date,
-           d.retrofit, d.enabled, d.credentials_hash IS NOT NULL AS has_credentials, d.metadata
+           d.retrofit, d.enabled, d.credentials_hash IS NOT NULL AS has_credentials, d.metadata,
+           d.room, d.post
     FROM devices d
     JOIN communities c ON c.id = d.community_id
     LEFT JOIN locations l ON l.id = d.location_id

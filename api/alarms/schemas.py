@@ -71,6 +71,11 @@ class AlarmOut(BaseModel):
         default=None, description="The handling step reached (处置流程); null: not yet dispatched"
     )
     result: Literal["real", "false_alarm", "test", "device_fault"] | None = None
+    location_kind: str | None = Field(default=None, description="lobby, floor, shed, …")
+    unit: str | None = Field(default=None, description="Unit (单元) of the location")
+    floor: int | None = Field(default=None, description="Floor of the location (negative: basement)")
+    room: str | None = Field(default=None, description="Room (房号) of a household device")
+    post: str | None = Field(default=None, description="Post number (桩号) of a charging post in its shed")
 
     @classmethod
     def of(cls, alarm: Alarm) -> AlarmOut:

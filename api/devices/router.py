@@ -187,6 +187,8 @@ def _device_in(row: registry.Device, **changes: Any) -> registry.DeviceIn:
         retrofit=row.retrofit,
         metadata=row.metadata,
         enabled=row.enabled,
+        room=row.room,
+        post=row.post,
     )
     return dataclasses.replace(current, **{k: v for k, v in changes.items() if v is not None})
 
@@ -247,6 +249,8 @@ def create_device(body: DeviceCreate, principal: Editor, conn: Conn) -> DeviceOu
                 retrofit=body.retrofit,
                 metadata=body.metadata,
                 enabled=body.enabled,
+                room=body.room,
+                post=body.post,
             )
         ],
     )
@@ -287,6 +291,8 @@ def update_device(device_id: DeviceId, body: DeviceUpdate, principal: Editor, co
         retrofit=changes.get("retrofit"),
         metadata=changes.get("metadata"),
         enabled=changes.get("enabled"),
+        room=changes.get("room"),
+        post=changes.get("post"),
     )
     if moving:
         # locations belong to a community: the old one cannot come along
@@ -378,6 +384,8 @@ def _import(conn: Any, principal: Principal, community_id: int, data: bytes) -> 
                     install_date=d.install_date,
                     retrofit=d.retrofit,
                     metadata=d.metadata,
+                    room=d.room,
+                    post=d.post,
                 )
                 for d in plan.devices
             ],

@@ -141,6 +141,10 @@ Metadata = Annotated[
 Uid = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_-]{1,64}$")]
 ShortText = Annotated[str, StringConstraints(max_length=100, pattern=r"^[^\x00]*$")]
 LocationCode = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_-]{1,64}$")]
+# 房号 / 桩号 as written on site (0023_device_places.sql): 1–32 characters, no surrounding blanks
+PlaceText = Annotated[
+    str, StringConstraints(min_length=1, max_length=32, pattern=r"^[^\s\x00]([^\x00]*[^\s\x00])?$")
+]
 
 
 class DeviceCreate(BaseModel):
@@ -166,6 +170,8 @@ class DeviceCreate(BaseModel):
     vendor: ShortText | None = None
     install_date: date | None = None
     retrofit: bool = False
+    room: PlaceText | None = Field(default=None, description="Room (房号) of a household device, e.g. 601")
+    post: PlaceText | None = Field(default=None, description="Post number (桩号) in its shed")
     metadata: Metadata = Field(default_factory=dict)
     enabled: bool = True
 
@@ -188,6 +194,8 @@ class DeviceUpdate(BaseModel):
     retrofit: bool | None = None
     metadata: Metadata | None = None
     enabled: bool | None = None
+    room: PlaceText | None = None
+    post: PlaceText | None = None
 
 
 class ImportRowError(BaseModel):

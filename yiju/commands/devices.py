@@ -59,6 +59,8 @@ def _registry_rows(
             install_date=d.install_date,
             retrofit=d.retrofit,
             metadata=d.metadata,
+            room=d.room,
+            post=d.post,
         )
         for d in plan.devices
     ]

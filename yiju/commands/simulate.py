@@ -84,7 +84,7 @@ def register_fleet(database_url: str, fleet: Fleet) -> tuple[int, int]:
                     [
                         registry.DeviceIn(
                             d.uid, d.community, d.family.value, d.location, d.model, d.vendor,
-                            retrofit=d.retrofit, metadata=d.metadata(),
+                            retrofit=d.retrofit, metadata=d.metadata(), room=d.household, post=d.post,
                         )
                         for d in c.devices
                     ],
@@ -110,7 +110,7 @@ def register_devices(database_url: str, devices: Iterable[SimDevice]) -> None:
     rows = [
         registry.DeviceIn(
             d.uid, d.community, d.family.value, d.location, d.model, d.vendor,
-            retrofit=d.retrofit, metadata=d.metadata(),
+            retrofit=d.retrofit, metadata=d.metadata(), room=d.household, post=d.post,
         )
         for d in devices
     ]  # fmt: skip
