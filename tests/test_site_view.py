@@ -80,6 +80,10 @@ def seed_demo_site(world: World) -> dict[str, int]:
     return ids
 
 
+def device_id(conn: Any, uid: str) -> int:
+    return _id(conn, "SELECT id FROM devices WHERE uid = %s", uid)
+
+
 @pytest.fixture
 def site(world: World) -> dict[str, int]:
     return seed_demo_site(world)

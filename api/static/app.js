@@ -45,6 +45,7 @@ const I18N = {
                device_disabled: "设备已停用", engine_output_refused: "告警结果写入被拒" },
     clearedUnacked: "已恢复 · 待确认", mute: "静音5分钟", mutedUntil: "已静音至", enableSound: "点击此处开启提示音",
     unackedCritical: "未确认的紧急告警", failedAction: "失败动作", related: "关联告警",
+    derivedFrom: "随后离线，起因", derivedCount: "其中随后离线",
     pickAll: "全选未确认", batchComment: "批量确认说明（可选）", batchAck: "批量确认", anySeverity: "全部级别",
     anyFamily: "全部类型", anyBuilding: "全部楼栋", anyStatus: "全部状态", anyTime: "任意时间",
     statuses: { unacked: "未确认", active: "未关闭", cleared: "已恢复待确认" }, lastHours: "最近{n}小时",
@@ -54,7 +55,7 @@ const I18N = {
     switchLang: "中文", tabBoard: "Alarms", tabDevices: "Devices", tabCompliance: "Compliance",
     live: "Live", offline: "Offline", noAlarms: "No open alarms", buildings: "Buildings", devices: "Devices",
     searchDevice: "Search device id or location", all: "All", online: "Online", offlineState: "Offline",
-    never: "Never seen", deviceUid: "Device", family: "Family", location: "Location", presence: "Status",
+    never: "Never reported", deviceUid: "Device", family: "Family", location: "Location", presence: "Status",
     lastSeen: "Last seen", openAlarms: "Alarms", more: "More", complianceTitle: "Compliance (last 30 days)",
     acknowledge: "Acknowledge", comment: "Comment", clear: "Clear", detail: "Details", acknowledged: "Acknowledged",
     unacknowledged: "Unacknowledged", cleared: "Cleared", active: "Active", first: "First", last: "Last",
@@ -92,6 +93,7 @@ const I18N = {
     clearedUnacked: "Cleared · awaiting acknowledgement", mute: "Mute 5 min", mutedUntil: "Muted until",
     enableSound: "Click here to enable the alarm sound", unackedCritical: "Unacknowledged critical alarms",
     failedAction: "Failed action", related: "Related alarms",
+    derivedFrom: "Offline after", derivedCount: "offline after the cause",
     pickAll: "Select all unacknowledged", batchComment: "Comment for all (optional)", batchAck: "Acknowledge selected",
     anySeverity: "Any severity", anyFamily: "Any family", anyBuilding: "Any building", anyStatus: "Any status",
     anyTime: "Any time", statuses: { unacked: "Unacknowledged", active: "Active", cleared: "Cleared, unacknowledged" },
@@ -338,10 +340,8 @@ function updateAlerting() {
 // The board
 
 const alarmLabel = (a) => (state.lang === "zh" ? a.type_zh : a.type_en) || a.type;
-// building · location · device; a location named after its building ("1号楼 6层") drops the repeat
-const where = (a) => [a.building_name,
-  a.building_name && a.location_name?.startsWith(a.building_name) ? a.location_name.slice(a.building_name.length).trim() : a.location_name,
-  a.device_uid].filter(Boolean).join(" · ");
+// building · unit · floor · room (or shed · post · port) · device (YijuBoard.place)
+const where = (a) => [...YijuBoard.place(a, state.lang), a.device_uid].filter(Boolean).join(" · ");
 const inScope = (a) => !state.community || String(a.community_id) === state.community;
 
 // One alarm card; members of an incident are nested cards of the same shape.
@@ -349,9 +349,10 @@ function alarmCard(a, canAct, members = []) {
   const reading = YijuBoard.reading(a, state.lang);
   const failed = YijuBoard.failedAction(a, state.lang);
   return `
-    <article class="alarm card ${a.severity}${a._newCritical && !a.acknowledged ? " new-critical" : ""}" data-alarm="${a.id}" data-status="${a.status}" data-acknowledged="${a.acknowledged}" data-members="${members.length}">
+    <article class="alarm card ${a.severity}${a._newCritical && !a.acknowledged ? " new-critical" : ""}${a.derived ? " derived" : ""}" data-alarm="${a.id}" data-status="${a.status}" data-acknowledged="${a.acknowledged}" data-members="${members.length}"${a.derived ? ` data-cause="${a.cause}"` : ""}>
       <div class="title">${canAct && !a.acknowledged ? `<input type="checkbox" class="pick" data-pick="${a.id}" aria-label="select"${state.picked.has(a.id) ? " checked" : ""}>` : ""}<strong>${esc(alarmLabel(a))}</strong><span class="pill sev-${a.severity}">${esc(t("sev")[a.severity])}</span></div>
       <div class="where">${esc(where(a))}</div>
+      ${a.derived ? `<div class="derived-mark">${esc(t("derivedFrom"))}: ${esc(alarmLabel(state.alarms.get(a.cause) || { type: "" }))}</div>` : ""}
       ${failed ? `<div class="failed-action">${esc(t("failedAction"))}: ${esc(failed)}</div>` : ""}
       ${reading ? `<div class="reading">${esc(reading)}</div>` : ""}
       <div class="state">
@@ -365,7 +366,7 @@ function alarmCard(a, canAct, members = []) {
         <button data-act="detail">${esc(t("detail"))}</button>
         ${canAct && a.status === "active" ? `<button class="danger" data-act="clear">${esc(t("clear"))}</button>` : ""}
       </div>
-      ${members.length ? `<details class="members" open><summary>${esc(t("related"))} ${members.length}</summary>${members.map((m) => alarmCard(m, canAct)).join("")}</details>` : ""}
+      ${members.length ? `<details class="members" open><summary>${esc(t("related"))} ${members.length}${members.some((m) => m.derived) ? ` · ${esc(t("derivedCount"))} ${members.filter((m) => m.derived).length}` : ""}</summary>${members.map((m) => alarmCard(m, canAct)).join("")}</details>` : ""}
     </article>`;
 }
 
@@ -546,7 +547,7 @@ async function loadBuildings() {
     const sev = ["critical", "major", "minor", "warning"].filter((s) => b[s])
       .map((s) => `<span class="pill sev-${s}">${esc(t("sev")[s])} ${b[s]}</span>`).join(" ");
     return `<div class="building card ${cls}"><strong>${esc(b.name)}</strong>
-      <div class="counts">${b.devices} ${esc(t("devicesUnit"))} · ${b.online} ${esc(t("onlineUnit"))} · ${b.offline} ${esc(t("offlineState"))}</div>
+      <div class="counts">${b.devices} ${esc(t("devicesUnit"))} · ${b.online} ${esc(t("onlineUnit"))} · ${b.offline} ${esc(t("offlineState"))} · <span class="never-count">${b.unknown} ${esc(t("never"))}</span></div>
       <div>${sev}</div></div>`;
   }).join("");
 }
@@ -617,6 +618,7 @@ function showTab(tab) {
   if (tab === "compliance") loadCompliance();
   if (tab === "deadletters") { renderReasonFilter(); loadDeadLetters(); }
   if (tab === "linkage") loadLinkage();  // api/static/linkage.js
+  if (tab === "site") loadSite();  // api/static/site.js
 }
 
 document.addEventListener("DOMContentLoaded", () => {

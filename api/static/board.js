@@ -30,13 +30,29 @@ const YijuBoard = (() => {
       ms(x.first_at) - ms(y.first_at) || x.id - y.id;
   }
 
+  // Derived alarms (issue 13 §4): an offline alarm follows its cause. The cause is an earlier alarm of the
+  // same device still on the board (the incident it played, its own power loss), or a mains power loss
+  // at the same place (a shed's post) that began at most GROUP_WINDOW_MS before it.
+  const DERIVED = ["device_offline"];
+  const powerLoss = (a) => a.type === "elevator_power_loss" || (a.type === "charger_fault" && a.details?.kind === "power_loss");
+  function causeOf(a, alarms) {
+    const at = ms(a.first_at);
+    const before = (c) => c.id !== a.id && !DERIVED.includes(c.type) && ms(c.first_at) <= at;
+    const latest = (xs) => xs.sort((x, y) => ms(y.first_at) - ms(x.first_at) || y.id - x.id)[0] || null;
+    return latest(alarms.filter((c) => before(c) && c.device_id === a.device_id)) ||
+      latest(alarms.filter((c) => before(c) && powerLoss(c) && a.location_id != null &&
+        c.location_id === a.location_id && at - ms(c.first_at) <= GROUP_WINDOW_MS));
+  }
+
   /** Alarms → incidents [{lead, members}], sorted by the lead's priority. A linkage failure joins the
-   *  fire/gas alarm of its building that began within GROUP_WINDOW_MS before it. */
+   *  fire/gas alarm of its building that began within GROUP_WINDOW_MS before it; an offline alarm joins
+   *  the incident of its cause (causeOf), marked `derived` (what it follows: `cause`). */
   function incidents(alarms) {
     const causes = alarms.filter((a) => LINKAGE_CAUSES.includes(a.type) && a.building_id != null)
       .sort((x, y) => ms(x.first_at) - ms(y.first_at));
     const byLead = new Map(alarms.map((a) => [a.id, []]));
     const joined = new Set();
+    const leadOf = new Map(); // member id -> its incident's lead
     for (const a of alarms) {
       if (a.type !== "linkage_failed" || a.building_id == null) continue;
       const at = ms(a.first_at);
@@ -45,7 +61,15 @@ const YijuBoard = (() => {
         const dt = at - ms(c.first_at);
         if (c.building_id === a.building_id && dt >= 0 && dt <= GROUP_WINDOW_MS) cause = c; // the latest one
       }
-      if (cause) { byLead.get(cause.id).push(a); joined.add(a.id); }
+      if (cause) { byLead.get(cause.id).push(a); joined.add(a.id); leadOf.set(a.id, cause.id); }
+    }
+    for (const a of alarms) {
+      if (!DERIVED.includes(a.type)) continue;
+      const cause = causeOf(a, alarms);
+      if (!cause) continue;
+      const lead = leadOf.get(cause.id) ?? cause.id;
+      byLead.get(lead).push({ ...a, derived: true, cause: cause.id });
+      joined.add(a.id);
     }
     return alarms.filter((a) => !joined.has(a.id)).map((lead) => ({ lead, members: byLead.get(lead.id).sort(compare) }))
       .sort((x, y) => compare(x.lead, y.lead));
@@ -63,8 +87,34 @@ const YijuBoard = (() => {
       if (typeof d[key] === "number") parts.push(`${Math.round(d[key] * 10) / 10} ${unit}`);
     }
     if (typeof d.floor === "number") parts.push(lang === "zh" ? `${d.floor}层` : `floor ${d.floor}`);
-    if (typeof d.port === "number") parts.push(lang === "zh" ? `${d.port}号端口` : `port ${d.port}`);
+    if (d.kind === "power_loss") parts.push(lang === "zh" ? "市电掉电" : "mains power lost"); // charger alarm push
     return parts.join(" · ");
+  }
+
+  // Where (issue 13 §1): building · unit · floor · room, or shed · post · port, from the alarm's
+  // structured location (migration 0023); the building is named once. Without structured fields the
+  // location's name, minus a leading building name ("1号楼 6层" → "6层").
+  const KIND = {
+    zh: { lobby: "大堂", stairwell: "楼梯间", basement: "地下室", plant_room: "设备房", parking: "车库" },
+    en: { lobby: "lobby", stairwell: "stairwell", basement: "basement", plant_room: "plant room", parking: "car park" },
+  };
+  const floorLabel = (f, lang) => lang === "zh" ? (f < 0 ? `地下${-f}层` : `${f}层`) : (f < 0 ? `B${-f}` : `floor ${f}`);
+  function place(a, lang) {
+    const zh = lang === "zh";
+    const port = typeof a.details?.port === "number" && a.details.port > 0 ? a.details.port : null;
+    if (a.post != null || (a.location_kind === "shed" && a.family === "ebike_charger")) {
+      return [a.building_name, a.location_name, a.post != null ? (zh ? `${a.post}号桩` : `post ${a.post}`) : null,
+        port != null ? (zh ? `${port}号端口` : `port ${port}`) : null].filter(Boolean);
+    }
+    const structured = a.unit != null || a.floor != null || a.room != null;
+    if (!a.building_name || !structured) {
+      const name = a.building_name && a.location_name?.startsWith(a.building_name)
+        ? a.location_name.slice(a.building_name.length).trim() : a.location_name;
+      return [a.building_name, name, port != null ? (zh ? `${port}号端口` : `port ${port}`) : null].filter(Boolean);
+    }
+    return [a.building_name, a.unit != null ? (zh ? `${a.unit}单元` : `unit ${a.unit}`) : null,
+      a.floor != null ? floorLabel(a.floor, lang) : (KIND[lang][a.location_kind] || null),
+      a.room != null ? (zh ? `${a.room}室` : `room ${a.room}`) : null].filter(Boolean);
   }
 
   const ACTIONS = {
@@ -160,5 +210,5 @@ const YijuBoard = (() => {
     return [new Date(start), new Date(Math.min(nowMs, Math.max(endAt, ms(alarm.last_at)) + CHART_MARGIN_MS))];
   }
 
-  return { chartOrder, chartWindow, metricLabel, matches, LIFE_SAFETY, MUTE_MIN, onBoard, compare, incidents, reading, failedAction, alerting, alertLoop };
+  return { causeOf, place, floorLabel, chartOrder, chartWindow, metricLabel, matches, LIFE_SAFETY, MUTE_MIN, onBoard, compare, incidents, reading, failedAction, alerting, alertLoop };
 })();
