@@ -110,6 +110,7 @@ def test_demo_serves_the_console_and_shows_the_fire(demo_dir: Path) -> None:
             items = {(i["scheme"], i["number"]): i for i in report.json()["items"]}
             assert items[("jiangsu_basic", "10")]["score"] == 2.0
             assert items[("jiangsu_basic", "33")]["points_max"] == 3.0
+            _site_shows_the_fire(client, headers, community["id"])
 
             # emergency linkage: the fire's incident escalated to a SIP call; SIPp pressed 1
             def fire_acknowledged_by_phone() -> bool:
@@ -161,3 +162,26 @@ def _ok(client: httpx.Client, path: str) -> bool:
         return client.get(path).status_code == 200
     except httpx.TransportError:
         return False
+
+
+def _site_shows_the_fire(client: httpx.Client, headers: dict[str, str], community_id: int) -> None:
+    """The site view of the demo compound (issue 13 §5): its buildings in their real order, every device
+    counted once (never-reported ones as their own category), the fire's building red, the fire's
+    detector placed on the plan at its unit, floor and room."""
+    fire = next(
+        a
+        for a in client.get("/api/v1/alarms", params={"type": "fire_alarm"}, headers=headers).json()["items"]
+    )
+    assert fire["building_name"] and fire["unit"] and fire["floor"] is not None, fire
+    site = client.get(f"/api/v1/communities/{community_id}/site", headers=headers).json()
+    assert [b["name"] for b in site["buildings"]] == [
+        f"{n}号楼" for n in range(1, len(site["buildings"]) + 1)
+    ]
+    for tile in site["buildings"] + site["areas"]:
+        c = tile["counts"]
+        assert c["online"] + c["offline"] + c["never_reported"] + c["disabled"] == c["devices"], tile
+    burning = next(b for b in site["buildings"] if b["id"] == fire["building_id"])
+    assert burning["counts"]["worst"] == "critical"
+    plan = client.get(f"/api/v1/buildings/{fire['building_id']}/plan", headers=headers).json()
+    placed = next(d for d in plan["devices"] if d["id"] == fire["device_id"])
+    assert (placed["unit"], placed["floor"], placed["state"]) == (fire["unit"], fire["floor"], "critical")

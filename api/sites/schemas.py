@@ -38,11 +38,7 @@ class CountsOut(BaseModel):
 
     @classmethod
     def of(cls, c: StateCounts) -> CountsOut:
-        return cls(
-            devices=c.devices, online=c.online, offline=c.offline, never_reported=c.never_reported,
-            disabled=c.disabled, critical=c.critical, major=c.major, minor=c.minor, warning=c.warning,
-            worst=c.worst,
-        )  # fmt: skip
+        return cls(**{k: getattr(c, k) for k in cls.model_fields})  # `worst` is a property of the row
 
 
 class TileOut(BaseModel):
@@ -90,12 +86,7 @@ class PlacedDeviceOut(BaseModel):
 
     @classmethod
     def of(cls, d: PlacedDevice) -> PlacedDeviceOut:
-        return cls(
-            id=d.id, uid=d.uid, family=d.family, location_id=d.location_id, location_kind=d.location_kind,
-            location_name=d.location_name, unit=d.unit, floor=d.floor, room=d.room, post=d.post,
-            state=d.state, online=d.online, last_seen=d.last_seen, open_alarms=d.open_alarms,
-            worst_alarm_id=d.worst_alarm_id,
-        )  # fmt: skip
+        return cls(**{k: getattr(d, k) for k in cls.model_fields})  # `state` is a property of the row
 
 
 class PlanOut(BaseModel):

@@ -4,7 +4,7 @@
 "use strict";
 
 const YijuBoard = (() => {
-  // Life safety first (issue 13 §1): a person may be in danger now. docs/console.md lists the order.
+  // Life safety first (issue 13 §1): a person may be in danger now. docs/api.md ("Console") lists the order.
   const LIFE_SAFETY = ["fire_alarm", "gas_high_alarm", "elevator_trapped", "linkage_failed", "auto_cutoff_failed"];
   const SEVERITY_RANK = { critical: 0, major: 1, minor: 2, warning: 3 };
   // Alarms that start a linkage (alerts/core/linkage.py): their linkage failures join their incident.
