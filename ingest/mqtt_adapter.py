@@ -9,14 +9,11 @@ from __future__ import annotations
 import logging
 import socket
 import ssl
-import struct
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-from urllib.parse import unquote, urlsplit
 
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode, MQTTProtocolVersion
@@ -25,44 +22,18 @@ from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 from paho.mqtt.subscribeoptions import SubscribeOptions
 
+from devices import mqtt_wire as wire
+from devices.mqtt_wire import BrokerAddress, parse_mqtt_url
 from ingest.messages import RawMessage
-from yiju.errors import BrokerUnavailable, ConfigurationError
+from yiju.errors import BrokerUnavailable, ConfigurationError, MalformedPacket
 
 log = logging.getLogger(__name__)
 
-DEFAULT_MQTT_PORT = 1883
-DEFAULT_MQTTS_PORT = 8883
-TLS_SCHEMES = frozenset({"mqtts", "ssl"})
 # commands kept by paho while the broker is away; beyond this, publishing a command fails loudly
 COMMAND_QUEUE_MAX = 10_000
-
-
-@dataclass(frozen=True)
-class BrokerAddress:
-    host: str
-    port: int
-    username: str | None = None
-    password: str | None = None
-    tls: bool = False
-
-    def __str__(self) -> str:
-        return f"{'mqtts' if self.tls else 'mqtt'}://{self.host}:{self.port}"
-
-
-def parse_mqtt_url(url: str) -> BrokerAddress:
-    parts = urlsplit(url)
-    if parts.scheme not in {"mqtt", "tcp", *TLS_SCHEMES} or not parts.hostname:
-        raise ConfigurationError(
-            f"not an MQTT URL: {url!r} (expected mqtt://[user:password@]host[:port] or mqtts://…)"
-        )
-    tls = parts.scheme in TLS_SCHEMES
-    return BrokerAddress(
-        host=parts.hostname,
-        port=parts.port or (DEFAULT_MQTTS_PORT if tls else DEFAULT_MQTT_PORT),
-        username=unquote(parts.username) if parts.username else None,
-        password=unquote(parts.password) if parts.password else None,
-        tls=tls,
-    )
+# the one paho release `_BulkClient`'s use of paho's private members is tested against
+# (tests/test_paho_contract.py); pyproject.toml pins the same
+PAHO_VERSION = "2.2.0"
 
 
 def _secure(client: mqtt.Client, address: BrokerAddress, ca_file: Path | None) -> None:
@@ -158,11 +129,10 @@ def probe_broker(url: str, timeout_s: float = 3.0, *, ca_file: Path | None = Non
 ReceiveCallback = Callable[[RawMessage], None]
 BatchCallback = Callable[[list[RawMessage]], None]
 StateCallback = Callable[[bool, str], None]
-PublishItem = tuple[bytes, bytes, int, int]  # topic, payload, packet id, QoS
+PublishItem = wire.PublishFields  # topic, payload, packet id, QoS
 
 RECV_BYTES = 256 * 1024  # one recv() takes up to this much: hundreds of PUBLISH packets at a time
 PUBACK = 0x40
-PUBLISH = 0x30
 
 
 def _fresh_in_packet() -> dict[str, Any]:
@@ -190,7 +160,14 @@ class _BulkClient(mqtt.Client):
     handler unchanged. A partial packet stays buffered until the rest arrives, and the rest makes
     the socket readable again, so nothing complete ever waits in the buffer (no stall). The buffer
     belongs to one connection: `reconnect` drops it. TLS sockets (mqtts://) keep paho's path, since
-    their `pending()` bytes are invisible to select(): slower per message, never stalled.
+    their `pending()` bytes are invisible to select(): slower per message, never stalled. Framing and
+    the PUBLISH fields are `devices.mqtt_wire`'s, the codec the simulator and the benchmark use too.
+
+    It reaches into paho, so paho is pinned to one exact version (pyproject.toml, `PAHO_VERSION`) and
+    `tests/test_paho_contract.py` holds one test per private member used: `_sock`, `_loop_rc_handle`,
+    `_msgtime_mutex` and `_last_bytes_received` (with paho's `time_func`), `_in_packet` and
+    `_packet_handle`, `_packet_queue`; and `MQTTMessage._topic` in `MqttConsumer`. Why not a receive
+    path of our own on the codec instead: bench/RESULTS.md, "MQTT framing written once".
     """
 
     def __init__(self, *args: Any, on_batch: Callable[[list[PublishItem]], None], **kw: Any) -> None:
@@ -223,61 +200,38 @@ class _BulkClient(mqtt.Client):
         rc = self._consume(sock)
         return self._loop_rc_handle(rc) if rc else MQTTErrorCode.MQTT_ERR_SUCCESS
 
-    def _consume(self, sock: object) -> MQTTErrorCode:  # noqa: PLR0912, PLR0915 - one inlined hot loop
+    def _consume(self, sock: object) -> MQTTErrorCode:
         """Frame and dispatch every complete packet in the buffer; keep a trailing partial one."""
         buf = self._rx
-        end = len(buf)
+        try:
+            frames, end = wire.split_frames(buf)
+        except MalformedPacket as exc:
+            log.warning("ingest session got a malformed packet: %s", exc)
+            return MQTTErrorCode.MQTT_ERR_PROTOCOL  # the broker redelivers what was not acknowledged
         pos = 0
         publishes: list[PublishItem] = []
         rc = MQTTErrorCode.MQTT_ERR_SUCCESS
-        while end - pos >= 2:
-            # fixed header: command byte, remaining length (1-4 bytes, 7 bits each)
-            length, mult, i = 0, 1, pos + 1
-            complete = False
-            while i < end and i - pos <= 4:
-                byte = buf[i]
-                i += 1
-                length += (byte & 0x7F) * mult
-                if not byte & 0x80:
-                    complete = True
-                    break
-                mult *= 128
-            if not complete:
-                if i - pos > 4:
+        for first, start, stop in frames:
+            pos = stop
+            if first & 0xF0 == wire.PUBLISH_NIBBLE and first & 0x06 != 0x04:  # QoS 0 or 1
+                try:
+                    item = wire.read_publish(buf, first, start, stop)
+                except MalformedPacket as exc:
+                    log.warning("ingest session got a malformed packet: %s", exc)
                     rc = MQTTErrorCode.MQTT_ERR_PROTOCOL
-                break
-            stop = i + length
-            if stop > end:
-                break
-            command = buf[pos]
-            qos = (command >> 1) & 3
-            if command & 0xF0 == PUBLISH and qos < 2:
-                tlen = (buf[i] << 8) | buf[i + 1]
-                j = t_end = i + 2 + tlen
-                mid = 0
-                if qos:
-                    mid = (buf[j] << 8) | buf[j + 1]
-                    j += 2
-                plen, mult = 0, 1
-                while True:  # MQTT 5 properties length, then the properties (not needed here)
-                    byte = buf[j]
-                    j += 1
-                    plen += (byte & 0x7F) * mult
-                    if not byte & 0x80:
-                        break
-                    mult *= 128
-                if tlen:
-                    publishes.append((bytes(buf[i + 2 : t_end]), bytes(buf[j + plen : stop]), mid, qos))
-                    pos = stop
+                    break
+                if item[0]:
+                    publishes.append(item)
                     continue
                 # an empty topic would need a topic alias, which we never allow: paho judges it
             if publishes:
                 self._on_batch(publishes)
                 publishes = []
-            pos = stop
-            rc = self._paho_handle(command, bytes(buf[i:stop]))
+            rc = self._paho_handle(first, bytes(buf[start:stop]))
             if rc or self._sock is not sock:
                 break
+        else:
+            pos = end
         if publishes:
             self._on_batch(publishes)
         if self._sock is sock:
@@ -288,6 +242,7 @@ class _BulkClient(mqtt.Client):
         packet = _fresh_in_packet()
         packet["command"] = command
         packet["packet"] = bytearray(body)
+        packet["remaining_length"] = len(body)  # PINGREQ/PINGRESP handlers check it is 0
         self._in_packet = packet  # type: ignore[assignment]  # paho's private TypedDict
         try:
             rc: MQTTErrorCode = self._packet_handle()
@@ -465,10 +420,10 @@ class MqttConsumer:
         The PUBACKs go out as one write (4 bytes each: MQTT 5 allows omitting the reason code when
         it is Success, §3.4.2.1) instead of one queued packet, wake-up and send() per message."""
         gen = self.generation
-        words = [0x40020000 | mid for mid, qos, generation in tokens if qos == 1 and generation == gen]
-        if words:
-            self._client.queue_raw(PUBACK, struct.pack(f">{len(words)}I", *words))
-        sent = len(words)
+        mids = [mid for mid, qos, generation in tokens if qos == 1 and generation == gen]
+        if mids:
+            self._client.queue_raw(PUBACK, wire.encode_pubacks(mids))
+        sent = len(mids)
         for mid, qos, generation in tokens:
             if qos == 2 and generation == gen:  # not granted by our subscriptions; paho's path if ever
                 self._client.ack(mid, qos)

@@ -34,13 +34,14 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Any, Self
-from urllib.parse import unquote, urlsplit
 
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode
 from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 
+from devices import mqtt_wire as wire
+from devices.mqtt_wire import BrokerAddress, PacketType, encode_publish
 from simulators.stream import SimMessage
 from yiju.errors import BrokerUnavailable, ConfigurationError
 
@@ -53,24 +54,14 @@ MISC_INTERVAL_S = 1.0
 FDS_PER_SESSION = 3  # the MQTT socket and paho's internal wake-up socket pair
 
 
-@dataclass(frozen=True, slots=True)
-class BrokerAddress:
-    host: str
-    port: int
-    username: str | None = None
-    password: str | None = None
-
-    @classmethod
-    def from_url(cls, url: str) -> BrokerAddress:
-        parts = urlsplit(url)
-        if parts.scheme not in {"mqtt", "tcp"} or not parts.hostname:
-            raise ConfigurationError(f"MQTT URL must look like mqtt://[user:password@]host:port, got {url!r}")
-        return cls(
-            host=parts.hostname,
-            port=parts.port or 1883,
-            username=unquote(parts.username) if parts.username else None,
-            password=unquote(parts.password) if parts.password else None,
+def plain_address(url: str) -> BrokerAddress:
+    """The broker of `url`; the simulator speaks plaintext MQTT only (devices on the test bench)."""
+    address = wire.parse_mqtt_url(url)
+    if address.tls:
+        raise ConfigurationError(
+            f"the simulator publishes over plaintext MQTT only: use mqtt://, not {url!r}"
         )
+    return address
 
 
 @dataclass(slots=True)
@@ -241,7 +232,7 @@ class _Loop:
 
 class _Publisher:
     def __init__(self, url: str, prefix: str) -> None:
-        self.address = BrokerAddress.from_url(url)
+        self.address = plain_address(url)
         self.prefix = prefix
         self.stats = PublishStats()
         self._loop = _Loop()
@@ -335,28 +326,6 @@ class DevicePublisher(_Publisher):
         return len(self._sessions)
 
 
-def _varint(n: int) -> bytes:
-    out = bytearray()
-    while True:
-        byte, n = n % 128, n // 128
-        out.append(byte | 0x80 if n else byte)
-        if not n:
-            return bytes(out)
-
-
-def _utf8(text: str) -> bytes:
-    raw = text.encode()
-    return len(raw).to_bytes(2, "big") + raw
-
-
-def encode_publish(topic: str, payload: bytes, retain: bool = False) -> tuple[bytes, bytes]:
-    """An MQTT 5 QoS 1 PUBLISH split around its packet id: `head + id.to_bytes(2) + tail`.
-    Pre-encoding lets load mode put messages on the wire at the cost of a concatenation."""
-    body_len = 2 + len(topic.encode()) + 2 + 1 + len(payload)
-    head = bytes([0x32 | (1 if retain else 0)]) + _varint(body_len) + _utf8(topic)
-    return head, b"\x00" + payload  # no properties
-
-
 class WireConnection:
     """A minimal MQTT 5 publishing session for load mode, written for throughput: pre-encoded QoS 1
     PUBLISH packets go out in batches (one `send` per batch), PUBACKs are parsed in bulk. paho spends
@@ -385,7 +354,11 @@ class WireConnection:
         try:
             self.sock = socket.create_connection((address.host, address.port), timeout=CONNECT_TIMEOUT_S)
             self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            self.sock.sendall(self._connect_packet(address))
+            self.sock.sendall(
+                wire.encode_connect(
+                    client_id, keepalive_s=KEEPALIVE_S, username=address.username, password=address.password
+                )
+            )
             self._read_connack()
             self.sock.settimeout(CLOSE_TIMEOUT_S)
         except OSError as exc:
@@ -393,86 +366,37 @@ class WireConnection:
                 f"cannot connect to MQTT broker {address.host}:{address.port} as {client_id}: {exc}"
             ) from exc
 
-    def _connect_packet(self, address: BrokerAddress) -> bytes:
-        flags = 0x02  # clean start
-        payload = _utf8(self.client_id)
-        if address.username is not None:
-            flags |= 0x80
-            payload += _utf8(address.username)
-            if address.password is not None:
-                flags |= 0x40
-                payload += _utf8(address.password)
-        var = _utf8("MQTT") + bytes([5, flags]) + KEEPALIVE_S.to_bytes(2, "big") + b"\x00"
-        body = var + payload
-        return b"\x10" + _varint(len(body)) + body
-
     def _read_packet(self) -> tuple[int, bytes]:
         """Blocking read of one whole packet (CONNACK, SUBACK; PUBACKs are read in bulk)."""
         while True:
-            packets = self._parse(limit=1)
-            if packets:
-                return packets[0]
+            frames, _ = wire.split_frames(self._in)
+            if frames:
+                first, start, stop = frames[0]
+                body = bytes(self._in[start:stop])
+                del self._in[:stop]
+                return first >> 4, body
             chunk = self.sock.recv(65536)
             if not chunk:
                 raise BrokerUnavailable(f"broker closed the connection of {self.client_id}")
             self._in += chunk
 
-    def _parse(self, limit: int = 1 << 30) -> list[tuple[int, bytes]]:
-        """Split complete packets off the input buffer: [(packet type, body)]. PUBLISH bodies are
-        not copied (only counted), which keeps a draining subscriber cheap."""
-        buf, pos, end = self._in, 0, len(self._in)
-        out: list[tuple[int, bytes]] = []
-        while pos + 2 <= end and len(out) < limit:
-            length, mult, i = 0, 1, pos + 1
-            while i < end:
-                byte = buf[i]
-                length += (byte & 0x7F) * mult
-                mult *= 128
-                i += 1
-                if not byte & 0x80:
-                    break
-            else:
-                break
-            if i + length > end:
-                break
-            kind = buf[pos] >> 4
-            out.append((kind, b"" if kind == 3 else bytes(buf[i : i + length])))
-            pos = i + length
-        if pos:
-            del buf[:pos]
-        return out
-
     def _read_connack(self) -> None:
         kind, body = self._read_packet()
-        if kind != 2 or len(body) < 2:
+        if kind != PacketType.CONNACK:
             raise BrokerUnavailable(f"expected CONNACK, got packet type {kind}")
-        if body[1] >= 0x80:
-            raise BrokerUnavailable(f"broker refused session {self.client_id}: reason code 0x{body[1]:02x}")
-        # properties: look for Receive Maximum (0x21, two bytes)
-        props, i = body[2:], 0
-        plen, mult, j = 0, 1, 0
-        while j < len(props):
-            byte = props[j]
-            plen += (byte & 0x7F) * mult
-            mult *= 128
-            j += 1
-            if not byte & 0x80:
-                break
-        props, i = props[j : j + plen], 0
-        while i < len(props):
-            pid = props[i]
-            if pid == 0x21:
-                self.window = min(self.window, int.from_bytes(props[i + 1 : i + 3], "big"))
-            i += 1 + _PROPERTY_SIZES.get(pid, 0)
-            if pid not in _PROPERTY_SIZES:
-                break  # a property we do not need and cannot skip safely; Receive Maximum comes first
+        connack = wire.read_connack(body)
+        if connack.refused:
+            raise BrokerUnavailable(
+                f"broker refused session {self.client_id}: reason code 0x{connack.reason_code:02x}"
+            )
+        if connack.receive_maximum:  # MQTT 5: the broker's limit on QoS 1 messages in flight to it
+            self.window = min(self.window, connack.receive_maximum)
 
     def subscribe(self, topic_filter: str) -> None:
         """Subscribe at QoS 0 and wait for the SUBACK."""
-        body = (1).to_bytes(2, "big") + b"\x00" + _utf8(topic_filter) + b"\x00"
-        self.sock.sendall(b"\x82" + _varint(len(body)) + body)
+        self.sock.sendall(wire.encode_subscribe(1, topic_filter, qos=0))
         kind, ack = self._read_packet()
-        if kind != 9 or len(ack) < 4 or ack[-1] >= 0x80:
+        if kind != PacketType.SUBACK or any(code >= 0x80 for code in wire.read_suback(ack)[1] or [0x80]):
             raise BrokerUnavailable(f"subscription to {topic_filter!r} refused")
 
     def publish(self, head: bytes, tail: bytes) -> None:
@@ -504,7 +428,7 @@ class WireConnection:
         ready, _, _ = select.select([self.sock], [], [], max(0.0, timeout_s))
         if not ready:
             if time.monotonic() - self._last_send > KEEPALIVE_S / 2:
-                self._out.append(b"\xc0\x00")  # PINGREQ
+                self._out.append(wire.PINGREQ)
                 self.flush()
             return
         try:
@@ -513,21 +437,28 @@ class WireConnection:
             raise BrokerUnavailable(f"connection {self.client_id} failed: {exc}") from exc
         if not chunk:
             raise BrokerUnavailable(f"broker closed the connection of {self.client_id}")
-        self._in += chunk
-        for kind, body in self._parse():
-            if kind == 3:  # PUBLISH to a subscriber (QoS 0: nothing to acknowledge)
-                self.received += 1
-            elif kind == 4:  # PUBACK: id, [reason code, [properties]]
-                self.outstanding -= 1
-                if len(body) >= 3 and body[2] >= 0x80:
-                    self.stats.failed += 1
-                    if len(self.stats.errors) < 20:
-                        self.stats.errors.append(f"{self.client_id}: PUBACK reason 0x{body[2]:02x}")
-                else:
-                    self.stats.acked += 1
-            elif kind == 14:  # DISCONNECT from the broker
-                reason = body[0] if body else 0
-                raise BrokerUnavailable(f"broker disconnected {self.client_id}: reason 0x{reason:02x}")
+        buf = self._in
+        buf += chunk
+        frames, pos = wire.split_frames(buf)
+        try:
+            for first, start, stop in frames:
+                kind = first >> 4
+                if kind == PacketType.PUBLISH:  # to a subscriber (QoS 0: nothing to acknowledge)
+                    self.received += 1
+                elif kind == PacketType.PUBACK:
+                    self.outstanding -= 1
+                    _mid, reason = wire.read_puback(buf[start:stop])
+                    if reason >= 0x80:
+                        self.stats.failed += 1
+                        if len(self.stats.errors) < 20:
+                            self.stats.errors.append(f"{self.client_id}: PUBACK reason 0x{reason:02x}")
+                    else:
+                        self.stats.acked += 1
+                elif kind == PacketType.DISCONNECT:  # from the broker
+                    reason = wire.read_disconnect(buf[start:stop])
+                    raise BrokerUnavailable(f"broker disconnected {self.client_id}: reason 0x{reason:02x}")
+        finally:
+            del buf[:pos]
 
     def close(self, timeout_s: float = CLOSE_TIMEOUT_S) -> None:
         deadline = time.monotonic() + timeout_s
@@ -535,12 +466,8 @@ class WireConnection:
             self.flush()
             while self.outstanding > 0 and time.monotonic() < deadline:
                 self.read(0.05)
-            self.sock.sendall(b"\xe0\x00")  # DISCONNECT, normal
+            self.sock.sendall(wire.DISCONNECT)
         self.sock.close()
-
-
-# CONNACK property ids -> payload size in bytes (fixed-size ones; MQTT 5 §3.2.2.3)
-_PROPERTY_SIZES = {0x11: 4, 0x21: 2, 0x24: 1, 0x25: 1, 0x27: 4, 0x22: 2, 0x28: 1, 0x29: 1, 0x2A: 1, 0x13: 2}
 
 
 class LoadPublisher:
@@ -558,7 +485,7 @@ class LoadPublisher:
     ) -> None:
         if connections < 1:
             raise ConfigurationError("load mode needs at least one connection")
-        self.address = BrokerAddress.from_url(url)
+        self.address = plain_address(url)
         self.prefix = prefix
         self.stats = PublishStats()
         self._conns: list[WireConnection] = []
@@ -579,7 +506,7 @@ class LoadPublisher:
         self._route(device).publish(head, tail)
 
     def publish_raw(self, device: str, topic: str, payload: bytes, retain: bool = False) -> None:
-        self.publish_encoded(device, *encode_publish(topic, payload, retain))
+        self.publish_encoded(device, *encode_publish(topic, payload, retain=retain))
 
     def publish(self, msg: SimMessage) -> None:
         self.publish_raw(msg.device, msg.topic(self.prefix), msg.payload, msg.retain)
@@ -716,7 +643,7 @@ def drain_count(
     returns (count, seconds from the first message to the last). `ready` (an Event) is set once
     the subscription is acknowledged."""
     stats = PublishStats()
-    conn = WireConnection(BrokerAddress.from_url(url), f"yiju-drain-{time.monotonic_ns()}", stats)
+    conn = WireConnection(plain_address(url), f"yiju-drain-{time.monotonic_ns()}", stats)
     first = last = 0.0
     try:
         conn.subscribe(topic_filter)

@@ -17,9 +17,10 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
+from devices.mqtt_wire import encode_publish
 from simulators import behaviour
 from simulators.compound import Size, generate_fleet
-from simulators.mqtt_publisher import DevicePublisher, LoadPublisher, Prepared, encode_publish
+from simulators.mqtt_publisher import DevicePublisher, LoadPublisher, Prepared
 from simulators.stream import SimClock, SimMessage
 
 MAX_LEAD_S = 60.0  # simulated time may lead real time by this much (ingest allows 5 min of skew)
@@ -113,7 +114,7 @@ def prepare_share(plan: LoadPlan, index: int) -> Prepared:
     end = plan.start + timedelta(seconds=plan.window_s)
     out: Prepared = []
     for m in _limited(behaviour.background(devices, plan.start, end, seed=plan.seed), plan.limit):
-        head, tail = encode_publish(m.topic(plan.prefix), m.payload, m.retain)
+        head, tail = encode_publish(m.topic(plan.prefix), m.payload, retain=m.retain)
         out.append((m.device, head, tail))
     return out
 

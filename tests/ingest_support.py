@@ -16,7 +16,7 @@ from paho.mqtt.properties import Properties
 from devices import samples
 from devices.catalog import decode, points_of
 from devices.contract import Channel, Family, topic
-from ingest.mqtt_adapter import parse_mqtt_url
+from devices.mqtt_wire import parse_mqtt_url
 from storage.db import connection
 
 COMMUNITY = "c1"

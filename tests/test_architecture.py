@@ -57,6 +57,24 @@ def test_paho_stays_in_its_adapters() -> None:
     assert users == []
 
 
+def test_mqtt_framing_is_written_once_and_pure() -> None:
+    """MQTT 5 framing lives in `devices/mqtt_wire.py`, on the floor ingest, the simulator and the
+    benchmarks may all import: it does no I/O and imports nothing of Yiju but the error tree, and no
+    other module of theirs decodes a remaining length (the 7-bit continuation `& 0x7F`)."""
+    codec = ROOT / "devices" / "mqtt_wire.py"
+    io = {"socket", "select", "selectors", "ssl", "threading", "time", "paho", "psycopg", "subprocess"}
+    imports = _imports(codec)
+    assert {m for m in imports if m.split(".")[0] in io} == set()
+    assert {m for m in imports if m.split(".")[0] in PACKAGES} == {"yiju.errors"}
+    users = [
+        *(ROOT / "ingest").rglob("*.py"),
+        *(ROOT / "simulators").rglob("*.py"),
+        *(ROOT / "bench").rglob("*.py"),
+    ]
+    copies = [str(p.relative_to(ROOT)) for p in users if "& 0x7f" in p.read_text().lower()]
+    assert copies == []
+
+
 def test_every_alarm_type_has_severity_and_labels() -> None:
     assert set(ALARM_INFO) == set(AlarmType)
     assert all(info.zh and info.en for info in ALARM_INFO.values())

@@ -8,6 +8,7 @@ paho, OS errors) are translated at the edge that talks to them, so callers catch
     ├── ServiceError                an external service
     │   ├── DatabaseUnavailable     PostgreSQL cannot be reached
     │   ├── BrokerUnavailable       the MQTT broker cannot be reached
+    │   │   └── MalformedPacket     it sent bytes that are not a well-formed MQTT 5 packet
     │   └── ServiceStartError       an embedded (private) service failed to start
     ├── StorageError                the database answered, but not as we need
     │   └── MigrationError          a migration cannot be applied
@@ -36,6 +37,11 @@ class DatabaseUnavailable(ServiceError):
 
 class BrokerUnavailable(ServiceError):
     """The MQTT broker could not be reached or went away."""
+
+
+class MalformedPacket(BrokerUnavailable):
+    """The broker sent bytes that are not a well-formed MQTT 5 packet (`devices.mqtt_wire`): the
+    connection cannot be used any further."""
 
 
 class ServiceStartError(ServiceError):

@@ -19,11 +19,12 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 
+from devices import mqtt_wire as wire
 from devices.catalog import decode, points_of
 from devices.contract import Channel
 from simulators import behaviour
 from simulators.compound import Fleet, Size, generate_fleet
-from simulators.mqtt_publisher import BrokerAddress, PublishStats, WireConnection, _utf8, _varint
+from simulators.mqtt_publisher import PublishStats, WireConnection, plain_address
 
 CST = timezone(timedelta(hours=8))
 TS_LEN = len(datetime.now(CST).isoformat(timespec="microseconds"))
@@ -55,8 +56,7 @@ def templates(fleet: Fleet, prefix: str, n: int) -> list[Template]:
         j = m.payload.index(b'"', i)
         a, b = m.payload[:i], m.payload[j:]
         topic = m.topic(prefix)
-        body_len = 2 + len(topic.encode()) + 2 + 1 + len(a) + TS_LEN + len(b)
-        head = b"\x32" + _varint(body_len) + _utf8(topic)
+        head = wire.publish_head(topic, len(a) + TS_LEN + len(b))
         pts = 0
         if m.channel is Channel.TELEMETRY:
             pts = len(points_of(family_of[m.device], decode(family_of[m.device], m.channel, m.payload)))
@@ -95,7 +95,7 @@ def publish(
     setting `ready`), at `rate` msg/s (None: as fast as the broker's in-flight window allows).
     Puts the report on the `report` queue if given."""
     stats = PublishStats()
-    address = BrokerAddress.from_url(url)
+    address = plain_address(url)
     conns = [
         WireConnection(address, f"bench-pub-{time.monotonic_ns()}-{k}", stats) for k in range(connections)
     ]
@@ -168,13 +168,12 @@ def drain_qos1(url: str, topic_filter: str, *, quiet_s: float, ready: Any, resul
     """A bare QoS 1 subscriber on a raw socket (PUBACKs sent in bulk, no processing): the broker's
     delivery ceiling without a Python MQTT client's per-message cost. Stops after `quiet_s` without
     a message; puts (count, first, last) (monotonic) on `result`."""
-    address = BrokerAddress.from_url(url)
+    address = plain_address(url)
     sock = socket.create_connection((address.host, address.port))
     sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-    cid = _utf8(f"bench-drain-{time.monotonic_ns()}")
-    props = b"\x03\x21\xff\xff"  # Receive Maximum 65,535
-    var = _utf8("MQTT") + bytes([5, 0x02]) + (60).to_bytes(2, "big") + props
-    sock.sendall(b"\x10" + _varint(len(var + cid)) + var + cid)
+    sock.sendall(
+        wire.encode_connect(f"bench-drain-{time.monotonic_ns()}", keepalive_s=60, receive_maximum=65_535)
+    )
     buf = bytearray()
     got, first, last = 0, 0.0, 0.0
     state = "connack"
@@ -192,38 +191,23 @@ def drain_qos1(url: str, topic_filter: str, *, quiet_s: float, ready: Any, resul
                 break
             buf += chunk
             acks = []
-            pos, end = 0, len(buf)
-            while pos + 2 <= end:
-                length, mult, i = 0, 1, pos + 1
-                while i < end:
-                    byte = buf[i]
-                    length += (byte & 0x7F) * mult
-                    mult *= 128
-                    i += 1
-                    if not byte & 0x80:
-                        break
-                else:
-                    break
-                if i + length > end:
-                    break
-                kind = buf[pos] >> 4
-                if kind == 3:
-                    tlen = (buf[i] << 8) | buf[i + 1]
-                    acks.append(b"\x40\x02" + bytes(buf[i + 2 + tlen : i + 4 + tlen]))
-                elif kind == 2 and state == "connack":
+            frames, pos = wire.split_frames(buf)
+            for head, start, stop in frames:
+                kind = head >> 4
+                if kind == wire.PacketType.PUBLISH:
+                    acks.append(wire.read_publish(buf, head, start, stop)[2])
+                elif kind == wire.PacketType.CONNACK and state == "connack":
                     state = "suback"
-                    sub = (1).to_bytes(2, "big") + b"\x00" + _utf8(topic_filter) + b"\x01"
-                    sock.sendall(b"\x82" + _varint(len(sub)) + sub)
-                elif kind == 9:
+                    sock.sendall(wire.encode_subscribe(1, topic_filter, qos=1))
+                elif kind == wire.PacketType.SUBACK:
                     ready.set()
-                pos = i + length
             del buf[:pos]
             if acks:
                 if not got:
                     first = now
                 got += len(acks)
                 last = idle_since = now
-                sock.sendall(b"".join(acks))
+                sock.sendall(wire.encode_pubacks(acks))
     finally:
         sock.close()
     result.put((got, first, last))
