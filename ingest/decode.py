@@ -251,7 +251,3 @@ def event_fields(decoded: Decoded) -> tuple[str, str | None, int]:
     if code is not None and not isinstance(code, str):
         code = str(getattr(code, "value", code))
     return kind, code, channel
-
-
-def utc(epoch_s: float) -> datetime:
-    return datetime.fromtimestamp(epoch_s, UTC)

@@ -322,9 +322,6 @@ class DevicePublisher(_Publisher):
             sock.close()
         self._loop.sessions.remove(session)
 
-    def connected_devices(self) -> int:
-        return len(self._sessions)
-
 
 class WireConnection:
     """A minimal MQTT 5 publishing session for load mode, written for throughput: pre-encoded QoS 1

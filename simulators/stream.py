@@ -11,7 +11,7 @@ import heapq
 import math
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 
 from devices.contract import Channel, topic
 
@@ -71,11 +71,6 @@ class SimClock:
     start: datetime
     speed: float
     wall0: float
-
-    def sim_at(self, wall: float) -> datetime:
-        if math.isinf(self.speed):
-            return self.start
-        return self.start + timedelta(seconds=(wall - self.wall0) * self.speed)
 
     def wall_at(self, sim: datetime) -> float:
         """The wall (monotonic) instant at which `sim` happens; -inf when unpaced."""

@@ -12,7 +12,7 @@ from devices.alarms import AlarmType
 from devices.contract import Channel, Family
 from devices.families import access_door, elevator, light
 from simulators.behaviour import HEARTBEAT_S, is_night
-from simulators.compound import Compound, SimDevice
+from simulators.compound import SimDevice, on_evacuation_route
 from simulators.emitter import CST, Emitter
 from simulators.scenarios.builder import SLACK_S, Builder, Factory, Picker, healthy, registrar
 from simulators.scenarios.truth import ExpectedDeadLetter, Registration, Scenario
@@ -147,7 +147,7 @@ def counter_restart(p: Picker, start: datetime) -> Scenario:
         "and a redelivered copy (of the forced open, and of a message from before the restart) "
         "changes nothing.",
     )
-    a = b.script(p.take(Family.ACCESS_DOOR, lambda d: not on_route(p.compound, d)))  # seq 0–2
+    a = b.script(p.take(Family.ACCESS_DOOR, lambda d: not on_evacuation_route(p.compound, d)))  # seq 0–2
     a.every(20, 160, 20)  # seq 3 … 10
     b.add(a.em.status(a._at(190), "offline", reason="power_loss"))  # seq 11
     b.alarm(A.DEVICE_OFFLINE, a.uid, 190)
@@ -160,7 +160,7 @@ def counter_restart(p: Picker, start: datetime) -> Scenario:
     a.every(300, 660, 60)  # heartbeats on, so that it is not found silent before door B is done
     b.alarm(A.DOOR_FORCED_OPEN, a.uid, 260)
 
-    d = b.script(p.take(Family.ACCESS_DOOR, lambda x: not on_route(p.compound, x)))  # seq 0–2
+    d = b.script(p.take(Family.ACCESS_DOOR, lambda x: not on_evacuation_route(p.compound, x)))  # seq 0–2
     d.every(10, 610, 10)  # seq 3 … 63
     before = b.messages[-1]
     d.em.seq = 1
@@ -172,10 +172,6 @@ def counter_restart(p: Picker, start: datetime) -> Scenario:
     b.alarm(A.DOOR_FORCED_OPEN, d.uid, 630)
     b.rows = b.distinct_rows()
     return b.build()
-
-
-def on_route(compound: Compound, device: SimDevice) -> bool:
-    return compound.location(device.location).evacuation_route
 
 
 REGISTER_PROBES = 5
