@@ -3,6 +3,7 @@
 
     .venv/bin/python bench/ingest/run.py [--duration 60] [--workers 1 2] [--compounds 1]
                                          [--rates auto | --rates 8000 10000] [--profile DIR]
+                                         [--tree LABEL=PATH ...] [--rounds N]
 
 Load: the simulator's typical-compound traffic (`bench/ingest/load.py`), re-stamped at publish
 time and published at QoS 1 by the simulator's raw-socket publisher.
@@ -16,8 +17,15 @@ time and published at QoS 1 by the simulator's raw-socket publisher.
       every message was committed within 5 s of the end and p99 publish-to-commit lag < 1 s.
     Reports msg/s, points/s, p50/p99 lag (ingest's histogram: device ts → commit), CPU (cores) of
     ingest, Mosquitto, PostgreSQL and the publisher, ingest peak RSS, loss, ratio (c)/min(a, b).
---profile DIR: py-spy records each ingest worker during the saturation runs (flame graph SVG and a
-self-time table).
+--profile DIR: py-spy records each ingest worker during the saturation runs (raw stacks and a
+self/inclusive table; py-spy's own messages in *.py-spy.log). py-spy attaches with ptrace: as the same
+user it needs CAP_SYS_PTRACE, or a capability set that includes the target's (Linux
+cap_ptrace_access_check) — a profiler started with fewer capabilities than ingest (a container without
+SYS_PTRACE, a sandboxed shell) fails with "Failed to get process executable name" (bench/RESULTS.md). Every end-to-end run also reports ingest's CPU per stored message, split by thread
+(names from one `py-spy dump` when py-spy is installed in the venv).
+--tree LABEL=PATH (repeatable), --rounds N: builds compared side by side in one session: the
+saturation runs and, with --rates, the paced runs, for this checkout and each other checkout of Yiju,
+alternately, N rounds, against the same broker, database and load.
 """
 
 from __future__ import annotations
@@ -68,6 +76,48 @@ def _hwm_mb(pid: int) -> float:
     except OSError:
         pass
     return 0.0
+
+
+def _thread_names(pid: int) -> dict[int, str]:
+    """Native thread id → Python thread name, from one `py-spy dump` (Python 3.11 does not give its
+    thread names to the kernel: every `comm` reads "python"); {} without py-spy."""
+    spy = Path(sys.executable).parent / "py-spy"
+    if not spy.exists():
+        return {}
+    try:
+        text = subprocess.run(
+            [str(spy), "dump", "-p", str(pid)], check=False, capture_output=True, text=True, timeout=30
+        ).stdout
+    except (OSError, subprocess.TimeoutExpired):
+        return {}
+    names: dict[int, str] = {}
+    for line in text.splitlines():  # Thread 5789 (active+gil): "ingest-writer"
+        if line.startswith("Thread ") and '"' in line:
+            tid = line.split()[1]
+            name = line.split('"')[1]
+            if tid.isdigit():
+                names[int(tid)] = "paho" if name.startswith("paho-mqtt-client") else name
+            elif tid.startswith("0x"):
+                names[int(tid, 16)] = name
+    return names
+
+
+def _thread_cpu_s(pid: int, names: dict[int, str]) -> dict[str, float]:
+    """CPU seconds per thread of process `pid`, by Python thread name where known."""
+    out: Counter[str] = Counter()
+    tick = os.sysconf("SC_CLK_TCK")
+    try:
+        tasks = list(Path(f"/proc/{pid}/task").iterdir())
+    except OSError:
+        return {}
+    for task in tasks:
+        try:
+            comm = (task / "comm").read_text().strip()
+            parts = (task / "stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        out[names.get(int(task.name), comm)] += (int(parts[11]) + int(parts[12])) / tick
+    return dict(out)
 
 
 def _children(pid: int) -> list[int]:
@@ -161,7 +211,7 @@ def _paho_drain(url: str, topic_filter: str, quiet_s: float, ready, result) -> N
     import paho.mqtt.client as mqtt
     from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
 
-    from ingest.mqtt_adapter import parse_mqtt_url
+    from devices.mqtt_wire import parse_mqtt_url
 
     addr = parse_mqtt_url(url)
     st = {"n": 0, "first": 0.0, "last": 0.0}
@@ -267,8 +317,19 @@ def db_ceiling(db_url: str, tpl: list[Template], n_msgs: int, batch: int) -> tup
 
 
 def end_to_end(
-    services, fleet, tpl, *, workers: int, rate: float | None, duration: float, profile: Path | None, tag: str
+    services,
+    fleet,
+    tpl,
+    *,
+    workers: int,
+    rate: float | None,
+    duration: float,
+    profile: Path | None,
+    tag: str,
+    tree: Path = ROOT,
 ) -> dict:
+    """One run of `yiju ingest` from the source tree `tree` (another checkout of Yiju, for builds
+    compared side by side in one session: it is put first on the path of the ingest process)."""
     db_url = fresh_db(services, fleet)
     port = 19108
     env = {k: v for k, v in os.environ.items() if not k.startswith("YIJU_")}
@@ -283,8 +344,10 @@ def end_to_end(
         YIJU_INGEST__METRICS_PORT=str(port),
         YIJU_LOG_LEVEL="WARNING",
     )
+    if tree != ROOT:
+        env["PYTHONPATH"] = str(tree)
     cmd = [sys.executable, "-m", "yiju.cli", "ingest", "--workers", str(workers)]
-    ingest = subprocess.Popen(cmd, cwd=ROOT, env=env)
+    ingest = subprocess.Popen(cmd, cwd=tree, env=env)
     try:
         deadline = time.monotonic() + 30
         ports = [port + w for w in range(workers)]
@@ -334,7 +397,9 @@ def end_to_end(
                     "-o",
                     out,
                 ]
-                spies.append(subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+                # its errors are kept: a profiler that cannot attach must say so (see --profile)
+                log = (profile / f"{tag}-w{k}.py-spy.log").open("w")
+                spies.append(subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT))
         meter = CpuMeter(
             {
                 "ingest": sorted({ingest.pid, *workers_pids}),
@@ -343,6 +408,9 @@ def end_to_end(
                 "publisher": [pub.pid],
             }
         )
+        ingest_pids = sorted({ingest.pid, *workers_pids})
+        tnames = {p: _thread_names(p) for p in ingest_pids}
+        threads0 = {p: _thread_cpu_s(p, tnames[p]) for p in ingest_pids}
         go.set()
         t0 = time.monotonic()
         rep = rq.get(timeout=duration + 900)
@@ -374,6 +442,10 @@ def end_to_end(
             time.sleep(0.1)
         done = time.monotonic()
         el = done - t0
+        threads: Counter[str] = Counter()
+        for p in ingest_pids:
+            for name, s in _thread_cpu_s(p, tnames[p]).items():
+                threads[name] += s - threads0[p].get(name, 0.0)
         lag: Counter[float] = Counter()
         for p in ports:
             lag.update(_histogram(p, "yiju_ingest_publish_to_commit_seconds"))
@@ -405,8 +477,15 @@ def end_to_end(
         "p50_lag_s": round(_quantile(lag, 0.5), 3),
         "p99_lag_s": round(_quantile(lag, 0.99), 3),
         "cpu_cores": cpu,
+        # from go until the last row is stored, per stored message, split by thread name
+        "ingest_cpu_us_per_msg": round(1e6 * sum(threads.values()) / max(1, tel + ev), 1),
+        "ingest_threads_us_per_msg": {
+            name: round(1e6 * s / max(1, tel + ev), 1) for name, s in threads.most_common() if s > 0.005
+        },
         "ingest_peak_rss_mb": round(hwm),
     }
+    if tree != ROOT:
+        res["tree"] = str(tree)
     print(json.dumps(res), flush=True)
     return res
 
@@ -490,9 +569,20 @@ def main() -> int:
     ap.add_argument("--ceiling-seconds", type=float, default=15.0)
     ap.add_argument("--profile", type=Path, default=None)
     ap.add_argument("--skip", nargs="*", default=[], choices=["a", "b", "saturation", "paced"])
+    ap.add_argument(
+        "--tree",
+        action="append",
+        default=[],
+        metavar="LABEL=PATH",
+        help="also run the saturation runs with ingest from this checkout of Yiju (repeatable): builds "
+        "compared side by side, alternately, against the same broker, database and load",
+    )
+    ap.add_argument("--rounds", type=int, default=1, help="saturation runs per build, alternating builds")
     args = ap.parse_args()
     if args.profile:
         args.profile.mkdir(parents=True, exist_ok=True)
+        if not shutil.which("py-spy", path=str(Path(sys.executable).parent)):
+            ap.error("--profile needs py-spy in the venv: .venv/bin/pip install py-spy")
 
     from harness import start_services
 
@@ -536,21 +626,47 @@ def main() -> int:
             out["b_db_copy"] = {"msg_per_s": round(rate_b), "points_per_s": round(pts_b)}
             print(f"(b) database ceiling: {rate_b:,.0f} msg/s ({pts_b:,.0f} points/s)", flush=True)
         rates = None if args.rates == ["auto"] else [float(r) for r in args.rates]
+        trees = [("this", ROOT)] + [
+            (label, Path(path).resolve()) for label, _, path in (x.partition("=") for x in args.tree)
+        ]
+        compare = len(trees) > 1 or args.rounds > 1
         for w in args.workers:
             sat = None
             if "saturation" not in args.skip:
-                sat = end_to_end(
-                    services,
-                    fleet,
-                    tpl,
-                    workers=w,
-                    rate=None,
-                    duration=args.duration,
-                    profile=args.profile,
-                    tag=f"sat-{w}w",
-                )
-                out[f"c_saturation_{w}w"] = sat
-            if "paced" not in args.skip:
+                for rnd in range(1, args.rounds + 1):
+                    for label, tree in trees:
+                        res = end_to_end(
+                            services,
+                            fleet,
+                            tpl,
+                            workers=w,
+                            rate=None,
+                            duration=args.duration,
+                            profile=args.profile,
+                            tag=f"sat-{w}w-{label}-r{rnd}",
+                            tree=tree,
+                        )
+                        out[f"c_saturation_{w}w_{label}_r{rnd}" if compare else f"c_saturation_{w}w"] = res
+                        sat = sat or res
+            if "paced" not in args.skip and compare and rates:
+                # builds compared at fixed offered rates: CPU per message below everyone's ceiling
+                for rnd in range(1, args.rounds + 1):
+                    for label, tree in trees:
+                        for r in rates:
+                            res = end_to_end(
+                                services,
+                                fleet,
+                                tpl,
+                                workers=w,
+                                rate=r,
+                                duration=args.duration,
+                                profile=args.profile,
+                                tag=f"paced{r:.0f}-{w}w-{label}-r{rnd}",
+                                tree=tree,
+                            )
+                            res["sustained"] = ok(res)
+                            out[f"c_compare_{w}w_{r:.0f}_{label}_r{rnd}"] = res
+            elif "paced" not in args.skip:
                 start = sat["msg_per_s"] if sat else 8000
                 out[f"c_paced_{w}w"] = sustainable(
                     services, fleet, tpl, w, start, args.duration, rates, args.profile
