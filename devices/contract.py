@@ -82,6 +82,12 @@ class DeadLetterReason(StrEnum):
     ENGINE_OUTPUT_REFUSED = "engine_output_refused"  # what the engine made of it was refused by the database
 
 
+# Refusals of a known device's message that ingest still hands to the alert engine (and the engine
+# evaluates): a schema violation may be a reading out of the physical range (sensor_implausible), a
+# timestamp out of window a wrong clock (clock_skew).
+HANDED_OFF = frozenset({DeadLetterReason.SCHEMA_VIOLATION, DeadLetterReason.TIMESTAMP_OUT_OF_WINDOW})
+
+
 class TopicError(ValueError):
     """A topic that does not follow the contract; `reason` is the dead-letter reason code."""
 

@@ -18,11 +18,9 @@ import threading
 from datetime import datetime
 from typing import Protocol, runtime_checkable
 
-from devices.contract import Channel, Decoded, DeviceRef
+from devices.contract import HANDED_OFF, Channel, Decoded, DeviceRef
 
 log = logging.getLogger(__name__)
-# refusals of a known device's message that the engine still evaluates
-HANDED_OFF = frozenset({"schema_violation", "timestamp_out_of_window"})
 
 
 @runtime_checkable

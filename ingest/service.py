@@ -37,9 +37,18 @@ from prometheus_client import CollectorRegistry
 
 from alerts.config import AlertSettings
 from devices.catalog import FAMILIES
-from devices.contract import Channel, DeadLetterReason, Decoded, DeviceRef, Family, subscriptions, topic
+from devices.contract import (
+    HANDED_OFF,
+    Channel,
+    DeadLetterReason,
+    Decoded,
+    DeviceRef,
+    Family,
+    subscriptions,
+    topic,
+)
 from ingest.decode import Downlink, EdgeValidator, Refusal, Registry, event_fields
-from ingest.handoff import HANDED_OFF, MessageSink, NullSink, hand_off_refusal
+from ingest.handoff import MessageSink, NullSink, hand_off_refusal
 from ingest.messages import RawMessage
 from ingest.metrics import UNKNOWN_FAMILY, IngestMetrics, ingest_metrics
 from ingest.mqtt_adapter import MqttConsumer
@@ -49,8 +58,10 @@ from storage.messages import (
     EventRow,
     IngestWriter,
     RegistryRow,
+    Rejected,
     TelemetryRow,
     WriteBatch,
+    WriteResult,
     load_community_ids,
     load_ingest_registry,
 )
@@ -490,7 +501,7 @@ class IngestService:
     def _refused(self, raw: RawMessage, refusal: Refusal, now: datetime) -> None:
         """A known device's schema violation (out-of-range readings → alarm) or telemetry refused for
         its timestamp (→ clock_skew) also goes to the sink."""
-        if refusal.reason.value in HANDED_OFF and refusal.device_uid:
+        if refusal.reason in HANDED_OFF and refusal.device_uid:
             hand_off_refusal(
                 self.sink,
                 self._registry.devices.get(refusal.device_uid),
@@ -619,7 +630,7 @@ class IngestService:
         self._account(p, result)
         return True
 
-    def _rejected_dead_letters(self, p: _Pending, rejected: list[Any]) -> list[DeadLetterRow]:
+    def _rejected_dead_letters(self, p: _Pending, rejected: list[Rejected]) -> list[DeadLetterRow]:
         rows: list[DeadLetterRow] = []
         for r in rejected:
             d = p.telemetry[r.index] if r.kind == "telemetry" else p.events[r.index]
@@ -637,7 +648,7 @@ class IngestService:
                 p.dl_counts[k] = p.dl_counts.get(k, 0) + n
         return rows
 
-    def _account(self, p: _Pending, result: Any) -> None:
+    def _account(self, p: _Pending, result: WriteResult) -> None:
         m = self.metrics
         now = time.time()
         n_msgs = len(p.tokens)

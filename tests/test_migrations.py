@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -11,6 +12,7 @@ from dataclasses import replace
 import pytest
 from harness import ServiceSet
 
+from alerts.core.model import DeviceState, Obligation, Stage
 from storage import migrate as migrate_module
 from storage.db import connection, ensure_database
 from storage.migrate import Migration, load_migrations, migrate, pending
@@ -151,7 +153,10 @@ def test_0007_rewrites_stored_rule_state_and_attributes_dead_letters(
                     (topic, uid),
                 )
             conn.commit()
-        monkeypatch.setattr(migrate_module, "load_migrations", lambda: everything)
+        # up to form 2 (0020 rewrites the state again: its own test below)
+        monkeypatch.setattr(
+            migrate_module, "load_migrations", lambda: [m for m in everything if m.version < 20]
+        )
         migrate(url, DatabaseSettings(timeseries_mode="partitioned"))
         with connection(url) as conn:
             (state,) = conn.execute("SELECT state FROM rule_state").fetchone() or ()
@@ -162,6 +167,94 @@ def test_0007_rewrites_stored_rule_state_and_attributes_dead_letters(
         assert rows == [("d7", cid[0], did[0]), (None, cid[0], None)]
     finally:
         services.drop_database(url)
+
+
+# A form-2 rule state as the engine of the previous version wrote it: a charging post with an
+# auto-cutoff still to be cut on two ports and a missed post-wide one, a linkage action confirmed by
+# two signals and one without signals, beside ordinary marks.
+FORM_2_STATE = {
+    "v": 2,
+    "t": 1000.0,
+    "x": 1001.0,
+    "h": 0,
+    "o": {"auto_cutoff_failed": 990.0},
+    "e": [7, 127, 1000.0, 900.0],
+    "m": {
+        "o:over_temperature:3": [950.0, 980.0, 0, 3, 4],
+        "o:fire:0": [900.0, 995.0, 1, 1, 2, 5],
+        "l:door_release": [960.0, 963.0, 0, ["smoke_alarm:s1", "smoke_alarm:s2"]],
+        "l:valve_close": [970.0, 1030.0, 2, []],
+        "ps:3": [975.0, "over_temperature"],
+        "on": [1, 2, 5],
+    },
+}
+
+
+def test_0020_rewrites_obligations_as_typed_records(
+    services: ServiceSet, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    url = _fresh_empty_db(services, "yiju_mig_0020")
+    try:
+        everything = load_migrations()
+        monkeypatch.setattr(
+            migrate_module, "load_migrations", lambda: [m for m in everything if m.version < 20]
+        )
+        migrate(url, DatabaseSettings(timeseries_mode="partitioned"))
+        with connection(url) as conn:
+            cid = conn.execute(
+                "INSERT INTO communities (code, name) VALUES ('c20', 'C') RETURNING id"
+            ).fetchone()
+            assert cid
+            ids = []
+            for uid in ("post", "plain"):
+                row = conn.execute(
+                    "INSERT INTO devices (uid, community_id, family) "
+                    "VALUES (%s, %s, 'ebike_charger') RETURNING id",
+                    (uid, cid[0]),
+                ).fetchone()
+                assert row
+                ids.append(row[0])
+            plain = {"v": 2, "t": 5.0, "x": 5.0, "h": 0, "o": {}, "m": {}}
+            for device_id, doc in zip(ids, (FORM_2_STATE, plain), strict=True):
+                conn.execute(
+                    "INSERT INTO rule_state (device_id, state) VALUES (%s, %s)", (device_id, json.dumps(doc))
+                )
+            conn.commit()
+        monkeypatch.setattr(migrate_module, "load_migrations", lambda: everything)
+        migrate(url, DatabaseSettings(timeseries_mode="partitioned"))
+        with connection(url) as conn:
+            stored = dict(conn.execute("SELECT device_id, state FROM rule_state").fetchall())
+    finally:
+        services.drop_database(url)
+    post, untouched = stored[ids[0]], stored[ids[1]]
+    assert post == {
+        "v": 3,
+        "t": 1000.0,
+        "x": 1001.0,
+        "h": 0,
+        "o": {"auto_cutoff_failed": 990.0},
+        "e": [7, 127, 1000.0, 900.0],
+        "m": {"ps:3": [975.0, "over_temperature"], "on": [1, 2, 5]},
+        "cuts": {
+            "over_temperature:3": {"t0": 950.0, "deadline": 980.0, "stage": 0, "ports": [3, 4]},
+            "fire:0": {"t0": 900.0, "deadline": 995.0, "stage": 1, "ports": [1, 2, 5]},
+        },
+        "actions": {
+            "door_release": {
+                "t0": 960.0,
+                "deadline": 963.0,
+                "stage": 0,
+                "signals": ["smoke_alarm:s1", "smoke_alarm:s2"],
+            },
+            "valve_close": {"t0": 970.0, "deadline": 1030.0, "stage": 2},
+        },
+    }
+    assert untouched == {"v": 3, "t": 5.0, "x": 5.0, "h": 0, "o": {}, "m": {}}
+    # the migrated row is what the engine writes itself, and it reads the same as the old form
+    migrated, old = DeviceState.from_json(post), DeviceState.from_json(FORM_2_STATE)
+    assert migrated.to_json() == post == old.to_json()
+    assert migrated.cuts[("over_temperature", 3)] == Obligation(950.0, 980.0, Stage.WAITING, ports=(3, 4))
+    assert migrated.actions["valve_close"] == Obligation(970.0, 1030.0, Stage.ESCALATED)
 
 
 def test_registry_writes_notify_at_commit(db_url: str) -> None:

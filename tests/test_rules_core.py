@@ -10,7 +10,7 @@ from rules_kit import T0, Dev
 
 from alerts.config import AlertSettings
 from alerts.core import engine
-from alerts.core.model import Admit, DeviceState, Linkage, RaiseAlarm
+from alerts.core.model import Admit, DeviceState, Linkage, Obligation, RaiseAlarm, Stage
 from devices.contract import Family
 
 F = Family
@@ -552,3 +552,30 @@ def test_stored_state_of_the_previous_form_is_read() -> None:
     assert st.admit(63, t) is Admit.DUPLICATE and st.admit(60, t - 30) is Admit.DUPLICATE
     assert st.admit(0, t + 60) is Admit.RESTART
     assert DeviceState.from_json(st.to_json()).to_json() == st.to_json()
+
+
+def test_obligations_of_the_previous_form_are_read_as_typed_records() -> None:
+    """Form 2 kept obligations as positional lists in the marks; migration 0020 rewrites stored
+    ones, and a row of the old form that slips through is still read the same way."""
+    old = {
+        "v": 2,
+        "t": 1000.0,
+        "x": 1000.0,
+        "h": 0,
+        "o": {},
+        "m": {
+            "o:leakage:0": [900.0, 901.0, 1, 1, 2],
+            "l:elevator_recall": [950.0, 1010.0, 0, ["smoke_alarm:a", "smoke_alarm:b"]],
+            "l:light_force_on": [950.0, 953.0, 2],
+            "on": [1, 2],
+        },
+    }
+    st = DeviceState.from_json(old)
+    assert st.marks == {"on": [1, 2]}
+    assert st.cuts == {("leakage", 0): Obligation(900.0, 901.0, Stage.COMMANDED, ports=(1, 2))}
+    assert st.actions == {
+        "elevator_recall": Obligation(950.0, 1010.0, signals=("smoke_alarm:a", "smoke_alarm:b")),
+        "light_force_on": Obligation(950.0, 953.0, Stage.ESCALATED),
+    }
+    again = DeviceState.from_json(json.loads(json.dumps(st.to_json())))
+    assert (again.cuts, again.actions, again.to_json()["v"]) == (st.cuts, st.actions, 3)

@@ -8,9 +8,10 @@ condition — its confirmation time runs inside the deadline —, the time of an
 building's fire alarm, the end of the float time (`full`), the instant the session reached its
 maximum (`max_time`).
 
-    obligation "o:<kind>:<port>" = [trigger ts, deadline ts, stage, ports…]
-    stage 0: waiting for the post's own cut; 1: missed, cutoff command sent, waiting for its
-    effect; 2: escalated (no further deadline). port 0 = post-wide trigger; `ports` still to be cut.
+    obligation `st.cuts[(kind, port)]` = Obligation(trigger ts, deadline ts, stage, ports)
+    stage WAITING: waiting for the post's own cut; COMMANDED: missed, cutoff command sent, waiting
+    for its effect; ESCALATED: no further deadline. port 0 = post-wide trigger; `ports` still to be
+    cut.
 
 Cut evidence (docs/mqtt.md §6): what telemetry shows — the port's relay open, or (post-wide) the
 leakage breaker open — attributed to the stop reason the post reported for the port:
@@ -35,11 +36,12 @@ the same finding revised when the power is seen cut after the deadline, with the
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 from alerts.config import AlertSettings, ChargerRules, confirm_s, cutoff_s
 from alerts.core import faults
-from alerts.core.model import DeviceState, Out
+from alerts.core.model import DeviceState, Obligation, Out, Stage
 from devices.alarms import AlarmType, Check
 from devices.envelope import EventMessage, TelemetryMessage
 from devices.families import ebike_charger as fam
@@ -69,23 +71,25 @@ _Cuts = dict[int, tuple[float, str | None, bool]]
 
 
 def _open_obligation(out: Out, kind: str, port: int, *, t0: float, r: ChargerRules, ports: list[int]) -> None:
-    key = f"o:{kind}:{port}"
-    if key not in out.st.marks and ports:
-        out.st.marks[key] = [t0, t0 + cutoff_s(r, kind), 0, *ports]
+    key = (kind, port)
+    if key not in out.st.cuts and ports:
+        out.st.cuts[key] = Obligation(t0, t0 + cutoff_s(r, kind), ports=tuple(ports))
 
 
 def _drop_unconfirmed(out: Out, kind: str, port: int) -> None:
     """The condition went away before it was confirmed and nothing was cut: not a trigger."""
-    key = f"o:{kind}:{port}"
-    ob = out.st.marks.get(key)
-    if ob is not None and ob[2] == 0:
-        del out.st.marks[key]
+    key = (kind, port)
+    ob = out.st.cuts.get(key)
+    if ob is not None and ob.stage is Stage.WAITING:
+        del out.st.cuts[key]
 
 
-def pending(st: DeviceState, ob: list[Any]) -> bool:
+def pending(st: DeviceState, ob: Obligation) -> bool:
     """A waiting obligation whose every port has a protective stop reported in time, still to be
     seen in telemetry: its deadline waits for that report."""
-    return ob[2] == 0 and all((ps := st.marks.get(f"ps:{p}")) is not None and ps[0] <= ob[1] for p in ob[3:])
+    return ob.stage is Stage.WAITING and all(
+        (ps := st.marks.get(f"ps:{p}")) is not None and ps[0] <= ob.deadline for p in ob.ports
+    )
 
 
 def _settle(
@@ -95,33 +99,34 @@ def _settle(
     ts: float,
     r: ChargerRules,
     *,
-    only: str = "",
+    only: str | None = None,
 ) -> None:
-    """Ports (or the whole post) that have no power now: settle the obligations waiting for them."""
-    marks = out.st.marks
-    for key in [k for k in marks if k.startswith("o:" + only)]:
-        ob = marks[key]
-        stage = ob[2]
+    """Ports (or the whole post) that have no power now: settle the obligations waiting for them
+    (`only`: of that trigger kind)."""
+    obligations = out.st.cuts
+    for key in [k for k in obligations if only is None or k[0] == only]:
+        ob = obligations[key]
+        stage = ob.stage
         remaining: list[int] = []
         at, reasons = 0.0, set[str]()
-        for p in ob[3:]:
+        for p in ob.ports:
             cut = (post[0], post[1], True) if post is not None else cuts.get(p)
-            if cut is None or (stage == 0 and not cut[2]):
+            if cut is None or (stage is Stage.WAITING and not cut[2]):
                 remaining.append(p)
                 continue
             at = max(at, cut[0])
             if cut[1]:
                 reasons.add(cut[1])
         if remaining:
-            ob[3:] = remaining
+            obligations[key] = replace(ob, ports=tuple(remaining))
             continue
-        del marks[key]
-        _, kind, port_s = key.split(":")
-        # once missed, ob[1] is the command's verification deadline: the trigger's own is recomputed
-        port, t0 = int(port_s), ob[0]
-        deadline = ob[1] if stage == 0 else t0 + cutoff_s(r, kind)
+        del obligations[key]
+        kind, port = key
+        # once missed, ob.deadline is the command's verification deadline: the trigger's own is recomputed
+        t0 = ob.t0
+        deadline = ob.deadline if stage is Stage.WAITING else t0 + cutoff_s(r, kind)
         evidence: dict[str, Any] = {"stop_reason": ",".join(sorted(reasons))} if reasons else {}
-        if stage == 0 or at > deadline:
+        if stage is Stage.WAITING or at > deadline:
             in_time = at <= deadline
             out.finding(
                 Check.AUTO_CUTOFF,
@@ -134,26 +139,25 @@ def _settle(
                 channel=port,
                 details={"outcome": "in_time" if in_time else "late", **evidence},
             )
-        if stage > 0 and not any(k.startswith("o:") and marks[k][2] > 0 for k in marks):
+        if stage is not Stage.WAITING and not any(o.stage is not Stage.WAITING for o in obligations.values()):
             details = {"trigger": kind, "port": port, "cut_after_s": round(at - t0, 3), **evidence}
             out.clear(A.AUTO_CUTOFF_FAILED, ts, details)
             out.clear(A.CHARGE_NOT_STOPPED, ts, details)
 
 
 def deadlines(out: Out, now: float, th: AlertSettings) -> None:
-    marks = out.st.marks
-    for key in [k for k in marks if k.startswith("o:")]:
-        ob = marks[key]
-        t0, deadline, stage = ob[0], ob[1], ob[2]
-        if stage == 2 or now <= deadline or pending(out.st, ob):
+    marks, obligations = out.st.marks, out.st.cuts
+    for key in list(obligations):
+        ob = obligations[key]
+        t0, deadline, stage = ob.t0, ob.deadline, ob.stage
+        if stage is Stage.ESCALATED or now <= deadline or pending(out.st, ob):
             continue
-        _, kind, port_s = key.split(":")
-        port = int(port_s)
-        details: dict[str, Any] = {"trigger": kind, "port": port, "ports": list(ob[3:])}
-        stopped = sorted({marks[f"np:{p}"][1] for p in ob[3:] if f"np:{p}" in marks})
+        kind, port = key
+        details: dict[str, Any] = {"trigger": kind, "port": port, "ports": list(ob.ports)}
+        stopped = sorted({marks[f"np:{p}"][1] for p in ob.ports if f"np:{p}" in marks})
         if stopped:
             details["stopped_by"] = ",".join(stopped)
-        if stage == 0:
+        if stage is Stage.WAITING:
             out.finding(
                 Check.AUTO_CUTOFF,
                 kind,
@@ -171,13 +175,13 @@ def deadlines(out: Out, now: float, th: AlertSettings) -> None:
                 out.command("stop_port", {"port": port}, deadline, A.AUTO_CUTOFF_FAILED)
             else:
                 out.command("cut_power", {}, deadline, A.AUTO_CUTOFF_FAILED)
-            ob[1], ob[2] = deadline + th.command_verify_s, 1
+            obligations[key] = replace(ob, deadline=deadline + th.command_verify_s, stage=Stage.COMMANDED)
         else:  # the remote cutoff did not take effect either
             out.escalate(
                 A.AUTO_CUTOFF_FAILED, deadline, {"reason": "cutoff_command_not_effective", **details}
             )
             out.command("cut_power", {}, deadline, A.AUTO_CUTOFF_FAILED)
-            ob[2] = 2
+            obligations[key] = replace(ob, stage=Stage.ESCALATED)
 
 
 class _Triggers:
@@ -468,7 +472,7 @@ def event(out: Out, msg: EventMessage[fam.Event], ts: float, th: AlertSettings) 
                 # other trigger the post did not protect itself
                 for p in on:
                     marks[f"np:{p}"] = [ts, "power_loss"]
-                _settle(out, {}, (ts, "power_loss"), ts, r, only="fire:")
+                _settle(out, {}, (ts, "power_loss"), ts, r, only="fire")
         else:
             marks.pop(flag, None)
             out.clear(type, ts, {"kind": ev.kind.value, "by": "device"})

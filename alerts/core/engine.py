@@ -26,7 +26,17 @@ from typing import Any
 
 from alerts.config import AlertSettings
 from alerts.core import cctv, charger, clock, door, elevator, faults, gas, light, linkage, smoke
-from alerts.core.model import Admit, DeviceContext, DeviceState, Linkage, Out, Output, RaiseAlarm, to_dt
+from alerts.core.model import (
+    Admit,
+    DeviceContext,
+    DeviceState,
+    Linkage,
+    Out,
+    Output,
+    RaiseAlarm,
+    Stage,
+    to_dt,
+)
 from devices.alarms import AlarmType
 from devices.contract import Channel, Decoded, Family
 from devices.envelope import StatusMessage
@@ -188,12 +198,24 @@ def tick(ctx: DeviceContext, st: DeviceState, now: float, th: AlertSettings) -> 
 def next_due(ctx: DeviceContext, st: DeviceState, th: AlertSettings) -> float:
     """The earliest engine time at which `tick` can produce anything for this device (math.inf:
     never, until its next message). The service keeps these in a heap, so a tick costs the due
-    devices only, not the whole fleet. Mirrors `tick`: grace, silence, the deadline marks of
-    faults ("sf:"), linkage ("l:"), auto-cutoff ("o:", not while a reported stop awaits telemetry),
-    rescue clock ("r"), flap-held clears ("q:"), the daily CCTV evaluation ("c<n>"), the gas valve's
-    close signal ("gc") and the smoke alarm's battery-fault silence ("bs"), computed in device time
-    and returned in engine time."""
+    devices only, not the whole fleet. Mirrors `tick`: grace, silence, the obligations of linkage
+    (`st.actions`) and auto-cutoff (`st.cuts`, not while a reported stop awaits telemetry), the
+    deadline marks of faults ("sf:"), rescue clock ("r"), flap-held clears ("q:"), the daily CCTV
+    evaluation ("c<n>"), the gas valve's close signal ("gc") and the smoke alarm's battery-fault
+    silence ("bs"), computed in device time and returned in engine time."""
     return _next_due_device_time(ctx, st, th) + clock.offset_s(st.marks)
+
+
+def _obligations_due(st: DeviceState) -> float:
+    """The earliest deadline of the linkage actions and auto-cutoffs not yet escalated."""
+    due = math.inf
+    for ob in st.actions.values():
+        if ob.stage is not Stage.ESCALATED:
+            due = min(due, ob.deadline)
+    for ob in st.cuts.values():
+        if ob.stage is not Stage.ESCALATED and not charger.pending(st, ob):
+            due = min(due, ob.deadline)
+    return due
 
 
 def _next_due_device_time(ctx: DeviceContext, st: DeviceState, th: AlertSettings) -> float:
@@ -202,13 +224,11 @@ def _next_due_device_time(ctx: DeviceContext, st: DeviceState, th: AlertSettings
     if st.last_ts and A.DEVICE_OFFLINE not in st.open:
         due = st.last_ts + offline_after_s(ctx, st, th) + grace
     cctv_daily = th.cctv_recorder.daily_evaluation_s if ctx.family is Family.CCTV_RECORDER else None
+    due = min(due, _obligations_due(st) + grace)
     for key, v in st.marks.items():
         if key.startswith("sf:"):
             if not v[1]:
                 due = min(due, v[0] + th.fault_alarm_deadline_s + grace)
-        elif key.startswith(("l:", "o:")):
-            if v[2] != 2 and not (key[0] == "o" and charger.pending(st, v)):
-                due = min(due, v[1] + grace)
         elif key in _MARK_DUE:
             due = min(due, _MARK_DUE[key](v, th) + grace)
         elif key.startswith("q:"):

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 from alerts.config import AlertSettings, GasRules
 from alerts.core import faults, linkage
-from alerts.core.model import Out
+from alerts.core.model import Out, Stage
 from devices.alarms import AlarmType
 from devices.envelope import EventMessage, TelemetryMessage
 from devices.families import gas_alarm as fam
@@ -74,7 +74,7 @@ def _apply(out: Out, ts: float, th: AlertSettings, details: dict[str, object]) -
 def _expect_valve(out: Out, ts: float, th: AlertSettings) -> None:
     if out.st.marks.get("valve", "none") == "open":
         linkage.expect(out, "valve_close", ts, th.gas_alarm.valve_close_deadline_s)
-        if "l:valve_close" in out.st.marks:
+        if "valve_close" in out.st.actions:
             out.st.marks["gc"] = ts + th.gas_alarm.valve_command_deadline_s
 
 
@@ -89,8 +89,8 @@ def deadlines(out: Out, now: float, th: AlertSettings) -> None:
     if due is None or now <= due:
         return
     del out.st.marks["gc"]
-    ob = out.st.marks.get("l:valve_close")
-    if ob is not None and ob[2] == 0:
+    ob = out.st.actions.get("valve_close")
+    if ob is not None and ob.stage is Stage.WAITING:
         out.command("close_valve", {}, due, A.GAS_HIGH_ALARM)
 
 

@@ -7,8 +7,9 @@ confirmed by `AlertSettings.fire_linkage_signals` independent alarm signals (GB 
 "与" logic; `confirmed_fire`): a single detector raises the fire alarm and nothing else. Deadlines
 default to 3 s (GB 50166-2019 [S2]); an elevator's is its recall time (`recall_deadline_s`).
 
-Marks on the device that must act: "l:<action>" = [trigger ts, deadline ts, stage, confirming signals]
-(stage 0: waiting; 1: failed, command sent, waiting for its effect; 2: escalated). "sat:<action>" = 1
+On the device that must act: `st.actions[action]` = Obligation(trigger ts, deadline ts, stage,
+signals = the confirming signals) (stage WAITING; COMMANDED: failed, command sent, waiting for its
+effect; ESCALATED). Marks: "sat:<action>" = 1
 while the device's last report already shows the action done (a door already released satisfies at
 once). "ex:<action>" = why the device is exempt now (an elevator in inspection or out of service does
 not answer a fire recall: no obligation, no `linkage_failed`).
@@ -17,10 +18,11 @@ not answer a fire recall: no obligation, no `linkage_failed`).
 from __future__ import annotations
 
 from collections.abc import Iterable
+from dataclasses import replace
 from typing import Any
 
 from alerts.config import AlertSettings, ElevatorRules
-from alerts.core.model import DeviceContext, DeviceState, Out
+from alerts.core.model import DeviceContext, DeviceState, Obligation, Out, Stage
 from devices.alarms import AlarmType, Check
 from devices.contract import Family
 
@@ -66,8 +68,7 @@ def fire_action(ctx: DeviceContext, th: AlertSettings) -> tuple[str, float] | No
 
 
 def expect(out: Out, action: str, ts: float, deadline_s: float, signals: Iterable[str] = ()) -> None:
-    key = "l:" + action
-    if key in out.st.marks or out.st.marks.get("ex:" + action):
+    if action in out.st.actions or out.st.marks.get("ex:" + action):
         return  # already waiting (another detector of the same fire), or exempt
     confirmed = list(signals)
     if out.st.marks.get("sat:" + action):
@@ -82,7 +83,7 @@ def expect(out: Out, action: str, ts: float, deadline_s: float, signals: Iterabl
             details={"confirmed_by": confirmed} if confirmed else None,
         )
         return
-    out.st.marks[key] = [ts, ts + deadline_s, 0, confirmed]
+    out.st.actions[action] = Obligation(ts, ts + deadline_s, signals=tuple(confirmed))
 
 
 def exempt(out: Out, action: str, reason: str | None) -> None:
@@ -102,17 +103,16 @@ def state(out: Out, action: str, satisfied: bool, ts: float) -> None:
         out.st.marks.pop("sat:" + action, None)
 
 
-def _details(ob: list[Any], **extra: Any) -> dict[str, Any]:
-    confirmed = ob[3] if len(ob) > 3 else []
-    return {**extra, "confirmed_by": confirmed} if confirmed else dict(extra)
+def _details(ob: Obligation, **extra: Any) -> dict[str, Any]:
+    return {**extra, "confirmed_by": list(ob.signals)} if ob.signals else dict(extra)
 
 
 def done(out: Out, action: str, ts: float) -> None:
-    ob = out.st.marks.pop("l:" + action, None)
+    ob = out.st.actions.pop(action, None)
     if ob is None:
         return
-    t0, deadline, stage = ob[:3]
-    if stage == 0:
+    t0, deadline, stage = ob.t0, ob.deadline, ob.stage
+    if stage is Stage.WAITING:
         out.finding(
             Check.LINKAGE,
             action,
@@ -123,22 +123,22 @@ def done(out: Out, action: str, ts: float) -> None:
             measured_s=ts - t0,
             details=_details(ob) or None,
         )
-    elif not any(k.startswith("l:") for k in out.st.marks):
+    elif not out.st.actions:
         out.clear(A.LINKAGE_FAILED, ts, {"action": action, "done_after_s": round(ts - t0, 3)})
 
 
 def deadlines(out: Out, now: float, th: AlertSettings, recall_floor: int) -> None:
-    for key in [k for k in out.st.marks if k.startswith("l:")]:
-        ob = out.st.marks[key]
-        t0, deadline, stage = ob[:3]
-        if stage == 2 or now <= deadline:
+    actions = out.st.actions
+    for action in list(actions):
+        ob = actions[action]
+        t0, deadline, stage = ob.t0, ob.deadline, ob.stage
+        if stage is Stage.ESCALATED or now <= deadline:
             continue
-        action = key[2:]
-        if stage == 0 and out.st.marks.get("ex:" + action):  # out of service since: it cannot act
-            del out.st.marks[key]
+        if stage is Stage.WAITING and out.st.marks.get("ex:" + action):  # out of service since: it cannot act
+            del actions[action]
             continue
         details = {"action": action, "trigger_at": t0}
-        if stage == 0:
+        if stage is Stage.WAITING:
             out.finding(
                 Check.LINKAGE,
                 action,
@@ -153,7 +153,7 @@ def deadlines(out: Out, now: float, th: AlertSettings, recall_floor: int) -> Non
             if name == "recall":
                 params = {"floor": recall_floor}
             out.command(name, params, deadline, A.LINKAGE_FAILED)
-            ob[1], ob[2] = deadline + th.command_verify_s, 1
+            actions[action] = replace(ob, deadline=deadline + th.command_verify_s, stage=Stage.COMMANDED)
         else:
             out.escalate(A.LINKAGE_FAILED, deadline, {"reason": "command_not_effective", **details})
-            ob[2] = 2
+            actions[action] = replace(ob, stage=Stage.ESCALATED)

@@ -173,22 +173,80 @@ class SeqEpoch:
 
 
 _MASK = (1 << SEQ_WINDOW) - 1
-STATE_FORM = 2  # version of the serialised form (`to_json`); 1 = before sequence epochs
+# version of the serialised form (`to_json`); 1 = before sequence epochs, 2 = obligations as
+# positional lists in `marks` ("o:<kind>:<port>", "l:<action>"; migration 0020 rewrites them)
+STATE_FORM = 3
+
+
+class Stage(IntEnum):
+    """Where an obligation stands (an auto-cutoff or a linkage action owed by a deadline)."""
+
+    WAITING = 0  # the device's own action is awaited until the deadline
+    COMMANDED = 1  # missed: Yiju sent the command, its effect is awaited until the verification deadline
+    ESCALATED = 2  # the command did not take effect either: escalated, no further deadline
+
+
+@dataclass(frozen=True, slots=True)
+class Obligation:
+    """An action a device owes by a deadline (device time). `t0` is the trigger's instant and
+    `deadline` the end of the current stage. An auto-cutoff lists the `ports` still to lose power
+    (alerts/core/charger.py); a fire linkage action the `signals` that confirmed the fire
+    (alerts/core/linkage.py). Replaced, never changed in place (`dataclasses.replace`)."""
+
+    t0: float
+    deadline: float
+    stage: Stage = Stage.WAITING
+    ports: tuple[int, ...] = ()
+    signals: tuple[str, ...] = ()
+
+    def to_json(self) -> dict[str, Any]:
+        doc: dict[str, Any] = {"t0": self.t0, "deadline": self.deadline, "stage": int(self.stage)}
+        if self.ports:
+            doc["ports"] = list(self.ports)
+        if self.signals:
+            doc["signals"] = list(self.signals)
+        return doc
+
+    @classmethod
+    def from_json(cls, doc: dict[str, Any]) -> Obligation:
+        return cls(
+            float(doc["t0"]),
+            float(doc["deadline"]),
+            Stage(int(doc.get("stage", 0))),
+            tuple(int(p) for p in doc.get("ports", ())),
+            tuple(str(x) for x in doc.get("signals", ())),
+        )
+
+    @classmethod
+    def from_form2_cut(cls, ob: list[Any]) -> Obligation:
+        """Form 2's "o:<kind>:<port>" = [trigger ts, deadline ts, stage, ports…]."""
+        return cls(float(ob[0]), float(ob[1]), Stage(int(ob[2])), tuple(int(p) for p in ob[3:]))
+
+    @classmethod
+    def from_form2_action(cls, ob: list[Any]) -> Obligation:
+        """Form 2's "l:<action>" = [trigger ts, deadline ts, stage, confirming signals?]."""
+        signals = tuple(str(x) for x in ob[3]) if len(ob) > 3 and ob[3] else ()
+        return cls(float(ob[0]), float(ob[1]), Stage(int(ob[2])), signals=signals)
+
+
+CutKey = tuple[str, int]  # (trigger kind, port; 0 = post-wide) of an auto-cutoff obligation
 
 
 class DeviceState:
     """Per-device rule state: small, with slots, serialisable.
 
     `open`: alarm types this engine has raised and not cleared (→ time raised).
-    `marks`: timers, counters and pending obligations under short keys; values are floats or short
-    lists of floats/ints/strings so that the whole state stays well under 2 KB for a typical device.
+    `marks`: timers and counters under short keys; values are floats or short lists of
+    floats/ints/strings so that the whole state stays well under 2 KB for a typical device.
+    `cuts`: a charging post's auto-cutoff obligations by (trigger kind, port); `actions`: the linkage
+    actions this device owes by action name (`Obligation`).
     `epoch` / `prev_epoch`: duplicate detection on the contract's natural key (device, ts, seq), see
     `admit`; the previous epoch is kept so that a late copy of a message from before a counter
     restart is still recognised. `restarts` counts the counter restarts seen.
     """
 
-    __slots__ = ("epoch", "heartbeat_s", "last_admit", "last_rx", "last_ts", "marks", "open", "prev_epoch",
-                 "restarts")  # fmt: skip
+    __slots__ = ("actions", "cuts", "epoch", "heartbeat_s", "last_admit", "last_rx", "last_ts", "marks",
+                 "open", "prev_epoch", "restarts")  # fmt: skip
 
     def __init__(self) -> None:
         self.last_ts = 0.0
@@ -200,6 +258,8 @@ class DeviceState:
         self.heartbeat_s = 0  # 0: the family default
         self.open: dict[str, float] = {}
         self.marks: dict[str, Any] = {}
+        self.cuts: dict[CutKey, Obligation] = {}
+        self.actions: dict[str, Obligation] = {}
 
     @property
     def max_seq(self) -> int:
@@ -258,12 +318,17 @@ class DeviceState:
             doc["p"] = self.prev_epoch.to_json()
         if self.restarts:
             doc["n"] = self.restarts
+        if self.cuts:
+            doc["cuts"] = {f"{kind}:{port}": ob.to_json() for (kind, port), ob in self.cuts.items()}
+        if self.actions:
+            doc["actions"] = {action: ob.to_json() for action, ob in self.actions.items()}
         return doc
 
     @classmethod
     def from_json(cls, doc: dict[str, Any]) -> DeviceState:
-        """Reads the current form and form 1 (`s` highest seq, `k` mask, no times: the newest device
-        time `t` stands in for the epoch's; migration 0007 rewrites stored form-1 states the same way)."""
+        """Reads the current form, form 2 (obligations as positional lists in `m`: migration 0020
+        rewrites stored ones the same way) and form 1 (`s` highest seq, `k` mask, no times: the newest
+        device time `t` stands in for the epoch's; migration 0007 rewrites stored form-1 states)."""
         st = cls()
         st.last_ts = float(doc.get("t", 0.0))
         st.last_rx = float(doc.get("x", 0.0))
@@ -276,7 +341,20 @@ class DeviceState:
         st.restarts = int(doc.get("n", 0))
         st.heartbeat_s = int(doc.get("h", 0))
         st.open = {str(k): float(v) for k, v in doc.get("o", {}).items()}
-        st.marks = dict(doc.get("m", {}))
+        marks = dict(doc.get("m", {}))
+        for key in [k for k in marks if k.startswith(("o:", "l:"))]:  # form 2 (and 1)
+            ob = marks.pop(key)
+            if key[0] == "o":
+                _, kind, port = key.split(":")
+                st.cuts[(kind, int(port))] = Obligation.from_form2_cut(ob)
+            else:
+                st.actions[key[2:]] = Obligation.from_form2_action(ob)
+        st.marks = marks
+        for key, ob_doc in doc.get("cuts", {}).items():
+            kind, port = key.rsplit(":", 1)
+            st.cuts[(kind, int(port))] = Obligation.from_json(ob_doc)
+        for action, ob_doc in doc.get("actions", {}).items():
+            st.actions[str(action)] = Obligation.from_json(ob_doc)
         return st
 
 

@@ -31,7 +31,7 @@ from alerts.service.persistence import DB_ERRORS, Persistence
 from alerts.service.sink import Intake, Rejected
 from alerts.service.states import RuleStates
 from alerts.service.worker import Worker
-from devices.contract import Channel, Decoded, DeviceRef
+from devices.contract import HANDED_OFF, Channel, DeadLetterReason, Decoded, DeviceRef
 from storage import rule_state
 
 log = logging.getLogger(__name__)
@@ -144,8 +144,8 @@ class AlertService:
         """MessageSink (optional): ingest refused a known device's telemetry. A schema violation may be
         a reading out of the physical range (then: sensor_implausible); a timestamp outside ingest's
         window is a wrong clock (clock_skew)."""
-        if reason in ("schema_violation", "timestamp_out_of_window") and channel is Channel.TELEMETRY:
-            self.intake.put(Rejected(device, channel, received_at, payload, reason))
+        if reason in HANDED_OFF and channel is Channel.TELEMETRY:
+            self.intake.put(Rejected(device, channel, received_at, payload, DeadLetterReason(reason)))
 
     def wait_idle(self, timeout_s: float = 10.0) -> bool:
         """Block until every submitted message is evaluated and persisted (tests, benchmarks)."""

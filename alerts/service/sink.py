@@ -24,7 +24,7 @@ from datetime import datetime
 
 from alerts.metrics import AlertMetrics
 from alerts.service.events import EngineStats
-from devices.contract import Channel, Decoded, DeviceRef
+from devices.contract import Channel, DeadLetterReason, Decoded, DeviceRef
 
 log = logging.getLogger(__name__)
 BATCH_MAX = 500
@@ -39,7 +39,7 @@ class Rejected:
     channel: Channel
     received_at: datetime
     payload: bytes
-    reason: str = "schema_violation"  # or "timestamp_out_of_window"
+    reason: DeadLetterReason = DeadLetterReason.SCHEMA_VIOLATION  # or TIMESTAMP_OUT_OF_WINDOW
 
 
 Item = Decoded | Rejected

@@ -42,6 +42,7 @@ from alerts.service.recovery import replay
 from alerts.service.sink import Intake, Item, Rejected
 from alerts.service.states import RuleStates
 from alerts.service.timers import TimerHeap
+from devices.contract import DeadLetterReason
 
 log = logging.getLogger(__name__)
 
@@ -188,7 +189,7 @@ class Worker:
     def _rejected(
         self, ctx: DeviceContext, st: DeviceState, msg: Rejected, th: AlertSettings
     ) -> list[Output]:
-        if msg.reason == "timestamp_out_of_window":
+        if msg.reason is DeadLetterReason.TIMESTAMP_OUT_OF_WINDOW:
             claimed = clock.envelope_ts(msg.payload)
             if claimed is None:
                 return []
