@@ -9,36 +9,26 @@
 
 UPDATE rule_state r
 SET state = (r.state - 'm' - 'v')
-    || jsonb_build_object('v', 3, 'm', COALESCE(keep.m, '{}'::jsonb))
-    || jsonb_strip_nulls(jsonb_build_object('cuts', cut.doc, 'actions', act.doc))
+    || jsonb_build_object('v', 3, 'm', COALESCE(parts.m, '{}'::jsonb))
+    || jsonb_strip_nulls(jsonb_build_object('cuts', parts.cuts, 'actions', parts.actions))
 FROM rule_state s
 CROSS JOIN LATERAL (
-    SELECT jsonb_object_agg(key, value) AS m
-    FROM jsonb_each(s.state -> 'm')
-    WHERE key NOT LIKE 'o:%' AND key NOT LIKE 'l:%'
-) keep
-CROSS JOIN LATERAL (
-    SELECT jsonb_object_agg(
-        substr(key, 3),
-        jsonb_strip_nulls(jsonb_build_object(
-            't0', value -> 0,
-            'deadline', value -> 1,
-            'stage', value -> 2,
-            'ports', (SELECT jsonb_agg(p ORDER BY i) FROM jsonb_array_elements(value) WITH ORDINALITY e (p, i)
-                      WHERE i > 3)))) AS doc
-    FROM jsonb_each(s.state -> 'm')
-    WHERE key LIKE 'o:%'
-) cut
-CROSS JOIN LATERAL (
-    SELECT jsonb_object_agg(
-        substr(key, 3),
-        jsonb_strip_nulls(jsonb_build_object(
-            't0', value -> 0,
-            'deadline', value -> 1,
-            'stage', value -> 2,
-            'signals', CASE WHEN jsonb_array_length(COALESCE(value -> 3, '[]')) > 0 THEN value -> 3 END)))
-        AS doc
-    FROM jsonb_each(s.state -> 'm')
-    WHERE key LIKE 'l:%'
-) act
+    SELECT
+        jsonb_object_agg(e.key, e.value) FILTER (WHERE e.key NOT LIKE 'o:%' AND e.key NOT LIKE 'l:%') AS m,
+        jsonb_object_agg(substr(e.key, 3), ob.doc) FILTER (WHERE e.key LIKE 'o:%') AS cuts,
+        jsonb_object_agg(substr(e.key, 3), ob.doc) FILTER (WHERE e.key LIKE 'l:%') AS actions
+    FROM jsonb_each(s.state -> 'm') AS e (key, value)
+    CROSS JOIN LATERAL (
+        SELECT CASE WHEN e.key LIKE 'o:%' OR e.key LIKE 'l:%' THEN jsonb_strip_nulls(jsonb_build_object(
+            't0', e.value -> 0,
+            'deadline', e.value -> 1,
+            'stage', e.value -> 2,
+            'ports', CASE WHEN e.key LIKE 'o:%' THEN (
+                SELECT jsonb_agg(x.p ORDER BY x.i) FROM jsonb_array_elements(e.value) WITH ORDINALITY AS x (p, i)
+                WHERE x.i > 3) END,
+            'signals', CASE WHEN e.key LIKE 'l:%' THEN
+                CASE WHEN jsonb_array_length(COALESCE(e.value -> 3, '[]')) > 0 THEN e.value -> 3 END END))
+        END AS doc
+    ) ob
+) parts
 WHERE s.device_id = r.device_id AND COALESCE((r.state ->> 'v')::int, 1) = 2;
