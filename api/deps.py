@@ -1,7 +1,7 @@
 """Typed dependencies shared by the routers: a database connection per request, the current principal
 (from a login token or an API key) and its community scope.
 
-Routers are plain `def` functions, so FastAPI runs them (and the blocking psycopg calls in them) in
+Routers are plain `def` functions, so FastAPI runs them (and the blocking database calls in them) in
 its thread pool, never on the event loop. A request's connection is one transaction: the mutation and
 its audit-log row commit together, or neither does.
 """
@@ -13,13 +13,12 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Annotated, Any
 
-import psycopg
 from fastapi import Depends, Request
 from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
 
 from api.errors import ApiError, not_found
 from storage import users
-from storage.db import Database
+from storage.db import Connection, Database
 from storage.users import Role, User
 from yiju.settings import Settings
 
@@ -37,13 +36,13 @@ def database(request: Request) -> Database:
     return db
 
 
-def _connection(request: Request) -> Iterator[psycopg.Connection[Any]]:
+def _connection(request: Request) -> Iterator[Connection]:
     # commits on success, rolls back on an exception; connection loss becomes DatabaseUnavailable (503)
     with database(request).connection() as conn:
         yield conn
 
 
-Conn = Annotated[psycopg.Connection[Any], Depends(_connection, scope="function")]
+Conn = Annotated[Connection, Depends(_connection, scope="function")]
 
 
 @dataclass(frozen=True)

@@ -25,13 +25,14 @@ sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
 from harness import start_services  # noqa: E402
 
 from devices.catalog import points_of  # noqa: E402
-from devices.contract import Channel, Decoded, DeviceRef, Family  # noqa: E402
+from devices.contract import Channel, Decoded  # noqa: E402
 from ingest.decode import EdgeValidator, Registry, event_fields  # noqa: E402
 from ingest.messages import RawMessage  # noqa: E402
 from simulators import behaviour  # noqa: E402
 from simulators.compound import Size, generate_fleet  # noqa: E402
 from storage.db import connection  # noqa: E402
-from storage.messages import EventRow, IngestWriter, TelemetryRow, WriteBatch, load_ingest_registry  # noqa: E402
+from storage.messages import EventRow, IngestWriter, TelemetryRow, WriteBatch  # noqa: E402
+from storage.registry import load_device_refs  # noqa: E402
 from storage.timeseries import refresh_rollup  # noqa: E402
 from yiju.commands.simulate import register_fleet  # noqa: E402
 from yiju.settings import DatabaseSettings  # noqa: E402
@@ -45,12 +46,7 @@ def _write_day(url: str, start: datetime, end: datetime) -> dict[str, int]:
     fleet = generate_fleet(Size.TYPICAL, 1, 7, prefix="size")
     register_fleet(url, fleet)
     with connection(url) as conn:
-        reg = Registry(
-            {
-                r.uid: DeviceRef(r.id, r.uid, r.community, r.community_id, Family(r.family))
-                for r in load_ingest_registry(conn)
-            }
-        )
+        reg = Registry({r.ref.uid: r.ref for r in load_device_refs(conn)})
     # device times may be days old here (a measurement, not live traffic)
     validator = EdgeValidator(
         PREFIX, max_payload_bytes=1 << 16, max_past=timedelta(days=400), max_future=timedelta(minutes=5)

@@ -31,46 +31,25 @@ import time
 from collections import deque
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from prometheus_client import CollectorRegistry
 
 from alerts.config import AlertSettings
 from devices.catalog import FAMILIES
-from devices.contract import (
-    HANDED_OFF,
-    Channel,
-    DeadLetterReason,
-    Decoded,
-    DeviceRef,
-    Family,
-    subscriptions,
-    topic,
-)
+from devices.contract import HANDED_OFF, Channel, DeadLetterReason, Decoded, Family, subscriptions, topic
 from ingest.decode import Downlink, EdgeValidator, Refusal, Registry, event_fields
 from ingest.handoff import MessageSink, NullSink, hand_off_refusal
 from ingest.messages import RawMessage
 from ingest.metrics import UNKNOWN_FAMILY, IngestMetrics, ingest_metrics
 from ingest.mqtt_adapter import MqttConsumer
-from storage.db import connect
+from storage.db import Connection, connect
 from storage.dead_letters import DeadLetterRow
-from storage.messages import (
-    EventRow,
-    IngestWriter,
-    RegistryRow,
-    Rejected,
-    TelemetryRow,
-    WriteBatch,
-    WriteResult,
-    load_community_ids,
-    load_ingest_registry,
-)
+from storage.messages import EventRow, IngestWriter, Rejected, TelemetryRow, WriteBatch, WriteResult
 from storage.presence import OfflineRule, PresenceRow, community_alert_overrides, mark_silent_offline
+from storage.registry import RegisteredDevice, load_community_ids, load_device_refs
 from storage.registry_events import RegistryListener
 from yiju.errors import ConfigurationError, DatabaseUnavailable, StorageError, YijuError
-
-if TYPE_CHECKING:
-    import psycopg
 from yiju.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -166,7 +145,7 @@ class IngestService:
         # across its database read and its update, so changes apply in the order they were read;
         # the decoder reads without it (single-key lookups on dicts updated in place).
         self._registry_lock = threading.Lock()
-        self._registry_conn: psycopg.Connection[Any] | None = None
+        self._registry_conn: Connection | None = None
         self._listener = RegistryListener(database_url)
         self._lookup_budget = float(self.cfg.registry_miss_lookups_per_s)
         self._lookup_budget_at = time.monotonic()
@@ -255,7 +234,7 @@ class IngestService:
 
     # -- registry --------------------------------------------------------------------------------
 
-    def _registry_db(self, timeout_s: float) -> psycopg.Connection[Any]:
+    def _registry_db(self, timeout_s: float) -> Connection:
         """The connection the registry reads use (under `_registry_lock`)."""
         conn = self._registry_conn
         if conn is None or conn.closed:
@@ -273,7 +252,7 @@ class IngestService:
         with self._registry_lock:
             try:
                 conn = self._registry_db(timeout_s)
-                rows = load_ingest_registry(conn)
+                rows = load_device_refs(conn)
                 communities = load_community_ids(conn)
             except (DatabaseUnavailable, StorageError) as exc:
                 log.warning("registry not refreshed: %s", exc)
@@ -285,11 +264,11 @@ class IngestService:
             self._registry_loaded_at = time.monotonic()
         return True
 
-    def _load_devices(self, uids: set[str], timeout_s: float) -> list[RegistryRow] | None:
+    def _load_devices(self, uids: set[str], timeout_s: float) -> list[RegisteredDevice] | None:
         """Read `uids` and apply what the registry says of them now (rows, or their absence)."""
         with self._registry_lock:
             try:
-                rows = load_ingest_registry(self._registry_db(timeout_s), sorted(uids))
+                rows = load_device_refs(self._registry_db(timeout_s), sorted(uids))
             except (DatabaseUnavailable, StorageError) as exc:
                 log.warning("registry lookup of %d device(s) failed: %s", len(uids), exc)
                 self._drop_registry_conn()
@@ -303,23 +282,19 @@ class IngestService:
             self._registry_conn = None
 
     @staticmethod
-    def _apply(registry: Registry, rows: list[RegistryRow], asked: set[str] | tuple[()]) -> None:
+    def _apply(registry: Registry, rows: list[RegisteredDevice], asked: set[str] | tuple[()]) -> None:
         """Write `rows` into the cache in place; uids `asked` for but not found are gone."""
         devices, disabled = registry.devices, registry.disabled
         found = set()
         for r in rows:
-            try:
-                family = Family(r.family)
-            except ValueError:
-                continue
-            found.add(r.uid)
-            ref = DeviceRef(r.id, r.uid, r.community, r.community_id, family)
+            uid = r.ref.uid
+            found.add(uid)
             if r.enabled:
-                devices[r.uid] = ref
-                disabled.pop(r.uid, None)
+                devices[uid] = r.ref
+                disabled.pop(uid, None)
             else:
-                disabled[r.uid] = ref
-                devices.pop(r.uid, None)
+                disabled[uid] = r.ref
+                devices.pop(uid, None)
         for uid in set(asked) - found:
             devices.pop(uid, None)
             disabled.pop(uid, None)

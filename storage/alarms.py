@@ -510,12 +510,6 @@ def get_open(conn: psycopg.Connection[Any], device_id: int, type: str) -> Alarm 
     return None if row is None else _alarm(row)
 
 
-def open_alarms_of_device(conn: psycopg.Connection[Any], device_id: int) -> list[Alarm]:
-    with conn.cursor(row_factory=dict_row) as cur:
-        cur.execute(_OPEN_OF_DEVICE, (device_id,))
-        return [_alarm(r) for r in cur.fetchall()]
-
-
 def history(conn: psycopg.Connection[Any], alarm_id: int) -> list[Transition]:
     """Every transition of an alarm in the order recorded (`at` may be device time, not monotonic)."""
     with conn.cursor(row_factory=dict_row) as cur:

@@ -1,19 +1,57 @@
-"""Connections, with psycopg errors translated into Yiju's exception tree at this edge."""
+"""Connections, with psycopg errors translated into Yiju's exception tree at this edge.
+
+psycopg is storage's alone (tests/test_architecture.py and ruff's banned-api say so): callers name a
+connection `Connection` and catch Yiju's errors. Work that runs storage functions on a connection it
+holds goes inside `translated()`, which turns whatever psycopg raises into:
+- `DatabaseUnavailable`: the connection failed or was lost, or a statement timed out (retry later);
+- `DataRefused`: a constraint or a column refused the data (retrying the same write fails the same way);
+- `StorageError`: anything else the database refused.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Iterator
-from contextlib import contextmanager
-from typing import Any, LiteralString
+from contextlib import contextmanager, suppress
+from typing import Any, TypeAlias
 
 import psycopg
 from psycopg import sql
-from psycopg.rows import dict_row
 from psycopg_pool import ConnectionPool, PoolTimeout
 
-from yiju.errors import DatabaseUnavailable, InputError
+from yiju.errors import DatabaseUnavailable, DataRefused, InputError, StorageError, YijuError
 
 DEFAULT_CONNECT_TIMEOUT_S = 5.0
+
+Connection: TypeAlias = psycopg.Connection[Any]
+"""A database connection, as callers outside storage name it (they never import psycopg)."""
+
+
+def translate(exc: psycopg.Error) -> YijuError:
+    """The Yiju error for a psycopg one (module docstring)."""
+    if isinstance(exc, psycopg.errors.QueryCanceled):
+        return DatabaseUnavailable(f"the database did not answer in time ({first_line(exc)})")
+    if isinstance(exc, psycopg.OperationalError | psycopg.InterfaceError):
+        return DatabaseUnavailable(f"the database connection failed ({first_line(exc)})")
+    if isinstance(exc, psycopg.IntegrityError | psycopg.DataError):
+        return DataRefused(f"the database refused the data: {first_line(exc)}")
+    return StorageError(f"the database refused the operation: {first_line(exc)}")
+
+
+@contextmanager
+def translated() -> Iterator[None]:
+    """Run a block of storage work with psycopg's errors raised as Yiju's (module docstring)."""
+    try:
+        yield
+    except psycopg.Error as exc:
+        raise translate(exc) from exc
+
+
+def close_quietly(conn: Connection | None) -> None:
+    """Close a connection that may already be broken; a failure to close is not worth reporting."""
+    if conn is None:
+        return
+    with suppress(psycopg.Error):
+        conn.close()
 
 
 def connect(
@@ -29,7 +67,7 @@ def connect(
             application_name="yiju",
         )
     except psycopg.OperationalError as exc:
-        raise DatabaseUnavailable(f"cannot connect to PostgreSQL: {_first_line(exc)}") from exc
+        raise DatabaseUnavailable(f"cannot connect to PostgreSQL: {first_line(exc)}") from exc
     return conn
 
 
@@ -42,15 +80,7 @@ def connection(url: str, *, autocommit: bool = False) -> Iterator[psycopg.Connec
         conn.close()
 
 
-def fetch_dicts(
-    conn: psycopg.Connection[Any], query: LiteralString, params: tuple[Any, ...] = ()
-) -> list[dict[str, Any]]:
-    with conn.cursor(row_factory=dict_row) as cur:
-        cur.execute(query, params)
-        return cur.fetchall()
-
-
-def _first_line(exc: BaseException) -> str:
+def first_line(exc: BaseException) -> str:
     text = str(exc).strip()
     return text.splitlines()[0] if text else type(exc).__name__
 
@@ -134,9 +164,9 @@ class Database:
                 f"the database did not answer within {self.statement_timeout_s:g} s; retry shortly"
             ) from exc
         except psycopg.OperationalError as exc:
-            raise DatabaseUnavailable(f"the database connection failed ({_first_line(exc)})") from exc
+            raise DatabaseUnavailable(f"the database connection failed ({first_line(exc)})") from exc
         except psycopg.DataError as exc:
             # schemas bound every input first; this is the backstop for a value PostgreSQL refuses
-            raise InputError(f"a value cannot be stored: {_first_line(exc)}") from exc
+            raise InputError(f"a value cannot be stored: {first_line(exc)}") from exc
         except UnicodeEncodeError as exc:
             raise InputError("text is not valid Unicode (a lone surrogate?)") from exc

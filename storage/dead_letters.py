@@ -64,26 +64,6 @@ def insert_dead_letter(conn: psycopg.Connection[Any], row: DeadLetterRow) -> Non
     )
 
 
-def recent_dead_letters(
-    conn: psycopg.Connection[Any], limit: int = 100, reason: str | None = None
-) -> list[dict[str, Any]]:
-    """The newest dead letters, optionally of one reason."""
-    with conn.cursor(row_factory=dict_row) as cur:
-        cur.execute(
-            "SELECT id, received_at, topic, payload, payload_size, reason, detail, device_uid, family "
-            "FROM dead_letters WHERE (%(reason)s::text IS NULL OR reason = %(reason)s) "
-            "ORDER BY received_at DESC, id DESC LIMIT %(limit)s",
-            {"reason": reason, "limit": limit},
-        )
-        return cur.fetchall()
-
-
-def dead_letter_counts(conn: psycopg.Connection[Any]) -> dict[str, int]:
-    """Dead letters per reason."""
-    rows = conn.execute("SELECT reason, count(*) FROM dead_letters GROUP BY reason").fetchall()
-    return {str(r[0]): int(r[1]) for r in rows}
-
-
 @dataclass(frozen=True, slots=True)
 class DeadLetterFilter:
     """What `list_dead_letters` returns. `community_ids` None: every community and the dead letters

@@ -23,7 +23,6 @@ import contextlib
 import json
 import logging
 import time
-from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, NamedTuple
@@ -32,12 +31,12 @@ import psycopg
 from psycopg import sql
 from psycopg.types.json import set_json_dumps
 
+from storage.config import DatabaseSettings
 from storage.db import connect
 from storage.dead_letters import DEAD_LETTER_COLUMNS, DEAD_LETTER_TYPES, DeadLetterRow, dead_letter_record
 from storage.presence import PresenceRow, upsert_presence
 from storage.timeseries import SERIES_TABLES, ensure_partitions, queue_late_points, refresh_pending
 from yiju.errors import DatabaseUnavailable, StorageError
-from yiju.settings import DatabaseSettings
 
 log = logging.getLogger(__name__)
 
@@ -422,52 +421,3 @@ class IngestWriter:
 def _first_line(exc: BaseException) -> str:
     text = str(exc).strip()
     return text.splitlines()[0] if text else type(exc).__name__
-
-
-# --------------------------------------------------------------------------------------------------
-# The registry as ingest sees it
-
-
-@dataclass(frozen=True, slots=True)
-class RegistryRow:
-    uid: str
-    id: int
-    community: str
-    community_id: int
-    family: str
-    enabled: bool
-
-
-def load_ingest_registry(
-    conn: psycopg.Connection[Any], uids: Sequence[str] | None = None
-) -> list[RegistryRow]:
-    """Every device with its community code, for ingest's cached registry (disabled ones included,
-    so that their messages are refused as device_disabled rather than unknown_device); or only the
-    devices `uids` (a cache miss, a change notification). Raises `DatabaseUnavailable`/`StorageError`."""
-    query = (
-        "SELECT d.uid, d.id, c.code, c.id, d.family, d.enabled "
-        "FROM devices d JOIN communities c ON c.id = d.community_id"
-    )
-    try:
-        if uids is None:
-            rows = conn.execute(query).fetchall()
-        else:
-            rows = conn.execute(query + " WHERE d.uid = ANY(%s)", (list(uids),)).fetchall()
-    except psycopg.Error as exc:
-        raise _registry_error(exc) from exc
-    return [RegistryRow(r[0], r[1], r[2], r[3], r[4], r[5]) for r in rows]
-
-
-def load_community_ids(conn: psycopg.Connection[Any]) -> dict[str, int]:
-    """Community code → id (to attribute dead letters that name no registered device)."""
-    try:
-        rows = conn.execute("SELECT code, id FROM communities").fetchall()
-    except psycopg.Error as exc:
-        raise _registry_error(exc) from exc
-    return {r[0]: int(r[1]) for r in rows}
-
-
-def _registry_error(exc: psycopg.Error) -> DatabaseUnavailable | StorageError:
-    if isinstance(exc, psycopg.OperationalError) or exc.sqlstate is None:
-        return DatabaseUnavailable(f"registry not read: {_first_line(exc)}")
-    return StorageError(f"registry not read: {_first_line(exc)}")

@@ -15,11 +15,11 @@ from typing import Any
 
 import psycopg
 
+from storage.config import DatabaseSettings
 from storage.db import connect
 from storage.timeseries import StorageMode, apply_policies
 from storage.tsdb import create_extension, server_offer
 from yiju.errors import MigrationChecksumError, MigrationError, StorageError
-from yiju.settings import DatabaseSettings
 
 # pg_advisory_lock key: "yiju" in ASCII, so it is recognisable in pg_locks
 MIGRATION_LOCK_KEY = 0x7969_6A75

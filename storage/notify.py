@@ -1,4 +1,5 @@
-"""One LISTEN connection per process, fanning PostgreSQL notifications out to in-process consumers.
+"""One LISTEN connection per process, fanning PostgreSQL notifications out to in-process consumers
+(`Listener`, for the event loop), and the same for a worker thread (`listen_in_thread`).
 
 Why one: a connection per consumer (e.g. per live alarm stream) lets a single viewer exhaust
 `max_connections` and starve ingest, command dispatch and upkeep (issue 10 §3). Here a process holds
@@ -19,11 +20,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import threading
 from collections.abc import Awaitable, Callable, Sequence
 
 import psycopg
 from psycopg import sql
 
+from storage.db import connect, translated
 from yiju.errors import DatabaseUnavailable
 
 log = logging.getLogger("yiju.storage.notify")
@@ -90,3 +93,24 @@ class Listener:
             self.ready.set()
             async for note in aconn.notifies():
                 self._deliver(note.channel, note.payload)
+
+
+def listen_in_thread(
+    url: str,
+    channels: Sequence[str],
+    *,
+    on_connect: Callable[[], None],
+    on_notify: Callable[[], None],
+    stop: threading.Event,
+    poll_s: float = 0.5,
+) -> None:
+    """LISTEN on `channels` from a worker thread until `stop` is set: `on_connect()` once LISTENing
+    (anything committed before is for the caller to read), `on_notify()` for each notification. A lost
+    connection raises `DatabaseUnavailable`; the caller decides when to call again."""
+    with translated(), connect(url, autocommit=True) as conn:
+        for channel in channels:
+            conn.execute(sql.SQL("LISTEN {}").format(sql.Identifier(channel)))
+        on_connect()
+        while not stop.is_set():
+            for _ in conn.notifies(timeout=poll_s, stop_after=1):
+                on_notify()

@@ -5,8 +5,9 @@ uid), so imports and the simulator can upsert without knowing database ids. Bulk
 temporary table filled with COPY and one `INSERT … SELECT … ON CONFLICT`, which registers a
 7,000-device compound in well under a second of database time.
 
-Kept free of `devices` imports (storage sits below it, docs/architecture.md): families are plain
-strings here and callers map rows to their own types (ingest: `devices.contract.DeviceRef`).
+Storage sits below `devices` and reads its pure vocabulary (docs/architecture.md): ingest's registry
+cache gets `devices.contract.DeviceRef`s (`load_device_refs`), and a parsed CSV import
+(`devices.csv_import.ImportPlan`) is written by `import_plan`; the upserts take families as strings.
 """
 
 from __future__ import annotations
@@ -20,7 +21,10 @@ import psycopg
 from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
 
-from yiju.errors import InputError
+from devices.contract import DeviceRef, Family
+from devices.csv_import import ImportPlan
+from storage.db import first_line
+from yiju.errors import DatabaseUnavailable, InputError, StorageError
 
 LOCATION_KINDS = (
     "building", "floor", "unit", "stairwell", "lobby", "basement", "shed",
@@ -125,14 +129,11 @@ class Device:
 
 
 @dataclass(frozen=True, slots=True)
-class DeviceKey:
-    """What ingest's registry cache needs (field for field `devices.contract.DeviceRef`, + enabled)."""
+class RegisteredDevice:
+    """A device as ingest's registry cache holds it: its contract reference, and whether it is enabled
+    (a disabled device's messages are refused as device_disabled rather than unknown_device)."""
 
-    id: int
-    uid: str
-    community: str
-    community_id: int
-    family: str
+    ref: DeviceRef
     enabled: bool
 
 
@@ -435,10 +436,6 @@ def reserve_mqtt_usernames(conn: psycopg.Connection[Any], usernames: Iterable[st
             )
 
 
-def reserved_mqtt_usernames(conn: psycopg.Connection[Any]) -> frozenset[str]:
-    return frozenset(r[0] for r in conn.execute("SELECT username FROM mqtt_reserved_usernames").fetchall())
-
-
 # ---------------------------------------------------------------------------------------------
 # Reads
 
@@ -490,15 +487,6 @@ def list_devices(
     return [Device(**r) for r in rows]
 
 
-def load_device_refs(conn: psycopg.Connection[Any]) -> dict[str, DeviceKey]:
-    """uid → DeviceKey for every registered device (disabled ones too, with `enabled=False`)."""
-    rows = conn.execute(
-        "SELECT d.id, d.uid, c.code, d.community_id, d.family, d.enabled "
-        "FROM devices d JOIN communities c ON c.id = d.community_id"
-    ).fetchall()
-    return {r[1]: DeviceKey(int(r[0]), r[1], r[2], int(r[3]), r[4], bool(r[5])) for r in rows}
-
-
 def credentials(
     conn: psycopg.Connection[Any], *, community: str | None = None
 ) -> list[tuple[str, str, str | None]]:
@@ -516,3 +504,82 @@ def require_community(conn: psycopg.Connection[Any], code: str) -> Community:
     if found is None:
         raise UnknownReference(f"community {code!r} is not registered")
     return found
+
+
+def import_plan(conn: psycopg.Connection[Any], plan: ImportPlan) -> UpsertCounts:
+    """Write a parsed CSV import (its buildings, locations and devices) in one transaction: the API's
+    upload and `yiju devices import` share this one mapping of the plan onto the registry."""
+    c = plan.community
+    with conn.transaction():
+        upsert_buildings(conn, [BuildingIn(c, b.code, b.name) for b in plan.buildings])
+        upsert_locations(
+            conn,
+            [
+                LocationIn(c, x.code, x.kind, x.name, x.building, x.floor, x.unit, x.evacuation_route)
+                for x in plan.locations
+            ],
+        )
+        return upsert_devices(
+            conn,
+            [
+                DeviceIn(
+                    uid=d.uid,
+                    community=c,
+                    family=d.family.value,
+                    location=d.location,
+                    model=d.model,
+                    vendor=d.vendor,
+                    install_date=d.install_date,
+                    retrofit=d.retrofit,
+                    metadata=d.metadata,
+                    room=d.room,
+                    post=d.post,
+                )
+                for d in plan.devices
+            ],
+        )
+
+
+# --------------------------------------------------------------------------------------------------
+# The registry as ingest sees it
+
+
+def load_device_refs(
+    conn: psycopg.Connection[Any], uids: Sequence[str] | None = None
+) -> list[RegisteredDevice]:
+    """Every device with its community code, for ingest's cached registry (disabled ones included,
+    so that their messages are refused as device_disabled rather than unknown_device); or only the
+    devices `uids` (a cache miss, a change notification). A row whose family the contract does not know
+    is left out (its messages read as unknown_device). Raises `DatabaseUnavailable`/`StorageError`."""
+    query = (
+        "SELECT d.uid, d.id, c.code, c.id, d.family, d.enabled "
+        "FROM devices d JOIN communities c ON c.id = d.community_id"
+    )
+    try:
+        if uids is None:
+            rows = conn.execute(query).fetchall()
+        else:
+            rows = conn.execute(query + " WHERE d.uid = ANY(%s)", (list(uids),)).fetchall()
+    except psycopg.Error as exc:
+        raise _registry_error(exc) from exc
+    known = {f.value: f for f in Family}
+    return [
+        RegisteredDevice(DeviceRef(int(r[1]), r[0], r[2], int(r[3]), known[r[4]]), bool(r[5]))
+        for r in rows
+        if r[4] in known
+    ]
+
+
+def load_community_ids(conn: psycopg.Connection[Any]) -> dict[str, int]:
+    """Community code → id (to attribute dead letters that name no registered device)."""
+    try:
+        rows = conn.execute("SELECT code, id FROM communities").fetchall()
+    except psycopg.Error as exc:
+        raise _registry_error(exc) from exc
+    return {r[0]: int(r[1]) for r in rows}
+
+
+def _registry_error(exc: psycopg.Error) -> DatabaseUnavailable | StorageError:
+    if isinstance(exc, psycopg.OperationalError) or exc.sqlstate is None:
+        return DatabaseUnavailable(f"registry not read: {first_line(exc)}")
+    return StorageError(f"registry not read: {first_line(exc)}")

@@ -108,14 +108,6 @@ def get_building(conn: psycopg.Connection[Any], building_id: int) -> dict[str, A
     return _one(conn, _BUILDING + " WHERE b.id = %s", (building_id,))
 
 
-def get_location(conn: psycopg.Connection[Any], location_id: int) -> dict[str, Any] | None:
-    return _one(
-        conn,
-        "SELECT id, community_id, building_id, kind, code, name, floor, unit FROM locations WHERE id = %s",
-        (location_id,),
-    )
-
-
 def find_building(conn: psycopg.Connection[Any], community_id: int, code: str) -> dict[str, Any] | None:
     return _one(conn, _BUILDING + " WHERE b.community_id = %s AND b.code = %s", (community_id, code))
 

@@ -19,9 +19,9 @@ from typing import Any, Literal
 import psycopg
 from psycopg import sql
 
+from storage.config import DatabaseSettings
 from storage.tsdb import FallbackRun, JobHealth, Policy, ensure_policies, job_health, needs_fallback, run_job
 from yiju.errors import StorageError
-from yiju.settings import DatabaseSettings
 
 StorageMode = Literal["timescaledb", "partitioned"]
 

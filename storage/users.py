@@ -189,12 +189,6 @@ def create_user(
     return user
 
 
-def set_user_communities(conn: psycopg.Connection[Any], user_id: int, community_ids: frozenset[int]) -> None:
-    with conn.transaction():
-        conn.execute("DELETE FROM user_communities WHERE user_id = %s", (user_id,))
-        _set_communities(conn, user_id, community_ids)
-
-
 def _set_communities(conn: psycopg.Connection[Any], user_id: int, community_ids: frozenset[int]) -> None:
     if not community_ids:
         return
@@ -285,18 +279,6 @@ def login_record(conn: psycopg.Connection[Any], username: str) -> LoginRecord | 
     return LoginRecord(int(row[0]), row[1], bool(row[2])) if row else None
 
 
-def authenticate(conn: psycopg.Connection[Any], username: str, password: str) -> User | None:
-    """The user if the password matches and the account is enabled, else None."""
-    row = conn.execute(
-        "SELECT id, password_hash, disabled FROM users WHERE username = %s", (username,)
-    ).fetchone()
-    stored = row[1] if row else None
-    ok = verify_password(password, stored)
-    if not ok or row is None or row[2]:
-        return None
-    return get_user(conn, int(row[0]))
-
-
 # ---------------------------------------------------------------------------------------------
 # Tokens and API keys
 
@@ -310,11 +292,6 @@ def issue_token(conn: psycopg.Connection[Any], user_id: int, ttl: timedelta) -> 
         (secret_digest(token), user_id, expires),
     )
     return token, expires
-
-
-def user_for_token(conn: psycopg.Connection[Any], token: str) -> User | None:
-    session = session_for_token(conn, token)
-    return session.user if session else None
 
 
 def session_for_token(conn: psycopg.Connection[Any], token: str) -> Session | None:
@@ -374,11 +351,6 @@ def revoke_api_key(conn: psycopg.Connection[Any], key_id: int) -> bool:
     if cur.rowcount > 0:
         conn.execute("SELECT pg_notify(%s, %s)", (REVOKED_CHANNEL, f"apikey:{key_id}"))
     return cur.rowcount > 0
-
-
-def user_for_api_key(conn: psycopg.Connection[Any], key: str) -> User | None:
-    session = session_for_api_key(conn, key)
-    return session.user if session else None
 
 
 def session_for_api_key(conn: psycopg.Connection[Any], key: str) -> Session | None:

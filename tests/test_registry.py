@@ -80,11 +80,11 @@ def test_upsert_and_read_back(db_url: str) -> None:
             moved is not None and moved.id == registry.get_device(conn, "CHG-1").id and moved.location is None
         )  # type: ignore[union-attr]
 
-        refs = registry.load_device_refs(conn)
+        refs = {r.ref.uid: r for r in registry.load_device_refs(conn)}
         assert set(refs) == {"DOOR-1", "CHG-1", "OLD-1"}
-        assert refs["DOOR-1"].community == "c1" and refs["DOOR-1"].family == "access_door"
+        assert refs["DOOR-1"].ref.community == "c1" and refs["DOOR-1"].ref.family == "access_door"
         assert refs["OLD-1"].enabled is False and refs["DOOR-1"].enabled is True
-        assert refs["CHG-1"].id == moved.id
+        assert refs["CHG-1"].ref.id == moved.id
 
         registry.set_credentials_hash(conn, "DOOR-1", "$7$101$abc$def")
         assert registry.get_device(conn, "DOOR-1").has_credentials  # type: ignore[union-attr]
@@ -139,8 +139,8 @@ def test_bulk_registration_of_a_typical_compound(db_url: str) -> None:
         assert elapsed < BULK_BUDGET_S, f"{elapsed:.1f} s"
         t0 = time.perf_counter()
         assert registry.upsert_devices(conn, devices) == registry.UpsertCounts(0, BULK_DEVICES)
-        refs = registry.load_device_refs(conn)
-        assert len(refs) == BULK_DEVICES and refs["D00007"].family == FAMILIES[0]
+        refs = {r.ref.uid: r for r in registry.load_device_refs(conn)}
+        assert len(refs) == BULK_DEVICES and refs["D00007"].ref.family == FAMILIES[0]
         hashes = {uid: f"h-{uid}" for uid in list(refs)[:3000]}
         assert registry.set_credentials_hashes(conn, hashes) == 3000
         assert time.perf_counter() - t0 < BULK_BUDGET_S

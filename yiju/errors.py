@@ -11,6 +11,7 @@ paho, OS errors) are translated at the edge that talks to them, so callers catch
     │   │   └── MalformedPacket     it sent bytes that are not a well-formed MQTT 5 packet
     │   └── ServiceStartError       an embedded (private) service failed to start
     ├── StorageError                the database answered, but not as we need
+    │   ├── DataRefused             a row violates a constraint or a value does not fit its column
     │   └── MigrationError          a migration cannot be applied
     │       └── MigrationChecksumError  an applied migration file was edited afterwards
     └── InputError                  input from outside (devices, CSV files, API users) is invalid
@@ -50,6 +51,11 @@ class ServiceStartError(ServiceError):
 
 class StorageError(YijuError):
     """The database is reachable but refused or could not do what was asked."""
+
+
+class DataRefused(StorageError):
+    """The database refused the data itself (a constraint, a value its column cannot hold): retrying the
+    same write fails the same way, unlike `DatabaseUnavailable`."""
 
 
 class MigrationError(StorageError):

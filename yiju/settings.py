@@ -4,8 +4,11 @@ Built once by the composition root (`yiju.cli.main`, the API lifespan, the test 
 down; never read at import time. Environment variables use the prefix `YIJU_` and `__` between nested
 groups, e.g. `YIJU_DATABASE__URL=postgresql://…`, `YIJU_MQTT__URL=mqtt://…`.
 
-Safety thresholds of the alert engine live in their own group (added with the engine) and each default
-cites its source in `../shared/spec/standards.md`.
+This module composes: each group lives with the package it configures (`storage.config`,
+`ingest.config`, `alerts.config`, `alerts.escalation.config`), so a package reads its own settings
+without importing the others; the groups of the API, MQTT and metrics live here. Safety thresholds of
+the alert engine are in `alerts.config` and each default cites its source in
+`../shared/spec/standards.md`.
 """
 
 from __future__ import annotations
@@ -22,51 +25,13 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from alerts.config import AlertSettings
 from alerts.escalation.config import LinkageSettings
 from ingest.config import IngestSettings
+from storage.config import DatabaseSettings
 
-TimeseriesMode = Literal["auto", "timescaledb", "partitioned"]
-
-
-class DatabaseSettings(BaseModel):
-    """PostgreSQL (with TimescaleDB when available)."""
-
-    url: str | None = Field(
-        default=None,
-        description="libpq URL of the database. Unset: a private cluster under the state directory.",
-    )
-    pool_min_size: int = Field(default=1, ge=1)
-    pool_max_size: int = Field(default=8, ge=1)
-    connect_timeout_s: float = Field(default=5.0, gt=0)
-    timeseries_mode: TimeseriesMode = Field(
-        default="auto",
-        description="auto: hypertables when the timescaledb extension can be created, else partitions.",
-    )
-    chunk_interval: timedelta = Field(
-        default=timedelta(days=1), description="Hypertable chunk / native partition width."
-    )
-    compress_after: timedelta = Field(
-        default=timedelta(days=7), description="TimescaleDB only: compress chunks older than this."
-    )
-    telemetry_retention: timedelta = Field(
-        default=timedelta(days=90),
-        description="Raw telemetry and numeric points are dropped after this; hourly rollups are kept.",
-    )
-    events_retention: timedelta = Field(
-        # GB 50396-2007 §5.2.2(3) [S]: the central host keeps access-control events for at least
-        # 180 days; a year and a month covers that and a yearly assessment period.
-        default=timedelta(days=400),
-        description="Device events are kept at least this long (≥ 180 d per GB 50396-2007 §5.2.2(3)).",
-    )
-    rollup_retention: timedelta = Field(default=timedelta(days=800))
-    partitions_ahead: int = Field(
-        default=3, ge=1, description="Native-partition mode: partitions created ahead of now."
-    )
-
-    @field_validator("url")
-    @classmethod
-    def _check_url(cls, value: str | None) -> str | None:
-        if value is not None and urlsplit(value).scheme not in {"postgresql", "postgres"}:
-            raise ValueError("database URL must start with postgresql://")
-        return value
+# The groups of other packages, re-exported: callers build `Settings(database=DatabaseSettings(...))`.
+__all__ = [
+    "AlertSettings", "ApiSettings", "DatabaseSettings", "IngestSettings", "LinkageSettings",
+    "MetricsSettings", "MqttSettings", "Settings", "unknown_environment",
+]  # fmt: skip
 
 
 class MqttSettings(BaseModel):

@@ -15,9 +15,9 @@ from dataclasses import dataclass
 
 from prometheus_client import CollectorRegistry, Counter
 
+from storage.config import DatabaseSettings
 from storage.db import connection
 from storage.timeseries import MaintenanceReport, run_maintenance
-from yiju.settings import DatabaseSettings
 
 log = logging.getLogger(__name__)
 

@@ -16,7 +16,6 @@ Several workers (processes) may run against one database: incidents and outbox r
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import socket
 import threading
@@ -27,7 +26,6 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
-import psycopg
 from prometheus_client import CollectorRegistry
 
 from alerts.escalation import core
@@ -36,14 +34,14 @@ from alerts.escalation.config import LinkageSettings
 from alerts.escalation.metrics import LinkageMetrics
 from storage import alarms as alarm_store
 from storage import escalation as store
-from storage.db import connect
+from storage.db import Connection, close_quietly, connect, translated
+from storage.notify import listen_in_thread
 from yiju.errors import YijuError
 
 log = logging.getLogger(__name__)
 TRANSITION_BATCH = 500
 DUE_BATCH = 200
 RECOVER_EVERY_S = 5.0
-_DB_ERRORS = (YijuError, psycopg.Error)
 
 
 def _local(at: datetime, tz: str) -> datetime:
@@ -59,7 +57,7 @@ def _summary(ctx: Mapping[str, Any]) -> str:
 
 
 def start_incident_for_alarm(
-    conn: psycopg.Connection[Any],
+    conn: Connection,
     alarm_id: int,
     settings: LinkageSettings,
     *,
@@ -146,7 +144,7 @@ def start_incident_for_alarm(
 
 
 def start_drill(
-    conn: psycopg.Connection[Any], *, community_id: int, chain_id: int, actor: str, now: datetime
+    conn: Connection, *, community_id: int, chain_id: int, actor: str, now: datetime
 ) -> store.IncidentRow:
     """Test-fire a chain without an alarm: an incident marked as a drill everywhere it shows."""
     row = store.get_chain(conn, chain_id)
@@ -204,10 +202,10 @@ class EscalationWorker:
         self._pool: ThreadPoolExecutor | None = None
         self._inflight = 0
         self._inflight_lock = threading.Lock()
-        self._conn: psycopg.Connection[Any] | None = None
+        self._conn: Connection | None = None
         self._last_recover = 0.0
         self._local = threading.local()
-        self._sender_conns: list[psycopg.Connection[Any]] = []
+        self._sender_conns: list[Connection] = []
         self.rounds = 0
         self._idle = threading.Condition()
 
@@ -237,8 +235,7 @@ class EscalationWorker:
         with self._inflight_lock:
             conns, self._sender_conns = self._sender_conns, []
         for conn in conns:
-            with contextlib.suppress(psycopg.Error):
-                conn.close()
+            close_quietly(conn)
         self._local = threading.local()
 
     def close(self) -> None:
@@ -261,14 +258,14 @@ class EscalationWorker:
     def _listen(self) -> None:
         while not self._stop.is_set():
             try:
-                with connect(self._url, autocommit=True) as conn:
-                    conn.execute(f"LISTEN {alarm_store.NOTIFY_CHANNEL}")
-                    conn.execute(f"LISTEN {store.WAKE_CHANNEL}")
-                    self._wake.set()  # anything committed before LISTEN is read by the loop
-                    while not self._stop.is_set():
-                        for _ in conn.notifies(timeout=0.5, stop_after=1):
-                            self._wake.set()
-            except _DB_ERRORS as exc:
+                listen_in_thread(
+                    self._url,
+                    (alarm_store.NOTIFY_CHANNEL, store.WAKE_CHANNEL),
+                    on_connect=self._wake.set,  # anything committed before LISTEN is read by the loop
+                    on_notify=self._wake.set,
+                    stop=self._stop,
+                )
+            except YijuError as exc:
                 log.warning("linkage listener: %s", exc)
                 self._stop.wait(1.0)
 
@@ -276,8 +273,9 @@ class EscalationWorker:
         while not self._stop.is_set():
             self._wake.clear()
             try:
-                sleep_s = self.step()
-            except _DB_ERRORS as exc:
+                with translated():
+                    sleep_s = self.step()
+            except YijuError as exc:
                 log.warning("linkage worker: %s", exc)
                 self._drop_conn()
                 sleep_s = 1.0
@@ -292,12 +290,10 @@ class EscalationWorker:
         self._drop_conn()
 
     def _drop_conn(self) -> None:
-        if self._conn is not None:
-            with contextlib.suppress(psycopg.Error):
-                self._conn.close()
-            self._conn = None
+        close_quietly(self._conn)
+        self._conn = None
 
-    def _db(self) -> psycopg.Connection[Any]:
+    def _db(self) -> Connection:
         if self._conn is None or self._conn.closed:
             self._conn = connect(self._url)
             self._conn.autocommit = True  # each operation opens its own transaction
@@ -333,7 +329,7 @@ class EscalationWorker:
             return self.settings.poll_s
         return max(0.0, min(self.settings.poll_s, (nxt - self._clock()).total_seconds()))
 
-    def _feed(self, conn: psycopg.Connection[Any], now: datetime) -> None:
+    def _feed(self, conn: Connection, now: datetime) -> None:
         """Alarm transitions since the cursor → incidents started, acknowledged, cleared."""
         while True:
             with conn.transaction():
@@ -346,9 +342,7 @@ class EscalationWorker:
             if len(events) < TRANSITION_BATCH:
                 return
 
-    def _on_transition(
-        self, conn: psycopg.Connection[Any], ev: alarm_store.AlarmEvent, now: datetime
-    ) -> None:
+    def _on_transition(self, conn: Connection, ev: alarm_store.AlarmEvent, now: datetime) -> None:
         t = ev.transition
         if t.action == "raised":
             incident = start_incident_for_alarm(conn, ev.alarm.id, self.settings, now=now)
@@ -364,7 +358,7 @@ class EscalationWorker:
             for incident_id in store.incidents_of_alarm(conn, ev.alarm.id, primary_only=True):
                 store.end_incident(conn, incident_id, "cleared", actor=t.actor, detail={"via": "alarm"})
 
-    def _materialise(self, conn: psycopg.Connection[Any], now: datetime) -> None:
+    def _materialise(self, conn: Connection, now: datetime) -> None:
         """Due chain steps of open incidents → outbox rows (each key once)."""
         with conn.transaction():
             for inc in store.due_incidents(conn, now, DUE_BATCH):
@@ -408,7 +402,7 @@ class EscalationWorker:
                 )
 
     def _targets(
-        self, conn: psycopg.Connection[Any], community_id: int, now: datetime
+        self, conn: Connection, community_id: int, now: datetime
     ) -> tuple[dict[int, core.Person], dict[int, core.Endpoint]]:
         _, tz = store.community_timezone(conn, community_id)
         local = _local(now, tz)
@@ -427,7 +421,7 @@ class EscalationWorker:
         }
         return people, endpoints
 
-    def _claim(self, conn: psycopg.Connection[Any], now: datetime) -> None:
+    def _claim(self, conn: Connection, now: datetime) -> None:
         with self._inflight_lock:
             free = self.settings.senders - self._inflight
         if free <= 0:
@@ -467,7 +461,7 @@ class EscalationWorker:
 
     # ------------------------------------------------------------------ one delivery
 
-    def _attempt(self, conn: psycopg.Connection[Any], c: store.Claimed) -> Attempt:
+    def _attempt(self, conn: Connection, c: store.Claimed) -> Attempt:
         secret, endpoint = "", {}
         if c.target.startswith("endpoint:"):
             e = store.get_endpoint(conn, int(c.target.split(":", 1)[1]))
@@ -491,9 +485,9 @@ class EscalationWorker:
             endpoint=endpoint,
         )
 
-    def _sender_conn(self) -> psycopg.Connection[Any]:
+    def _sender_conn(self) -> Connection:
         """The calling sender thread's own connection (kept between deliveries, closed at stop)."""
-        conn: psycopg.Connection[Any] | None = getattr(self._local, "conn", None)
+        conn: Connection | None = getattr(self._local, "conn", None)
         if conn is None or conn.closed:
             conn = connect(self._url, autocommit=True)
             self._local.conn = conn
@@ -506,23 +500,23 @@ class EscalationWorker:
         row stays 'sending' and the lease recovers it (same key: the provider de-duplicates)."""
         conn = self._sender_conn()
         try:
-            if c.channel == "console":
-                outcome = Outcome("delivered", "shown in the duty-room console")
-            else:
-                channel = self.channels.get(c.channel)
-                attempt = self._attempt(conn, c)
-                if channel is None:
-                    outcome = Outcome("failed", f"channel {c.channel} is not configured on this server")
+            with translated():
+                if c.channel == "console":
+                    outcome = Outcome("delivered", "shown in the duty-room console")
                 else:
-                    outcome = channel.send(attempt)
-            self._record(conn, c, outcome)
-        except _DB_ERRORS:
-            with contextlib.suppress(psycopg.Error):
-                conn.close()
+                    channel = self.channels.get(c.channel)
+                    attempt = self._attempt(conn, c)
+                    if channel is None:
+                        outcome = Outcome("failed", f"channel {c.channel} is not configured on this server")
+                    else:
+                        outcome = channel.send(attempt)
+                self._record(conn, c, outcome)
+        except YijuError:
+            close_quietly(conn)
             raise
         return outcome
 
-    def _record(self, conn: psycopg.Connection[Any], c: store.Claimed, outcome: Outcome) -> None:
+    def _record(self, conn: Connection, c: store.Claimed, outcome: Outcome) -> None:
         retry_at = None
         if outcome.retryable:
             delay = core.backoff_s(c.attempts, self.settings.retry_backoff_s)

@@ -6,15 +6,14 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-import psycopg
-
 from alerts.indicators.config import IndicatorSettings
 from alerts.indicators.report import Report, build
 from storage import indicators
+from storage.db import Connection
 
 
 def make_report(
-    conn: psycopg.Connection[Any],
+    conn: Connection,
     community_id: int,
     start: datetime,
     end: datetime,

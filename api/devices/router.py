@@ -359,37 +359,7 @@ def _import(conn: Any, principal: Principal, community_id: int, data: bytes) -> 
         plan = parse_csv(data, community=code)
     except CsvFileError as exc:
         raise invalid("body", str(exc)) from None
-    c = plan.community
-    with conn.transaction():
-        registry.upsert_buildings(conn, [registry.BuildingIn(c, b.code, b.name) for b in plan.buildings])
-        registry.upsert_locations(
-            conn,
-            [
-                registry.LocationIn(
-                    c, x.code, x.kind, x.name, x.building, x.floor, x.unit, x.evacuation_route
-                )
-                for x in plan.locations
-            ],
-        )
-        counts = registry.upsert_devices(
-            conn,
-            [
-                registry.DeviceIn(
-                    uid=d.uid,
-                    community=c,
-                    family=d.family.value,
-                    location=d.location,
-                    model=d.model,
-                    vendor=d.vendor,
-                    install_date=d.install_date,
-                    retrofit=d.retrofit,
-                    metadata=d.metadata,
-                    room=d.room,
-                    post=d.post,
-                )
-                for d in plan.devices
-            ],
-        )
+    counts = registry.import_plan(conn, plan)
     # a uid of another community (or a reserved MQTT username) is a row error, never a takeover
     row_of = {d.uid: d.row for d in plan.devices}
     refused = [

@@ -264,19 +264,15 @@ def db_ceiling(db_url: str, tpl: list[Template], n_msgs: int, batch: int) -> tup
     from load import CST
 
     from devices.catalog import points_of
-    from devices.contract import Channel, DeviceRef, Family
+    from devices.contract import Channel
     from ingest.decode import EdgeValidator, Registry, event_fields
     from ingest.messages import RawMessage
-    from storage.messages import EventRow, IngestWriter, TelemetryRow, WriteBatch, load_ingest_registry
+    from storage.messages import EventRow, IngestWriter, TelemetryRow, WriteBatch
+    from storage.registry import load_device_refs
     from yiju.settings import DatabaseSettings
 
     with connection(db_url) as conn:
-        reg = Registry(
-            {
-                r.uid: DeviceRef(r.id, r.uid, r.community, r.community_id, Family(r.family))
-                for r in load_ingest_registry(conn)
-            }
-        )
+        reg = Registry({r.ref.uid: r.ref for r in load_device_refs(conn)})
     from datetime import timedelta
 
     v = EdgeValidator(

@@ -12,12 +12,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from devices import credentials
-from devices.csv_import import CsvFileError, ImportPlan, parse_csv
+from devices.csv_import import CsvFileError, parse_csv
 from yiju.commands.base import Subparsers
 from yiju.errors import InputError
 
 if TYPE_CHECKING:
-    from storage import registry
     from yiju.settings import Settings
 
 # The registry, the database and the message catalogue are imported when a command runs, so that
@@ -35,36 +34,6 @@ def _write_secret(path: Path, text: str) -> None:
         f.write(text)
     os.chmod(tmp, SECRET_FILE_MODE)
     tmp.replace(path)
-
-
-def _registry_rows(
-    plan: ImportPlan,
-) -> tuple[list[registry.BuildingIn], list[registry.LocationIn], list[registry.DeviceIn]]:
-    from storage import registry
-
-    c = plan.community
-    buildings = [registry.BuildingIn(c, b.code, b.name) for b in plan.buildings]
-    locations = [
-        registry.LocationIn(c, x.code, x.kind, x.name, x.building, x.floor, x.unit, x.evacuation_route)
-        for x in plan.locations
-    ]
-    devices = [
-        registry.DeviceIn(
-            uid=d.uid,
-            community=c,
-            family=d.family.value,
-            location=d.location,
-            model=d.model,
-            vendor=d.vendor,
-            install_date=d.install_date,
-            retrofit=d.retrofit,
-            metadata=d.metadata,
-            room=d.room,
-            post=d.post,
-        )
-        for d in plan.devices
-    ]
-    return buildings, locations, devices
 
 
 def _cmd_import(args: argparse.Namespace, settings: Settings) -> int:
@@ -86,11 +55,7 @@ def _cmd_import(args: argparse.Namespace, settings: Settings) -> int:
         if args.community_name:
             registry.upsert_community(conn, registry.CommunityIn(args.community, args.community_name))
         registry.require_community(conn, args.community)
-        buildings, locations, devices = _registry_rows(plan)
-        with conn.transaction():
-            registry.upsert_buildings(conn, buildings)
-            registry.upsert_locations(conn, locations)
-            counts = registry.upsert_devices(conn, devices)
+        counts = registry.import_plan(conn, plan)
         conn.commit()
     for error in plan.errors:
         print(f"rejected: {error}")
