@@ -18,7 +18,7 @@ from typing import Any, LiteralString
 from uuid import UUID
 
 import psycopg
-from psycopg.rows import dict_row
+from psycopg.rows import class_row
 from psycopg.types.json import Jsonb
 
 from storage.sites import scope_params
@@ -138,18 +138,41 @@ def apply_acks(conn: psycopg.Connection[Any], since: datetime) -> tuple[int, dat
 # ---------------------------------------------------------------------------------------------
 # Reading requests back
 
+
+@dataclass(frozen=True, slots=True)
+class CommandRequest:
+    """A command as read back, with its device's acknowledgements in arrival order (each the JSON object
+    `{"received_at", "ok", "code"}`)."""
+
+    id: int
+    command_uuid: UUID
+    device_id: int
+    device_uid: str
+    community_id: int
+    name: str
+    params: dict[str, Any]
+    requested_by: str
+    requested_at: datetime
+    sent_at: datetime | None
+    status: str
+    alarm_id: int | None
+    details: dict[str, Any]
+    acks: list[dict[str, Any]]
+
+
 _COMMAND: LiteralString = """
     SELECT c.id, c.command_uuid, c.device_id, d.uid AS device_uid, d.community_id, c.name, c.params,
            c.requested_by, c.requested_at, c.sent_at, c.status, c.alarm_id, c.details,
-           (SELECT json_agg(json_build_object('received_at', k.received_at, 'ok', k.ok, 'code', k.code)
-                            ORDER BY k.id)
-            FROM command_acks k WHERE k.command_id = c.id) AS acks
+           coalesce((SELECT json_agg(json_build_object('received_at', k.received_at, 'ok', k.ok,
+                                                       'code', k.code) ORDER BY k.id)
+                     FROM command_acks k WHERE k.command_id = c.id), '[]'::json) AS acks
     FROM commands c JOIN devices d ON d.id = c.device_id
 """
 
 
-def get_command(conn: psycopg.Connection[Any], command_id: int) -> dict[str, Any] | None:
-    return _dict_one(conn, _COMMAND + " WHERE c.id = %s", (command_id,))
+def get_command(conn: psycopg.Connection[Any], command_id: int) -> CommandRequest | None:
+    rows = _requests(conn, _COMMAND + " WHERE c.id = %s", (command_id,))
+    return rows[0] if rows else None
 
 
 def list_commands(
@@ -160,9 +183,9 @@ def list_commands(
     status: str | None,
     before_id: int | None,
     limit: int,
-) -> list[dict[str, Any]]:
+) -> list[CommandRequest]:
     """Newest first."""
-    return _dict_rows(
+    return _requests(
         conn,
         _COMMAND
         + """ WHERE (%(all)s OR d.community_id = ANY(%(cids)s))
@@ -180,12 +203,7 @@ def list_commands(
     )
 
 
-def _dict_rows(conn: psycopg.Connection[Any], query: LiteralString, params: Any) -> list[dict[str, Any]]:
-    with conn.cursor(row_factory=dict_row) as cur:
+def _requests(conn: psycopg.Connection[Any], query: LiteralString, params: Any) -> list[CommandRequest]:
+    with conn.cursor(row_factory=class_row(CommandRequest)) as cur:
         cur.execute(query, params)
         return cur.fetchall()
-
-
-def _dict_one(conn: psycopg.Connection[Any], query: LiteralString, params: Any) -> dict[str, Any] | None:
-    rows = _dict_rows(conn, query, params)
-    return rows[0] if rows else None

@@ -5,26 +5,66 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, LiteralString
+from typing import Any, LiteralString, TypeVar
 
 import psycopg
-from psycopg.rows import dict_row
+from psycopg.rows import class_row
 
 # Raw points returned at most per request; beyond that the caller asks for hourly buckets.
 RAW_POINTS_MAX = 5000
 
 
-def _rows(conn: psycopg.Connection[Any], query: LiteralString, params: Any) -> list[dict[str, Any]]:
-    with conn.cursor(row_factory=dict_row) as cur:
+@dataclass(frozen=True, slots=True)
+class MetricSeen:
+    """A metric (and channel) a device reported, with its latest value."""
+
+    metric: str
+    channel: int
+    last_ts: datetime
+    last_value: float
+
+
+@dataclass(frozen=True, slots=True)
+class Point:
+    ts: datetime
+    value: float
+
+
+@dataclass(frozen=True, slots=True)
+class HourBucket:
+    bucket: datetime  # start of the hour
+    samples: int
+    min_value: float | None
+    max_value: float | None
+    avg_value: float | None
+
+
+@dataclass(frozen=True, slots=True)
+class DeviceEvent:
+    ts: datetime
+    seq: int
+    kind: str
+    code: str | None
+    channel: int
+    body: dict[str, Any]
+
+
+_Row = TypeVar("_Row")
+
+
+def _rows(conn: psycopg.Connection[Any], row: type[_Row], query: LiteralString, params: Any) -> list[_Row]:
+    with conn.cursor(row_factory=class_row(row)) as cur:
         cur.execute(query, params)
         return cur.fetchall()
 
 
-def device_metrics(conn: psycopg.Connection[Any], device_id: int, since: datetime) -> list[dict[str, Any]]:
+def device_metrics(conn: psycopg.Connection[Any], device_id: int, since: datetime) -> list[MetricSeen]:
     """The metrics (and channels) a device reported since `since`, with the latest value of each."""
     return _rows(
         conn,
+        MetricSeen,
         """SELECT DISTINCT ON (metric, channel) metric, channel, ts AS last_ts, value AS last_value
            FROM points WHERE device_id = %s AND ts >= %s ORDER BY metric, channel, ts DESC""",
         (device_id, since),
@@ -40,10 +80,11 @@ def points_range(
     since: datetime,
     until: datetime,
     limit: int = RAW_POINTS_MAX,
-) -> list[dict[str, Any]]:
+) -> list[Point]:
     """Raw points in [since, until), oldest first, at most `limit`."""
     return _rows(
         conn,
+        Point,
         """SELECT ts, value FROM points
            WHERE device_id = %s AND metric = %s AND channel = %s AND ts >= %s AND ts < %s
            ORDER BY ts LIMIT %s""",
@@ -59,10 +100,11 @@ def hourly_range(
     channel: int,
     since: datetime,
     until: datetime,
-) -> list[dict[str, Any]]:
+) -> list[HourBucket]:
     """Hourly buckets (min, max, avg, samples) from the rollup, oldest first."""
     return _rows(
         conn,
+        HourBucket,
         """SELECT bucket, samples, min_value, max_value, avg_value FROM points_hourly
            WHERE device_id = %s AND metric = %s AND channel = %s
              AND bucket >= date_trunc('hour', %s::timestamptz) AND bucket < %s ORDER BY bucket""",
@@ -72,10 +114,11 @@ def hourly_range(
 
 def recent_events(
     conn: psycopg.Connection[Any], device_id: int, since: datetime, until: datetime, limit: int
-) -> list[dict[str, Any]]:
+) -> list[DeviceEvent]:
     """Device events in [since, until), newest first."""
     return _rows(
         conn,
+        DeviceEvent,
         """SELECT ts, seq, kind, code, channel, body FROM device_events
            WHERE device_id = %s AND ts >= %s AND ts < %s ORDER BY ts DESC LIMIT %s""",
         (device_id, since, until, limit),

@@ -59,7 +59,7 @@ def send_command(body: CommandCreate, principal: Operator, conn: Conn) -> Comman
         actor=principal.actor,
         action="command.send",
         target_type="command",
-        target_id=str(row["id"]),
+        target_id=str(row.id),
         community_id=device["community_id"],
         details={"device_id": body.device_id, "command": body.command, "params": params},
     )
@@ -71,7 +71,7 @@ def get_command(
     command_id: Annotated[int, Path(ge=1, le=2**62)], principal: Reader, conn: Conn
 ) -> CommandOut:
     row = commands.get_command(conn, command_id)
-    if row is None or not principal.sees(row["community_id"]):
+    if row is None or not principal.sees(row.community_id):
         raise not_found("command", command_id)
     return CommandOut.of(row)
 

@@ -8,6 +8,8 @@ from uuid import UUID
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
+from storage.commands import CommandRequest
+
 
 class CommandCreate(BaseModel):
     model_config = ConfigDict(
@@ -51,5 +53,5 @@ class CommandOut(BaseModel):
     acks: list[CommandAck] = Field(default_factory=list)
 
     @classmethod
-    def of(cls, row: dict[str, Any]) -> CommandOut:
-        return cls(**{**row, "acks": row.get("acks") or []})
+    def of(cls, row: CommandRequest) -> CommandOut:
+        return cls.model_validate(row, from_attributes=True)

@@ -113,7 +113,10 @@ def device_metrics(
 ) -> list[MetricOut]:
     visible_device(conn, principal, device_id)
     start, _ = _range(since, None, timedelta(days=7))
-    return [MetricOut(**r) for r in readings.device_metrics(conn, device_id, start)]
+    return [
+        MetricOut.model_validate(r, from_attributes=True)
+        for r in readings.device_metrics(conn, device_id, start)
+    ]
 
 
 @router.get(
@@ -147,11 +150,11 @@ def telemetry(
     )
     if use_raw:
         rows = readings.points_range(conn, device_id, metric=metric, channel=channel, since=start, until=end)
-        out.points = [RawPoint(**r) for r in rows]
+        out.points = [RawPoint.model_validate(r, from_attributes=True) for r in rows]
         out.truncated = len(rows) >= readings.RAW_POINTS_MAX
     else:
         out.buckets = [
-            Bucket(**r)
+            Bucket.model_validate(r, from_attributes=True)
             for r in readings.hourly_range(
                 conn, device_id, metric=metric, channel=channel, since=start, until=end
             )
@@ -171,7 +174,10 @@ def device_events(
 ) -> list[DeviceEventOut]:
     visible_device(conn, principal, device_id)
     start, end = _range(since, until, timedelta(hours=24))
-    return [DeviceEventOut(**r) for r in readings.recent_events(conn, device_id, start, end, limit)]
+    return [
+        DeviceEventOut.model_validate(r, from_attributes=True)
+        for r in readings.recent_events(conn, device_id, start, end, limit)
+    ]
 
 
 def _device_in(row: registry.Device, **changes: Any) -> registry.DeviceIn:
