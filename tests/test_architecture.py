@@ -56,14 +56,22 @@ def _imports(path: Path) -> set[str]:
             found.update(alias.name for alias in node.names)
         elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
             found.add(node.module)
-            found.update(f"{node.module}.{alias.name}" for alias in node.names)  # `from pkg import mod`
+    return found
+
+
+def _imported_modules(path: Path) -> set[str]:
+    """`_imports`, plus the modules named as `from pkg import mod`."""
+    found = _imports(path)
+    for node in ast.walk(ast.parse(path.read_text(), filename=str(path))):
+        if isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            found.update(f"{node.module}.{alias.name}" for alias in node.names)
     return found
 
 
 def _loads(module: str) -> set[str]:
     """The project modules importing `module` executes directly: what it imports, and the package
     `__init__` modules Python runs on the way to each (importing `a.b.c` runs `a` and `a.b` first)."""
-    direct = {name for name in _imports(MODULES[module]) if name in MODULES}
+    direct = {name for name in _imported_modules(MODULES[module]) if name in MODULES}
     parts = module.split(".")
     direct.update(".".join(parts[:i]) for i in range(1, len(parts)))
     for name in list(direct):
@@ -179,7 +187,8 @@ def test_check_names_match_the_schema() -> None:
 def test_the_database_driver_stays_in_storage() -> None:
     """SQL, psycopg and its pool are storage's (LISTEN connections included); everyone else names the
     connection `storage.db.Connection` and catches Yiju's errors (storage.db.translated)."""
-    pending = {ROOT / "alerts" / "service.py"}  # issue 17 item 5: the engine service still catches psycopg
+    # issue 17 item 5, not done yet: the engine service (alerts/service/) still catches psycopg's errors
+    pending = set((ROOT / "alerts" / "service").glob("*.py"))
     found = [
         f"{path.relative_to(ROOT)} imports {module}"
         for package in PACKAGES
