@@ -1,6 +1,7 @@
 """The 30-day compliance report on a typical compound (~7,000 devices): database time of the query
-before (every finding grouped with GROUPING SETS) and now (whole days from compliance_daily, the
-edges from the findings), side by side in one run, with both plans.
+before (every finding grouped with GROUPING SETS), with whole days from compliance_daily only
+(migration 0012), and now (aligned spans of compliance_span plus single days, migration 0025; the
+edges from the findings), side by side in one run, with the plans.
 
     .venv/bin/python bench/compliance.py [--mode partitioned|timescaledb] [--per-device-day 5]
         [--days 90] [--runs 7] [--plans /tmp/compliance-plans.txt]
@@ -33,7 +34,7 @@ from harness import start_services  # noqa: E402
 from simulators.compound import Size, generate_fleet  # noqa: E402
 from storage import findings  # noqa: E402
 from storage.db import connection  # noqa: E402
-from storage.findings import _whole_days, compliance_summary  # noqa: E402
+from storage.findings import _spans, _whole_days, compliance_summary  # noqa: E402
 from yiju.commands.simulate import register_fleet  # noqa: E402
 
 OLD_QUERY = """
@@ -42,6 +43,35 @@ OLD_QUERY = """
     FROM compliance_findings f JOIN devices d ON d.id = f.device_id
     WHERE f.community_id = %s AND f.observed_at >= %s AND f.observed_at < %s
     GROUP BY GROUPING SETS ((f.check_name), (f.check_name, d.family), (f.check_name, f.device_id, d.uid))
+    ORDER BY 1, 2 NULLS FIRST, 4 NULLS FIRST
+"""
+
+# the query of the previous step (migration 0012): every whole day from compliance_daily, the partial
+# days at the edges from the findings; kept here to measure the spans of migration 0025 against it
+DAILY_QUERY = """
+    WITH per_device AS (
+        SELECT check_name, device_id, sum(total) AS total, sum(compliant) AS ok, max(worst) AS worst,
+               yiju_smallint_array_union(channels) AS channels
+        FROM (
+            SELECT check_name, device_id, total, compliant, worst_measured_s AS worst,
+                   failing_channels AS channels
+            FROM compliance_daily
+            WHERE community_id = %(c)s AND day >= %(d0)s AND day < %(d1)s
+            UNION ALL
+            SELECT check_name, device_id, 1, compliant::int, measured_s,
+                   CASE WHEN NOT compliant AND channel > 0 THEN ARRAY[channel] ELSE '{}' END
+            FROM compliance_findings
+            WHERE community_id = %(c)s
+              AND ((observed_at >= %(start)s AND observed_at < %(d0)s)
+                OR (observed_at >= %(d1)s AND observed_at < %(end)s))
+        ) x
+        GROUP BY check_name, device_id
+    )
+    SELECT p.check_name, d.family, p.device_id, d.uid, sum(p.total)::bigint, sum(p.ok)::bigint,
+           max(p.worst),
+           (SELECT array_agg(DISTINCT c ORDER BY c) FROM unnest(yiju_smallint_array_union(p.channels)) c)
+    FROM per_device p JOIN devices d ON d.id = p.device_id
+    GROUP BY GROUPING SETS ((p.check_name), (p.check_name, d.family), (p.check_name, p.device_id, d.uid))
     ORDER BY 1, 2 NULLS FIRST, 4 NULLS FIRST
 """
 
@@ -72,6 +102,7 @@ def _fill(url: str, per_device_day: int, days: int, now: datetime) -> int:
             )
         conn.execute("VACUUM ANALYZE compliance_findings")
         conn.execute("VACUUM ANALYZE compliance_daily")
+        conn.execute("VACUUM ANALYZE compliance_span")
         row = conn.execute("SELECT count(*) FROM compliance_findings").fetchone()
         return int(row[0]) if row else 0
 
@@ -119,10 +150,13 @@ def main() -> None:
             new_wall_ms: list[float] = []
             nojit_ms: list[float] = []
             old_nojit_ms: list[float] = []
-            old_plan = new_plan = nojit_plan = ""
+            daily_ms: list[float] = []
+            old_plan = new_plan = nojit_plan = daily_plan = ""
             for _ in range(args.runs):  # interleaved, so both see the same machine
                 ms, old_plan = _explain_ms(conn, OLD_QUERY, (community, start, end))
                 old_ms.append(ms)
+                ms, daily_plan = _explain_ms(conn, DAILY_QUERY, _new_params(community, start, end))
+                daily_ms.append(ms)
                 t = time.perf_counter()
                 summary = compliance_summary(conn, community, start, end)
                 new_wall_ms.append(1000 * (time.perf_counter() - t))
@@ -138,7 +172,8 @@ def main() -> None:
             exact = _same(old, summary)
         if args.plans:
             args.plans.write_text(
-                f"-- before\n{old_plan}\n\n-- now\n{new_plan}\n\n-- now, jit off\n{nojit_plan}\n"
+                f"-- before\n{old_plan}\n\n-- daily only (0012)\n{daily_plan}\n\n-- now\n{new_plan}\n\n"
+                f"-- now, jit off\n{nojit_plan}\n"
             )
         result = {
             "mode": svc.default_mode if args.mode is None else args.mode,
@@ -150,11 +185,13 @@ def main() -> None:
             "findings_in_window": in_window[0] if in_window else None,
             "fill_s": round(fill_s, 1),
             "before_db_ms_median": round(statistics.median(old_ms), 1),
+            "daily_only_db_ms_median": round(statistics.median(daily_ms), 1),
             "now_db_ms_median": round(statistics.median(new_ms), 1),
             "now_db_ms_median_jit_off": round(statistics.median(nojit_ms), 1),
             "before_db_ms_median_jit_off": round(statistics.median(old_nojit_ms), 1),
             "now_wall_ms_median": round(statistics.median(new_wall_ms), 1),
             "ratio_before_over_now": round(statistics.median(old_ms) / statistics.median(new_ms), 1),
+            "ratio_daily_only_over_now": round(statistics.median(daily_ms) / statistics.median(new_ms), 2),
             "same_counts": exact,
         }
         print(json.dumps(result, indent=2))
@@ -169,7 +206,17 @@ def _new_query() -> str:
 
 def _new_params(community: int, start: datetime, end: datetime) -> dict[str, Any]:
     d0, d1 = _whole_days(start, end)
-    return {"c": community, "start": start, "end": end, "d0": d0, "d1": d1}
+    days, span_days, span_starts = _spans(d0, d1)
+    return {
+        "c": community,
+        "start": start,
+        "end": end,
+        "d0": d0,
+        "d1": d1,
+        "days": days,
+        "span_days": span_days,
+        "span_starts": span_starts,
+    }
 
 
 def _same(old: list[Any], summary: Any) -> bool:

@@ -143,12 +143,15 @@ def compliance_summary(
 ) -> ComplianceSummary:
     """Compliance per check, per family and check, and the failing devices, over [start, end).
 
-    Whole UTC days come from `compliance_daily` (kept by a trigger, migration 0012) and only the partial
-    days at the window's edges from the findings themselves, so the counts are exact and a 30-day
-    report on a 7,000-device compound reads ~30 rows per device and check instead of every finding
-    (bench/compliance.py).
+    Whole UTC days come from the pre-aggregates kept by triggers in the findings' own transaction:
+    the run of whole days is split into aligned spans of 64, 32, …, 2 days (`compliance_span`,
+    migration 0025) and single days (`compliance_daily`, migration 0012); only the partial days at
+    the window's edges come from the findings themselves. The counts are exact, and a 30-day report
+    on a 7,000-device compound reads ~6 rows per device and check instead of every finding, or 29
+    daily rows (bench/compliance.py).
     """
     first_day, last_day = _whole_days(window_start, window_end)
+    days, span_lengths, span_starts = _spans(first_day, last_day)
     rows = conn.execute(
         """
         WITH per_device AS (
@@ -158,7 +161,13 @@ def compliance_summary(
                 SELECT check_name, device_id, total, compliant, worst_measured_s AS worst,
                        failing_channels AS channels
                 FROM compliance_daily
-                WHERE community_id = %(c)s AND day >= %(d0)s AND day < %(d1)s
+                WHERE community_id = %(c)s AND day = ANY(%(days)s::timestamptz[])
+                UNION ALL
+                SELECT s.check_name, s.device_id, s.total, s.compliant, s.worst_measured_s,
+                       s.failing_channels
+                FROM unnest(%(span_days)s::smallint[], %(span_starts)s::timestamptz[]) AS b(span_days, day)
+                JOIN compliance_span s
+                  ON s.community_id = %(c)s AND s.span_days = b.span_days AND s.day = b.day
                 UNION ALL
                 SELECT check_name, device_id, 1, compliant::int, measured_s,
                        CASE WHEN NOT compliant AND channel > 0 THEN ARRAY[channel] ELSE '{}' END
@@ -176,7 +185,16 @@ def compliance_summary(
         GROUP BY GROUPING SETS ((p.check_name), (p.check_name, d.family), (p.check_name, p.device_id, d.uid))
         ORDER BY 1, 2 NULLS FIRST, 4 NULLS FIRST
         """,
-        {"c": community_id, "start": window_start, "end": window_end, "d0": first_day, "d1": last_day},
+        {
+            "c": community_id,
+            "start": window_start,
+            "end": window_end,
+            "d0": first_day,
+            "d1": last_day,
+            "days": days,
+            "span_days": span_lengths,
+            "span_starts": span_starts,
+        },
     ).fetchall()
     by_check: list[SummaryLine] = []
     by_family: list[SummaryLine] = []
@@ -229,3 +247,30 @@ def _whole_days(start: datetime, end: datetime) -> tuple[datetime, datetime]:
     if last <= first:
         return end, end  # no whole day: everything from the findings, [start, end)
     return first, last
+
+
+# span lengths of compliance_span (migration 0025), longest first; 1 is a day of compliance_daily
+SPAN_DAYS = (64, 32, 16, 8, 4, 2)
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+def _spans(first: datetime, last: datetime) -> tuple[list[datetime], list[int], list[datetime]]:
+    """The UTC days [first, last) as single days and aligned spans: (days, span lengths, span starts).
+
+    Greedy from `first`: at each day take the longest span that starts there (its day number since
+    1970-01-01 is a multiple of its length, as migration 0025 aligns them) and ends by `last`. That is
+    at most two spans of each length, so 29 days take at most ~10 pieces, usually 5-7."""
+    days: list[datetime] = []
+    lengths: list[int] = []
+    starts: list[datetime] = []
+    n, end = (first - _EPOCH).days, (last - _EPOCH).days
+    while n < end:
+        length = next((s for s in SPAN_DAYS if n % s == 0 and n + s <= end), 1)
+        at = _EPOCH + timedelta(days=n)
+        if length == 1:
+            days.append(at)
+        else:
+            lengths.append(length)
+            starts.append(at)
+        n += length
+    return days, lengths, starts

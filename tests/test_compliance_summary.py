@@ -132,3 +132,66 @@ def test_summary_equals_counting_every_finding(db_url: str) -> None:
         start, end = windows[0]
         naive = _naive(conn, community, start, end)
         assert _summary(conn, community, start, end) == {r for r in naive if r[2] is None or r[5] < r[4]}
+
+
+_SPANS_FROM_DAYS = """
+    SELECT s.span_days, s.day, s.check_name, s.device_id, s.total, s.compliant, s.worst_measured_s,
+           s.failing_channels, sum(d.total), sum(d.compliant), max(d.worst_measured_s),
+           yiju_failing_channels(yiju_smallint_array_union(d.failing_channels))
+    FROM compliance_span s LEFT JOIN compliance_daily d
+      ON d.community_id = s.community_id AND d.check_name = s.check_name AND d.device_id = s.device_id
+     AND d.day >= s.day AND d.day < s.day + make_interval(days => s.span_days)
+    GROUP BY 1, 2, 3, 4, 5, 6, 7, 8
+"""
+
+
+def _spans_match_days(conn: psycopg.Connection[Any]) -> None:
+    """Every span row is the sum of the days inside it, and every day is inside one span of each length."""
+    for row in conn.execute(_SPANS_FROM_DAYS).fetchall():
+        assert row[4:8] == (row[8], row[9], row[10], row[11]), row
+    missing = conn.execute(
+        "SELECT count(*) FROM compliance_daily d, unnest('{2,4,8,16,32,64}'::smallint[]) l(n) "
+        "WHERE NOT EXISTS (SELECT 1 FROM compliance_span s WHERE s.community_id = d.community_id "
+        "AND s.span_days = l.n AND s.day = yiju_span_start(d.day, l.n) AND s.check_name = d.check_name "
+        "AND s.device_id = d.device_id)"
+    ).fetchone()
+    assert missing == (0,)
+
+
+def test_spans_stay_exact_for_late_findings_and_a_retention_purge(db_url: str) -> None:
+    """Migration 0025's spans: a late finding for a day weeks ago lands in its day and its spans; a
+    purge of old findings (what a retention job would do, cutting through spans) recounts both levels;
+    reports of 1 to 100 days equal counting every finding before and after."""
+    now = datetime.now(UTC)
+    midnight = now.replace(hour=0, minute=0, second=0, microsecond=0)
+    windows = [(now - timedelta(days=n), now) for n in (1, 2, 7, 30, 45, 63, 100)]
+    windows += [(midnight - timedelta(days=n), midnight - timedelta(days=3)) for n in (10, 33, 64)]
+    with connection(db_url) as conn:
+        community, devices = _setup(conn, now)
+        _spans_match_days(conn)
+
+        def same() -> None:
+            for start, end in windows:
+                wanted = {r for r in _naive(conn, community, start, end) if r[2] is None or r[5] < r[4]}
+                assert _summary(conn, community, start, end) == wanted, (start, end)
+
+        same()
+        # late data: a device flushing an outage buffer, findings 20 and 35 days old
+        late = [
+            FindingRow(community, devices[1], "cctv_retention", "k", False, now - timedelta(days=d),
+                       measured_s=99.0, channel=5)
+            for d in (20, 35, 35)
+        ]  # fmt: skip
+        assert insert_findings(conn, late) == 3
+        conn.commit()
+        _spans_match_days(conn)
+        same()
+        # retention: findings older than 25 days and 7 hours go, cutting a day and every long span
+        conn.execute(
+            "DELETE FROM compliance_findings WHERE observed_at < %s", (now - timedelta(days=25, hours=7),)
+        )
+        conn.commit()
+        _spans_match_days(conn)
+        same()
+        oldest = conn.execute("SELECT min(day) FROM compliance_daily").fetchone()
+        assert oldest is not None and oldest[0] >= midnight - timedelta(days=26)
