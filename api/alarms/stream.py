@@ -39,7 +39,7 @@ from fastapi.responses import StreamingResponse
 from starlette.types import Receive, Scope, Send
 
 from api.alarms.schemas import LatestEvent, StreamEvent
-from api.deps import Conn, Principal, Reader
+from api.deps import Conn, Principal, Reader, StreamReader
 from api.errors import ERROR_RESPONSES, ApiError, invalid, too_many
 from devices.alarms import Severity
 from storage import alarms, users
@@ -348,7 +348,7 @@ def _resume_id(since: int | None, last_event_id: str | None) -> int | None:
 async def stream(
     *,
     request: Request,
-    principal: Reader,
+    principal: StreamReader,
     community_id: Annotated[int | None, Query(ge=1, le=2**62)] = None,
     severity: Annotated[list[Severity] | None, Query(description="Only these severities")] = None,
     since: Annotated[

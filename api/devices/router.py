@@ -9,7 +9,7 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Path, Query, Request, status
 from starlette.concurrency import run_in_threadpool
 
-from api.deps import Conn, Editor, Principal, Reader
+from api.deps import Conn, Editor, ImportEditor, Principal, Reader
 from api.devices.schemas import (
     Bucket,
     DeviceCreate,
@@ -412,7 +412,7 @@ def _import(conn: Any, principal: Principal, community_id: int, data: bytes) -> 
 )
 async def import_devices(
     request: Request,
-    principal: Editor,
+    principal: ImportEditor,
     community_id: Annotated[int, Query(ge=1, le=2**62)],
 ) -> ImportReport:
     data = await request.body()
