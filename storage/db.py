@@ -127,9 +127,13 @@ class Database:
         self.url = url
         self.statement_timeout_s = statement_timeout_s
         timeout_ms = max(1, int(statement_timeout_s * 1000))
+        # plan_cache_mode: the list queries have optional filters (`%s IS NULL OR …`); psycopg prepares
+        # a statement after 5 runs and PostgreSQL then switches to one generic plan that cannot drop
+        # the absent filters — the device page went from ~10 ms to ~200 ms on its 11th run
+        # (bench/api.py). A custom plan per run costs well under a millisecond.
         options = (
             f"-c timezone=UTC -c statement_timeout={timeout_ms} "
-            f"-c idle_in_transaction_session_timeout={timeout_ms * 2}"
+            f"-c idle_in_transaction_session_timeout={timeout_ms * 2} -c plan_cache_mode=force_custom_plan"
         )
         self._pool: ConnectionPool[psycopg.Connection[Any]] = ConnectionPool(
             url,
