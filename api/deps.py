@@ -82,7 +82,7 @@ class Principal:
 
 
 def _principal(
-    conn: psycopg.Connection[Any], bearer: HTTPAuthorizationCredentials | None, api_key: str | None
+    conn: Connection, bearer: HTTPAuthorizationCredentials | None, api_key: str | None
 ) -> Principal:
     if bearer is not None and bearer.credentials:
         session = users.session_for_token(conn, bearer.credentials)
