@@ -43,6 +43,7 @@ from ingest.handoff import MessageSink, NullSink, hand_off_refusal
 from ingest.messages import RawMessage
 from ingest.metrics import UNKNOWN_FAMILY, IngestMetrics, ingest_metrics
 from ingest.mqtt_adapter import MqttConsumer
+from ingest.source import MessageSource, SourceFactory
 from storage.db import Connection, connect
 from storage.dead_letters import DeadLetterRow
 from storage.messages import EventRow, IngestWriter, Rejected, TelemetryRow, WriteBatch, WriteResult
@@ -99,7 +100,10 @@ class IngestService:
         sink: MessageSink | None = None,
         client_id: str | None = None,
         metrics: IngestMetrics | None = None,
+        source: SourceFactory | None = None,
     ) -> None:
+        """`source`: where messages come from instead of the MQTT session (scale-out mode: a JetStream
+        partition, docs/scale-out.md); everything after the source is the same."""
         self.settings = settings
         self.cfg = settings.ingest
         self.database_url = database_url
@@ -119,18 +123,22 @@ class IngestService:
         if shared is None:
             shared = self.cfg.workers > 1
         group = (self.cfg.shared_group or settings.mqtt.shared_group) if shared else None
-        self.consumer = MqttConsumer(
-            mqtt_url,
-            client_id=client_id or settings.mqtt.client_id,
-            filters=subscriptions(prefix, group),
-            on_message=self._on_message,
-            on_batch=self._on_messages,
-            on_state=self._on_broker_state,
-            session_expiry_s=settings.mqtt.session_expiry_s,
-            receive_maximum=self.cfg.receive_maximum,
-            keepalive_s=settings.mqtt.keepalive_s,
-            ca_file=settings.mqtt.ca_file,
-        )
+        self.consumer: MessageSource
+        if source is not None:
+            self.consumer = source(self._on_messages, self._on_broker_state)
+        else:
+            self.consumer = MqttConsumer(
+                mqtt_url,
+                client_id=client_id or settings.mqtt.client_id,
+                filters=subscriptions(prefix, group),
+                on_message=self._on_message,
+                on_batch=self._on_messages,
+                on_state=self._on_broker_state,
+                session_expiry_s=settings.mqtt.session_expiry_s,
+                receive_maximum=self.cfg.receive_maximum,
+                keepalive_s=settings.mqtt.keepalive_s,
+                ca_file=settings.mqtt.ca_file,
+            )
         self.writer = IngestWriter(database_url, settings.database)
         self._raw: deque[RawMessage] = deque()
         self._raw_cap = self.cfg.receive_maximum * RAW_QUEUE_SLACK

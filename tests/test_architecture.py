@@ -10,7 +10,7 @@ import pytest
 from devices.alarms import ALARM_INFO, AlarmType, Check
 
 ROOT = Path(__file__).resolve().parent.parent
-PACKAGES = ("yiju", "storage", "devices", "ingest", "alerts", "api", "simulators")
+PACKAGES = ("yiju", "storage", "devices", "ingest", "alerts", "api", "simulators", "scaleout")
 
 # Shared vocabulary on the ground floor: any package may import these, because each of them imports
 # only other leaves (checked transitively below, with the packages' __init__ modules they load).
@@ -24,6 +24,7 @@ LEAVES = {
     "devices.alarms",
     "devices.families",  # and its modules: alerts.config reads the families' timing defaults
     "devices.envelope",  # the families' message envelope
+    "scaleout.config",  # Settings.scale (plain values)
 }
 # What each package may import besides itself and the leaves: a package (and everything in it) or one
 # module. The rule holds for everything a module loads, directly or through others.
@@ -34,6 +35,8 @@ ALLOWED: dict[str, set[str]] = {
     "alerts": {"devices", "storage"},
     "api": {"devices", "storage", "alerts", "yiju.settings"},
     "simulators": {"devices"},
+    # bridges and partition workers compose ingest's pipeline and the engine (docs/scale-out.md)
+    "scaleout": {"devices", "storage", "ingest", "alerts"},
     "yiju": set(PACKAGES),
 }
 
@@ -170,6 +173,30 @@ def test_mqtt_framing_is_written_once_and_pure() -> None:
     ]
     copies = [str(p.relative_to(ROOT)) for p in users if "& 0x7f" in p.read_text().lower()]
     assert copies == []
+
+
+def test_nats_stays_in_its_adapter() -> None:
+    """nats-py (asyncio) is fenced in scaleout/jetstream.py, which translates its exceptions."""
+    allowed = {ROOT / "scaleout" / "jetstream.py"}
+    users = [
+        path.relative_to(ROOT)
+        for package in PACKAGES
+        for path in (ROOT / package).rglob("*.py")
+        if any(m.split(".")[0] == "nats" for m in _imports(path)) and path not in allowed
+    ]
+    assert users == []
+
+
+def test_nothing_below_the_root_imports_scaleout() -> None:
+    """Single-node mode never needs NATS: only the composition root may import scaleout."""
+    users = [
+        path.relative_to(ROOT)
+        for package in PACKAGES
+        if package not in ("yiju", "scaleout")
+        for path in (ROOT / package).rglob("*.py")
+        if any(m.split(".")[0] == "scaleout" and m != "scaleout.config" for m in _imports(path))
+    ]
+    assert users == []
 
 
 def test_every_alarm_type_has_severity_and_labels() -> None:

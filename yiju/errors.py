@@ -9,6 +9,7 @@ paho, OS errors) are translated at the edge that talks to them, so callers catch
     │   ├── DatabaseUnavailable     PostgreSQL cannot be reached
     │   ├── BrokerUnavailable       the MQTT broker cannot be reached
     │   │   └── MalformedPacket     it sent bytes that are not a well-formed MQTT 5 packet
+    │   ├── MessagingUnavailable    NATS JetStream cannot be reached or did not answer in time
     │   └── ServiceStartError       an embedded (private) service failed to start
     ├── StorageError                the database answered, but not as we need
     │   ├── DataRefused             a row violates a constraint or a value does not fit its column
@@ -43,6 +44,10 @@ class BrokerUnavailable(ServiceError):
 class MalformedPacket(BrokerUnavailable):
     """The broker sent bytes that are not a well-formed MQTT 5 packet (`devices.mqtt_wire`): the
     connection cannot be used any further."""
+
+
+class MessagingUnavailable(ServiceError):
+    """NATS JetStream (scale-out mode) could not be reached, or did not confirm in time."""
 
 
 class ServiceStartError(ServiceError):

@@ -26,6 +26,7 @@ from alerts.config import AlertSettings
 from alerts.escalation.config import LinkageSettings
 from ingest.config import IngestSettings
 from storage.config import DatabaseSettings
+from scaleout.config import ScaleSettings
 
 # The groups of other packages, re-exported: callers build `Settings(database=DatabaseSettings(...))`.
 __all__ = [
@@ -142,6 +143,7 @@ class Settings(BaseSettings):
     ingest: IngestSettings = Field(default_factory=IngestSettings)
     alerts: AlertSettings = Field(default_factory=AlertSettings)
     linkage: LinkageSettings = Field(default_factory=LinkageSettings)
+    scale: ScaleSettings = Field(default_factory=ScaleSettings)
 
 
 # Variables with our prefix that are read by something other than Settings.
