@@ -7,9 +7,9 @@ harmless. `Nats-Msg-Id` = `<device>:<channel>:<ts>:<seq>` from the envelope — 
 copy of a message, whichever bridge publishes it (a payload that does not parse gets a digest of
 topic and payload; the worker dead-letters it).
 
-Per-device order: the messages of one MQTT topic are published one after another (the next only
-once JetStream confirmed the previous), topics in parallel; a message whose publish failed is
-retried before any later message of its topic. So the stream holds each device's messages in the
+Per-device order: the messages of one device (all its channels) are published one after another
+(the next only once JetStream confirmed the previous), devices in parallel; a message whose publish
+failed is retried before any later message of its device. So the stream holds each device's messages in the
 order the broker delivered them.
 
 Threads, all owned here: paho's network loop (`MqttConsumer`) queues messages; the publisher thread
@@ -170,16 +170,18 @@ class Bridge:
 
     def _publish(self, batch: list[RawMessage]) -> list[RawMessage]:
         """Publish `batch`, acknowledge to MQTT what JetStream confirmed; return the rest, in order."""
-        items = [
-            Outgoing(
-                subject=publish_subject(self.prefix, raw.topic),
-                payload=raw.payload,
-                msg_id=message_id(raw.topic, raw.payload),
-                headers={TOPIC_HEADER: encode_topic(raw.topic), RECEIVED_HEADER: repr(raw.received_at)},
-                order_key=raw.topic,
+        items = []
+        for raw in batch:
+            subject = publish_subject(self.prefix, raw.topic)
+            items.append(
+                Outgoing(
+                    subject=subject,
+                    payload=raw.payload,
+                    msg_id=message_id(raw.topic, raw.payload),
+                    headers={TOPIC_HEADER: encode_topic(raw.topic), RECEIVED_HEADER: repr(raw.received_at)},
+                    order_key=subject,  # the device: all its channels, in the order the broker sent them
+                )
             )
-            for raw in batch
-        ]
         try:
             ok = self.link.publish(items, self.scale.publish_timeout_s)
         except MessagingUnavailable as exc:

@@ -73,6 +73,7 @@ class Incoming:
     payload: bytes
     headers: dict[str, str]
     stream_seq: int
+    consumer_seq: int  # 1, 2, 3, … per consumer: a gap means a delivery this side never saw
     delivered: int  # 1 on first delivery
 
 
@@ -185,7 +186,7 @@ class JetStreamLink:
     def stop(self) -> None:
         if self._thread.is_alive():
             try:
-                self._call(self._close, 5.0)
+                self._call(self._close, 8.0)
             except MessagingUnavailable as exc:
                 log.warning("NATS link %s: close: %s", self.name, exc)
             self._loop.call_soon_threadsafe(self._loop.stop)
@@ -196,10 +197,17 @@ class JetStreamLink:
     async def _close(self) -> None:
         if self._nc is not None and not self._nc.is_closed:
             try:
-                await self._nc.drain()
+                await asyncio.wait_for(self._nc.drain(), 3.0)
             except _UNAVAILABLE:
+                pass
+            if not self._nc.is_closed:
                 await self._nc.close()
         self.connected.clear()
+        # whatever nats-py left running (read loop, pinger, drains): ended here, not at interpreter exit
+        rest = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+        for task in rest:
+            task.cancel()
+        await asyncio.gather(*rest, return_exceptions=True)
 
     def _call(self, fn: Callable[[], Coroutine[Any, Any, T]], timeout_s: float) -> T:
         """Run `fn()` on the loop and wait; nats-py's exceptions become ours."""
@@ -412,7 +420,8 @@ class PullFeed:
                 md = m.metadata
                 seq = md.sequence.stream
                 self._msgs[seq] = m
-                out.append(Incoming(m.subject, m.data, dict(m.headers or {}), seq, md.num_delivered))
+                headers = dict(m.headers or {})
+                out.append(Incoming(m.subject, m.data, headers, seq, md.sequence.consumer, md.num_delivered))
             return out
 
         return self._link._call(run, timeout_s + self._link.request_timeout_s + 1)

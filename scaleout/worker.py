@@ -78,7 +78,6 @@ class PartitionSource:
         self.subscribed = threading.Event()
         self.broken = threading.Event()  # the engine could not confirm a batch: restart the partition
         self.fetched = 0
-        self.redelivered = 0
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name=f"fetch-{feed.durable}", daemon=True)
 
@@ -92,16 +91,32 @@ class PartitionSource:
     def _run(self) -> None:
         self.subscribed.set()
         self._on_state(True, "bound")
+        last = 0  # consumer sequence of the last message handed on
         while not self._stop.is_set() and not self.broken.is_set():
             try:
-                msgs = self._feed.fetch(self._fetch_batch, timeout_s=0.5)
+                msgs = self._feed.fetch(self._fetch_batch, timeout_s=1.0)
             except MessagingUnavailable as exc:
-                log.warning("partition %s: fetch failed (%s); retrying", self._feed.durable, exc)
-                self._stop.wait(0.5)
-                continue
+                # a fetch given up on may have had messages delivered that we will never see; with
+                # AckPolicy.ALL a later ack would cover them: restart from the ack floor instead
+                log.warning(
+                    "partition %s: fetch failed (%s); restarting from the ack floor", self._feed.durable, exc
+                )
+                self.broken.set()
+                break
+            for i, m in enumerate(msgs):
+                if m.consumer_seq != last + 1 or m.delivered > 1:
+                    # a delivery we never saw, or a redelivery behind newer messages: order is lost
+                    log.warning(
+                        "partition %s: delivery gap at %d; restarting from the ack floor",
+                        self._feed.durable,
+                        m.stream_seq,
+                    )
+                    self.broken.set()
+                    msgs = msgs[:i]
+                    break
+                last = m.consumer_seq
             if msgs:
                 self.fetched += len(msgs)
-                self.redelivered += sum(1 for m in msgs if m.delivered > 1)
                 self._on_batch([self._raw(m) for m in msgs])
         self._on_state(False, "stopped")
 

@@ -4,15 +4,36 @@ a Mosquitto restart, and kill -9 of a worker, a bridge and the stream's leader n
 
 from __future__ import annotations
 
+import json
+import os
+import signal
+import subprocess
+import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import pytest
 from harness import ServiceSet
-from ingest_support import Msg, Publisher, counts, expected, good_messages, register_fleet, wait_for
+from ingest_support import (
+    COMMUNITY,
+    Msg,
+    Publisher,
+    counts,
+    expected,
+    good_messages,
+    register_fleet,
+    wait_for,
+)
 from nats_cluster import NatsCluster, external_url, nats_server_binary, start_cluster
 
+from alerts.service import AlertService
+from devices import samples
+from devices.catalog import decode, points_of
+from devices.contract import Channel, Family, topic
+from ingest.service import IngestService
 from scaleout.bridge import Bridge, stream_spec
 from scaleout.config import ScaleSettings
 from scaleout.jetstream import JetStreamLink, Outgoing
@@ -20,6 +41,7 @@ from scaleout.subjects import partition_filter, partition_of, stream_name
 from scaleout.worker import PartitionWorker
 from storage.db import connection
 from yiju.embedded import MosquittoBroker
+from yiju.errors import YijuError
 from yiju.settings import Settings
 
 
@@ -178,3 +200,193 @@ def _alarm_counts(db_url: str) -> tuple[int, int]:
         ).fetchone()
     assert row is not None
     return row[0], row[1]
+
+
+def _workload(prefix: str, fleet: dict[Family, list[str]], n: int) -> tuple[list[Msg], list[Msg]]:
+    """`n` messages of the compound in device order: telemetry, and halfway through one smoke alarm
+    event per smoke detector (the alarm-raising messages, returned apart as well)."""
+    devices = [(f, uid) for f, uids in fleet.items() for uid in uids]
+    now = datetime.now(UTC) - timedelta(seconds=60)
+    smoke = samples.EVENTS[Family.SMOKE_ALARM]
+    alarm_index = next(i for i, e in enumerate(smoke) if e.get("type") == "alarm")
+    middle = (n // len(devices)) // 2
+    out: list[Msg] = []
+    alarms: list[Msg] = []
+    for i in range(n):
+        family, uid = devices[i % len(devices)]
+        seq, ts = i + 1, (now + timedelta(microseconds=i)).isoformat()
+        if family is Family.SMOKE_ALARM and i // len(devices) == middle:
+            payload = samples.payload(family, Channel.EVENT, device=uid, seq=seq, ts=ts, index=alarm_index)
+            msg = Msg(topic(prefix, COMMUNITY, uid, Channel.EVENT), payload, 0, "device_events")
+            alarms.append(msg)
+        else:
+            payload = samples.payload(family, Channel.TELEMETRY, device=uid, seq=seq, ts=ts)
+            points = len(points_of(family, decode(family, Channel.TELEMETRY, payload)))
+            msg = Msg(topic(prefix, COMMUNITY, uid, Channel.TELEMETRY), payload, points, "telemetry")
+        out.append(msg)
+    return out, alarms
+
+
+def _spawn(args: list[str], env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
+    with log.open("ab") as out:
+        return subprocess.Popen([sys.executable, "-m", "yiju.cli", *args], env=env, stdout=out, stderr=out)
+
+
+def _per_device_stream_order(link: JetStreamLink, prefix: str, partitions: int) -> tuple[int, int]:
+    """(messages, devices whose messages the stream holds out of sequence order)."""
+    seqs: dict[str, list[int]] = {}
+    n = 0
+    for p in range(partitions):
+        feed = link.open_consumer(
+            stream_name(prefix), f"audit{p}", partition_filter(prefix, p),
+            ack_wait_s=60, max_ack_pending=100_000, replicas=1,
+        )  # fmt: skip
+        while batch := feed.fetch(2000, 1.0):
+            for m in batch:
+                device = m.subject.split(".")[-1]
+                seqs.setdefault(device, []).append(json.loads(m.payload)["seq"])
+                n += 1
+    return n, sum(1 for s in seqs.values() if s != sorted(s))
+
+
+def _alarms(db_url: str) -> list[tuple[str, str, str]]:
+    with connection(db_url) as conn:
+        rows = conn.execute(
+            "SELECT d.uid, a.type, a.first_at::text FROM alarms a JOIN devices d ON d.id = a.device_id"
+        ).fetchall()
+    return sorted((r[0], r[1], r[2]) for r in rows)
+
+
+def _raised_twice(db_url: str) -> int:
+    with connection(db_url) as conn:
+        row = conn.execute(
+            "SELECT count(*) FROM (SELECT alarm_id FROM alarm_transitions WHERE action = 'raised' "
+            "GROUP BY alarm_id HAVING count(*) > 1) t"
+        ).fetchone()
+    assert row is not None
+    return int(row[0])
+
+
+@pytest.mark.slow
+def test_kill_worker_bridge_and_stream_leader(
+    services: ServiceSet,
+    cluster: NatsCluster,
+    settings: Settings,
+    make_db: Callable[[str | None], str],
+    tmp_path: Path,
+) -> None:
+    """3-node JetStream, 2 bridges, 2 partition workers (processes), 20,000 messages of a compound;
+    kill -9 the worker holding the compound's partition, then a bridge, then the stream's leader node.
+    Every message is stored exactly once, the stream holds each device's messages in order (the order
+    the workers evaluate them in), and the alarms are exactly those of a single-node run of the same
+    messages: each raised once, none repeated by a redelivery."""
+    prefix = settings.mqtt.topic_prefix
+    db_single, db_scale = make_db(None), make_db(None)
+    fleet = register_fleet(db_single, per_family=6)
+    assert register_fleet(db_scale, per_family=6) == fleet
+    msgs, alarm_msgs = _workload(prefix, fleet, 20_000)
+    partitions = 4
+
+    # the ground truth: the alarm-raising messages through single-node mode
+    single = settings.model_copy(update={"database": settings.database.model_copy(update={"url": db_single})})
+    engine = AlertService(db_single, single.alerts)
+    ingest = IngestService(single, database_url=db_single, mqtt_url=services.mqtt_url, sink=engine)
+    engine.start()
+    ingest.start()
+    publisher = Publisher(services.mqtt_url, f"{prefix}-pub0")
+    try:
+        wait_for(ingest.consumer.subscribed.is_set, 15, "single-node subscription")
+        publisher.publish(alarm_msgs)
+        publisher.wait_acked(len(alarm_msgs))
+        wait_for(lambda: ingest.stats.acked >= len(alarm_msgs), 60, "single-node run")
+        assert engine.wait_idle(30)
+    finally:
+        publisher.close()
+        ingest.stop()
+        engine.stop()
+    truth = _alarms(db_single)
+    assert len(truth) >= len(alarm_msgs), (
+        "each alarm message must raise an alarm for this test to mean anything"
+    )
+
+    # scale-out: fresh prefix, so that nothing of the run above is redelivered
+    prefix = f"{prefix}s"
+    msgs = [
+        Msg(m.topic.replace(settings.mqtt.topic_prefix, prefix, 1), m.payload, m.points, m.table)
+        for m in msgs
+    ]
+    env = {k: v for k, v in os.environ.items() if not k.startswith("YIJU_")}
+    env |= {
+        "YIJU_DATABASE__URL": db_scale,
+        "YIJU_MQTT__URL": services.mqtt_url,
+        "YIJU_MQTT__TOPIC_PREFIX": prefix,
+        "YIJU_SCALE__MODE": "jetstream",
+        "YIJU_SCALE__NATS_URL": cluster.url,
+        "YIJU_SCALE__PARTITIONS": str(partitions),
+        "YIJU_SCALE__LEASE_TTL_S": "6",
+        "YIJU_SCALE__PUBLISH_TIMEOUT_S": "2",
+        "YIJU_SCALE__STREAM_MAX_BYTES": str(256 * 1024**2),
+        "YIJU_INGEST__METRICS_PORT": "0",
+    }
+    procs = {
+        name: _spawn(args, env, tmp_path / f"{name}.log")
+        for name, args in {
+            "b1": ["bridge", "--id", f"{prefix}-b1"],
+            "b2": ["bridge", "--id", f"{prefix}-b2"],
+            "w1": ["partition-worker", "--id", f"{prefix}-w1"],
+            "w2": ["partition-worker", "--id", f"{prefix}-w2"],
+        }.items()
+    }
+    probe = JetStreamLink(cluster.url, name="probe")
+    publisher = Publisher(services.mqtt_url, f"{prefix}-pub")
+    try:
+        probe.start()
+        wait_for(lambda: _stream_exists(probe, prefix), 30, "the stream, created by the bridges")
+        leases = probe.leases(f"{prefix}_leases", ttl_s=6, replicas=3)
+        busy = f"p.{partition_of('c1', partitions)}"
+        wait_for(lambda: len([k for k in leases.holders() if k.startswith("p.")]) == partitions, 30, "leases")
+        for b in ("b1", "b2"):
+            log = tmp_path / f"{b}.log"
+            wait_for(lambda log=log: "subscribed" in log.read_text(), 30, f"bridge {log.stem} subscribed")
+        stream = _Stream(publisher, msgs, pace_s=0.1)
+        stored = lambda: counts(db_scale)["telemetry"] + counts(db_scale)["events"]  # noqa: E731
+        wait_for(lambda: stored() > 3000, 60, "rows before the first kill")
+        wait_for(lambda: busy in leases.holders(), 30, f"{busy} held")
+        holder = leases.holders()[busy]
+        victim = "w1" if holder.endswith("-w1") else "w2"
+        procs[victim].send_signal(signal.SIGKILL)  # the worker evaluating the compound
+        wait_for(lambda: leases.holders().get(busy, holder) != holder, 30, "the partition taken over")
+        wait_for(lambda: stored() > 9000, 60, "rows before the bridge kill")
+        procs["b1"].send_signal(signal.SIGKILL)
+        wait_for(lambda: stored() > 13000, 60, "rows before the leader kill")
+        leader = probe.stream_leader(stream_name(prefix))
+        assert leader is not None
+        cluster.kill(leader)
+        stream.join()
+        want = expected(msgs)
+        wait_for(lambda: stored() >= want["telemetry"] + want["events"], 90, "every row")
+        _check_exact(db_scale, msgs)
+        n, out_of_order = _per_device_stream_order(probe, prefix, partitions)
+        assert n == len(msgs), "one copy of each message in the stream"
+        assert out_of_order == 0
+        wait_for(lambda: _alarms(db_scale) == truth, 30, "the ground-truth alarms")
+        assert _raised_twice(db_scale) == 0
+    finally:
+        publisher.close()
+        for p in procs.values():
+            if p.poll() is None:
+                p.terminate()
+        for p in procs.values():
+            try:
+                p.wait(20)
+            except subprocess.TimeoutExpired:
+                p.kill()
+        probe.stop()
+
+
+def _stream_exists(link: JetStreamLink, prefix: str) -> bool:
+    try:
+        link.stream_messages(stream_name(prefix))
+    except YijuError:
+        return False
+    return True

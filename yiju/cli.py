@@ -14,12 +14,12 @@ import os
 import sys
 from collections.abc import Sequence
 
-from yiju.commands import api, compliance, core, devices, grafana, ingest, linkage, report, simulate
+from yiju.commands import api, compliance, core, devices, grafana, ingest, linkage, report, scale, simulate
 from yiju.commands.base import Handler
 from yiju.errors import YijuError
 
 # Each feature's command group; add one line per new module.
-COMMAND_GROUPS = (core, api, ingest, devices, compliance, report, simulate, grafana, linkage)
+COMMAND_GROUPS = (core, api, ingest, scale, devices, compliance, report, simulate, grafana, linkage)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -138,6 +138,9 @@ class Runtime:
             raise ConfigurationError(f"{len(todo)} schema migration(s) pending; run `yiju db migrate` first")
         try:
             parts: list[Any] = [self.mqtt_commands, self.engine, self.ingest, self.dispatch]
+            if self.settings.scale.mode == "jetstream":
+                # scale-out (docs/scale-out.md): bridges and partition workers ingest and evaluate
+                parts = [self.mqtt_commands, self.dispatch]
             parts += [self.maintenance, *([self.linkage] if self.linkage is not None else [])]
             for part in parts:
                 part.start()
