@@ -10,6 +10,7 @@ return values for an expected outcome (a lease that someone else holds), and the
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import ssl
 import threading
@@ -196,10 +197,8 @@ class JetStreamLink:
 
     async def _close(self) -> None:
         if self._nc is not None and not self._nc.is_closed:
-            try:
+            with contextlib.suppress(_UNAVAILABLE):
                 await asyncio.wait_for(self._nc.drain(), 3.0)
-            except _UNAVAILABLE:
-                pass
             if not self._nc.is_closed:
                 await self._nc.close()
         self.connected.clear()
