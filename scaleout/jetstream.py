@@ -197,7 +197,7 @@ class JetStreamLink:
 
     async def _close(self) -> None:
         if self._nc is not None and not self._nc.is_closed:
-            with contextlib.suppress(_UNAVAILABLE):
+            with contextlib.suppress(*_UNAVAILABLE):
                 await asyncio.wait_for(self._nc.drain(), 3.0)
             if not self._nc.is_closed:
                 await self._nc.close()

@@ -46,7 +46,7 @@ from scaleout.subjects import (
     stream_name,
 )
 from storage.db import connection
-from storage.ingest_writer import load_community_ids
+from storage.messages import load_community_ids
 from yiju.errors import MessagingUnavailable, YijuError
 from yiju.settings import Settings
 
