@@ -139,6 +139,7 @@ class NatsCluster:
                     node.proc.wait(10)
                 except subprocess.TimeoutExpired:
                     node.proc.kill()
+                    node.proc.wait(10)
         shutil.rmtree(self.root, ignore_errors=True)
 
 

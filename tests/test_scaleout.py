@@ -384,6 +384,7 @@ def test_kill_worker_bridge_and_stream_leader(
                 p.wait(20)
             except subprocess.TimeoutExpired:
                 p.kill()
+                p.wait(10)
         probe.stop()
 
 
