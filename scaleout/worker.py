@@ -29,8 +29,9 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from alerts.commands import CommandPublisher
 from alerts.metrics import AlertMetrics
-from alerts.service import AlertService, CommandPublisher
+from alerts.service import AlertService
 from ingest.messages import RawMessage
 from ingest.metrics import IngestMetrics
 from ingest.service import IngestService

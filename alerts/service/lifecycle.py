@@ -27,8 +27,8 @@ from alerts.config import AlertSettings
 from alerts.metrics import AlertMetrics, alert_metrics
 from alerts.service.contexts import Contexts
 from alerts.service.events import EngineStats, Subscriber
-from alerts.service.persistence import DB_ERRORS, Persistence
-from alerts.service.sink import Intake, Rejected
+from alerts.service.persistence import DB_ERRORS, ENGINE_NAME, Persistence
+from alerts.service.sink import Barrier, Intake, Rejected
 from alerts.service.states import RuleStates
 from alerts.service.worker import Worker
 from devices.contract import HANDED_OFF, Channel, DeadLetterReason, Decoded, DeviceRef
@@ -46,8 +46,16 @@ class AlertService:
         publisher: CommandPublisher | None = None,
         wall_clock: Callable[[], float] = time.time,
         metrics: AlertMetrics | None = None,
+        communities: frozenset[int] | None = None,
+        name: str = ENGINE_NAME,
+        replay: bool = True,
     ) -> None:
+        """`communities`: evaluate (load, tick) only the devices of these communities — a scale-out
+        partition worker's share (docs/scale-out.md); None: all. `name`: the checkpoint row.
+        `replay`: replay stored messages after the checkpoint on start (single-node crash recovery;
+        a partition worker relies on JetStream's redelivery of what it did not acknowledge instead)."""
         self._settings = settings
+        self._scope = communities
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._subscribers: list[Subscriber] = []
@@ -72,6 +80,7 @@ class AlertService:
             metrics=self.metrics,
             publisher=publisher,
             subscribers=self._subscribers,
+            name=name,
         )
         self._worker = Worker(
             settings,
@@ -84,6 +93,7 @@ class AlertService:
             lock=self._lock,
             metrics=self.metrics,
             wall_clock=wall_clock,
+            replay=replay,
         )
 
     # ------------------------------------------------------------------ lifecycle and MessageSink
@@ -147,6 +157,15 @@ class AlertService:
         if reason in HANDED_OFF and channel is Channel.TELEMETRY:
             self.intake.put(Rejected(device, channel, received_at, payload, DeadLetterReason(reason)))
 
+    def sync(self, timeout_s: float = 30.0) -> bool:
+        """Block until every message submitted before this call is evaluated, its outputs written and
+        the rule state of every device it touched committed (scale-out: a partition worker
+        acknowledges JetStream only after this, so a redelivered message meets the state that
+        includes it). False if that did not happen within `timeout_s` (database away, stopping)."""
+        barrier = Barrier(threading.Event(), threading.Event())
+        self.intake.put(barrier)
+        return barrier.done.wait(timeout_s) and not barrier.failed.is_set()
+
     def wait_idle(self, timeout_s: float = 10.0) -> bool:
         """Block until every submitted message is evaluated and persisted (tests, benchmarks)."""
         deadline = time.monotonic() + timeout_s
@@ -170,6 +189,10 @@ class AlertService:
             contexts = rule_state.load_contexts(conn)
             overrides = rule_state.community_overrides(conn)
             stored = rule_state.load_states(conn)
+        if self._scope is not None:  # another partition's devices are another worker's
+            contexts = [row for row in contexts if row.community_id in self._scope]
+            mine = {row.device_id for row in contexts}
+            stored = {d: doc for d, doc in stored.items() if d in mine}
         self.contexts.load(contexts, overrides)
         for device_id in self._states.load(stored):
             self._worker.schedule(device_id)

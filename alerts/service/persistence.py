@@ -64,8 +64,10 @@ class Persistence:
         metrics: AlertMetrics,
         publisher: CommandPublisher | None,
         subscribers: list[Subscriber],
+        name: str = ENGINE_NAME,
     ) -> None:
         self.url = database_url
+        self.name = name  # the checkpoint row
         self._settings = settings
         self._states = states
         self._contexts = contexts
@@ -110,7 +112,7 @@ class Persistence:
         with self.conn.transaction():
             rule_state.save_states(self.conn, rows)
             if mark is not None and not states.tainted:
-                rule_state.save_checkpoint(self.conn, ENGINE_NAME, mark)
+                rule_state.save_checkpoint(self.conn, self.name, mark)
         states.dirty.clear()
 
     # ------------------------------------------------------------------ outputs

@@ -25,7 +25,7 @@ from pydantic import ValidationError
 
 from alerts.config import AlertSettings
 from alerts.service.contexts import Contexts
-from alerts.service.persistence import DB_ERRORS, ENGINE_NAME, Persistence
+from alerts.service.persistence import DB_ERRORS, Persistence
 from alerts.service.sink import BATCH_MAX, Item
 from alerts.service.states import RuleStates
 from devices.catalog import accept
@@ -72,10 +72,10 @@ def _replay_once(
     conn = store.conn
     assert conn is not None
     with conn.transaction():
-        since = rule_state.load_checkpoint(conn, ENGINE_NAME)
+        since = rule_state.load_checkpoint(conn, store.name)
         if since is None:  # first start: everything received from now on is ours
             started = datetime.now(UTC)
-            rule_state.save_checkpoint(conn, ENGINE_NAME, started)
+            rule_state.save_checkpoint(conn, store.name, started)
             return
     start = since - timedelta(seconds=s.replay_slack_s)
     reader = connect(store.url, autocommit=True)

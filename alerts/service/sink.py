@@ -45,6 +45,15 @@ class Rejected:
 Item = Decoded | Rejected
 
 
+@dataclass(frozen=True, slots=True)
+class Barrier:
+    """`AlertService.sync()`: `done` once everything queued before it is evaluated and its rule state
+    committed, with `failed` also set when that batch met an error (it may not all be evaluated)."""
+
+    done: threading.Event
+    failed: threading.Event
+
+
 class Intake:
     """The bounded queue between ingest's decoding thread and the engine's worker."""
 
@@ -57,7 +66,7 @@ class Intake:
         lock: threading.Lock,
         metrics: AlertMetrics,
     ) -> None:
-        self._queue: queue.Queue[Item] = queue.Queue(size)
+        self._queue: queue.Queue[Item | Barrier] = queue.Queue(size)
         self._stop = stop
         self._stats = stats
         self._lock = lock
@@ -65,7 +74,7 @@ class Intake:
         self.running = False
         self.idle = threading.Event()  # set by the worker when it has nothing queued
 
-    def put(self, item: Item) -> None:
+    def put(self, item: Item | Barrier) -> None:
         waited = False
         while self.running and not self._stop.is_set():
             self.idle.clear()
@@ -86,9 +95,9 @@ class Intake:
         if n == 1 or n % 10_000 == 0:
             log.warning("alert engine not running: %d message(s) not evaluated (replayed on start)", n)
 
-    def batch(self, timeout_s: float) -> list[Item]:
+    def batch(self, timeout_s: float) -> list[Item | Barrier]:
         try:
-            first: Item | None = self._queue.get(timeout=timeout_s)
+            first: Item | Barrier | None = self._queue.get(timeout=timeout_s)
         except queue.Empty:
             first = None
         batch = [first] if first is not None else []

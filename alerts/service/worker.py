@@ -2,11 +2,13 @@
 
 Contract:
 - `run()` first replays what a crash lost (recovery.py; `replayed` is set after it, even if it
-  failed), then loops until stopped: take a batch from the intake (waiting at most
+  failed; skipped with `replay=False`: a scale-out partition worker), then loops until stopped: take a batch from the intake (waiting at most
   min(`tick_s`, 0.1 s)), evaluate it and persist its outputs (persistence.py), tick the due timers
   every `tick_s`, write the dirty states behind every `state_flush_s`. A database error of a context
   lookup or of the write-behind is logged and counted (`errors`) and retried on the next turn. It
   returns once stopping with nothing queued (the queued messages are evaluated first).
+- A `Barrier` (`AlertService.sync`) in a batch is released once the batch's other items are
+  evaluated and the dirty rule states committed; marked failed if that batch met an error.
 - Evaluation hands each message to the pure rule core (`alerts.core.engine`) with the device's
   context, state and community settings; a fire alarm signal's `Linkage` is fanned out to the
   building's devices (`engine.fire_linkage`), whose obligations become state even when nothing is
@@ -39,7 +41,7 @@ from alerts.service.events import EngineStats
 from alerts.service.outputs import Work
 from alerts.service.persistence import DB_ERRORS, Persistence
 from alerts.service.recovery import replay
-from alerts.service.sink import Intake, Item, Rejected
+from alerts.service.sink import Barrier, Intake, Item, Rejected
 from alerts.service.states import RuleStates
 from alerts.service.timers import TimerHeap
 from devices.contract import DeadLetterReason
@@ -61,8 +63,10 @@ class Worker:
         lock: threading.Lock,
         metrics: AlertMetrics,
         wall_clock: Callable[[], float],
+        replay: bool = True,
     ) -> None:
         self._settings = settings
+        self._replay_on_start = replay
         self._intake = intake
         self._contexts = contexts
         self._states = states
@@ -94,24 +98,34 @@ class Worker:
 
     def run(self) -> None:
         try:
-            replay(
-                self._store,
-                settings=self._settings,
-                contexts=self._contexts,
-                states=self._states,
-                stop=self._stop,
-                process=self.process,
-                count=self._count_replayed,
-            )
+            if self._replay_on_start:
+                self._recover()
         finally:
             self.replayed.set()
+        self._loop()
+
+    def _recover(self) -> None:
+        replay(
+            self._store,
+            settings=self._settings,
+            contexts=self._contexts,
+            states=self._states,
+            stop=self._stop,
+            process=self.process,
+            count=self._count_replayed,
+        )
+
+    def _loop(self) -> None:
         next_tick = time.monotonic()
         next_flush = time.monotonic() + self._settings.state_flush_s
         while True:
             batch = self._intake.batch(min(self._settings.tick_s, 0.1))
+            barriers = [b for b in batch if isinstance(b, Barrier)]
+            items = [m for m in batch if not isinstance(m, Barrier)]
             try:
-                if batch:
-                    self.process(batch)
+                if items:
+                    self.process(items)
+                barriers = self._settle(barriers)
                 if time.monotonic() >= next_tick:
                     next_tick = time.monotonic() + self._settings.tick_s
                     self._tick()
@@ -122,10 +136,22 @@ class Worker:
                 self._stats.errors += 1
                 log.error("alert engine: %s", exc)
                 self._store.reconnect()
+            for b in barriers:  # the batch before them met an error: their callers must not rely on it
+                b.failed.set()
+                b.done.set()
             if self._intake.empty():
                 self._intake.idle.set()
                 if self._stop.is_set():
                     return
+
+    def _settle(self, barriers: list[Barrier]) -> list[Barrier]:
+        """Commit the rule state of what was evaluated and release `sync()` callers; [] once done."""
+        if not barriers or self._store.gave_up:
+            return barriers
+        self._store.flush_states()
+        for b in barriers:
+            b.done.set()
+        return []
 
     def _count_replayed(self, n: int) -> None:
         self._stats.replayed += n

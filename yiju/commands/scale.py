@@ -72,9 +72,9 @@ def _cmd_bridge(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _cmd_worker(args: argparse.Namespace, settings: Settings) -> int:
+    from alerts.commands import CommandSender
     from ingest.mqtt_adapter import MqttCommandPublisher
     from scaleout.worker import PartitionWorker
-    from alerts.commands import CommandSender
     from yiju.stack import resolve
 
     endpoints = resolve(settings)
