@@ -36,12 +36,12 @@ from devices.contract import Channel, Family, topic
 from ingest.service import IngestService
 from scaleout.bridge import Bridge, stream_spec
 from scaleout.config import ScaleSettings
-from scaleout.jetstream import JetStreamLink, Outgoing
+from scaleout.jetstream import Incoming, JetStreamLink, Outgoing, PullFeed
 from scaleout.subjects import partition_filter, partition_of, stream_name
 from scaleout.worker import PartitionWorker
 from storage.db import connection
 from yiju.embedded import MosquittoBroker
-from yiju.errors import YijuError
+from yiju.errors import MessagingUnavailable, YijuError
 from yiju.settings import Settings
 
 
@@ -241,12 +241,23 @@ def _per_device_stream_order(link: JetStreamLink, prefix: str, partitions: int) 
             stream_name(prefix), f"audit{p}", partition_filter(prefix, p),
             ack_wait_s=60, max_ack_pending=100_000, replicas=1,
         )  # fmt: skip
-        while batch := feed.fetch(2000, 1.0):
+        while batch := _fetch_retrying(feed):
             for m in batch:
                 device = m.subject.split(".")[-1]
                 seqs.setdefault(device, []).append(json.loads(m.payload)["seq"])
                 n += 1
     return n, sum(1 for s in seqs.values() if s != sorted(s))
+
+
+def _fetch_retrying(feed: PullFeed) -> list[Incoming]:
+    """The next messages of the audit; a fetch that times out (a loaded machine, an election) again."""
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            return feed.fetch(2000, 2.0)
+        except MessagingUnavailable:
+            if time.monotonic() > deadline:
+                raise
 
 
 def _alarms(db_url: str) -> list[tuple[str, str, str]]:

@@ -2,11 +2,12 @@
 
 Contract:
 - `run()` first replays what a crash lost (recovery.py; `replayed` is set after it, even if it
-  failed; skipped with `replay=False`: a scale-out partition worker), then loops until stopped: take a batch from the intake (waiting at most
-  min(`tick_s`, 0.1 s)), evaluate it and persist its outputs (persistence.py), tick the due timers
-  every `tick_s`, write the dirty states behind every `state_flush_s`. A database error of a context
-  lookup or of the write-behind is logged and counted (`errors`) and retried on the next turn. It
-  returns once stopping with nothing queued (the queued messages are evaluated first).
+  failed; skipped with `replay=False`: a scale-out partition worker), then loops until stopped:
+  take a batch from the intake (waiting at most min(`tick_s`, 0.1 s)), evaluate it and persist
+  its outputs (persistence.py), tick the due timers every `tick_s`, write the dirty states behind
+  every `state_flush_s`. A database error of a context lookup or of the write-behind is logged and
+  counted (`errors`) and retried on the next turn. It returns once stopping with nothing queued
+  (the queued messages are evaluated first).
 - A `Barrier` (`AlertService.sync`) in a batch is released once the batch's other items are
   evaluated and the dirty rule states committed; marked failed if that batch met an error.
 - Evaluation hands each message to the pure rule core (`alerts.core.engine`) with the device's
