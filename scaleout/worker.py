@@ -47,7 +47,7 @@ from scaleout.subjects import (
     stream_name,
 )
 from storage.db import connection
-from storage.messages import load_community_ids
+from storage.registry import load_community_ids
 from yiju.errors import MessagingUnavailable, YijuError
 from yiju.settings import Settings
 

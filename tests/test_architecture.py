@@ -36,7 +36,7 @@ ALLOWED: dict[str, set[str]] = {
     "api": {"devices", "storage", "alerts", "yiju.settings"},
     "simulators": {"devices"},
     # bridges and partition workers compose ingest's pipeline and the engine (docs/scale-out.md)
-    "scaleout": {"devices", "storage", "ingest", "alerts"},
+    "scaleout": {"devices", "storage", "ingest", "alerts", "yiju.settings"},
     "yiju": set(PACKAGES),
 }
 
