@@ -114,6 +114,13 @@ class ApiSettings(BaseModel):
     token_purge_interval: timedelta = Field(
         default=timedelta(hours=1), description="How often the API deletes login tokens expired a day ago."
     )
+    export_max_rows: int = Field(
+        default=10_000,
+        ge=1,
+        le=1_000_000,
+        description="Rows of one alarm-history export (CSV/XLSX); more → 422 asking to narrow the filters. "
+        "[V] a month of a large compound's ended alarms fits; the file is built in memory (~10 MB).",
+    )
 
 
 class MetricsSettings(BaseModel):

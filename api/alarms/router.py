@@ -2,31 +2,45 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
 from typing import Annotated, Literal
+from urllib.parse import quote
 
-from fastapi import APIRouter, Path, Query
+from fastapi import APIRouter, Depends, Path, Query
+from fastapi.responses import Response
 
+from alerts.config import AlertSettings
+from alerts.thresholds import trigger_of
+from api.alarms import export
 from api.alarms.schemas import (
     AckRequest,
     ActionResult,
+    AlarmChart,
     AlarmDetail,
     AlarmOut,
     BatchAckRequest,
     BatchAckResult,
+    ChartSeries,
+    ChartThreshold,
     CommentRequest,
     DispatchRequest,
+    HistoryOut,
     ReasonRequest,
     ResolveRequest,
     TransitionOut,
 )
-from api.deps import Conn, Operator, Principal, Reader
+from api.deps import Conn, Operator, Principal, Reader, app_settings
 from api.errors import ERROR_RESPONSES, invalid, not_found
 from api.pagination import Cursor, Limit, Page
 from api.params import Time
 from devices.alarms import AlarmType, Severity
 from devices.contract import Family
-from storage import alarms, users
+from devices.metrics import info as metric_info
+from storage import alarm_history as history_store
+from storage import alarms, api_queries, rule_state, users
 from storage.alarms import Alarm, AlarmChange
+from yiju.errors import ConfigurationError
+from yiju.settings import Settings
 
 router = APIRouter(tags=["alarms"], responses={k: ERROR_RESPONSES[k] for k in (403, 404)})
 
@@ -107,6 +121,67 @@ def _history(conn: Conn, alarm_id: int) -> list[TransitionOut]:
 def alarm_history(alarm_id: AlarmId, principal: Reader, conn: Conn) -> list[TransitionOut]:
     _visible(conn, principal, alarm_id)
     return _history(conn, alarm_id)
+
+
+# The chart window (issue 13 §6): from this long before the alarm began to this long after it cleared
+# (or now). Not a safety setting: what an operator needs to see the reading rise and fall back.
+CHART_MARGIN = timedelta(minutes=15)
+CHART_SERIES_MAX = 4
+
+
+def _effective_alerts(conn: Conn, settings: Settings, community_id: int) -> AlertSettings:
+    """The community's alert settings as the engine applies them (alerts/service.py `_load`)."""
+    try:
+        return settings.alerts.with_overrides(rule_state.community_overrides(conn).get(community_id))
+    except ConfigurationError:  # the engine refuses these too; the chart still shows the defaults
+        return settings.alerts
+
+
+@router.get("/alarms/{alarm_id}/chart", summary="What the alarm chart shows: window, metrics, threshold")
+def alarm_chart(
+    alarm_id: AlarmId, principal: Reader, conn: Conn, settings: Annotated[Settings, Depends(app_settings)]
+) -> AlarmChart:
+    alarm = _visible(conn, principal, alarm_id)
+    now = datetime.now(UTC)
+    since = alarm.first_at - CHART_MARGIN
+    ended = alarm.cleared_at if alarm.status == "cleared" and alarm.cleared_at else now
+    until = min(now, max(ended, alarm.last_at) + CHART_MARGIN)
+    trigger = trigger_of(alarm.type, alarm.details, _effective_alerts(conn, settings, alarm.community_id))
+    reported = [
+        (str(r["metric"]), int(r["channel"]))
+        for r in api_queries.device_metrics(conn, alarm.device_id, since)
+    ]
+
+    def rank(metric: str, channel: int) -> int:
+        if trigger is None or metric != trigger.metric:
+            return 2
+        return 0 if trigger.channel is None or channel == trigger.channel else 1
+
+    ordered = sorted(reported, key=lambda mc: (rank(*mc), mc))
+    series = []
+    for metric, channel in ordered[:CHART_SERIES_MAX]:
+        names = metric_info(metric)
+        is_trigger = rank(metric, channel) == 0
+        threshold = None
+        if is_trigger and trigger is not None and trigger.threshold is not None and trigger.source:
+            threshold = ChartThreshold(
+                value=trigger.threshold,
+                direction=trigger.direction,
+                setting=trigger.setting,
+                source=trigger.source,
+            )
+        series.append(
+            ChartSeries(
+                metric=metric,
+                channel=channel,
+                label_zh=names.zh,
+                label_en=names.en,
+                unit=names.unit,
+                trigger=is_trigger,
+                threshold=threshold,
+            )
+        )
+    return AlarmChart(alarm_id=alarm.id, device_id=alarm.device_id, since=since, until=until, series=series)
 
 
 def _result(
@@ -196,3 +271,96 @@ def close(alarm_id: AlarmId, body: ReasonRequest, principal: Operator, conn: Con
     alarm = _visible(conn, principal, alarm_id)
     change = alarms.handle(conn, alarm_id, "closed", actor=principal.actor, comment=body.comment)
     return _result(conn, principal, alarm, change, "close")
+
+
+# ---------------------------------------------------------------------------------------------
+# History of ended alarms and its export (issue 13 §7)
+
+Result = Literal["real", "false_alarm", "test", "device_fault"]
+DeviceSearch = Annotated[
+    str | None,
+    Query(min_length=1, max_length=64, pattern=r"^[^\x00-\x1f]*$", description="Part of the device uid"),
+]
+
+
+def _history_filter(
+    *,
+    principal: Reader,
+    community_id: BigId = None,
+    building_id: BigId = None,
+    device: DeviceSearch = None,
+    type: Annotated[list[AlarmType] | None, Query(description="One or more alarm types")] = None,
+    result: Annotated[list[Result] | None, Query(description="Handling results (处置结果)")] = None,
+    since: Annotated[Time | None, Query(description="Alarms that began at or after this time")] = None,
+    until: Annotated[Time | None, Query(description="Alarms that began before this time")] = None,
+) -> history_store.HistoryFilter:
+    return history_store.HistoryFilter(
+        community_ids=principal.scope_for(community_id),
+        since=since,
+        until=until,
+        types=[t.value for t in type] if type else None,
+        results=result or None,
+        building_id=building_id,
+        device=device.strip() or None if device else None,
+    )
+
+
+HistoryQuery = Annotated[history_store.HistoryFilter, Depends(_history_filter)]
+
+
+def _actor_names(conn: Conn, rows: list[history_store.HistoryRow]) -> dict[str, str]:
+    people = {
+        actor.split(":", 1)[1]
+        for r in rows
+        for actor in (r.cleared_by, r.acknowledged_by)
+        if actor and actor.startswith(("user:", "apikey:"))
+    }
+    return users.display_names(conn, sorted(people))
+
+
+@router.get("/alarm-history", summary="Search ended alarms (cleared or closed), newest first")
+def alarm_history_search(
+    principal: Reader, conn: Conn, filters: HistoryQuery, limit: Limit = 100, cursor: Cursor = None
+) -> Page[HistoryOut]:
+    try:
+        page = history_store.search(conn, filters, cursor=cursor, limit=limit)
+    except alarms.InvalidCursor:
+        raise invalid("query.cursor", "not a cursor returned by this API for this search") from None
+    names = _actor_names(conn, page.items)
+    return Page[HistoryOut](items=[HistoryOut.of(r, names) for r in page.items], next_cursor=page.next_cursor)
+
+
+@router.get(
+    "/alarm-history/export",
+    summary="The filtered history as CSV or XLSX with Chinese headers (at most api.export_max_rows rows)",
+    response_class=Response,
+    responses={
+        200: {"content": {t: {} for t in export.MEDIA_TYPES.values()}, "description": "The file"},
+        422: ERROR_RESPONSES[422],
+    },
+)
+def alarm_history_export(
+    principal: Reader,
+    conn: Conn,
+    filters: HistoryQuery,
+    settings: Annotated[Settings, Depends(app_settings)],
+    format: Annotated[export.ExportFormat, Query(description="csv or xlsx")] = "xlsx",
+) -> Response:
+    cap = settings.api.export_max_rows
+    try:
+        rows = history_store.export(conn, filters, max_rows=cap)
+    except history_store.ExportTooLarge as exc:
+        raise invalid(
+            "query",
+            f"{exc.rows} 条告警符合条件，一次最多导出 {cap} 条，请缩小时间范围或增加筛选条件 "
+            f"({exc.rows} alarms match; an export holds at most {cap}: narrow the filters)",
+        ) from None
+    cells = export.table(rows, _actor_names(conn, rows))
+    body = export.to_csv(cells) if format == "csv" else export.to_xlsx(cells)
+    name = f"告警历史.{format}"
+    disposition = f"attachment; filename=\"alarm-history.{format}\"; filename*=UTF-8''{quote(name)}"
+    return Response(
+        body,
+        media_type=export.MEDIA_TYPES[format],
+        headers={"Content-Disposition": disposition, "X-Yiju-Rows": str(len(rows))},
+    )

@@ -8,6 +8,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
 from devices.alarms import ALARM_INFO, AlarmType
+from storage.alarm_history import HistoryRow
 from storage.alarms import Alarm, AlarmEvent, Transition
 
 Text = Annotated[str, StringConstraints(min_length=1, max_length=2000, pattern=r"^[^\x00]*$")]
@@ -206,3 +207,77 @@ class LatestEvent(BaseModel):
     last_event_id: int = Field(
         description="The newest transition id; a stream started with since= it replays nothing"
     )
+
+
+class HistoryOut(BaseModel):
+    """One ended alarm of the history search (cleared, or closed by the handling workflow)."""
+
+    id: int
+    community_id: int
+    community_name: str
+    device_id: int
+    device_uid: str
+    family: str
+    building_name: str | None
+    location_name: str | None
+    type: str
+    type_zh: str
+    type_en: str
+    severity: Literal["critical", "major", "minor", "warning"]
+    status: Literal["active", "cleared"]
+    first_at: datetime
+    last_at: datetime
+    cleared_at: datetime | None
+    cleared_by: str | None
+    cleared_by_name: str | None = Field(description="The person's display name, or the system actor")
+    acknowledged_by: str | None
+    occurrences: int
+    handling: Literal["dispatched", "on_site", "resolved", "closed"] | None
+    result: Literal["real", "false_alarm", "test", "device_fault"] | None
+    result_comment: str | None = Field(description="The comment of the handling result step")
+
+    @classmethod
+    def of(cls, row: HistoryRow, names: dict[str, str]) -> HistoryOut:
+        try:
+            info = ALARM_INFO[AlarmType(row.type)]
+            zh, en = info.zh, info.en
+        except ValueError:
+            zh = en = row.type
+        user = row.cleared_by.split(":", 1)[1] if row.cleared_by and ":" in row.cleared_by else None
+        return cls(
+            **{k: getattr(row, k) for k in cls.model_fields if k in HistoryRow.__dataclass_fields__},
+            type_zh=zh,
+            type_en=en,
+            cleared_by_name=names.get(user, user) if user else None,
+        )
+
+
+class ChartThreshold(BaseModel):
+    value: float
+    direction: Literal["above", "below"] = Field(description="The alarm is raised above or below it")
+    setting: str | None = Field(description="The alert setting it comes from, <family>.<field>")
+    source: Literal["alarm", "settings"] = Field(
+        description="alarm: recorded when the alarm was raised; settings: the community's setting now"
+    )
+
+
+class ChartSeries(BaseModel):
+    metric: str
+    channel: int
+    label_zh: str
+    label_en: str
+    unit: str = Field(description="Empty for states (0/1) and counts")
+    trigger: bool = Field(description="The reading that raised the alarm")
+    threshold: ChartThreshold | None = None
+
+
+class AlarmChart(BaseModel):
+    """What the alarm detail charts: the window around the alarm and the device's metrics, the
+    triggering one first with its threshold. Fetch each series from
+    `/devices/{device_id}/telemetry?metric=&channel=&since=&until=` (hourly rollups for long windows)."""
+
+    alarm_id: int
+    device_id: int
+    since: datetime
+    until: datetime
+    series: list[ChartSeries]

@@ -61,14 +61,23 @@ def _cmd_api(args: argparse.Namespace, settings: Settings) -> int:
 def _cmd_users_add(args: argparse.Namespace, settings: Settings) -> int:
     from storage.db import connection
     from storage.users import Role, community_ids_by_code, create_user
+    from yiju.errors import InputError
 
-    settings = _resolved(settings)
-    assert settings.database.url is not None
     password: str | None = None
     if args.password_stdin:
-        password = sys.stdin.readline().rstrip("\n")
+        password = sys.stdin.readline().rstrip("\r\n")
+        if not password:
+            raise InputError("--password-stdin: standard input held no password (one line is read)")
     elif not args.no_password:
+        if not sys.stdin.isatty():  # getpass would fall back to reading (and echoing) a pipe, or fail
+            raise InputError(
+                "no terminal to ask for the password: pipe it in with --password-stdin, "
+                f"e.g. `printf '%s\\n' \"$PW\" | yiju users add {args.username} --role {args.role} "
+                "--password-stdin` (or --no-password for an integration account that uses API keys)"
+            )
         password = getpass.getpass(f"password for {args.username}: ")
+    settings = _resolved(settings)
+    assert settings.database.url is not None
     with connection(settings.database.url) as conn:
         communities = community_ids_by_code(conn, args.community)
         user = create_user(
