@@ -152,6 +152,11 @@ def create_app(settings: Settings, metrics: ApiMetrics | None = None) -> FastAPI
     def _root() -> RedirectResponse:
         return RedirectResponse("/console/")
 
+    @app.get("/favicon.ico", include_in_schema=False)
+    def _favicon() -> RedirectResponse:
+        # browsers ask the root for it on pages that name none (/docs, a JSON response)
+        return RedirectResponse("/console/favicon.svg", status_code=301)
+
     @app.get("/healthz", include_in_schema=False)
     def _health() -> dict[str, str]:
         return {"status": "ok"}

@@ -591,6 +591,18 @@ def incident_of_alarm(conn: psycopg.Connection[Any], alarm_id: int) -> IncidentR
     return None if r is None else _incident(r)
 
 
+def incidents_for_alarm(conn: psycopg.Connection[Any], alarm_id: int) -> list[IncidentRow]:
+    """Every incident the alarm started or joined (a fire's linkage failures join its incident), in
+    any state, oldest first: the escalation timeline of the alarm detail (issue 13 §3)."""
+    rows = _rows(
+        conn,
+        "SELECT * FROM linkage_incidents WHERE alarm_id = %s "
+        "OR id IN (SELECT incident_id FROM linkage_incident_alarms WHERE alarm_id = %s) ORDER BY id",
+        (alarm_id, alarm_id),
+    )
+    return [_incident(r) for r in rows]
+
+
 def incidents_of_alarm(conn: psycopg.Connection[Any], alarm_id: int, *, primary_only: bool) -> list[int]:
     q: LiteralString = (
         "SELECT id FROM linkage_incidents WHERE alarm_id = %s AND state = 'open'"

@@ -17,7 +17,7 @@ from test_api_support import World, client, world
 from api.alarms.export import HEADERS
 from api.app import create_app
 from devices.alarms import ALARM_INFO, AlarmType
-from storage import alarms
+from storage import alarms, escalation
 from storage.db import connect
 from yiju.settings import Settings
 
@@ -263,3 +263,63 @@ def test_chart_puts_the_trigger_first_with_its_threshold(client: TestClient, wor
         client.get(f"/api/v1/alarms/{ids['alarm_b']}/chart", headers=world.auth("viewer_a")).status_code
         == 404
     )
+
+
+def escalated(world: World, alarm_id: int, community: str = "comm_a") -> int:
+    """An incident of the alarm as the linkage worker leaves it: the duty manager's phone rang out, an
+    SMS was delivered, the security guard answered and pressed 1 (storage/escalation.py rows)."""
+    at = NOW - timedelta(minutes=30)
+    with connect(world.url, autocommit=True) as conn:
+        inc = escalation.start_incident(
+            conn, community_id=world.ids[community], alarm_id=alarm_id, group_key=None, drill=False,
+            policy_id=None, chain_id=None, chain={"steps": []}, alarm_type="fire_alarm", severity="critical",
+            summary="1号楼 6层 火灾报警", context={}, alarm_at=at, next_step_at=at,
+        )  # fmt: skip
+        assert inc is not None
+        rows = [
+            ("person:1", "王经理", "sip", "13800000001", "no_answer", 2, "480 no answer"),
+            ("person:1", "王经理", "sms", "13800000001", "delivered", 1, "DELIVRD"),
+            ("person:2", "保安 李师傅", "sip", "13800000002", "acknowledged", 1, "DTMF 1"),
+        ]
+        for n, (target, name, channel, address, status, attempts, outcome) in enumerate(rows):
+            escalation.enqueue(conn, inc.id, [escalation.NewDelivery(
+                f"{inc.id}:0:{n}:{target}:{channel}", 0, n, target, name, channel, address, at,
+            )])  # fmt: skip
+            conn.execute(
+                "UPDATE linkage_outbox SET status = %s, attempts = %s, outcome = %s, claimed_at = %s, "
+                "finished_at = %s WHERE idem_key = %s",
+                (status, attempts, outcome, at + timedelta(seconds=10 * n),
+                 at + timedelta(seconds=10 * n + 5), f"{inc.id}:0:{n}:{target}:{channel}"),
+            )  # fmt: skip
+            escalation.audit(conn, inc.id, "attempt", {"channel": channel, "to": name})
+            escalation.audit(conn, inc.id, "outcome", {"status": status})
+        escalation.acknowledge_incident(conn, inc.id, actor="dtmf:13800000002", via="sip", comment=None)
+    return inc.id
+
+
+def test_the_alarm_detail_has_its_escalation_timeline(client: TestClient, world: World) -> None:
+    incident = escalated(world, world.ids["alarm_a"])
+    other = escalated(world, world.ids["alarm_b"], "comm_b")
+    r = client.get(f"/api/v1/alarms/{world.ids['alarm_a']}/escalation", headers=world.auth("viewer_a"))
+    assert r.status_code == 200, r.text
+    [inc] = r.json()
+    assert (inc["id"], inc["state"]) == (incident, "acknowledged")
+    assert [(d["target_name"], d["channel"], d["status"], d["attempts"]) for d in inc["deliveries"]] == [
+        ("王经理", "sip", "no_answer", 2), ("王经理", "sms", "delivered", 1),
+        ("保安 李师傅", "sip", "acknowledged", 1),
+    ]  # fmt: skip
+    assert [e["kind"] for e in inc["timeline"]][:3] == ["started", "attempt", "outcome"]
+    assert (
+        client.get(
+            f"/api/v1/alarms/{world.ids['alarm_a2']}/escalation", headers=world.auth("viewer_a")
+        ).json()
+        == []
+    )
+    # B's alarm and incident stay B's
+    assert (
+        client.get(
+            f"/api/v1/alarms/{world.ids['alarm_b']}/escalation", headers=world.auth("viewer_a")
+        ).status_code
+        == 404
+    )
+    assert other != incident

@@ -86,3 +86,43 @@ def test_doctor_warns_for_communities_on_unsourced_defaults(services: ServiceSet
     assert "cctv_recorder.gap_tolerance_s" in plain and "ebike_charger.port_current_limit_a" in plain
     tuned = next(w for w in warns if "(tuned)" in w)
     assert "cctv_recorder.gap_tolerance_s" not in tuned and "ebike_charger.port_current_limit_a" in tuned
+
+
+def test_doctor_defaults_line_does_not_call_a_warning_required(services: ServiceSet, db_url: str) -> None:
+    with psycopg.connect(db_url, autocommit=True) as conn:
+        conn.execute("INSERT INTO communities (code, name) VALUES ('solo', 'S')")
+    result = _doctor(db_url, services.mqtt_url)
+    [warn] = [line for line in result.stdout.splitlines() if line.startswith("warn")]
+    # a warning with exit 0 cannot say "required"; it says what is missing (a source) and what to do
+    assert "required" not in warn and "(ies)" not in warn and "(s)" not in warn
+    assert "1 community (solo) runs on" in warn and "no source confirms" in warn
+    assert result.returncode == 0
+
+
+def _users_add(db_url: str, mqtt_url: str, *args: str, stdin: str | None) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "YIJU_DATABASE__URL": db_url, "YIJU_MQTT__URL": mqtt_url}
+    return subprocess.run(
+        [sys.executable, "-m", "yiju.cli", "users", "add", *args],
+        input=stdin,
+        stdin=subprocess.DEVNULL if stdin is None else None,
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=60,
+        check=False,
+    )
+
+
+def test_users_add_without_a_terminal_asks_for_password_stdin(services: ServiceSet, db_url: str) -> None:
+    result = _users_add(db_url, services.mqtt_url, "night1", "--role", "operator", stdin=None)
+    assert result.returncode == 1
+    assert "Traceback" not in result.stderr
+    assert "no terminal to ask for the password: pipe it in with --password-stdin" in result.stderr
+    with psycopg.connect(db_url) as conn:
+        assert conn.execute("SELECT count(*) FROM users WHERE username = 'night1'").fetchone() == (0,)
+    args = ("night1", "--role", "operator", "--password-stdin")
+    empty = _users_add(db_url, services.mqtt_url, *args, stdin="")
+    assert empty.returncode == 1 and "held no password" in empty.stderr
+    ok = _users_add(db_url, services.mqtt_url, *args, stdin="correct-horse-battery\n")
+    assert ok.returncode == 0, ok.stderr
+    assert "user night1" in ok.stdout

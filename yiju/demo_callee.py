@@ -103,7 +103,7 @@ class DemoCallee:
     """SIPp answering on a free loopback port until stopped; `proxy` is what the SIP channel dials."""
 
     def __init__(self, state_dir: Path) -> None:
-        self._dir = state_dir / "sipp"
+        self._dir = (state_dir / "sipp").resolve()  # SIPp runs in this directory: no relative paths
         self._proc: subprocess.Popen[bytes] | None = None
         self.port = 0
 

@@ -72,13 +72,17 @@ def _default_checks(url: str, settings: Settings) -> list[Check]:
     checks = []
     for keys, codes in groups.items():
         shown = ", ".join(codes[:5]) + (f" and {len(codes) - 5} more" if len(codes) > 5 else "")
+        # A warning, so the wording must not call them "required": the rules run on these defaults;
+        # what is missing is a source, and standards.md §0 asks the site to confirm and set each one.
+        who = f"1 community ({shown}) runs" if len(codes) == 1 else f"{len(codes)} communities ({shown}) run"
+        what = "1 default" if len(keys) == 1 else f"{len(keys)} defaults"
         checks.append(
             Check(
                 True,
                 "defaults",
-                f"{len(codes)} community(ies) ({shown}) run on {len(keys)} default(s) with no source "
-                f"([NOT FOUND], standards.md §0: required settings): {', '.join(keys)} — set them under "
-                "communities.settings.alerts (docs/rules.md)",
+                f"{who} on {what} that no source confirms ([NOT FOUND], standards.md §0): the rules use "
+                "them, but the site should confirm each value and set it under communities.settings.alerts "
+                f"(docs/rules.md): {', '.join(keys)}",
                 warn=True,
             )
         )

@@ -18,6 +18,7 @@ from api.alarms.schemas import (
     AlarmChart,
     AlarmDetail,
     AlarmOut,
+    AlarmTypeOut,
     BatchAckRequest,
     BatchAckResult,
     ChartSeries,
@@ -31,13 +32,15 @@ from api.alarms.schemas import (
 )
 from api.deps import Conn, Operator, Principal, Reader, app_settings
 from api.errors import ERROR_RESPONSES, invalid, not_found
+from api.linkage.router import incident_detail
+from api.linkage.schemas import IncidentDetail
 from api.pagination import Cursor, Limit, Page
 from api.params import Time
-from devices.alarms import AlarmType, Severity
+from devices.alarms import ALARM_INFO, AlarmType, Severity
 from devices.contract import Family
 from devices.metrics import info as metric_info
 from storage import alarm_history as history_store
-from storage import alarms, api_queries, rule_state, users
+from storage import alarms, api_queries, escalation, rule_state, users
 from storage.alarms import Alarm, AlarmChange
 from yiju.errors import ConfigurationError
 from yiju.settings import Settings
@@ -121,6 +124,20 @@ def _history(conn: Conn, alarm_id: int) -> list[TransitionOut]:
 def alarm_history(alarm_id: AlarmId, principal: Reader, conn: Conn) -> list[TransitionOut]:
     _visible(conn, principal, alarm_id)
     return _history(conn, alarm_id)
+
+
+@router.get(
+    "/alarms/{alarm_id}/escalation",
+    summary="The emergency-linkage escalation of an alarm: each incident with its attempts and receipts",
+)
+def alarm_escalation(alarm_id: AlarmId, principal: Reader, conn: Conn) -> list[IncidentDetail]:
+    alarm = _visible(conn, principal, alarm_id)
+    # an incident is the alarm's community's (storage/escalation.py start_incident): same scope
+    return [
+        incident_detail(conn, inc)
+        for inc in escalation.incidents_for_alarm(conn, alarm.id)
+        if principal.sees(inc.community_id)
+    ]
 
 
 # The chart window (issue 13 §6): from this long before the alarm began to this long after it cleared
@@ -316,6 +333,13 @@ def _actor_names(conn: Conn, rows: list[history_store.HistoryRow]) -> dict[str, 
         if actor and actor.startswith(("user:", "apikey:"))
     }
     return users.display_names(conn, sorted(people))
+
+
+@router.get("/alarm-types", summary="Every alarm type with its Chinese and English label and severity")
+def alarm_types(principal: Reader) -> list[AlarmTypeOut]:
+    return [
+        AlarmTypeOut(type=t.value, zh=i.zh, en=i.en, severity=i.severity.value) for t, i in ALARM_INFO.items()
+    ]
 
 
 @router.get("/alarm-history", summary="Search ended alarms (cleared or closed), newest first")

@@ -281,3 +281,10 @@ class AlarmChart(BaseModel):
     since: datetime
     until: datetime
     series: list[ChartSeries]
+
+
+class AlarmTypeOut(BaseModel):
+    type: str
+    zh: str
+    en: str
+    severity: Literal["critical", "major", "minor", "warning"]

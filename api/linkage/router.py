@@ -467,7 +467,11 @@ def list_incidents(  # noqa: PLR0917 - FastAPI query parameters
     "/incidents/{incident_id}", summary="An incident: who was notified, when, how, the outcome, next step"
 )
 def get_incident(incident_id: Id, principal: Reader, conn: Conn) -> IncidentDetail:
-    inc = _visible_incident(conn, principal, incident_id)
+    return incident_detail(conn, _visible_incident(conn, principal, incident_id))
+
+
+def incident_detail(conn: Conn, inc: store.IncidentRow) -> IncidentDetail:
+    """An incident with its deliveries and timeline (also the alarm detail's escalation section)."""
     deliveries = [
         DeliveryOut(
             id=r["id"],

@@ -49,6 +49,7 @@ const I18N = {
     pickAll: "全选未确认", batchComment: "批量确认说明（可选）", batchAck: "批量确认", anySeverity: "全部级别",
     anyFamily: "全部类型", anyBuilding: "全部楼栋", anyStatus: "全部状态", anyTime: "任意时间",
     statuses: { unacked: "未确认", active: "未关闭", cleared: "已恢复待确认" }, lastHours: "最近{n}小时",
+    threshold: "报警阈值", thresholdNow: "按小区当前设置", escalation: "联动升级",
   },
   en: {
     appName: "Yiju · Duty room", username: "Username", password: "Password", login: "Log in", logout: "Log out",
@@ -97,7 +98,8 @@ const I18N = {
     pickAll: "Select all unacknowledged", batchComment: "Comment for all (optional)", batchAck: "Acknowledge selected",
     anySeverity: "Any severity", anyFamily: "Any family", anyBuilding: "Any building", anyStatus: "Any status",
     anyTime: "Any time", statuses: { unacked: "Unacknowledged", active: "Active", cleared: "Cleared, unacknowledged" },
-    lastHours: "Last {n} h",
+    lastHours: "Last {n} h", threshold: "Alarm threshold", thresholdNow: "the community's current setting",
+    escalation: "Escalation",
   },
 };
 
@@ -443,11 +445,13 @@ async function openDetail(alarmId) {
     </div>
     ${canAct ? workflowForms(alarm) : ""}
     <h3>${esc(t("telemetry"))}</h3><div id="charts">…</div>
+    <h3>${esc(t("escalation"))}</h3><div id="escalation" class="escalation">…</div>
     <h3>${esc(t("history"))}</h3><ul class="history">${history}</ul>
     ${canAct ? `<form class="comment-form" id="comment-form"><input name="text" required maxlength="2000" placeholder="${esc(t("commentPlaceholder"))}"><button type="submit">${esc(t("send"))}</button></form>` : ""}`;
   for (const [sel, value] of typed) { const el = $(`#detail-content ${sel}`); if (el) el.value = value; }
   $("#detail").hidden = false;
   renderCharts(alarm);
+  renderEscalation(alarm.id);  // api/static/linkage.js
 }
 
 // The person's display name, or the system actor in the UI language (never "engine" in the Chinese UI).
@@ -481,28 +485,35 @@ function workflowForms(a) {
   return `<h3>${esc(t("workflow"))}</h3><div class="workflow">${forms.join("")}</div>`;
 }
 
+// Charts that explain (issue 13 §6): GET /alarms/{id}/chart says the window (minutes before the alarm
+// to minutes after it cleared, or now), the metrics with the triggering one first, their names and units
+// (devices/metrics.py) and the threshold that raised the alarm; each series comes from the telemetry
+// endpoint, which answers long windows from the hourly rollup.
 async function renderCharts(alarm) {
-  const [start, end] = YijuBoard.chartWindow(alarm, Date.now());
-  const since = start.toISOString();
-  let metrics = [];
-  try { metrics = await api(`/devices/${alarm.device_id}/metrics?since=${encodeURIComponent(since)}`); } catch { /* none */ }
-  if (!metrics.length) { $("#charts").innerHTML = `<p class="muted">${esc(t("noTelemetry"))}</p>`; return; }
-  const parts = [];
-  for (const m of YijuBoard.chartOrder(alarm, metrics).slice(0, 4)) {
-    const data = await api(`/devices/${alarm.device_id}/telemetry?metric=${m.metric}&channel=${m.channel}&since=${encodeURIComponent(since)}&until=${encodeURIComponent(end.toISOString())}`);
-    parts.push(`<p class="muted chart-title" data-metric="${esc(m.metric)}">${esc(YijuBoard.metricLabel(m.metric, state.lang))}${m.channel ? ` #${m.channel}` : ""}</p>` + chartSvg(data, new Date(alarm.first_at)));
-  }
-  $("#charts").innerHTML = parts.join("");
+  let chart;
+  try { chart = await api(`/alarms/${alarm.id}/chart`); } catch { chart = { series: [] }; }
+  if (!chart.series.length) { $("#charts").innerHTML = `<p class="muted">${esc(t("noTelemetry"))}</p>`; return; }
+  const range = `since=${encodeURIComponent(chart.since)}&until=${encodeURIComponent(chart.until)}`;
+  const datas = await Promise.all(chart.series.map((m) =>
+    api(`/devices/${alarm.device_id}/telemetry?metric=${encodeURIComponent(m.metric)}&channel=${m.channel}&${range}`)));
+  $("#charts").innerHTML = chart.series.map((m, i) => {
+    const label = state.lang === "zh" ? m.label_zh : m.label_en;
+    const th = m.threshold;
+    const thText = th ? ` · ${t("threshold")} ${th.direction === "below" ? "≤" : "≥"} ${th.value}${m.unit ? ` ${m.unit}` : ""}` : "";
+    return `<p class="muted chart-title" data-metric="${esc(m.metric)}" data-trigger="${m.trigger}">${esc(label)}${m.unit ? ` (${esc(m.unit)})` : ""}${m.channel ? ` #${m.channel}` : ""}</p>`
+      + (th ? `<p class="muted chart-threshold" title="${esc(th.setting || "")}">${esc(thText.slice(3))}${th.source === "settings" ? ` <span class="muted">(${esc(t("thresholdNow"))})</span>` : ""}</p>` : "")
+      + chartSvg(datas[i], new Date(alarm.first_at), th);
+  }).join("");
 }
 
-function chartSvg(data, markAt) {
+function chartSvg(data, markAt, threshold = null) {
   const W = 640, H = 200, L = 44, R = 10, T = 10, B = 24;
   const pts = data.resolution === "raw"
     ? data.points.map((p) => ({ x: new Date(p.ts).getTime(), y: p.value }))
     : data.buckets.map((b) => ({ x: new Date(b.bucket).getTime(), y: b.avg_value, lo: b.min_value, hi: b.max_value }));
   if (!pts.length) return `<p class="muted">${esc(t("noTelemetry"))}</p>`;
   const x0 = new Date(data.since).getTime(), x1 = new Date(data.until).getTime();
-  const ys = pts.flatMap((p) => [p.y, p.lo ?? p.y, p.hi ?? p.y]);
+  const ys = pts.flatMap((p) => [p.y, p.lo ?? p.y, p.hi ?? p.y]).concat(threshold ? [threshold.value] : []);
   let y0 = Math.min(...ys), y1 = Math.max(...ys);
   if (y0 === y1) { y0 -= 1; y1 += 1; }
   const sx = (x) => L + ((x - x0) / (x1 - x0)) * (W - L - R);
@@ -511,12 +522,14 @@ function chartSvg(data, markAt) {
   const band = data.resolution === "hour"
     ? `<path class="band" d="${pts.map((p, i) => `${i ? "L" : "M"}${sx(p.x).toFixed(1)},${sy(p.hi).toFixed(1)}`).join("")}${pts.slice().reverse().map((p) => `L${sx(p.x).toFixed(1)},${sy(p.lo).toFixed(1)}`).join("")}Z"/>` : "";
   const mx = sx(markAt.getTime());
+  const ty = threshold ? sy(threshold.value).toFixed(1) : null;
   const hhmm = (ms) => new Date(ms).toLocaleTimeString(state.lang === "zh" ? "zh-CN" : "en-GB", { hour: "2-digit", minute: "2-digit", hour12: false });
-  return `<svg class="chart" viewBox="0 0 ${W} ${H}" role="img" aria-label="${esc(data.metric)}">
+  return `<svg class="chart" viewBox="0 0 ${W} ${H}" role="img" aria-label="${esc(data.metric)}" data-resolution="${esc(data.resolution)}">
     <line class="axis" x1="${L}" y1="${H - B}" x2="${W - R}" y2="${H - B}"/><line class="axis" x1="${L}" y1="${T}" x2="${L}" y2="${H - B}"/>
     <text x="4" y="${T + 10}">${y1.toFixed(1)}</text><text x="4" y="${H - B}">${y0.toFixed(1)}</text>
     <text x="${L}" y="${H - 6}">${hhmm(x0)}</text><text x="${W - R - 34}" y="${H - 6}">${hhmm(x1)}</text>
     ${band}<path class="line" d="${line}"/>
+    ${ty !== null ? `<line class="threshold" data-threshold="${threshold.value}" x1="${L}" y1="${ty}" x2="${W - R}" y2="${ty}"/><text class="threshold-label" x="${W - R - 4}" y="${Number(ty) - 3}" text-anchor="end">${threshold.value}</text>` : ""}
     ${mx >= L && mx <= W - R ? `<line class="mark" x1="${mx}" y1="${T}" x2="${mx}" y2="${H - B}"/>` : ""}
   </svg>`;
 }
@@ -619,6 +632,7 @@ function showTab(tab) {
   if (tab === "deadletters") { renderReasonFilter(); loadDeadLetters(); }
   if (tab === "linkage") loadLinkage();  // api/static/linkage.js
   if (tab === "site") loadSite();  // api/static/site.js
+  if (tab === "history") loadHistory();  // api/static/history.js
 }
 
 document.addEventListener("DOMContentLoaded", () => {

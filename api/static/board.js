@@ -164,51 +164,7 @@ const YijuBoard = (() => {
       (!f.sinceH || ms(a.last_at) >= nowMs - Number(f.sinceH) * 3600e3);
   }
 
-  // Charts that explain (issue 13 §6): the metric that triggered the alarm first (metric names from
-  // devices/families/*.py `points`), labelled in the UI language with the unit read from the suffix.
-  const TRIGGER_METRIC = {
-    charger_over_temperature: "port_temp_c", charger_overload: "power_w", charger_leakage: "leakage_ma",
-    charger_short_circuit: "current_a", charger_smoke: "smoke", gas_high_alarm: "lel_pct", gas_low_alarm: "lel_pct",
-    fire_alarm: "alarm", electrical_fire_residual_current: "residual_current_ma",
-    electrical_fire_cable_temperature: "cable_temp_c", low_battery: "battery_pct", lamp_failure: "current_a",
-    elevator_overspeed: "speed_mps", elevator_trapped: "floor",
-  };
-  const METRIC_NAMES = {
-    zh: { port_temp_c: "端口温度", ambient_temp_c: "环境温度", power_w: "功率", total_power_w: "总功率",
-          current_a: "电流", voltage_v: "电压", leakage_ma: "漏电流", session_energy_kwh: "本次电量",
-          session_s: "充电时长", smoke: "烟雾", relay_on: "继电器", breaker_closed: "断路器合闸",
-          lel_pct: "可燃气体浓度", co_ppm: "一氧化碳", valve_closed: "阀门关闭", alarm: "报警状态",
-          battery_pct: "电池电量", cable_temp_c: "线缆温度", residual_current_ma: "剩余电流", floor: "楼层",
-          speed_mps: "速度", load_kg: "载重", door_open: "轿门开", moving: "运行中", dim_pct: "亮度", on: "开灯" },
-    en: { port_temp_c: "Port temperature", ambient_temp_c: "Ambient temperature", power_w: "Power",
-          total_power_w: "Total power", current_a: "Current", voltage_v: "Voltage", leakage_ma: "Leakage current",
-          session_energy_kwh: "Session energy", session_s: "Session time", smoke: "Smoke", relay_on: "Relay on",
-          breaker_closed: "Breaker closed", lel_pct: "Combustible gas", co_ppm: "Carbon monoxide",
-          valve_closed: "Valve closed", alarm: "Alarm state", battery_pct: "Battery", cable_temp_c: "Cable temperature",
-          residual_current_ma: "Residual current", floor: "Floor", speed_mps: "Speed", load_kg: "Load",
-          door_open: "Door open", moving: "Moving", dim_pct: "Dimming", on: "On" },
-  };
-  const UNITS = [["lel_pct", "%LEL"], ["_pct", "%"], ["_temp_c", "°C"], ["_ppm", "ppm"], ["_ma", "mA"], ["_kwh", "kWh"],
-    ["_mps", "m/s"], ["_kg", "kg"], ["_a", "A"], ["_w", "W"], ["_v", "V"], ["_s", "s"]];
-  const unitOf = (metric) => (UNITS.find(([suffix]) => metric.endsWith(suffix)) || [, ""])[1];
-  const metricLabel = (metric, lang) => {
-    const unit = unitOf(metric);
-    return `${METRIC_NAMES[lang][metric] || metric}${unit ? ` (${unit})` : ""}`;
-  };
-  /** The device's metrics with the triggering one (on the alarm's port, when it has one) first. */
-  function chartOrder(alarm, metrics) {
-    const trigger = alarm.type.startsWith("gas_") && typeof alarm.details?.co_ppm === "number" ? "co_ppm" : TRIGGER_METRIC[alarm.type];
-    const port = alarm.details?.port;
-    const rank = (m) => (m.metric === trigger ? (port == null || m.channel === port ? 0 : 1) : 2);
-    return [...metrics].sort((x, y) => rank(x) - rank(y));
-  }
-  // The chart window: CHART_MARGIN_MS before the alarm to CHART_MARGIN_MS after it cleared (or now).
-  const CHART_MARGIN_MS = 15 * 60e3;
-  function chartWindow(alarm, nowMs) {
-    const start = ms(alarm.first_at) - CHART_MARGIN_MS;
-    const endAt = alarm.status === "cleared" && alarm.cleared_at ? ms(alarm.cleared_at) : nowMs;
-    return [new Date(start), new Date(Math.min(nowMs, Math.max(endAt, ms(alarm.last_at)) + CHART_MARGIN_MS))];
-  }
+  // The alarm chart (issue 13 §6) is app.js renderCharts, from GET /alarms/{id}/chart.
 
-  return { causeOf, place, floorLabel, chartOrder, chartWindow, metricLabel, matches, LIFE_SAFETY, MUTE_MIN, onBoard, compare, incidents, reading, failedAction, alerting, alertLoop };
+  return { causeOf, place, floorLabel, matches, LIFE_SAFETY, MUTE_MIN, onBoard, compare, incidents, reading, failedAction, alerting, alertLoop };
 })();
