@@ -13,16 +13,25 @@ from harness import ServiceSet
 from yiju.embedded import free_port
 
 
-def _doctor(db_url: str, mqtt_url: str) -> subprocess.CompletedProcess[str]:
+def _yiju(
+    db_url: str, mqtt_url: str, *args: str, stdin: str | None = None
+) -> subprocess.CompletedProcess[str]:
+    """`yiju ARGS` in a process of its own; without `stdin` its standard input is not a terminal."""
     env = {**os.environ, "YIJU_DATABASE__URL": db_url, "YIJU_MQTT__URL": mqtt_url}
     return subprocess.run(
-        [sys.executable, "-m", "yiju.cli", "doctor"],
+        [sys.executable, "-m", "yiju.cli", *args],
+        input=stdin,
+        stdin=subprocess.DEVNULL if stdin is None else None,
         capture_output=True,
         text=True,
         env=env,
         timeout=60,
         check=False,
     )
+
+
+def _doctor(db_url: str, mqtt_url: str) -> subprocess.CompletedProcess[str]:
+    return _yiju(db_url, mqtt_url, "doctor")
 
 
 def test_doctor_all_good(services: ServiceSet, db_url: str) -> None:
@@ -100,17 +109,7 @@ def test_doctor_defaults_line_does_not_call_a_warning_required(services: Service
 
 
 def _users_add(db_url: str, mqtt_url: str, *args: str, stdin: str | None) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "YIJU_DATABASE__URL": db_url, "YIJU_MQTT__URL": mqtt_url}
-    return subprocess.run(
-        [sys.executable, "-m", "yiju.cli", "users", "add", *args],
-        input=stdin,
-        stdin=subprocess.DEVNULL if stdin is None else None,
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=60,
-        check=False,
-    )
+    return _yiju(db_url, mqtt_url, "users", "add", *args, stdin=stdin)
 
 
 def test_users_add_without_a_terminal_asks_for_password_stdin(services: ServiceSet, db_url: str) -> None:
