@@ -40,7 +40,7 @@ from devices.alarms import ALARM_INFO, AlarmType, Severity
 from devices.contract import Family
 from devices.metrics import info as metric_info
 from storage import alarm_history as history_store
-from storage import alarms, api_queries, escalation, rule_state, users
+from storage import alarms, escalation, readings, rule_state, users
 from storage.alarms import Alarm, AlarmChange
 from yiju.errors import ConfigurationError
 from yiju.settings import Settings
@@ -165,8 +165,7 @@ def alarm_chart(
     until = min(now, max(ended, alarm.last_at) + CHART_MARGIN)
     trigger = trigger_of(alarm.type, alarm.details, _effective_alerts(conn, settings, alarm.community_id))
     reported = [
-        (str(r["metric"]), int(r["channel"]))
-        for r in api_queries.device_metrics(conn, alarm.device_id, since)
+        (str(r["metric"]), int(r["channel"])) for r in readings.device_metrics(conn, alarm.device_id, since)
     ]
 
     def rank(metric: str, channel: int) -> int:
