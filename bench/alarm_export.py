@@ -1,5 +1,5 @@
 """The alarm-history export at the row cap: time and size of building the CSV and the XLSX for
-`api.export_max_rows` rows (default 10,000), and the process's peak memory, side by side in one run.
+`api.export_max_rows` rows (default 5,000), and the process's peak memory, side by side in one run.
 Pure file building (api/alarms/export.py) on synthetic rows; the database query is not included.
 
     .venv/bin/python bench/alarm_export.py [--rows 10000] [--runs 3]
@@ -62,7 +62,7 @@ def _rows(n: int) -> list[HistoryRow]:
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--rows", type=int, default=10_000)
+    parser.add_argument("--rows", type=int, default=5_000)
     parser.add_argument("--runs", type=int, default=3)
     args = parser.parse_args()
     rows = _rows(args.rows)
