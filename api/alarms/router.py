@@ -164,9 +164,7 @@ def alarm_chart(
     ended = alarm.cleared_at if alarm.status == "cleared" and alarm.cleared_at else now
     until = min(now, max(ended, alarm.last_at) + CHART_MARGIN)
     trigger = trigger_of(alarm.type, alarm.details, _effective_alerts(conn, settings, alarm.community_id))
-    reported = [
-        (str(r["metric"]), int(r["channel"])) for r in readings.device_metrics(conn, alarm.device_id, since)
-    ]
+    reported = [(r.metric, r.channel) for r in readings.device_metrics(conn, alarm.device_id, since)]
 
     def rank(metric: str, channel: int) -> int:
         if trigger is None or metric != trigger.metric:
