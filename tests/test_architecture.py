@@ -214,15 +214,13 @@ def test_check_names_match_the_schema() -> None:
 def test_the_database_driver_stays_in_storage() -> None:
     """SQL, psycopg and its pool are storage's (LISTEN connections included); everyone else names the
     connection `storage.db.Connection` and catches Yiju's errors (storage.db.translated)."""
-    # issue 17 item 5, not done yet: the engine service (alerts/service/) still catches psycopg's errors
-    pending = set((ROOT / "alerts" / "service").glob("*.py"))
     found = [
         f"{path.relative_to(ROOT)} imports {module}"
         for package in PACKAGES
         if package != "storage"
         for path in (ROOT / package).rglob("*.py")
         for module in _imports(path)
-        if module.split(".")[0] in {"psycopg", "psycopg_pool"} and path not in pending
+        if module.split(".")[0] in {"psycopg", "psycopg_pool"}
     ]
     assert found == []
 

@@ -18,12 +18,11 @@ import logging
 from collections import defaultdict
 from typing import Any
 
-import psycopg
-
 from alerts.config import AlertSettings, DeviceParams
 from alerts.core.model import DeviceContext
 from devices.contract import DeviceRef, Family
 from storage import rule_state
+from storage.db import Connection
 
 log = logging.getLogger(__name__)
 
@@ -70,7 +69,7 @@ class Contexts:
     def cached(self, device_id: int) -> DeviceContext | None:
         return self._ctx.get(device_id)
 
-    def get(self, device_id: int, conn: psycopg.Connection[Any] | None) -> DeviceContext | None:
+    def get(self, device_id: int, conn: Connection | None) -> DeviceContext | None:
         """The device's context, loaded from the registry if it is not cached yet."""
         ctx = self._ctx.get(device_id)
         if ctx is None and conn is not None:

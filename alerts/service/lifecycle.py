@@ -27,12 +27,13 @@ from alerts.config import AlertSettings
 from alerts.metrics import AlertMetrics, alert_metrics
 from alerts.service.contexts import Contexts
 from alerts.service.events import EngineStats, Subscriber
-from alerts.service.persistence import DB_ERRORS, ENGINE_NAME, Persistence
+from alerts.service.persistence import ENGINE_NAME, Persistence
 from alerts.service.sink import Barrier, Intake, Rejected
 from alerts.service.states import RuleStates
 from alerts.service.worker import Worker
 from devices.contract import HANDED_OFF, Channel, DeadLetterReason, Decoded, DeviceRef
 from storage import rule_state
+from yiju.errors import YijuError
 
 log = logging.getLogger(__name__)
 
@@ -125,7 +126,7 @@ class AlertService:
             try:
                 if not self._store.gave_up:
                     self._store.flush_states()
-            except DB_ERRORS as exc:
+            except YijuError as exc:
                 log.error("alert engine: rule state not written at stop (%s); the next start replays", exc)
             finally:
                 self._store.close()

@@ -18,8 +18,6 @@ import uuid
 from datetime import datetime
 from typing import Any
 
-import psycopg
-
 from alerts.core.model import (
     ClearAlarm,
     DeviceContext,
@@ -32,6 +30,7 @@ from alerts.core.model import (
 from alerts.service.events import EngineEvent
 from storage import alarms, findings
 from storage import commands as command_store
+from storage.db import Connection
 
 COMMAND_NAMESPACE = uuid.UUID("5d0f3c52-7a52-4a8e-8f38-3c3f1e0b6a11")
 
@@ -62,9 +61,7 @@ def finding_row(ctx: DeviceContext, f: Finding) -> findings.FindingRow:
 class DeviceBatch:
     """The storage writes of one device's outputs, inside the batch transaction."""
 
-    def __init__(
-        self, conn: psycopg.Connection[Any], ctx: DeviceContext, received_at: datetime | None
-    ) -> None:
+    def __init__(self, conn: Connection, ctx: DeviceContext, received_at: datetime | None) -> None:
         self.conn, self.ctx, self.received_at = conn, ctx, received_at
         self.alarm_ids: dict[str, int] = {}
         self.rows: list[findings.FindingRow] = []

@@ -8,7 +8,7 @@ Contract:
 - Only a stop while the database is down ends the retries (`gave_up`): the outputs are logged and
   counted (`unwritten`), their devices' states are tainted, and the checkpoint stays where it was,
   so the next start replays their messages.
-- Outputs the database refuses for their content (`REFUSED`: integrity or data errors, which a
+- Outputs the database refuses for their content (`DataRefused`: integrity or data errors, which a
   retry meets again) are written device by device, so one bad output holds back no other device's
   alarms; the one refused alone becomes a dead letter (`engine_output_refused`), logged and counted.
 - `flush_states()` writes the dirty rule states and moves the checkpoint in one transaction (the
@@ -24,9 +24,6 @@ import threading
 import time
 import uuid
 from datetime import UTC, datetime
-from typing import Any
-
-import psycopg
 
 from alerts.commands import Command, CommandPublisher, send
 from alerts.config import AlertSettings
@@ -39,15 +36,15 @@ from alerts.service.states import RuleStates
 from devices.contract import DeadLetterReason
 from storage import commands as command_store
 from storage import dead_letters, findings, rule_state
-from storage.db import connect
-from yiju.errors import YijuError
+from storage.db import Connection, close_quietly, connect, translated
+from yiju.errors import DataRefused, YijuError
 
 log = logging.getLogger(__name__)
 ENGINE_NAME = "engine"  # the checkpoint row (one engine per database today)
-DB_ERRORS = (YijuError, psycopg.Error)
-# Errors that the same outputs will meet again however often they are retried (a value the schema
-# refuses): retrying them as if the database were down would stall the engine for every device.
-REFUSED = (psycopg.errors.IntegrityError, psycopg.errors.DataError)
+# Storage work here runs inside `storage.db.translated()`, so every database failure arrives as a
+# YijuError; `DataRefused` among them is what the same outputs meet again however often they are
+# retried (a value the schema refuses): retrying it as if the database were down would stall the
+# engine for every device.
 REFUSED_PAYLOAD_BYTES = 8192  # the refused outputs, as text, kept in the dead letter
 
 
@@ -76,7 +73,7 @@ class Persistence:
         self._metrics = metrics
         self._publisher = publisher
         self._subscribers = subscribers
-        self.conn: psycopg.Connection[Any] | None = None
+        self.conn: Connection | None = None
         self.gave_up = False  # stopping with the database down: no more write attempts
 
     # ------------------------------------------------------------------ the connection
@@ -86,14 +83,12 @@ class Persistence:
         self.gave_up = False
 
     def close(self) -> None:
-        if self.conn is not None:
-            self.conn.close()
-            self.conn = None
+        close_quietly(self.conn)
+        self.conn = None
 
     def reconnect(self) -> bool:
         try:
-            if self.conn is not None:
-                self.conn.close()
+            close_quietly(self.conn)
             self.conn = connect(self.url, timeout_s=2.0)
             return True
         except YijuError as exc:
@@ -109,7 +104,7 @@ class Persistence:
             return
         rows = states.dirty_rows()
         mark = states.rx_mark
-        with self.conn.transaction():
+        with translated(), self.conn.transaction():
             rule_state.save_states(self.conn, rows)
             if mark is not None and not states.tainted:
                 rule_state.save_checkpoint(self.conn, self.name, mark)
@@ -124,13 +119,14 @@ class Persistence:
         while True:
             try:
                 t0 = time.perf_counter()
-                self._persist(work)
+                with translated():
+                    self._persist(work)
                 self._metrics.persist_seconds.observe(time.perf_counter() - t0)
                 return
-            except REFUSED as exc:
+            except DataRefused as exc:
                 self._refused(work, exc)
                 return
-            except DB_ERRORS as exc:
+            except YijuError as exc:
                 self._stats.persist_retries += 1
                 self._metrics.persist_retries.inc()
                 if self._stats.persist_retries == 1 or backoff >= self._settings.persist_retry_max_s:
@@ -142,7 +138,7 @@ class Persistence:
             backoff = min(backoff * 2, self._settings.persist_retry_max_s)
             self.reconnect()
 
-    def _refused(self, work: Work, exc: psycopg.Error) -> None:
+    def _refused(self, work: Work, exc: DataRefused) -> None:
         """The database refused a batch for its content. Write each device's outputs on their own, so
         that one bad output cannot hold back the alarms of every other device; the one that is refused
         alone is recorded as a dead letter (reason engine_output_refused) with the error, logged and
@@ -155,7 +151,9 @@ class Persistence:
         n = len([o for o in outputs if not isinstance(o, Linkage)])
         self._stats.refused += n
         self._metrics.outputs_refused.inc(n)
-        detail = f"{type(exc).__name__}: {str(exc).strip().splitlines()[0] if str(exc).strip() else ''}"
+        cause = exc.__cause__ or exc  # the database's own error class names the constraint kind
+        text_of = str(cause).strip()
+        detail = f"{type(cause).__name__}: {text_of.splitlines()[0] if text_of else ''}"
         log.error("alert engine: %d output(s) of %s refused by the database (%s)", n, ctx.uid, detail)
         text = repr(outputs).encode()
         row = dead_letters.DeadLetterRow(
@@ -174,9 +172,9 @@ class Persistence:
             conn = self.conn
             if conn is None or conn.closed:
                 raise YijuError("no database connection")
-            with conn.transaction():
+            with translated(), conn.transaction():
                 dead_letters.insert_dead_letter(conn, row)
-        except DB_ERRORS as write_exc:  # the log line above is then the only record
+        except YijuError as write_exc:  # the log line above is then the only record
             log.error("alert engine: the refused outputs could not be recorded either: %s", write_exc)
 
     def _give_up(self, work: Work) -> None:
@@ -243,7 +241,7 @@ class Persistence:
         )
         sent = send(self._publisher, command)
         try:
-            with self.conn.transaction():
+            with translated(), self.conn.transaction():
                 command_store.mark_sent(self.conn, command_id, ok=sent)
-        except DB_ERRORS as exc:  # the command is recorded; only its status is stale
+        except YijuError as exc:  # the command is recorded; only its status is stale
             log.warning("command %d status not recorded: %s", command_id, exc)

@@ -25,14 +25,15 @@ from pydantic import ValidationError
 
 from alerts.config import AlertSettings
 from alerts.service.contexts import Contexts
-from alerts.service.persistence import DB_ERRORS, Persistence
+from alerts.service.persistence import Persistence
 from alerts.service.sink import BATCH_MAX, Item
 from alerts.service.states import RuleStates
 from devices.catalog import accept
 from devices.contract import Channel, Decoded
 from storage import replay as stored
 from storage import rule_state
-from storage.db import connect
+from storage.db import connect, translated
+from yiju.errors import YijuError
 
 log = logging.getLogger(__name__)
 
@@ -51,9 +52,10 @@ def replay(
     backoff = 0.2
     while not stop.is_set():
         try:
-            _replay_once(store, settings, contexts=contexts, states=states, process=process, count=count)
+            with translated():
+                _replay_once(store, settings, contexts=contexts, states=states, process=process, count=count)
             return
-        except DB_ERRORS as exc:
+        except YijuError as exc:
             log.warning("alert engine replay failed (%s); retrying", exc)
             stop.wait(backoff)
             backoff = min(backoff * 2, settings.persist_retry_max_s)

@@ -40,12 +40,14 @@ from alerts.metrics import AlertMetrics
 from alerts.service.contexts import Contexts
 from alerts.service.events import EngineStats
 from alerts.service.outputs import Work
-from alerts.service.persistence import DB_ERRORS, Persistence
+from alerts.service.persistence import Persistence
 from alerts.service.recovery import replay
 from alerts.service.sink import Barrier, Intake, Item, Rejected
 from alerts.service.states import RuleStates
 from alerts.service.timers import TimerHeap
 from devices.contract import DeadLetterReason
+from storage.db import translated
+from yiju.errors import YijuError
 
 log = logging.getLogger(__name__)
 
@@ -124,16 +126,17 @@ class Worker:
             barriers = [b for b in batch if isinstance(b, Barrier)]
             items = [m for m in batch if not isinstance(m, Barrier)]
             try:
-                if items:
-                    self.process(items)
-                barriers = self._settle(barriers)
-                if time.monotonic() >= next_tick:
-                    next_tick = time.monotonic() + self._settings.tick_s
-                    self._tick()
-                if time.monotonic() >= next_flush and not self._store.gave_up:
-                    next_flush = time.monotonic() + self._settings.state_flush_s
-                    self._store.flush_states()
-            except DB_ERRORS as exc:  # context lookups and the write-behind flush: retried next turn
+                with translated():
+                    if items:
+                        self.process(items)
+                    barriers = self._settle(barriers)
+                    if time.monotonic() >= next_tick:
+                        next_tick = time.monotonic() + self._settings.tick_s
+                        self._tick()
+                    if time.monotonic() >= next_flush and not self._store.gave_up:
+                        next_flush = time.monotonic() + self._settings.state_flush_s
+                        self._store.flush_states()
+            except YijuError as exc:  # context lookups and the write-behind flush: retried next turn
                 self._stats.errors += 1
                 log.error("alert engine: %s", exc)
                 self._store.reconnect()
