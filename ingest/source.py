@@ -1,5 +1,5 @@
 """Where ingest's raw messages come from: the MQTT session (`MqttConsumer`), or in scale-out mode a
-JetStream partition (`scaleout.worker`). Both hand over `RawMessage` batches on their own thread and
+JetStream partition (`yiju.scaleout.worker`). Both hand over `RawMessage` batches on their own thread and
 acknowledge by token once the batch holding a message is committed (at-least-once)."""
 
 from __future__ import annotations

@@ -34,14 +34,14 @@ from devices import samples
 from devices.catalog import decode, points_of
 from devices.contract import Channel, Family, topic
 from ingest.service import IngestService
-from scaleout.bridge import Bridge, stream_spec
-from scaleout.config import ScaleSettings
-from scaleout.jetstream import Incoming, JetStreamLink, Outgoing, PullFeed
-from scaleout.subjects import partition_filter, partition_of, stream_name
-from scaleout.worker import PartitionWorker
 from storage.db import connection
 from yiju.embedded import MosquittoBroker
 from yiju.errors import MessagingUnavailable, YijuError
+from yiju.scaleout.bridge import Bridge, stream_spec
+from yiju.scaleout.config import ScaleSettings
+from yiju.scaleout.jetstream import Incoming, JetStreamLink, Outgoing, PullFeed
+from yiju.scaleout.subjects import partition_filter, partition_of, stream_name
+from yiju.scaleout.worker import PartitionWorker
 from yiju.settings import Settings
 
 

@@ -25,8 +25,8 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from alerts.config import AlertSettings
 from alerts.escalation.config import LinkageSettings
 from ingest.config import IngestSettings
-from scaleout.config import ScaleSettings
 from storage.config import DatabaseSettings
+from yiju.scaleout.config import ScaleSettings
 
 # The groups of other packages, re-exported: callers build `Settings(database=DatabaseSettings(...))`.
 __all__ = [

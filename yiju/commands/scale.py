@@ -41,7 +41,7 @@ def _name(given: str | None, kind: str) -> str:
 
 
 def _cmd_bridge(args: argparse.Namespace, settings: Settings) -> int:
-    from scaleout.bridge import Bridge
+    from yiju.scaleout.bridge import Bridge
     from yiju.stack import resolve
 
     endpoints = resolve(settings)
@@ -74,7 +74,7 @@ def _cmd_bridge(args: argparse.Namespace, settings: Settings) -> int:
 def _cmd_worker(args: argparse.Namespace, settings: Settings) -> int:
     from alerts.commands import CommandSender
     from ingest.mqtt_adapter import MqttCommandPublisher
-    from scaleout.worker import PartitionWorker
+    from yiju.scaleout.worker import PartitionWorker
     from yiju.stack import resolve
 
     endpoints = resolve(settings)

@@ -29,9 +29,10 @@ from dataclasses import dataclass
 from devices.contract import subscriptions
 from ingest.messages import RawMessage
 from ingest.mqtt_adapter import MqttConsumer
-from scaleout.config import ScaleSettings
-from scaleout.jetstream import JetStreamLink, Outgoing, StreamSpec
-from scaleout.subjects import (
+from yiju.errors import MessagingUnavailable
+from yiju.scaleout.config import ScaleSettings
+from yiju.scaleout.jetstream import JetStreamLink, Outgoing, StreamSpec
+from yiju.scaleout.subjects import (
     RECEIVED_HEADER,
     TOPIC_HEADER,
     encode_topic,
@@ -40,7 +41,6 @@ from scaleout.subjects import (
     stream_name,
     transformed_subject,
 )
-from yiju.errors import MessagingUnavailable
 from yiju.settings import Settings
 
 log = logging.getLogger(__name__)

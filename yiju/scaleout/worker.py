@@ -36,9 +36,12 @@ from ingest.messages import RawMessage
 from ingest.metrics import IngestMetrics
 from ingest.service import IngestService
 from ingest.source import BatchCallback, MessageSource, StateCallback
-from scaleout.bridge import stream_spec
-from scaleout.jetstream import Incoming, JetStreamLink, Leases, PullFeed
-from scaleout.subjects import (
+from storage.db import connection
+from storage.registry import load_community_ids
+from yiju.errors import MessagingUnavailable, YijuError
+from yiju.scaleout.bridge import stream_spec
+from yiju.scaleout.jetstream import Incoming, JetStreamLink, Leases, PullFeed
+from yiju.scaleout.subjects import (
     RECEIVED_HEADER,
     TOPIC_HEADER,
     decode_topic,
@@ -46,9 +49,6 @@ from scaleout.subjects import (
     partition_of,
     stream_name,
 )
-from storage.db import connection
-from storage.registry import load_community_ids
-from yiju.errors import MessagingUnavailable, YijuError
 from yiju.settings import Settings
 
 log = logging.getLogger(__name__)
