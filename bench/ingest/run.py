@@ -148,6 +148,30 @@ class CpuMeter:
 
 
 # --- metrics --------------------------------------------------------------------------------------
+def free_port_run(n: int) -> int:
+    """A base port with `n` consecutive free loopback ports (ingest serves /metrics on base + worker
+    index): a fixed port collides with another run, a test or an orphan still listening there."""
+    import socket
+
+    for _ in range(50):
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            base = probe.getsockname()[1]
+        if base + n > 65535:
+            continue
+        try:
+            held = []
+            for k in range(n):
+                s = socket.socket()
+                held.append(s)
+                s.bind(("127.0.0.1", base + k))
+        except OSError:
+            continue
+        finally:
+            for s in held:
+                s.close()
+        return base
+    raise RuntimeError("no run of free loopback ports for the metrics endpoints")
 
 
 def _histogram(port: int, name: str) -> dict[float, float]:
@@ -327,7 +351,7 @@ def end_to_end(
     """One run of `yiju ingest` from the source tree `tree` (another checkout of Yiju, for builds
     compared side by side in one session: it is put first on the path of the ingest process)."""
     db_url = fresh_db(services, fleet)
-    port = 19108
+    port = free_port_run(workers)
     env = {k: v for k, v in os.environ.items() if not k.startswith("YIJU_")}
     env.update(
         YIJU_DATABASE__URL=db_url,
@@ -432,7 +456,7 @@ def end_to_end(
             elif time.monotonic() - progress[1] > STALL_S:  # a stall is a bug: show where everyone is
                 print(f"STALL: {tel + ev} of {want} stored, no progress for {STALL_S:.0f} s", flush=True)
                 spy = Path(sys.executable).parent / "py-spy"
-                for wp in workers_pids:
+                for wp in workers_pids if spy.exists() else []:
                     subprocess.run([str(spy), "dump", "-p", str(wp)], check=False)
                 break
             time.sleep(0.1)
