@@ -26,6 +26,11 @@ SYS_PTRACE, a sandboxed shell) fails with "Failed to get process executable name
 --tree LABEL=PATH (repeatable), --rounds N: builds compared side by side in one session: the
 saturation runs and, with --rates, the paced runs, for this checkout and each other checkout of Yiju,
 alternately, N rounds, against the same broker, database and load.
+--compare: Yiju (and each --tree build) and two peers installed from the npm registry (a Node-RED
+flow, a hand-written Node.js program) alternately, saturated and paced at --compare-rate, --rounds
+rounds, after the ceilings (a) and (b); JSON into bench/results/ingest-compare-<date>.json and a
+Markdown table on stdout (method: bench/ingest/compare.py). --smoke: in seconds, without services or
+the network, that the peers' files are there and parse.
 """
 
 from __future__ import annotations
@@ -598,7 +603,22 @@ def main() -> int:
         "compared side by side, alternately, against the same broker, database and load",
     )
     ap.add_argument("--rounds", type=int, default=1, help="saturation runs per build, alternating builds")
+    ap.add_argument(
+        "--compare", action="store_true", help="Yiju and the two Node.js peers side by side (compare.py)"
+    )
+    ap.add_argument(
+        "--compare-rate", type=float, default=6000.0, help="offered msg/s of --compare's paced runs"
+    )
+    ap.add_argument("--smoke", action="store_true", help="check the peers' files in seconds, then exit")
     args = ap.parse_args()
+    import compare
+
+    if args.smoke:
+        problems = compare.smoke()
+        print("\n".join(problems) or "peers: package.json, package-lock.json, flow and programs OK")
+        return 1 if problems else 0
+    if args.compare:
+        compare.ensure_installed()
     if args.profile:
         args.profile.mkdir(parents=True, exist_ok=True)
         if not shutil.which("py-spy", path=str(Path(sys.executable).parent)):
@@ -607,6 +627,8 @@ def main() -> int:
     from harness import start_services
 
     services = start_services()
+    if args.compare:
+        compare.prepare(services)
     out: dict = {
         "machine": machine(),
         "date": datetime.now(UTC).isoformat(timespec="seconds"),
@@ -649,7 +671,33 @@ def main() -> int:
         trees = [("this", ROOT)] + [
             (label, Path(path).resolve()) for label, _, path in (x.partition("=") for x in args.tree)
         ]
-        compare = len(trees) > 1 or args.rounds > 1
+        floor = min(
+            [out[k]["msg_per_s"] for k in ("a_broker_raw_qos1", "b_db_copy") if k in out] or [float("nan")]
+        )
+        if args.compare:
+            out["compare"] = compare.compare(
+                services,
+                fleet,
+                tpl,
+                trees=trees,
+                workers=args.workers[0],
+                rounds=args.rounds,
+                duration=args.duration,
+                paced_rate=args.compare_rate,
+                modes=[
+                    m for m in ("saturated", "paced") if m.replace("saturated", "saturation") not in args.skip
+                ],
+            )
+            for r in out["compare"]["runs"]:
+                if r["mode"] == "saturated":
+                    r["ratio_to_min_ab"] = round(r["msg_per_s"] / floor, 2)
+            out["loadavg_at_end"] = os.getloadavg()
+            path = compare.results_path(ROOT)
+            path.write_text(json.dumps(out, indent=2, default=str) + "\n")
+            print(compare.table(out["compare"], floor))
+            print(f"written: {path}")
+            return 0
+        paired = len(trees) > 1 or args.rounds > 1
         for w in args.workers:
             sat = None
             if "saturation" not in args.skip:
@@ -666,9 +714,9 @@ def main() -> int:
                             tag=f"sat-{w}w-{label}-r{rnd}",
                             tree=tree,
                         )
-                        out[f"c_saturation_{w}w_{label}_r{rnd}" if compare else f"c_saturation_{w}w"] = res
+                        out[f"c_saturation_{w}w_{label}_r{rnd}" if paired else f"c_saturation_{w}w"] = res
                         sat = sat or res
-            if "paced" not in args.skip and compare and rates:
+            if "paced" not in args.skip and paired and rates:
                 # builds compared at fixed offered rates: CPU per message below everyone's ceiling
                 for rnd in range(1, args.rounds + 1):
                     for label, tree in trees:
@@ -691,9 +739,6 @@ def main() -> int:
                 out[f"c_paced_{w}w"] = sustainable(
                     services, fleet, tpl, w, start, args.duration, rates, args.profile
                 )
-        floor = min(
-            [out[k]["msg_per_s"] for k in ("a_broker_raw_qos1", "b_db_copy") if k in out] or [float("nan")]
-        )
         for k, v in list(out.items()):
             if k.startswith("c_saturation"):
                 v["ratio_to_min_ab"] = round(v["msg_per_s"] / floor, 2)
