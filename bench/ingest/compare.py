@@ -1,8 +1,8 @@
 # ruff: noqa: PLC0415, E501 - a benchmark imports lazily (the smoke check must stay fast) and prints
 """Yiju's ingest side by side with two peers (issue 18): `bench/ingest/run.py --compare`.
 
-    .venv/bin/python bench/ingest/run.py --compare [--duration 20] [--rounds 2] [--compare-rate 6000]
-                                         [--tree LABEL=PATH ...] [--skip ...]
+    .venv/bin/python bench/ingest/run.py --compare [--rounds 2] [--duration 20] [--compare-rate 6000]
+                                         [--compare-saturated-s 10] [--tree LABEL=PATH ...] [--skip ...]
     .venv/bin/python bench/ingest/run.py --smoke      # seconds: the peers' files are there and parse
 
 The peers live in bench/ingest/peers/ and are installed by the benchmark itself (`npm ci` from the
@@ -18,8 +18,9 @@ Receive Maximum 5,000, keep-alive 30 s, as Yiju's). Unlike Yiju, both acknowledg
 
 The same method for every consumer (Yiju, each `--tree` build of it, each peer), each run on a
 fresh database, the same publisher and load (`load.py`), alternately, `--rounds` rounds (even
-rounds in the reverse order), saturated (publisher flat out for --duration s) and paced
-(--compare-rate msg/s for --duration s):
+rounds in the reverse order), saturated (publisher flat out for --compare-saturated-s, then the
+backlog drained) and paced (--compare-rate msg/s for --duration s); a `--tree` build gets a database
+migrated by its own code (its own points layout):
 - stored: rows in the consumer's tables (Yiju: telemetry + device_events, one row per message),
   counted every 0.25 s through one connection; stored msg/s = stored ÷ (go → last row counted);
   loss = published (PUBACKed by the broker) − stored;
@@ -268,6 +269,12 @@ class Consumer:
     name: str
     tables: tuple[str, ...]
 
+    def database(self, services, fleet) -> str:
+        """A fresh database for one run: this checkout's schema and the bench fleet registered."""
+        import run
+
+        return run.fresh_db(services, fleet)
+
     def start(self, services, db_url: str, tag: str) -> None:
         raise NotImplementedError
 
@@ -282,13 +289,45 @@ class Consumer:
         raise NotImplementedError
 
 
+_TREE_DB = """
+import sys
+sys.path[:0] = [sys.argv[1], sys.argv[1] + "/bench/ingest"]
+from load import bench_fleet
+from storage.migrate import migrate
+from yiju.commands.simulate import register_fleet
+from yiju.settings import DatabaseSettings
+migrate(sys.argv[2], DatabaseSettings(timeseries_mode=sys.argv[3]))
+register_fleet(sys.argv[2], bench_fleet(int(sys.argv[4])))
+"""
+
+
 class Yiju(Consumer):
-    def __init__(self, label: str, tree: Path, workers: int) -> None:
+    def __init__(self, label: str, tree: Path, workers: int, compounds: int = 1) -> None:
         self.name = "yiju" if label == "this" else f"yiju:{label}"
         self.tree = tree
         self.workers = workers
+        self.compounds = compounds
         self.tables = ("telemetry", "device_events")
         self.proc: subprocess.Popen[bytes] | None = None
+
+    def database(self, services, fleet) -> str:
+        """Another build brings its own schema (e.g. another points layout): the run's database is
+        migrated, and the fleet registered, by that build's code."""
+        import run
+
+        if self.tree == run.ROOT:
+            return run.fresh_db(services, fleet)
+        from storage.db import connection
+
+        name = f"yiju_tree_{os.getpid()}_{time.monotonic_ns()}"
+        with connection(services.admin_url, autocommit=True) as conn:
+            conn.execute(f'CREATE DATABASE "{name}"')
+        url = services.admin_url.rsplit("/", 1)[0] + "/" + name
+        env = {k: v for k, v in os.environ.items() if not k.startswith("YIJU_")}
+        env["PYTHONPATH"] = str(self.tree)
+        args = [str(self.tree), url, services.default_mode, str(self.compounds)]
+        subprocess.run([sys.executable, "-c", _TREE_DB, *args], cwd=self.tree, env=env, check=True)
+        return url
 
     def start(self, services, db_url: str, tag: str) -> None:
         import run
@@ -479,7 +518,7 @@ def run_once(
 
     from storage.db import connection
 
-    db_url = run.fresh_db(services, fleet)
+    db_url = consumer.database(services, fleet)
     for table in consumer.tables:
         if table.startswith("peer_"):
             _create_peer_table(db_url, table)
@@ -618,22 +657,24 @@ def compare(
     *,
     trees: list[tuple[str, Path]],
     workers: int,
+    compounds: int,
     rounds: int,
     duration: float,
+    saturated_s: float,
     paced_rate: float,
     modes: list[str],
 ) -> dict:
-    consumers: list[Consumer] = [Yiju(label, tree, workers) for label, tree in trees]
+    consumers: list[Consumer] = [Yiju(label, tree, workers, compounds) for label, tree in trees]
     consumers += [NodePeer("node-red"), NodePeer("node")]
     runs: list[dict] = []
     for rnd in range(1, rounds + 1):
         order = consumers if rnd % 2 else consumers[::-1]
         for mode in modes:
             for c in order:
-                rate = None if mode == "saturated" else paced_rate
+                rate, seconds = (None, saturated_s) if mode == "saturated" else (paced_rate, duration)
                 tag = f"{mode}-{c.name.replace(':', '-')}-r{rnd}"
                 print(f"--- round {rnd}, {mode}, {c.name}: load {os.getloadavg()[0]:.2f}", flush=True)
-                res = run_once(services, fleet, tpl, c, rate=rate, duration=duration, tag=tag)
+                res = run_once(services, fleet, tpl, c, rate=rate, duration=seconds, tag=tag)
                 runs.append({"round": rnd, "mode": mode, **res})
     ratios = []
     for rnd in range(1, rounds + 1):
@@ -659,7 +700,8 @@ def compare(
                 )
     return {
         "paced_rate": paced_rate,
-        "duration_s": duration,
+        "paced_s": duration,
+        "saturated_s": saturated_s,
         "workers": workers,
         "runs": runs,
         "ratios": ratios,

@@ -609,6 +609,12 @@ def main() -> int:
     ap.add_argument(
         "--compare-rate", type=float, default=6000.0, help="offered msg/s of --compare's paced runs"
     )
+    ap.add_argument(
+        "--compare-saturated-s",
+        type=float,
+        default=10.0,
+        help="--compare's saturated runs: seconds of publishing flat out (then the backlog is drained)",
+    )
     ap.add_argument("--smoke", action="store_true", help="check the peers' files in seconds, then exit")
     args = ap.parse_args()
     import compare
@@ -681,8 +687,10 @@ def main() -> int:
                 tpl,
                 trees=trees,
                 workers=args.workers[0],
+                compounds=args.compounds,
                 rounds=args.rounds,
                 duration=args.duration,
+                saturated_s=args.compare_saturated_s,
                 paced_rate=args.compare_rate,
                 modes=[
                     m for m in ("saturated", "paced") if m.replace("saturated", "saturation") not in args.skip
