@@ -483,6 +483,15 @@ def end_to_end(
     finally:
         ingest.terminate()
         ingest.wait(60)
+        # a finished run's persistent session would go on queueing every later run's messages in
+        # Mosquitto (its plain subscription matches them all): end it
+        from compare import forget_session
+
+        for session in [
+            env["YIJU_MQTT__CLIENT_ID"],
+            *(f"{env['YIJU_MQTT__CLIENT_ID']}-{i}" for i in range(workers)),
+        ]:
+            forget_session(services.mqtt_url, session)
     dups = duplicates(db_url)
     services.drop_database(db_url)
     res = {
