@@ -277,17 +277,7 @@ class IngestWriter:
                         self._telemetry_fast(cur, batch.telemetry, result)
                 if batch.events:
                     self._events(cur, batch.events, slow, result)
-                if batch.dead_letters:
-                    with cur.copy(
-                        f"COPY dead_letters ({DEAD_LETTER_COLUMNS}) FROM STDIN (FORMAT BINARY)"
-                    ) as cp:
-                        cp.set_types(DEAD_LETTER_TYPES)
-                        for dl in batch.dead_letters:
-                            cp.write_row(dead_letter_record(dl))
-                    result.dead_letters = len(batch.dead_letters)
-                if batch.presence:
-                    upsert_presence(cur, batch.presence)
-                self._queue_late(cur, batch)
+                self._dead_letters_presence_late(cur, batch, result)
         except psycopg.errors.UniqueViolation as exc:
             raise _Conflict from exc
         except psycopg.Error as exc:
@@ -296,6 +286,21 @@ class IngestWriter:
             if isinstance(exc, psycopg.DataError | psycopg.errors.IntegrityError) and not conn.broken:
                 raise _RowRefused(str(exc)) from exc
             raise
+
+    def _dead_letters_presence_late(
+        self, cur: psycopg.Cursor[Any], batch: WriteBatch, result: WriteResult
+    ) -> None:
+        """What a batch writes besides its telemetry and events, on the fast, slow and isolating
+        paths alike: its dead letters (COPY), the presence upserts, the late-point rollup queue."""
+        if batch.dead_letters:
+            with cur.copy(DEAD_LETTERS_COPY) as cp:
+                cp.set_types(DEAD_LETTER_TYPES)
+                for dl in batch.dead_letters:
+                    cp.write_row(dead_letter_record(dl))
+            result.dead_letters = len(batch.dead_letters)
+        if batch.presence:
+            upsert_presence(cur, batch.presence)
+        self._queue_late(cur, batch)
 
     @staticmethod
     def _telemetry_fast(cur: psycopg.Cursor[Any], rows: list[TelemetryRow], result: WriteResult) -> None:
@@ -364,17 +369,7 @@ class IngestWriter:
                             self._events(cur, [e], True, result)
                     except (psycopg.DataError, psycopg.errors.IntegrityError) as exc:
                         result.rejected.append(Rejected("event", i, _first_line(exc)))
-                if batch.dead_letters:
-                    with cur.copy(
-                        f"COPY dead_letters ({DEAD_LETTER_COLUMNS}) FROM STDIN (FORMAT BINARY)"
-                    ) as cp:
-                        cp.set_types(DEAD_LETTER_TYPES)
-                        for dl in batch.dead_letters:
-                            cp.write_row(dead_letter_record(dl))
-                    result.dead_letters = len(batch.dead_letters)
-                if batch.presence:
-                    upsert_presence(cur, batch.presence)
-                self._queue_late(cur, batch)
+                self._dead_letters_presence_late(cur, batch, result)
             conn.commit()
         except psycopg.Error as exc:
             self._fail(exc, conn)
