@@ -1,11 +1,15 @@
-"""The alarm and compliance-finding vocabulary shared by the engine, the simulator's ground truth, the
-API and the console. Severities are defaults (domain.md §4); policies may map them differently.
+"""The alarm and compliance-finding vocabulary shared by the engine, the simulator's ground truth,
+storage, the API and the console. Severities are defaults (domain.md §4); policies may map them
+differently. A `Finding` is one compliance decision as the rule core makes it and storage records it
+(storage.findings.FindingRow: the finding and whose it is, not a copy of its fields).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from datetime import datetime
 from enum import StrEnum
+from typing import Any
 
 
 class Severity(StrEnum):
@@ -156,3 +160,26 @@ class Check(StrEnum):
     LINKAGE = "linkage"
     RESCUE = "rescue"
     SELF_TEST = "self_test"  # a detector's self-test / test alarm / battery self-check record
+
+
+@dataclass(frozen=True, slots=True)
+class Finding:
+    """One decided obligation, compliant or not (domain.md §5): `kind` the trigger or fault, `channel`
+    the recorder channel or charger port (0: the device), `trigger_at` when the condition was first
+    seen, `deadline_s`/`measured_s` the allowed and the measured delay where there is one."""
+
+    check: Check
+    kind: str
+    compliant: bool
+    observed_at: datetime
+    trigger_at: datetime | None = None
+    deadline_s: float | None = None
+    measured_s: float | None = None
+    channel: int = 0
+    details: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def dedup_key(self) -> str:
+        """Same obligation, same decision: a redelivered message must not record it twice."""
+        trig = "" if self.trigger_at is None else f"{self.trigger_at.timestamp():.3f}"
+        return f"{self.check.value}:{self.kind}:{self.channel}:{trig}:{int(self.compliant)}"

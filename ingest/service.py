@@ -506,7 +506,7 @@ class IngestService:
                 topic=topic_text,
                 payload=payload[:keep],
                 payload_size=len(payload),
-                reason=refusal.reason.value,
+                reason=refusal.reason,
                 detail=refusal.detail,
                 device_uid=refusal.device_uid,
                 family=refusal.family,

@@ -34,10 +34,11 @@ from psycopg import sql
 from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
 
+from devices.alarms import SEVERITY_RANK, Severity
 from yiju.errors import InputError, StorageError
 
 NOTIFY_CHANNEL = "yiju_alarm_events"
-SEVERITIES = ("critical", "major", "minor", "warning")  # worst first (devices.alarms.SEVERITY_RANK)
+SEVERITIES = tuple(sorted(Severity, key=SEVERITY_RANK.__getitem__))  # worst first
 SOURCES = ("device", "engine", "compliance", "linkage", "operator")
 LIST_LIMIT_MAX = 500
 
@@ -283,7 +284,7 @@ def raise_or_update(
     community_id: int,
     device_id: int,
     type: str,
-    severity: str,
+    severity: Severity,
     at: datetime,
     source: str = "engine",
     details: dict[str, Any] | None = None,
@@ -304,7 +305,7 @@ def raise_or_update(
         "community_id": community_id,
         "device_id": device_id,
         "type": type,
-        "severity": severity,
+        "severity": str(severity),
         "at": at,
         "source": source,
         "details": Jsonb(details or {}),

@@ -14,6 +14,8 @@ from typing import Any
 import psycopg
 from psycopg.rows import dict_row
 
+from devices.contract import DeadLetterReason
+
 DEAD_LETTER_COLUMNS = (
     "received_at, topic, payload, payload_size, reason, detail, device_uid, family, community_id, device_id"
 )
@@ -27,7 +29,7 @@ class DeadLetterRow:
     topic: str
     payload: bytes  # already truncated by the caller
     payload_size: int  # the original size
-    reason: str
+    reason: DeadLetterReason
     detail: str
     device_uid: str | None = None
     family: str | None = None
@@ -47,7 +49,7 @@ def dead_letter_record(row: DeadLetterRow) -> tuple[Any, ...]:
         _text(row.topic, 1000),
         row.payload,
         row.payload_size,
-        row.reason,
+        row.reason.value,
         _text(row.detail) or "",
         _text(row.device_uid, 200),
         _text(row.family, 64),

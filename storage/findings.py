@@ -16,7 +16,7 @@ Invariants, and what enforces them:
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -24,20 +24,18 @@ import psycopg
 from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
 
+from devices.alarms import Check, Finding
+
 
 @dataclass(frozen=True, slots=True)
 class FindingRow:
+    """A finding as stored: the rule core's decision as it made it, and whose it is. `dedup_key` is
+    the idempotency key (the engine's is `finding.dedup_key`); None records the finding whatever is
+    stored already (findings made elsewhere than by the engine, which no redelivery repeats)."""
+
     community_id: int
     device_id: int
-    check_name: str
-    kind: str
-    compliant: bool
-    observed_at: datetime
-    trigger_at: datetime | None = None
-    deadline_s: float | None = None
-    measured_s: float | None = None
-    channel: int = 0
-    details: dict[str, Any] = field(default_factory=dict)
+    finding: Finding
     dedup_key: str | None = None
 
 
@@ -57,25 +55,27 @@ def insert_findings(conn: psycopg.Connection[Any], rows: Sequence[FindingRow]) -
                 SET measured_s = EXCLUDED.measured_s, details = EXCLUDED.details
                 WHERE compliance_findings.measured_s IS NULL AND EXCLUDED.measured_s IS NOT NULL
             """,
-            [
-                (
-                    r.community_id,
-                    r.device_id,
-                    r.check_name,
-                    r.kind,
-                    r.compliant,
-                    r.observed_at,
-                    r.trigger_at,
-                    r.deadline_s,
-                    r.measured_s,
-                    r.channel,
-                    Jsonb(r.details),
-                    r.dedup_key,
-                )
-                for r in rows
-            ],
+            [_params(r) for r in rows],
         )
         return max(cur.rowcount, 0)
+
+
+def _params(row: FindingRow) -> tuple[Any, ...]:
+    f = row.finding
+    return (
+        row.community_id,
+        row.device_id,
+        f.check.value,
+        f.kind,
+        f.compliant,
+        f.observed_at,
+        f.trigger_at,
+        f.deadline_s,
+        f.measured_s,
+        f.channel,
+        Jsonb(f.details),
+        row.dedup_key,
+    )
 
 
 def list_findings(
@@ -106,7 +106,7 @@ def list_findings(
 class SummaryLine:
     """Counts of one check (per community, per family, or per device)."""
 
-    check_name: str
+    check_name: Check
     total: int
     compliant: int
     family: str | None = None
@@ -203,7 +203,7 @@ def compliance_summary(
     for check, family, device_id, uid, total, ok, worst, channels in rows:
         late, not_cut = outcomes.get((check, family, device_id), (0, 0))
         line = SummaryLine(
-            check, total, ok, family, device_id, uid, worst, tuple(channels or ()), late, not_cut
+            Check(check), total, ok, family, device_id, uid, worst, tuple(channels or ()), late, not_cut
         )
         if device_id is not None:
             if ok < total:

@@ -22,6 +22,8 @@ from typing import Any
 
 import psycopg
 
+from devices.alarms import Check
+
 # Self-tests older than this before the period's end are not read (bounds the device_events scan; the
 # longest test interval a community may set is a year, see alerts.indicators.config).
 SELF_TEST_LOOKBACK = timedelta(days=400)
@@ -56,7 +58,7 @@ class AlarmRow:
 class FindingAgg:
     device_id: int
     channel: int
-    check_name: str
+    check_name: Check
     kind: str
     total: int
     compliant: int
@@ -158,7 +160,9 @@ def extract(conn: psycopg.Connection[Any], community_id: int, start: datetime, e
             ).fetchall()
         )
         findings = tuple(
-            FindingAgg(dev, ch, check, kind, total, ok, worst, latest, bool(latest_ok), tuple(failing or ()))
+            FindingAgg(
+                dev, ch, Check(check), kind, total, ok, worst, latest, bool(latest_ok), tuple(failing or ())
+            )
             for dev, ch, check, kind, total, ok, worst, latest, latest_ok, failing in conn.execute(
                 """
                 SELECT device_id, channel, check_name, kind, count(*), count(*) FILTER (WHERE compliant),

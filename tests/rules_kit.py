@@ -15,12 +15,12 @@ from alerts.core.model import (
     DeviceContext,
     DeviceState,
     Escalate,
-    Finding,
     Output,
     RaiseAlarm,
     SendCommand,
 )
 from devices import catalog, samples
+from devices.alarms import Finding
 from devices.contract import Channel, Decoded, DeviceRef, Family
 
 T0 = datetime(2026, 6, 1, 0, 0, tzinfo=UTC)  # 08:00 in Asia/Shanghai

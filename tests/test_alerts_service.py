@@ -15,10 +15,9 @@ from rules_kit import T0
 
 from alerts.config import AlertSettings
 from alerts.core import engine
-from alerts.core.model import Finding
 from alerts.service import AlertService, EngineEvent
 from devices import catalog, samples
-from devices.alarms import Check
+from devices.alarms import Check, Finding
 from devices.contract import Channel, Decoded, DeviceRef, Family
 from storage import alarms, findings, registry, rule_state
 from storage.db import connect
@@ -174,12 +173,9 @@ def test_compliance_cli_table_and_json(db_url: str, services: Any, monkeypatch: 
         findings.FindingRow(
             ids["community"],
             ids["chg"],
-            "auto_cutoff",
-            "over_temperature",
-            ok,
-            now - timedelta(days=d),
-            measured_s=m,
-            channel=4,
+            Finding(
+                Check.AUTO_CUTOFF, "over_temperature", ok, now - timedelta(days=d), measured_s=m, channel=4
+            ),
             dedup_key=f"k{d}",
         )
         for d, ok, m in ((1, True, 12.0), (2, False, None), (40, False, None))  # the last is outside 30 d

@@ -9,10 +9,11 @@ from typing import Any
 
 import psycopg
 
+from devices.alarms import Check, Finding
 from storage.db import connection
 from storage.findings import FindingRow, compliance_summary, insert_findings
 
-CHECKS = ("auto_cutoff", "fault_alarm", "cctv_retention")
+CHECKS = (Check.AUTO_CUTOFF, Check.FAULT_ALARM, Check.CCTV_RETENTION)
 
 _NAIVE = """
     SELECT f.check_name, d.family, f.device_id, d.uid, count(*), count(*) FILTER (WHERE f.compliant),
@@ -90,11 +91,11 @@ def _setup(conn: psycopg.Connection[Any], now: datetime) -> tuple[int, list[int]
             [day, day - timedelta(microseconds=1), day + timedelta(seconds=rnd.uniform(0, 86_399))]
         )
         findings.append(
-            FindingRow(
-                community, device, rnd.choice(CHECKS), "k", rnd.random() < 0.9, at,
+            FindingRow(community, device, Finding(
+                rnd.choice(CHECKS), "k", rnd.random() < 0.9, at,
                 measured_s=round(rnd.uniform(0, 60), 3) if rnd.random() < 0.5 else None,
                 channel=rnd.choice((0, 0, 1, 2, 7)),
-            )
+            ))
         )  # fmt: skip
     # several statements, as the engine writes them
     for i in range(0, len(findings), 500):
@@ -178,8 +179,9 @@ def test_spans_stay_exact_for_late_findings_and_a_retention_purge(db_url: str) -
         same()
         # late data: a device flushing an outage buffer, findings 20 and 35 days old
         late = [
-            FindingRow(community, devices[1], "cctv_retention", "k", False, now - timedelta(days=d),
-                       measured_s=99.0, channel=5)
+            FindingRow(community, devices[1],
+                       Finding(Check.CCTV_RETENTION, "k", False, now - timedelta(days=d),
+                               measured_s=99.0, channel=5))
             for d in (20, 35, 35)
         ]  # fmt: skip
         assert insert_findings(conn, late) == 3

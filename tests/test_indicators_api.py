@@ -15,6 +15,7 @@ import pytest
 from fastapi.testclient import TestClient
 from test_api_support import World, audit_rows, client, world
 
+from devices.alarms import Check, Finding
 from storage.db import connect
 from storage.findings import FindingRow, insert_findings
 from yiju.cli import main
@@ -38,10 +39,11 @@ def _findings(world: World) -> None:
         insert_findings(
             conn,
             [
-                FindingRow(world.ids["comm_a"], world.ids["chg-a1"], "auto_cutoff", "over_temperature", True,
-                           now - timedelta(days=2), measured_s=4.0),
-                FindingRow(world.ids["comm_a"], world.ids["chg-a1"], "fault_alarm", "silent_fault", False,
-                           now - timedelta(days=1)),
+                FindingRow(world.ids["comm_a"], world.ids["chg-a1"],
+                           Finding(Check.AUTO_CUTOFF, "over_temperature", True, now - timedelta(days=2),
+                                   measured_s=4.0)),
+                FindingRow(world.ids["comm_a"], world.ids["chg-a1"],
+                           Finding(Check.FAULT_ALARM, "silent_fault", False, now - timedelta(days=1))),
             ],
         )  # fmt: skip
 

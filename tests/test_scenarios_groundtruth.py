@@ -17,9 +17,9 @@ from pydantic import ValidationError
 from alerts.config import AlertSettings, DeviceParams
 from alerts.core import engine
 from alerts.core.implausible import out_of_range
-from alerts.core.model import ClearAlarm, DeviceContext, DeviceState, Finding, Linkage, RaiseAlarm
+from alerts.core.model import ClearAlarm, DeviceContext, DeviceState, Linkage, RaiseAlarm
 from devices import catalog
-from devices.alarms import ALARM_INFO
+from devices.alarms import ALARM_INFO, Finding
 from devices.contract import Channel, DeadLetterReason, Decoded, DeviceRef, TopicError, parse_topic, topic
 from ingest.config import IngestSettings
 from simulators.compound import Compound, Size, generate_compound

@@ -10,12 +10,12 @@ place by each evaluation, and serialises to a small JSON document (`to_json`/`fr
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import IntEnum
 from typing import Any
 
-from devices.alarms import ALARM_INFO, AlarmType, Check, Severity
+from devices.alarms import ALARM_INFO, AlarmType, Check, Finding, Severity
 from devices.contract import Family
 
 SEQ_WINDOW = 64  # duplicate detection window (a 64-bit mask of recently evaluated sequence numbers)
@@ -75,25 +75,6 @@ class Escalate:
 
 
 @dataclass(frozen=True, slots=True)
-class Finding:
-    check: Check
-    kind: str
-    compliant: bool
-    observed_at: datetime
-    trigger_at: datetime | None = None
-    deadline_s: float | None = None
-    measured_s: float | None = None
-    channel: int = 0
-    details: dict[str, Any] = field(default_factory=dict)
-
-    @property
-    def dedup_key(self) -> str:
-        """Same obligation, same decision: a redelivered message must not record it twice."""
-        trig = "" if self.trigger_at is None else f"{self.trigger_at.timestamp():.3f}"
-        return f"{self.check.value}:{self.kind}:{self.channel}:{trig}:{int(self.compliant)}"
-
-
-@dataclass(frozen=True, slots=True)
 class SendCommand:
     """A command to this device (recorded in `commands`, published by the MQTT owner)."""
 
@@ -113,6 +94,8 @@ class Linkage:
     at: datetime
 
 
+# a `Finding` (a compliance decision) is the pure vocabulary's (`devices.alarms`): storage records it as
+# it is (storage.findings.FindingRow)
 Output = RaiseAlarm | ClearAlarm | Escalate | Finding | SendCommand | Linkage
 
 

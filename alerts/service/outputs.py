@@ -18,16 +18,9 @@ import uuid
 from datetime import datetime
 from typing import Any
 
-from alerts.core.model import (
-    ClearAlarm,
-    DeviceContext,
-    Escalate,
-    Finding,
-    Output,
-    RaiseAlarm,
-    SendCommand,
-)
+from alerts.core.model import ClearAlarm, DeviceContext, Escalate, Output, RaiseAlarm, SendCommand
 from alerts.service.events import EngineEvent
+from devices.alarms import Finding
 from storage import alarms, findings
 from storage import commands as command_store
 from storage.db import Connection
@@ -42,20 +35,8 @@ Recorded = tuple[int, DeviceContext, SendCommand, uuid.UUID]
 
 
 def finding_row(ctx: DeviceContext, f: Finding) -> findings.FindingRow:
-    return findings.FindingRow(
-        community_id=ctx.community_id,
-        device_id=ctx.device_id,
-        check_name=f.check.value,
-        kind=f.kind,
-        compliant=f.compliant,
-        observed_at=f.observed_at,
-        trigger_at=f.trigger_at,
-        deadline_s=f.deadline_s,
-        measured_s=f.measured_s,
-        channel=f.channel,
-        details=f.details,
-        dedup_key=f.dedup_key,
-    )
+    """The finding as stored: whose it is, keyed for idempotency by its own dedup key."""
+    return findings.FindingRow(ctx.community_id, ctx.device_id, f, f.dedup_key)
 
 
 class DeviceBatch:
@@ -81,7 +62,7 @@ class DeviceBatch:
                 community_id=ctx.community_id,
                 device_id=ctx.device_id,
                 type=out.type.value,
-                severity=out.severity.value,
+                severity=out.severity,
                 at=out.at,
                 source=out.source,
                 details=out.details,

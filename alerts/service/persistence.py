@@ -27,12 +27,13 @@ from datetime import UTC, datetime
 
 from alerts.commands import Command, CommandPublisher, send
 from alerts.config import AlertSettings
-from alerts.core.model import ClearAlarm, DeviceContext, Finding, Linkage, RaiseAlarm, SendCommand
+from alerts.core.model import ClearAlarm, DeviceContext, Linkage, RaiseAlarm, SendCommand
 from alerts.metrics import AlertMetrics
 from alerts.service.contexts import Contexts
 from alerts.service.events import EngineEvent, EngineStats, Subscriber
 from alerts.service.outputs import DeviceBatch, Recorded, Work
 from alerts.service.states import RuleStates
+from devices.alarms import Finding
 from devices.contract import DeadLetterReason
 from storage import commands as command_store
 from storage import dead_letters, findings, rule_state
@@ -161,7 +162,7 @@ class Persistence:
             topic=f"engine/{ctx.uid}",
             payload=text[:REFUSED_PAYLOAD_BYTES],
             payload_size=len(text),
-            reason=DeadLetterReason.ENGINE_OUTPUT_REFUSED.value,
+            reason=DeadLetterReason.ENGINE_OUTPUT_REFUSED,
             detail=detail,
             device_uid=ctx.uid,
             family=ctx.family.value,
