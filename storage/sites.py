@@ -4,25 +4,117 @@ their location and presence. The registry's writes and natural-code lookups are 
 
 Every list takes `community_ids`: None means every community (an admin), otherwise only those. Lists
 are ordered by id and paged with `after_id` (the last id of the previous page) and `limit`.
+
+Rows are frozen dataclasses whose fields are the queries' columns, name for name (`class_row` builds
+them, so a column the query does not select fails at once rather than in a router).
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any, LiteralString
+from dataclasses import dataclass
+from datetime import date, datetime
+from typing import Any, LiteralString, TypeVar
 
 import psycopg
-from psycopg.rows import dict_row
+from psycopg.rows import class_row
+
+from devices.contract import Family
 
 
-def _rows(conn: psycopg.Connection[Any], query: LiteralString, params: Any) -> list[dict[str, Any]]:
-    with conn.cursor(row_factory=dict_row) as cur:
+@dataclass(frozen=True, slots=True)
+class Community:
+    id: int
+    code: str
+    name: str
+    city: str | None
+    address: str | None
+    timezone: str
+    latitude: float | None
+    longitude: float | None
+    created_at: datetime
+    buildings: int
+    devices: int
+    open_alarms: int
+
+
+@dataclass(frozen=True, slots=True)
+class Building:
+    """A building and its live status: devices at its locations by presence, open alarms by severity."""
+
+    id: int
+    community_id: int
+    code: str
+    name: str
+    floors: int | None
+    units: int | None
+    high_rise: bool
+    devices: int
+    online: int
+    offline: int
+    unknown: int  # never reported
+    critical: int
+    major: int
+    minor: int
+    warning: int
+    unacknowledged: int
+
+
+@dataclass(frozen=True, slots=True)
+class Location:
+    id: int
+    community_id: int
+    building_id: int | None
+    kind: str
+    code: str
+    name: str
+    floor: int | None
+    unit: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class SiteDevice:
+    """A device with where it is, its presence and its open alarms."""
+
+    id: int
+    uid: str
+    community_id: int
+    family: Family
+    model: str | None
+    vendor: str | None
+    install_date: date | None
+    retrofit: bool
+    enabled: bool
+    metadata: dict[str, Any]
+    created_at: datetime
+    updated_at: datetime
+    location_id: int | None
+    location_name: str | None
+    floor: int | None
+    unit: str | None
+    building_id: int | None
+    building_name: str | None
+    online: bool | None  # None: never reported
+    presence_status: str | None
+    last_seen: datetime | None
+    last_seq: int | None
+    open_alarms: int
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "family", Family(self.family))  # the column is text
+
+
+_Row = TypeVar("_Row")
+
+
+def _rows(conn: psycopg.Connection[Any], row: type[_Row], query: LiteralString, params: Any) -> list[_Row]:
+    with conn.cursor(row_factory=class_row(row)) as cur:
         cur.execute(query, params)
         return cur.fetchall()
 
 
-def _one(conn: psycopg.Connection[Any], query: LiteralString, params: Any) -> dict[str, Any] | None:
-    rows = _rows(conn, query, params)
+def _one(conn: psycopg.Connection[Any], row: type[_Row], query: LiteralString, params: Any) -> _Row | None:
+    rows = _rows(conn, row, query, params)
     return rows[0] if rows else None
 
 
@@ -44,9 +136,10 @@ _COMMUNITY: LiteralString = """
 
 def list_communities(
     conn: psycopg.Connection[Any], *, community_ids: Sequence[int] | None, after_id: int | None, limit: int
-) -> list[dict[str, Any]]:
+) -> list[Community]:
     return _rows(
         conn,
+        Community,
         _COMMUNITY
         + " WHERE (%(all)s OR c.id = ANY(%(cids)s)) AND (%(after)s::bigint IS NULL OR c.id > %(after)s)"
         " ORDER BY c.id LIMIT %(limit)s",
@@ -54,8 +147,8 @@ def list_communities(
     )
 
 
-def get_community(conn: psycopg.Connection[Any], community_id: int) -> dict[str, Any] | None:
-    return _one(conn, _COMMUNITY + " WHERE c.id = %s", (community_id,))
+def get_community(conn: psycopg.Connection[Any], community_id: int) -> Community | None:
+    return _one(conn, Community, _COMMUNITY + " WHERE c.id = %s", (community_id,))
 
 
 # Per building: devices (online/offline/never seen) and open alarms by severity, so the duty room sees
@@ -95,26 +188,30 @@ def list_buildings(
     community_ids: Sequence[int] | None,
     after_id: int | None,
     limit: int,
-) -> list[dict[str, Any]]:
+) -> list[Building]:
     return _rows(
         conn,
+        Building,
         _BUILDING + " WHERE (%(all)s OR b.community_id = ANY(%(cids)s))"
         " AND (%(after)s::bigint IS NULL OR b.id > %(after)s) ORDER BY b.id LIMIT %(limit)s",
         {**scope_params(community_ids), "after": after_id, "limit": limit},
     )
 
 
-def get_building(conn: psycopg.Connection[Any], building_id: int) -> dict[str, Any] | None:
-    return _one(conn, _BUILDING + " WHERE b.id = %s", (building_id,))
+def get_building(conn: psycopg.Connection[Any], building_id: int) -> Building | None:
+    return _one(conn, Building, _BUILDING + " WHERE b.id = %s", (building_id,))
 
 
-def find_building(conn: psycopg.Connection[Any], community_id: int, code: str) -> dict[str, Any] | None:
-    return _one(conn, _BUILDING + " WHERE b.community_id = %s AND b.code = %s", (community_id, code))
+def find_building(conn: psycopg.Connection[Any], community_id: int, code: str) -> Building | None:
+    return _one(
+        conn, Building, _BUILDING + " WHERE b.community_id = %s AND b.code = %s", (community_id, code)
+    )
 
 
-def find_location(conn: psycopg.Connection[Any], community_id: int, code: str) -> dict[str, Any] | None:
+def find_location(conn: psycopg.Connection[Any], community_id: int, code: str) -> Location | None:
     return _one(
         conn,
+        Location,
         "SELECT id, community_id, building_id, kind, code, name, floor, unit FROM locations "
         "WHERE community_id = %s AND code = %s",
         (community_id, code),
@@ -147,9 +244,10 @@ def list_devices(
     search: str | None = None,
     after_id: int | None,
     limit: int,
-) -> list[dict[str, Any]]:
+) -> list[SiteDevice]:
     return _rows(
         conn,
+        SiteDevice,
         _DEVICE
         + """ WHERE (%(all)s OR d.community_id = ANY(%(cids)s))
           AND (%(building)s::bigint IS NULL OR l.building_id = %(building)s)
@@ -171,8 +269,8 @@ def list_devices(
     )
 
 
-def get_device(conn: psycopg.Connection[Any], device_id: int) -> dict[str, Any] | None:
-    return _one(conn, _DEVICE + " WHERE d.id = %s", (device_id,))
+def get_device(conn: psycopg.Connection[Any], device_id: int) -> SiteDevice | None:
+    return _one(conn, SiteDevice, _DEVICE + " WHERE d.id = %s", (device_id,))
 
 
 def device_id_by_uid(conn: psycopg.Connection[Any], uid: str) -> tuple[int, int] | None:

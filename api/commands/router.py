@@ -15,7 +15,6 @@ from api.devices.router import visible_device
 from api.errors import ERROR_RESPONSES, ApiError, FieldError, invalid, not_found
 from api.pagination import Cursor, Limit, Page, decode_int_cursor, page_by_id
 from devices.catalog import FAMILIES
-from devices.contract import Family
 from storage import alarms, commands, users
 
 router = APIRouter(tags=["commands"], responses={k: ERROR_RESPONSES[k] for k in (403, 404)})
@@ -26,9 +25,9 @@ CommandStatus = Literal["pending", "sent", "acknowledged", "rejected", "verified
 @router.post("/commands", status_code=status.HTTP_201_CREATED, summary="Send a command to a device")
 def send_command(body: CommandCreate, principal: Operator, conn: Conn) -> CommandOut:
     device = visible_device(conn, principal, body.device_id)
-    adapter = FAMILIES[Family(device["family"])].command_adapter
+    adapter = FAMILIES[device.family].command_adapter
     if adapter is None:
-        raise invalid("body.command", f"{device['family']} devices take no commands")
+        raise invalid("body.command", f"{device.family} devices take no commands")
     try:
         typed = adapter.validate_python({**body.params, "command": body.command})
     except ValidationError as exc:
@@ -36,10 +35,10 @@ def send_command(body: CommandCreate, principal: Operator, conn: Conn) -> Comman
             FieldError(field=".".join(["body", "params", *(str(p) for p in e["loc"][1:])]), reason=e["msg"])
             for e in exc.errors()
         ]
-        raise ApiError(422, f"invalid command for {device['family']}", fields=fields) from None
+        raise ApiError(422, f"invalid command for {device.family}", fields=fields) from None
     if body.alarm_id is not None:
         alarm = alarms.get(conn, body.alarm_id)
-        if alarm is None or alarm.community_id != device["community_id"]:
+        if alarm is None or alarm.community_id != device.community_id:
             raise not_found("alarm", body.alarm_id)
     params = typed.model_dump(mode="json", exclude={"command"}, exclude_none=True)
     command_id = commands.insert_command(
@@ -60,7 +59,7 @@ def send_command(body: CommandCreate, principal: Operator, conn: Conn) -> Comman
         action="command.send",
         target_type="command",
         target_id=str(row.id),
-        community_id=device["community_id"],
+        community_id=device.community_id,
         details={"device_id": body.device_id, "command": body.command, "params": params},
     )
     return CommandOut.of(row)

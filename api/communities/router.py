@@ -31,7 +31,9 @@ def list_communities(
     rows = sites.list_communities(
         conn, community_ids=principal.scope_for(None), after_id=decode_int_cursor(cursor), limit=limit + 1
     )
-    return page_by_id([CommunityOut(**r) for r in rows], limit, lambda c: c.id)
+    return page_by_id(
+        [CommunityOut.model_validate(r, from_attributes=True) for r in rows], limit, lambda c: c.id
+    )
 
 
 @router.get("/communities/{community_id}", summary="One community")
@@ -39,7 +41,7 @@ def get_community(community_id: Id, principal: Reader, conn: Conn) -> CommunityO
     row = sites.get_community(conn, community_id) if principal.sees(community_id) else None
     if row is None:
         raise not_found("community", community_id)
-    return CommunityOut(**row)
+    return CommunityOut.model_validate(row, from_attributes=True)
 
 
 @router.get("/buildings", summary="Buildings with device presence and open-alarm counts")
@@ -56,15 +58,17 @@ def list_buildings(
         after_id=decode_int_cursor(cursor),
         limit=limit + 1,
     )
-    return page_by_id([BuildingStatus(**r) for r in rows], limit, lambda b: b.id)
+    return page_by_id(
+        [BuildingStatus.model_validate(r, from_attributes=True) for r in rows], limit, lambda b: b.id
+    )
 
 
 @router.get("/buildings/{building_id}", summary="One building with its status")
 def get_building(building_id: Id, principal: Reader, conn: Conn) -> BuildingStatus:
     row = sites.get_building(conn, building_id)
-    if row is None or not principal.sees(row["community_id"]):
+    if row is None or not principal.sees(row.community_id):
         raise not_found("building", building_id)
-    return BuildingStatus(**row)
+    return BuildingStatus.model_validate(row, from_attributes=True)
 
 
 @router.post(
@@ -96,14 +100,14 @@ def create_community(body: CommunityCreate, principal: Admin, conn: Conn) -> Com
     )
     row = sites.get_community(conn, cid)
     assert row is not None
-    return CommunityOut(**row)
+    return CommunityOut.model_validate(row, from_attributes=True)
 
 
 def _community_code(conn: Conn, principal: Principal, community_id: int) -> str:
     row = sites.get_community(conn, community_id) if principal.sees(community_id) else None
     if row is None:
         raise not_found("community", community_id)
-    return str(row["code"])
+    return row.code
 
 
 @router.post(
@@ -122,11 +126,11 @@ def create_building(body: BuildingCreate, principal: Editor, conn: Conn) -> Buil
         actor=principal.actor,
         action="building.upsert",
         target_type="building",
-        target_id=str(found["id"]),
+        target_id=str(found.id),
         community_id=body.community_id,
         details=body.model_dump(),
     )
-    return BuildingStatus(**found)
+    return BuildingStatus.model_validate(found, from_attributes=True)
 
 
 @router.post(
@@ -137,9 +141,9 @@ def create_location(body: LocationCreate, principal: Editor, conn: Conn) -> Loca
     building_code = None
     if body.building_id is not None:
         building = sites.get_building(conn, body.building_id)
-        if building is None or building["community_id"] != body.community_id:
+        if building is None or building.community_id != body.community_id:
             raise not_found("building", body.building_id)
-        building_code = building["code"]
+        building_code = building.code
     registry.upsert_locations(
         conn,
         [
@@ -162,8 +166,8 @@ def create_location(body: LocationCreate, principal: Editor, conn: Conn) -> Loca
         actor=principal.actor,
         action="location.upsert",
         target_type="location",
-        target_id=str(found["id"]),
+        target_id=str(found.id),
         community_id=body.community_id,
         details=body.model_dump(),
     )
-    return LocationOut(**found)
+    return LocationOut.model_validate(found, from_attributes=True)

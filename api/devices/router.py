@@ -41,9 +41,9 @@ MAX_RANGE = timedelta(days=800)
 Metric = Annotated[str, Query(pattern=r"^[a-z0-9_]{1,64}$", description="Metric name, see /metrics")]
 
 
-def visible_device(conn: Conn, principal: Principal, device_id: int) -> dict[str, Any]:
+def visible_device(conn: Conn, principal: Principal, device_id: int) -> sites.SiteDevice:
     row = sites.get_device(conn, device_id)
-    if row is None or not principal.sees(row["community_id"]):
+    if row is None or not principal.sees(row.community_id):
         raise not_found("device", device_id)
     return row
 
@@ -79,12 +79,14 @@ def list_devices(
         after_id=decode_int_cursor(cursor, max_id=MAX_DEVICE_ID),
         limit=limit + 1,
     )
-    return page_by_id([DeviceOut(**r) for r in rows], limit, lambda d: d.id)
+    return page_by_id(
+        [DeviceOut.model_validate(r, from_attributes=True) for r in rows], limit, lambda d: d.id
+    )
 
 
 @router.get("/devices/{device_id}", summary="One device with presence and last seen")
 def get_device(device_id: DeviceId, principal: Reader, conn: Conn) -> DeviceOut:
-    return DeviceOut(**visible_device(conn, principal, device_id))
+    return DeviceOut.model_validate(visible_device(conn, principal, device_id), from_attributes=True)
 
 
 def _range(since: datetime | None, until: datetime | None, default: timedelta) -> tuple[datetime, datetime]:
@@ -203,7 +205,7 @@ def _community_code(conn: Conn, principal: Principal, community_id: int) -> str:
     row = sites.get_community(conn, community_id) if principal.sees(community_id) else None
     if row is None:
         raise not_found("community", community_id)
-    return str(row["code"])
+    return row.code
 
 
 def _audit_device(
@@ -272,7 +274,7 @@ def create_device(body: DeviceCreate, principal: Editor, conn: Conn) -> DeviceOu
         community_id=body.community_id,
         details=body.model_dump(mode="json"),
     )
-    return DeviceOut(**visible_device(conn, principal, found[0]))
+    return DeviceOut.model_validate(visible_device(conn, principal, found[0]), from_attributes=True)
 
 
 @router.patch(
@@ -281,11 +283,11 @@ def create_device(body: DeviceCreate, principal: Editor, conn: Conn) -> DeviceOu
 )
 def update_device(device_id: DeviceId, body: DeviceUpdate, principal: Editor, conn: Conn) -> DeviceOut:
     row = visible_device(conn, principal, device_id)
-    current = registry.get_device(conn, row["uid"])
+    current = registry.get_device(conn, row.uid)
     assert current is not None
     changes = body.model_dump(exclude_unset=True)
-    target: int = body.community_id if body.community_id is not None else row["community_id"]
-    moving = target != row["community_id"]
+    target: int = body.community_id if body.community_id is not None else row.community_id
+    moving = target != row.community_id
     if moving and principal.role is not Role.ADMIN:
         raise ApiError(403, "only an admin may move a device to another community")
     device = _device_in(
@@ -307,11 +309,11 @@ def update_device(device_id: DeviceId, body: DeviceUpdate, principal: Editor, co
         )
     counts = registry.upsert_devices(conn, [device], move=moving)
     if counts.refused:
-        raise uid_unavailable(row["uid"])
+        raise uid_unavailable(row.uid)
     details = body.model_dump(mode="json", exclude_unset=True)
     if moving:
         # an audit row in each community's log: the one that lost the device and the one that got it
-        for community in (row["community_id"], target):
+        for community in (row.community_id, target):
             _audit_device(
                 conn,
                 principal,
@@ -319,8 +321,8 @@ def update_device(device_id: DeviceId, body: DeviceUpdate, principal: Editor, co
                 device_id=device_id,
                 community_id=community,
                 details={
-                    "uid": row["uid"],
-                    "from_community_id": row["community_id"],
+                    "uid": row.uid,
+                    "from_community_id": row.community_id,
                     "to_community_id": target,
                 },
             )
@@ -332,7 +334,7 @@ def update_device(device_id: DeviceId, body: DeviceUpdate, principal: Editor, co
         community_id=target,
         details=details,
     )
-    return DeviceOut(**visible_device(conn, principal, device_id))
+    return DeviceOut.model_validate(visible_device(conn, principal, device_id), from_attributes=True)
 
 
 @router.delete(
@@ -341,7 +343,7 @@ def update_device(device_id: DeviceId, body: DeviceUpdate, principal: Editor, co
 )
 def delete_device(device_id: DeviceId, principal: Editor, conn: Conn) -> DeviceOut:
     row = visible_device(conn, principal, device_id)
-    current = registry.get_device(conn, row["uid"])
+    current = registry.get_device(conn, row.uid)
     assert current is not None
     registry.upsert_devices(conn, [_device_in(current, enabled=False)])
     _audit_device(
@@ -349,10 +351,10 @@ def delete_device(device_id: DeviceId, principal: Editor, conn: Conn) -> DeviceO
         principal,
         action="device.disable",
         device_id=device_id,
-        community_id=row["community_id"],
+        community_id=row.community_id,
         details={},
     )
-    return DeviceOut(**visible_device(conn, principal, device_id))
+    return DeviceOut.model_validate(visible_device(conn, principal, device_id), from_attributes=True)
 
 
 MAX_CSV_BYTES = 20 * 1024 * 1024

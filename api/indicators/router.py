@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 from functools import partial
-from typing import Annotated, Any, Literal
+from typing import Annotated, Literal
 
 from fastapi import APIRouter, Path, Query, Request, Response, status
 from fastapi.responses import HTMLResponse, JSONResponse
@@ -41,7 +41,7 @@ MAX_CSV_BYTES = 5 * 1024 * 1024
 ATTACHMENT_TYPES = frozenset({"image/jpeg", "image/png", "image/webp", "application/pdf", "text/plain"})
 
 
-def _community(conn: Conn, principal: Principal, community_id: int) -> dict[str, Any]:
+def _community(conn: Conn, principal: Principal, community_id: int) -> sites.Community:
     row = sites.get_community(conn, community_id) if principal.sees(community_id) else None
     if row is None:
         raise not_found("community", community_id)
@@ -79,7 +79,7 @@ def indicator_report(
 ) -> Response:
     community = _community(conn, principal, community_id)
     now = datetime.now(UTC)
-    start, end = parse_period(period, community["timezone"], now)
+    start, end = parse_period(period, community.timezone, now)
     overrides = {"fault_unit": fault_unit} if fault_unit else None
     report = make_report(conn, community_id, start, end, now=now, overrides=overrides)
     if format == "json":
@@ -88,7 +88,7 @@ def indicator_report(
         return HTMLResponse(render_html(report, lang))
     from alerts.indicators.pdf import render_pdf  # noqa: PLC0415 - WeasyPrint only when a PDF is asked for
 
-    name = f"indicators-{community['code']}-{start.astimezone(zone(community['timezone'])):%Y%m%d}.pdf"
+    name = f"indicators-{community.code}-{start.astimezone(zone(community.timezone)):%Y%m%d}.pdf"
     return Response(
         render_pdf(report, lang),
         media_type="application/pdf",
@@ -182,7 +182,7 @@ async def import_records(community_id: Id, request: Request, principal: Operator
     community = await run_in_threadpool(_community, conn, principal, community_id)
     data = await _body(request, MAX_CSV_BYTES)
     try:
-        parsed = records_csv.parse(data, zone(community["timezone"]))
+        parsed = records_csv.parse(data, zone(community.timezone))
     except CsvFileError as exc:
         raise ApiError(422, str(exc)) from None
     return await run_in_threadpool(_import, conn, principal, community_id, parsed)
