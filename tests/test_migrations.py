@@ -10,6 +10,7 @@ from collections.abc import Callable
 from dataclasses import replace
 
 import pytest
+from form3_states import FORM_3_STATES
 from harness import ServiceSet
 
 from alerts.core.model import DeviceState, Obligation, Stage
@@ -220,7 +221,10 @@ def test_0020_rewrites_obligations_as_typed_records(
                     "INSERT INTO rule_state (device_id, state) VALUES (%s, %s)", (device_id, json.dumps(doc))
                 )
             conn.commit()
-        monkeypatch.setattr(migrate_module, "load_migrations", lambda: everything)
+        # up to form 3 (0026 takes it on to form 4: test_0026_…)
+        monkeypatch.setattr(
+            migrate_module, "load_migrations", lambda: [m for m in everything if m.version < 26]
+        )
         migrate(url, DatabaseSettings(timeseries_mode="partitioned"))
         with connection(url) as conn:
             stored = dict(conn.execute("SELECT device_id, state FROM rule_state").fetchall())
@@ -250,11 +254,56 @@ def test_0020_rewrites_obligations_as_typed_records(
         },
     }
     assert untouched == {"v": 3, "t": 5.0, "x": 5.0, "h": 0, "o": {}, "m": {}}
-    # the migrated row is what the engine writes itself, and it reads the same as the old form
+    # the migrated row reads the same as the old form
     migrated, old = DeviceState.from_json(post), DeviceState.from_json(FORM_2_STATE)
-    assert migrated.to_json() == post == old.to_json()
+    assert migrated.to_json() == old.to_json()
     assert migrated.cuts[("over_temperature", 3)] == Obligation(950.0, 980.0, Stage.WAITING, ports=(3, 4))
     assert migrated.actions["valve_close"] == Obligation(970.0, 1030.0, Stage.ESCALATED)
+
+
+def test_0026_rewrites_the_records_of_form_3_as_the_engine_writes_them(
+    services: ServiceSet, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Each family's form-3 state (tests/form3_states.py) becomes, in SQL, exactly the document the
+    engine writes for it after reading the old form; a form-4 row is left as it is."""
+    url = _fresh_empty_db(services, "yiju_mig_0026")
+    names = list(FORM_3_STATES)
+    try:
+        everything = load_migrations()
+        monkeypatch.setattr(
+            migrate_module, "load_migrations", lambda: [m for m in everything if m.version < 26]
+        )
+        migrate(url, DatabaseSettings(timeseries_mode="partitioned"))
+        current = DeviceState.from_json(FORM_3_STATES["charger"]).to_json()
+        with connection(url) as conn:
+            cid = conn.execute(
+                "INSERT INTO communities (code, name) VALUES ('c26', 'C') RETURNING id"
+            ).fetchone()
+            assert cid
+            ids = {}
+            for name, doc in [*FORM_3_STATES.items(), ("current", current)]:
+                row = conn.execute(
+                    "INSERT INTO devices (uid, community_id, family) "
+                    "VALUES (%s, %s, 'ebike_charger') RETURNING id",
+                    (name.replace("_", "-"), cid[0]),
+                ).fetchone()
+                assert row
+                ids[name] = row[0]
+                conn.execute(
+                    "INSERT INTO rule_state (device_id, state) VALUES (%s, %s)", (row[0], json.dumps(doc))
+                )
+            conn.commit()
+        monkeypatch.setattr(migrate_module, "load_migrations", lambda: everything)
+        migrate(url, DatabaseSettings(timeseries_mode="partitioned"))
+        with connection(url) as conn:
+            stored = dict(conn.execute("SELECT device_id, state FROM rule_state").fetchall())
+    finally:
+        services.drop_database(url)
+    for name in names:
+        engine_writes = DeviceState.from_json(FORM_3_STATES[name]).to_json()
+        assert stored[ids[name]] == engine_writes, name
+        assert DeviceState.from_json(stored[ids[name]]).to_json() == engine_writes, name
+    assert stored[ids["current"]] == current
 
 
 def test_registry_writes_notify_at_commit(db_url: str) -> None:

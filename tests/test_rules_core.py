@@ -6,11 +6,33 @@ import json
 from datetime import timedelta
 
 import pytest
+from form3_states import FORM_3_STATES
 from rules_kit import T0, Dev
 
 from alerts.config import AlertSettings
 from alerts.core import engine
-from alerts.core.model import Admit, DeviceState, Linkage, Obligation, RaiseAlarm, Stage
+from alerts.core.model import STATE_FORM, Admit, DeviceState, Linkage, Obligation, RaiseAlarm, Stage
+from alerts.core.records import (
+    BatterySilence,
+    CctvChannel,
+    CctvState,
+    ChargerState,
+    ClockWindow,
+    Count,
+    ElevatorState,
+    Fault,
+    Flap,
+    FloatWindow,
+    Gap,
+    GasReading,
+    GasState,
+    Hold,
+    Rescue,
+    Said,
+    SmokeState,
+    Stop,
+)
+from devices.alarms import AlarmType
 from devices.contract import Family
 
 F = Family
@@ -417,12 +439,12 @@ def test_state_json_roundtrip_and_settings_overrides() -> None:
     st = DeviceState()
     st.admit(5, 100.0)
     st.open["fire_alarm"] = 1.0
-    st.marks["x"] = [1, 2.0]
+    st.marks["t:x"] = 2.0
     again = DeviceState.from_json(json.loads(json.dumps(st.to_json())))
     assert (again.max_seq, again.open, again.marks, again.admit(5, 100.0)) == (
         5,
         {"fire_alarm": 1.0},
-        {"x": [1, 2.0]},
+        {"t:x": 2.0},
         Admit.DUPLICATE,
     )
     th = AlertSettings().with_overrides({"ebike_charger": {"port_over_temp_c": 70.0}, "tick_s": 0.5})
@@ -571,11 +593,89 @@ def test_obligations_of_the_previous_form_are_read_as_typed_records() -> None:
         },
     }
     st = DeviceState.from_json(old)
-    assert st.marks == {"on": [1, 2]}
+    assert st.marks == {} and st.family == ChargerState(on_ports=(1, 2))
     assert st.cuts == {("leakage", 0): Obligation(900.0, 901.0, Stage.COMMANDED, ports=(1, 2))}
     assert st.actions == {
         "elevator_recall": Obligation(950.0, 1010.0, signals=("smoke_alarm:a", "smoke_alarm:b")),
         "light_force_on": Obligation(950.0, 953.0, Stage.ESCALATED),
     }
     again = DeviceState.from_json(json.loads(json.dumps(st.to_json())))
-    assert (again.cuts, again.actions, again.to_json()["v"]) == (st.cuts, st.actions, 3)
+    assert (again.cuts, again.actions, again.to_json()["v"]) == (st.cuts, st.actions, STATE_FORM)
+
+
+def test_records_of_form_3_are_read_as_typed_records() -> None:
+    """Form 3 kept every record as a positional list under a mark key; migration 0026 rewrites stored
+    ones (tests/test_migrations.py checks it writes what the engine writes), and a row of the old form
+    that slips through is read the same way."""
+    charger = DeviceState.from_json(FORM_3_STATES["charger"])
+    assert charger.marks == {
+        "t:over_temperature:3": 940.0, "t:fullsince:2": 800.0, "q:charger_overload": 995.0, "ev:smoke": 1
+    }  # fmt: skip
+    assert (charger.clock_offset_s, charger.clock_window) == (1.5, ClockWindow(990.0, 1.25, 3))
+    assert charger.flaps == {"charger_over_temperature": Flap(2, 900.0)}
+    assert charger.holds == {"sensor_implausible": Hold(-1, Said.RAISE)}
+    assert charger.faults == {
+        "3:fuse_blown": Fault(960.0, AlarmType.CHARGER_FAULT, reported=True),
+        "4:relay_welded": Fault(970.0, AlarmType.CHARGER_FAULT, decided=True),
+        "*": Fault(980.0, AlarmType.CHARGER_FAULT),
+    }
+    assert charger.family == ChargerState(
+        protective={3: Stop(975.0, "over_temperature")},
+        other={1: Stop(976.0, "user_unplug"), 3: Stop(977.0, "power_loss")},
+        floats={2: FloatWindow(850.0, 7200)},
+        on_ports=(1, 2, 5),
+        protection=("over_temp_c_loose",),
+    )
+    assert DeviceState.from_json(FORM_3_STATES["charger_old_protection_bits"]).family == ChargerState(
+        protection=("full_auto_stop_disabled", "over_temp_cutoff_disabled")
+    )
+    cctv = DeviceState.from_json(FORM_3_STATES["cctv"])
+    assert cctv.family == CctvState(
+        channels={
+            1: CctvChannel(verdict=0, evaluated_at=990.0, earliest=100.0),
+            2: CctvChannel(recording=False, stopped_since=950.0, verdict=10, evaluated_at=990.0,
+                           gaps=[Gap(900.0, 120.0), Gap(950.0, 30.5)]),
+            3: CctvChannel(online=False, recording=False),
+            4: CctvChannel(),
+        },
+        last_report=999.0, offline=True, overwrite=False, alarm_channels={"cctv_recording_gap": [2]},
+    )  # fmt: skip
+    elevator = DeviceState.from_json(FORM_3_STATES["elevator"])
+    assert elevator.family == ElevatorState("normal", Rescue(910.0, 1), 800.0, trapped_event=True)
+    assert elevator.faults["d:moving_with_door_open"] == Fault(
+        990.0, AlarmType.ELEVATOR_DOOR_OPEN_WHILE_MOVING, raised=True
+    )
+    assert (elevator.exempt, elevator.marks) == (
+        {"elevator_recall": "inspection"}, {"sat:door_release": 1, "t:trap": 905.0}
+    )  # fmt: skip
+    smoke = DeviceState.from_json(FORM_3_STATES["smoke"])
+    assert smoke.family == SmokeState(BatterySilence(900.0, 25200, reminded=True), check_overdue=True)
+    assert DeviceState.from_json(FORM_3_STATES["smoke_unannounced_silence"]).family == SmokeState(
+        BatterySilence(900.0, None, too_long=True)
+    )
+    gas = DeviceState.from_json(FORM_3_STATES["gas"])
+    assert gas.family == GasState(2, 0, GasReading(12.5), "open", 1003.0)
+    assert DeviceState.from_json(FORM_3_STATES["gas_even_older"]).family == GasState(
+        1, 1, GasReading(3.0, 40.0)
+    )
+    door = DeviceState.from_json(FORM_3_STATES["door"])
+    assert (door.counts, door.family) == ({"denied": Count(3, 990.0)}, None)
+    for doc in FORM_3_STATES.values():  # the records' own form reads back the same
+        st = DeviceState.from_json(doc)
+        again = DeviceState.from_json(json.loads(json.dumps(st.to_json())))
+        assert again.to_json() == st.to_json() and again.to_json()["v"] == STATE_FORM
+        assert (again.family, again.faults, again.flaps) == (st.family, st.faults, st.flaps)
+
+
+def test_the_state_of_a_running_fleet_survives_its_json_form() -> None:
+    """Every family's rules decide the same with the state written and read back between messages
+    (a restart after each) as with the state kept in memory."""
+    for family in F:
+        kept, stored = Dev(family), Dev(family)
+        for s in range(0, 900, 30):
+            kept.tele(s)
+            stored.tele(s)
+            stored.restart()
+        kept.tick(2000)
+        stored.tick(2000)
+        assert stored.outputs == kept.outputs and stored.st.to_json() == kept.st.to_json()

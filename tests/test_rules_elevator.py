@@ -88,7 +88,7 @@ def test_telemetry_only_trapped_is_alarmed_at_once_and_a_dropped_flag_keeps_the_
     d = _lift(th)
     d.tele(100, **BETWEEN, occupied=True, faults=["trapped_not_at_level"])
     assert d.raised() == ["elevator_trapped"]  # no fault-alarm wait
-    assert d.st.marks["r"][0] == T(100)
+    assert d.st.family.rescue.t0 == T(100)
     d.tele(160, **STILL, at_level=True, occupied=True, faults=[])  # one report drops the flag
     d.tele(220, **BETWEEN, occupied=True, faults=["trapped_not_at_level"])
     assert d.cleared() == [] and d.raised().count("elevator_trapped") == 1
@@ -110,13 +110,13 @@ def test_the_rescue_clock_stops_only_with_the_rescuer() -> None:
     d.event(100, type="fault", code="trapped_at_level", active=True)
     d.event(200, type="fault", code="trapped_at_level", active=False)  # the device says it is over
     d.tele(200, **STILL, at_level=True, occupied=False)
-    assert d.cleared() == [] and "r" in d.st.marks  # nobody recorded a rescuer's arrival
+    assert d.cleared() == [] and d.st.family.rescue is not None  # nobody recorded a rescuer's arrival
     d.event(700, type="rescue_arrived", by="维保")
     (f,) = d.findings("rescue")
     assert (f.compliant, f.measured_s) == (True, 600.0)
     assert [c for c in d.cleared() if c != "device_offline"] == ["elevator_trapped"]  # silent 500 s
     d.event(800, type="fault", code="trapped_at_level", active=True)  # a new episode, a new clock
-    assert d.raised().count("elevator_trapped") == 2 and d.st.marks["r"][0] == T(800)
+    assert d.raised().count("elevator_trapped") == 2 and d.st.family.rescue.t0 == T(800)
 
 
 def test_passengers_in_a_car_standing_outside_the_door_zone_are_trapped() -> None:
@@ -124,10 +124,10 @@ def test_passengers_in_a_car_standing_outside_the_door_zone_are_trapped() -> Non
     d.tele(10, **BETWEEN, occupied=True)
     d.tele(40, **BETWEEN, occupied=True)  # 30 s: trapped (非平层关人), clock from the first report
     assert d.raised() == ["elevator_trapped"]
-    assert d.st.marks["r"][0] == T(10)
+    assert d.st.family.rescue.t0 == T(10)
     assert "elevator_stop_outside_door_zone" not in d.raised()
 
 
 def T(s: float) -> float:
-    """Device time `s` seconds after the kit's T0, as the marks hold it."""
+    """Device time `s` seconds after the kit's T0, as the rule state holds it."""
     return T0.timestamp() + s

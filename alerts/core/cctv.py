@@ -23,11 +23,11 @@ Evaluated on every recorder report, when it goes offline and at least daily (`ti
 written when a channel's verdict changes and once a day otherwise. The alarms carry the evidence
 (domain.md §5.3): per failing channel its earliest recording, retention days and gaps, and the limits.
 
-Marks per channel n: "c<n>" = [flags (1 online, 2 recording), stopped since (0: recording), verdict
-bits (-1: never evaluated), last evaluation, earliest recording (0: unknown)]; "g<n>" = [[gap end,
-gap seconds], …] within the last retention window. Recorder: "cl" = device time of its last report,
-"ro" = 1 while it is offline, "ow" = its overwrite setting (1/0) as last reported, "ca:<alarm>" = the
-failing channels its open alarm names.
+State: the device's `CctvState` (alerts/core/records.py): per channel a `CctvChannel` (online and
+recording, stopped since, the verdict bits of its last evaluation and when that was, its earliest
+recording, its gaps within the last retention window); for the recorder the device time of its last
+report, whether it is offline, its overwrite setting as last reported, and the failing channels each
+open alarm names. The channel-offline confirmation timer is the mark "t:off<n>".
 """
 
 from __future__ import annotations
@@ -37,6 +37,7 @@ from typing import Any
 from alerts.config import AlertSettings, CctvRules
 from alerts.core import faults
 from alerts.core.model import Out, to_dt
+from alerts.core.records import CctvChannel, CctvState, Fault, Gap
 from devices.alarms import AlarmType
 from devices.alarms import Check as C
 from devices.envelope import EventMessage, TelemetryMessage
@@ -56,117 +57,124 @@ REASONS = (
 MAX_GAPS = 8
 
 
-def _channel(out: Out, n: int) -> list[Any]:
-    ch: list[Any] = out.st.marks.setdefault(f"c{n}", [3, 0.0, -1, 0.0, 0.0])
+def _state(out: Out) -> CctvState:
+    s = out.st.family
+    if not isinstance(s, CctvState):
+        s = out.st.family = CctvState()
+    return s
+
+
+def _channel(out: Out, n: int) -> CctvChannel:
+    channels = _state(out).channels
+    ch = channels.get(n)
+    if ch is None:
+        ch = channels[n] = CctvChannel()
     return ch
 
 
 def _channels(out: Out) -> list[int]:
-    return sorted(int(k[1:]) for k in out.st.marks if k[0] == "c" and k[1:].isdigit())
+    return sorted(_state(out).channels)
 
 
-def _add_gap(out: Out, n: int, end: float, seconds: float, r: CctvRules) -> None:
+def _add_gap(ch: CctvChannel, end: float, seconds: float, r: CctvRules) -> None:
     if seconds <= r.gap_tolerance_s:
         return
-    gaps: list[list[float]] = out.st.marks.setdefault(f"g{n}", [])
-    gaps.append([end, round(seconds, 1)])
-    gaps.sort()
+    gaps = ch.gaps
+    gaps.append(Gap(end, round(seconds, 1)))
+    gaps.sort(key=lambda g: (g.end, g.seconds))
     del gaps[:-MAX_GAPS]
 
 
 def _recording(out: Out, n: int, recording: bool, ts: float, r: CctvRules) -> None:
     ch = _channel(out, n)
     if recording:
-        if ch[1]:
-            _add_gap(out, n, ts, ts - ch[1], r)
-        ch[0] |= 2
-        ch[1] = 0.0
+        if ch.stopped_since:
+            _add_gap(ch, ts, ts - ch.stopped_since, r)
+        ch.recording = True
+        ch.stopped_since = 0.0
     else:
-        if not ch[1]:
-            ch[1] = ts
-        ch[0] &= ~2
+        if not ch.stopped_since:
+            ch.stopped_since = ts
+        ch.recording = False
 
 
 def _online(out: Out, n: int, online: bool) -> None:
-    ch = _channel(out, n)
-    ch[0] = (ch[0] | 1) if online else (ch[0] & ~1)
+    _channel(out, n).online = online
 
 
 def _reported(out: Out, ts: float, silent_s: float, r: CctvRules) -> None:
     """The recorder speaks: a silence since its previous report that made it offline (or lasted as
     long) is a gap of every channel — nothing shows that it recorded meanwhile."""
-    marks = out.st.marks
-    last = marks.get("cl")
-    was_offline = marks.pop("ro", None)
+    s = _state(out)
+    last = s.last_report
+    was_offline, s.offline = s.offline, False
     if last is not None and ts > last and (was_offline or ts - last > silent_s):
         for n in _channels(out):
-            _add_gap(out, n, ts, ts - last, r)
-    marks["cl"] = max(ts, last or ts)
+            _add_gap(s.channels[n], ts, ts - last, r)
+    s.last_report = max(ts, last or ts)
 
 
 def offline(out: Out, at: float, th: AlertSettings) -> None:
     """The recorder went offline at `at` (Last Will, or missed heartbeats): its channels fail."""
-    out.st.marks["ro"] = 1
-    if _channels(out):
-        evaluate(out, max(at, out.st.marks.get("cl", at)), th.cctv_recorder)
+    s = _state(out)
+    s.offline = True
+    if s.channels:
+        evaluate(out, max(at, at if s.last_report is None else s.last_report), th.cctv_recorder)
 
 
 def _iso(ts: float) -> str | None:
     return to_dt(ts).isoformat() if ts else None
 
 
-def _gaps_doc(gaps: list[list[float]]) -> list[dict[str, Any]]:
-    return [{"start": _iso(end - secs), "end": _iso(end), "seconds": secs} for end, secs in gaps]
+def _gaps_doc(gaps: list[Gap]) -> list[dict[str, Any]]:
+    return [{"start": _iso(g.end - g.seconds), "end": _iso(g.end), "seconds": g.seconds} for g in gaps]
 
 
-def _retention_bits(ch: list[Any], retention_days: float | None, r: CctvRules) -> int:
+def _retention_bits(ch: CctvChannel, retention_days: float | None, r: CctvRules) -> int:
     if retention_days is None:
         return UNKNOWN
     if retention_days < r.retention_days - r.retention_hysteresis_s / DAY_S:
         return RETENTION_SHORT
-    if retention_days >= r.retention_days or ch[2] < 0:
+    if retention_days >= r.retention_days or ch.verdict < 0:
         return 0
-    return int(ch[2]) & RETENTION_SHORT  # inside the band: the previous verdict stands
+    return ch.verdict & RETENTION_SHORT  # inside the band: the previous verdict stands
 
 
 def evaluate(out: Out, now: float, r: CctvRules, *, force: bool = False) -> None:
     """Decide every channel's verdict; write findings on change or daily; keep the alarms in step."""
     window = r.retention_days * DAY_S
-    unreachable = bool(out.st.marks.get("ro"))
+    s = _state(out)
+    unreachable = s.offline
     short: list[dict[str, Any]] = []
     gapped: list[dict[str, Any]] = []
     offline: list[int] = []
     stopped: list[int] = []
     for n in _channels(out):
-        ch = out.st.marks[f"c{n}"]
-        gaps = [g for g in out.st.marks.get(f"g{n}", []) if g[0] >= now - window]
-        if gaps:
-            out.st.marks[f"g{n}"] = gaps
-        else:
-            out.st.marks.pop(f"g{n}", None)
-        retention_days = (now - ch[4]) / DAY_S if ch[4] else None
+        ch = s.channels[n]
+        gaps = ch.gaps = [g for g in ch.gaps if g.end >= now - window]
+        retention_days = (now - ch.earliest) / DAY_S if ch.earliest else None
         bits = _retention_bits(ch, retention_days, r)
         if gaps:
             bits |= GAP
         if unreachable:
             bits |= UNREACHABLE
         else:
-            if out.held(f"t:off{n}", not ch[0] & 1, now, r.channel_offline_confirm_s):
+            if out.held(f"t:off{n}", not ch.online, now, r.channel_offline_confirm_s):
                 bits |= OFFLINE
                 offline.append(n)
-            if bool(ch[1]) and now - ch[1] >= r.channel_offline_confirm_s and ch[0] & 1:
+            if bool(ch.stopped_since) and now - ch.stopped_since >= r.channel_offline_confirm_s and ch.online:
                 bits |= NOT_RECORDING
                 stopped.append(n)
         evidence = {
             "channel": n,
-            "earliest_recording": _iso(ch[4]),
+            "earliest_recording": _iso(ch.earliest),
             "retention_days": None if retention_days is None else round(retention_days, 2),
         }
         if bits & (RETENTION_SHORT | UNKNOWN):
             short.append({**evidence, "reason": "retention_short" if bits & RETENTION_SHORT else "unknown"})
         if gaps:
             gapped.append({"channel": n, "gaps": _gaps_doc(gaps)})
-        if bits != ch[2] or force or now - ch[3] >= r.daily_evaluation_s:
+        if bits != ch.verdict or force or now - ch.evaluated_at >= r.daily_evaluation_s:
             reasons = [name for bit, name in REASONS if bits & bit]
             out.finding(
                 C.CCTV_RETENTION,
@@ -185,7 +193,7 @@ def evaluate(out: Out, now: float, r: CctvRules, *, force: bool = False) -> None
                     "gaps": _gaps_doc(gaps),
                 },
             )
-            ch[2], ch[3] = bits, now
+            ch.verdict, ch.evaluated_at = bits, now
     limits = {"threshold_days": r.retention_days, "hysteresis_s": r.retention_hysteresis_s}
     _alarm(out, A.CCTV_RETENTION_SHORT, short, now, limits)
     _alarm(
@@ -203,34 +211,33 @@ def _alarm(
     out: Out, type: AlarmType, channels: list[dict[str, Any]], ts: float, limits: dict[str, Any]
 ) -> None:
     """Raise with the failing channels' evidence; raise again (new details) when they change."""
-    key = "ca:" + type
+    named = _state(out).alarm_channels
     names = [c["channel"] for c in channels]
     if not channels:
-        out.st.marks.pop(key, None)
+        named.pop(type, None)
         out.clear(type, ts)
         return
-    changed = out.st.marks.get(key) != names
-    out.st.marks[key] = names
+    changed = named.get(type) != names
+    named[type] = names
     out.raise_(type, ts, {"channels": channels, **limits}, repeat=changed and out.is_open(type))
 
 
 def _disk(out: Out, t: fam.Telemetry, ts: float, r: CctvRules) -> None:
-    marks = out.st.marks
+    s = _state(out)
     if t.overwrite is not None:
-        marks["ow"] = int(t.overwrite)
+        s.overwrite = t.overwrite
     free_pct = 100.0 * t.disk_free_gb / t.disk_total_gb
-    low = marks.get("ow") == 0 and free_pct < r.disk_free_warning_pct
-    if low and "rf:disk_full" not in marks:
-        marks["rf:disk_full"] = [ts, A.CCTV_DISK_FAULT.value]
+    low = s.overwrite is False and free_pct < r.disk_free_warning_pct
+    full = faults.is_reported(out, "disk_full")
+    if low and not full:
+        out.st.faults["disk_full"] = Fault(ts, A.CCTV_DISK_FAULT, reported=True)
         details = {
             "fault": "disk_full",
             "free_pct": round(free_pct, 2),
             "threshold_pct": r.disk_free_warning_pct,
         }
         out.raise_(A.CCTV_DISK_FAULT, ts, details, source="engine")
-    elif (
-        not low and "rf:disk_full" in marks and (marks.get("ow") == 1 or free_pct >= r.disk_free_warning_pct)
-    ):
+    elif not low and full and (s.overwrite is True or free_pct >= r.disk_free_warning_pct):
         faults.reported(out, "disk_full", A.CCTV_DISK_FAULT, False, ts)
 
 
@@ -246,7 +253,7 @@ def telemetry(
         _online(out, c.channel, c.online)
         _recording(out, c.channel, c.recording, ts, r)
         if c.earliest_recording is not None:
-            _channel(out, c.channel)[4] = c.earliest_recording.timestamp()
+            _channel(out, c.channel).earliest = c.earliest_recording.timestamp()
     faults.sync(out, {} if t.disk_healthy else {"disk": A.CCTV_DISK_FAULT}, "disk", ts)
     _disk(out, t, ts, r)
     evaluate(out, ts, r)
@@ -261,15 +268,15 @@ def event(out: Out, msg: EventMessage[fam.Event], ts: float, th: AlertSettings, 
     elif isinstance(ev, fam.RecordingStopped | fam.RecordingStarted):
         _recording(out, ev.channel, isinstance(ev, fam.RecordingStarted), ts, r)
     elif isinstance(ev, fam.Gap):
-        _channel(out, ev.channel)
-        _add_gap(out, ev.channel, ev.end.timestamp(), (ev.end - ev.start).total_seconds(), r)
+        _add_gap(_channel(out, ev.channel), ev.end.timestamp(), (ev.end - ev.start).total_seconds(), r)
     elif isinstance(ev, fam.DiskFault):
         faults.reported(out, "disk", A.CCTV_DISK_FAULT, ev.active, ts)
         return
     elif isinstance(ev, fam.DiskFull):
+        s = _state(out)
         if ev.overwrite is not None:
-            out.st.marks["ow"] = int(ev.overwrite)
-        overwriting = out.st.marks.get("ow") == 1
+            s.overwrite = ev.overwrite
+        overwriting = s.overwrite is True
         # overwriting: the oldest footage makes room, a full disk is normal (retention is checked)
         faults.reported(out, "disk_full", A.CCTV_DISK_FAULT, ev.active and not overwriting, ts)
         return

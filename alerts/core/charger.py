@@ -14,15 +14,16 @@ maximum (`max_time`).
     cut.
 
 Cut evidence (docs/mqtt.md §6): what telemetry shows — the port's relay open, or (post-wide) the
-leakage breaker open — attributed to the stop reason the post reported for the port:
-    "ps:<port>" = [ts, reason]  a protective stop (PROTECTIVE_STOP_REASONS) not yet seen in
-                                telemetry. It counts as the cut, at its own time, once telemetry (or
-                                the port's next session_start) shows the relay open; meanwhile the
-                                deadline waits. Telemetry showing the relay still closed voids it.
-    "np:<port>" = [ts, reason]  a stop for any other reason (user_unplug, server_stop, …): the port
-                                has no power but the post did not protect itself, so a waiting
-                                obligation is not met by it and reaches its deadline as `not_cut`
-                                (details.stopped_by); a missed one ends (the hazard is gone).
+leakage breaker open — attributed to the stop reason the post reported for the port (the device's
+`ChargerState`, alerts/core/records.py, a `Stop` of when and why per port):
+    `protective[port]`  a protective stop (PROTECTIVE_STOP_REASONS) not yet seen in telemetry. It
+                        counts as the cut, at its own time, once telemetry (or the port's next
+                        session_start) shows the relay open; meanwhile the deadline waits.
+                        Telemetry showing the relay still closed voids it.
+    `other[port]`       a stop for any other reason (user_unplug, server_stop, …): the port has no
+                        power but the post did not protect itself, so a waiting obligation is not
+                        met by it and reaches its deadline as `not_cut` (details.stopped_by); a
+                        missed one ends (the hazard is gone).
 A relay seen open without a stop reported counts as the post's cut (standards.md §1.3: "port state
 transition to idle/3 with relay off"). A power_loss alarm push cuts every port: the evidence for the
 fire linkage (non-fire power cut, GB 50166-2019 §4.20), not a protective cut for any other trigger.
@@ -42,6 +43,7 @@ from typing import Any
 from alerts.config import AlertSettings, ChargerRules, confirm_s, cutoff_s
 from alerts.core import faults
 from alerts.core.model import DeviceState, Obligation, Out, Stage
+from alerts.core.records import ChargerState, FloatWindow, Stop
 from devices.alarms import AlarmType, Check
 from devices.envelope import EventMessage, TelemetryMessage
 from devices.families import ebike_charger as fam
@@ -70,6 +72,13 @@ PROTECTIVE = frozenset(r.value for r in fam.PROTECTIVE_STOP_REASONS)
 _Cuts = dict[int, tuple[float, str | None, bool]]
 
 
+def _state(out: Out) -> ChargerState:
+    s = out.st.family
+    if not isinstance(s, ChargerState):
+        s = out.st.family = ChargerState()
+    return s
+
+
 def _open_obligation(out: Out, kind: str, port: int, *, t0: float, r: ChargerRules, ports: list[int]) -> None:
     key = (kind, port)
     if key not in out.st.cuts and ports:
@@ -87,9 +96,10 @@ def _drop_unconfirmed(out: Out, kind: str, port: int) -> None:
 def pending(st: DeviceState, ob: Obligation) -> bool:
     """A waiting obligation whose every port has a protective stop reported in time, still to be
     seen in telemetry: its deadline waits for that report."""
-    return ob.stage is Stage.WAITING and all(
-        (ps := st.marks.get(f"ps:{p}")) is not None and ps[0] <= ob.deadline for p in ob.ports
-    )
+    if ob.stage is not Stage.WAITING:
+        return False
+    stops = st.family.protective if isinstance(st.family, ChargerState) else {}
+    return all((ps := stops.get(p)) is not None and ps.at <= ob.deadline for p in ob.ports)
 
 
 def _settle(
@@ -146,7 +156,7 @@ def _settle(
 
 
 def deadlines(out: Out, now: float, th: AlertSettings) -> None:
-    marks, obligations = out.st.marks, out.st.cuts
+    other, obligations = _state(out).other, out.st.cuts
     for key in list(obligations):
         ob = obligations[key]
         t0, deadline, stage = ob.t0, ob.deadline, ob.stage
@@ -154,7 +164,7 @@ def deadlines(out: Out, now: float, th: AlertSettings) -> None:
             continue
         kind, port = key
         details: dict[str, Any] = {"trigger": kind, "port": port, "ports": list(ob.ports)}
-        stopped = sorted({marks[f"np:{p}"][1] for p in ob.ports if f"np:{p}" in marks})
+        stopped = sorted({other[p].reason for p in ob.ports if p in other})
         if stopped:
             details["stopped_by"] = ",".join(stopped)
         if stage is Stage.WAITING:
@@ -231,19 +241,19 @@ def _over(value: float | None, limit: float) -> bool | None:
 def telemetry(out: Out, msg: TelemetryMessage[fam.Telemetry], ts: float, th: AlertSettings) -> None:
     r = th.ebike_charger
     t = msg.data
-    marks = out.st.marks
+    s = _state(out)
     # power already cut: settle obligations first (a cut seen in this report counts)
     cuts: _Cuts = {}
     for p in t.ports:
         if p.relay_on:  # a new session, or a reported stop that did not take effect
-            marks.pop(f"ps:{p.port}", None)
-            marks.pop(f"np:{p.port}", None)
+            s.protective.pop(p.port, None)
+            s.other.pop(p.port, None)
             continue
-        ps, np_ = marks.pop(f"ps:{p.port}", None), marks.get(f"np:{p.port}")
+        ps, np_ = s.protective.pop(p.port, None), s.other.get(p.port)
         if ps is not None:
-            cuts[p.port] = (ps[0], ps[1], True)
+            cuts[p.port] = (ps.at, ps.reason, True)
         elif np_ is not None:
-            cuts[p.port] = (np_[0], np_[1], False)
+            cuts[p.port] = (np_.at, np_.reason, False)
         else:
             cuts[p.port] = (ts, None, True)
     _settle(out, cuts, (ts, "breaker_open") if t.breaker_closed is False else None, ts, r)
@@ -257,13 +267,12 @@ def telemetry(out: Out, msg: TelemetryMessage[fam.Telemetry], ts: float, th: Ale
         _port(out, trig, p, ts, r, active=active)
     _post(out, trig, t, ts, r, active=active)
     if t.refused:  # readings refused at the edge; the rest of the report was evaluated above
-        out.hold(A.SENSOR_IMPLAUSIBLE)
-        marks["h:" + A.SENSOR_IMPLAUSIBLE][0] = -1  # this report is counted by the engine's release
+        out.hold(A.SENSOR_IMPLAUSIBLE).good = -1  # this report is counted by the engine's release
         out.raise_(A.SENSOR_IMPLAUSIBLE, ts, {"reason": "out_of_range", "refused": dict(t.refused)})
         active[A.SENSOR_IMPLAUSIBLE] = True
     # alarms on the conditions themselves clear when no port shows them any more
     for alarm, still in active.items():
-        if not still and not (alarm is A.CHARGER_OVER_TEMPERATURE and marks.get("ev:temperature")):
+        if not still and not (alarm is A.CHARGER_OVER_TEMPERATURE and out.st.marks.get("ev:temperature")):
             out.clear(alarm, ts)
     _protection(out, t.protection, ts, r)
     # fault states in telemetry (silent-fault check)
@@ -323,22 +332,22 @@ def _port(
 def _float_window(out: Out, p: fam.Port, ts: float, r: ChargerRules) -> None:
     """Full/float: the float time runs from the session's first full report — a port that switches
     between float and charging keeps its window — and ends with the session (relay open, or a report
-    of a shorter session: a new one). "fw:<port>" = [first full ts, session_s then]."""
-    key = f"fw:{p.port}"
-    marks = out.st.marks
-    marks.pop(f"t:fullsince:{p.port}", None)  # the window of earlier versions, reset by charging
-    window = marks.get(key)
-    if not p.relay_on or (window is not None and p.session_s < window[1]):
-        marks.pop(key, None)
+    of a shorter session: a new one). `ChargerState.floats[port]`: the first full report and the
+    session time then."""
+    floats = _state(out).floats
+    out.st.marks.pop(f"t:fullsince:{p.port}", None)  # the window of earlier versions, reset by charging
+    window = floats.get(p.port)
+    if not p.relay_on or (window is not None and p.session_s < window.session_s):
+        floats.pop(p.port, None)
         window = None
     if not p.relay_on:
         return
     low_power = p.power_w is not None and p.power_w < r.full_power_w
     complete = p.state in fam.COMPLETE_PORT_STATES or (p.state is fam.PortState.CHARGING and low_power)
     if window is None and complete:
-        window = marks[key] = [ts, p.session_s]
-    if window is not None and ts - window[0] > r.float_time_s:
-        _open_obligation(out, "full", p.port, t0=window[0] + r.float_time_s, r=r, ports=[p.port])
+        window = floats[p.port] = FloatWindow(ts, p.session_s)
+    if window is not None and ts - window.since > r.float_time_s:
+        _open_obligation(out, "full", p.port, t0=window.since + r.float_time_s, r=r, ports=[p.port])
 
 
 def _post(
@@ -390,7 +399,6 @@ _LIMITS: tuple[tuple[str, str, bool], ...] = (
     ("over_voltage_v", "over_voltage_v", True),
     ("under_voltage_v", "under_voltage_v", False),
 )
-_OLD_BITS = {1: ["full_auto_stop_disabled"], 2: ["over_temp_cutoff_disabled"]}
 
 
 def _protection(out: Out, pr: fam.Protection, ts: float, r: ChargerRules) -> None:
@@ -407,13 +415,12 @@ def _protection(out: Out, pr: fam.Protection, ts: float, r: ChargerRules) -> Non
         value, limit = getattr(pr, field), float(getattr(r, setting))
         if value is not None and (value > limit if upper else value < limit):
             loose[f"{field}_loose"] = {"reported": float(value), "setting": limit}
-    issues = sorted([*disabled, *loose])
-    previous = out.st.marks.get("p")
-    if isinstance(previous, int):  # state of earlier versions: bit flags of the two switches
-        previous = sorted(n for bit, names in _OLD_BITS.items() if previous & bit for n in names)
+    issues = tuple(sorted([*disabled, *loose]))
+    s = _state(out)
+    previous = s.protection
     if previous == issues:
         return
-    out.st.marks["p"] = issues
+    s.protection = issues
     for name in issues:
         if previous is None or name not in previous:
             detail = {"setting": name.removesuffix("_disabled")} if name in disabled else loose[name]
@@ -445,15 +452,17 @@ def event(out: Out, msg: EventMessage[fam.Event], ts: float, th: AlertSettings) 
     r = th.ebike_charger
     ev = msg.event
     marks = out.st.marks
+    s = _state(out)
     if isinstance(ev, fam.SessionStart):
-        ps = marks.pop(f"ps:{ev.port}", None)
+        ps = s.protective.pop(ev.port, None)
         if ps is not None:  # a new session: the reported stop had cut the port
-            _settle(out, {ev.port: (ps[0], ps[1], True)}, None, ts, r)
-        marks.pop(f"np:{ev.port}", None)
+            _settle(out, {ev.port: (ps.at, ps.reason, True)}, None, ts, r)
+        s.other.pop(ev.port, None)
     elif isinstance(ev, fam.SessionStop):
         protective = ev.reason.value in PROTECTIVE
-        marks[f"{'ps' if protective else 'np'}:{ev.port}"] = [ts, ev.reason.value]
-        marks.pop(f"{'np' if protective else 'ps'}:{ev.port}", None)
+        stops, others = (s.protective, s.other) if protective else (s.other, s.protective)
+        stops[ev.port] = Stop(ts, ev.reason.value)
+        others.pop(ev.port, None)
     elif isinstance(ev, fam.Fault):
         type = A.CHARGER_SHORT_CIRCUIT if ev.code is fam.FaultCode.SHORT_CIRCUIT else A.CHARGER_FAULT
         faults.reported(out, f"{ev.port}:{ev.code.value}", type, ev.active, ts, details={"port": ev.port})
@@ -463,7 +472,7 @@ def event(out: Out, msg: EventMessage[fam.Event], ts: float, th: AlertSettings) 
         if ev.active:
             marks[flag] = 1
             out.raise_(type, ts, {"kind": ev.kind.value, "port": ev.port, "value": ev.value}, source="device")
-            on = list(marks.get("on", []))
+            on = list(s.on_ports)
             if ev.kind in (fam.AlarmKind.WATER, fam.AlarmKind.SMOKE):
                 kind = "water" if ev.kind is fam.AlarmKind.WATER else "smoke"
                 _open_obligation(out, kind, ev.port, t0=ts, r=r, ports=[ev.port] if ev.port else on)
@@ -471,7 +480,7 @@ def event(out: Out, msg: EventMessage[fam.Event], ts: float, th: AlertSettings) 
                 # mains gone: no port has power — the fire linkage's cut of non-fire power; for any
                 # other trigger the post did not protect itself
                 for p in on:
-                    marks[f"np:{p}"] = [ts, "power_loss"]
+                    s.other[p] = Stop(ts, "power_loss")
                 _settle(out, {}, (ts, "power_loss"), ts, r, only="fire")
         else:
             marks.pop(flag, None)
@@ -482,13 +491,9 @@ def fire_linkage(out: Out, at: float, th: AlertSettings) -> None:
     """A fire alarm in the post's building: its charging (non-fire power) must be cut within
     fire_cutoff_s (GB 50166-2019 §4.20 [S]). Posts outside any building (a shed of its own) are
     not reached by a building's fire; their own smoke sensor is their trigger."""
-    _open_obligation(out, "fire", 0, t0=at, r=th.ebike_charger, ports=list(out.st.marks.get("on", [])))
+    _open_obligation(out, "fire", 0, t0=at, r=th.ebike_charger, ports=list(_state(out).on_ports))
 
 
 def remember_on_ports(out: Out, msg: TelemetryMessage[fam.Telemetry]) -> None:
     """Ports with power, for post-wide triggers that arrive as events."""
-    on = [p.port for p in msg.data.ports if p.relay_on]
-    if on:
-        out.st.marks["on"] = on
-    else:
-        out.st.marks.pop("on", None)
+    _state(out).on_ports = tuple(p.port for p in msg.data.ports if p.relay_on)

@@ -8,11 +8,13 @@ charger 2 minutes behind misses a 90 s deadline the moment it is opened, and a d
 is silent "for 4 minutes" right after each report. Every message carries the device's time (`ts`)
 and ingest's receive time; receive − device time is the clock offset plus the transport delay (≥ 0).
 
-- Timers (mark "co"): the offset of the device's newest message. `device_now(now) = now − offset`.
-  The transport delay in it can only make a tick's verdict later, never earlier, and a message
-  decides in device time anyway; for silence it amounts to "no message received since".
-- The alarm (mark "ck" = [window start (receive time), least offset, messages]): the least offset
-  of a window filters the transport delay out (the NTP clock filter keeps the minimum-delay sample).
+- Timers (`DeviceState.clock_offset_s`): the offset of the device's newest message.
+  `device_now(now) = now − offset`. The transport delay in it can only make a tick's verdict
+  later, never earlier, and a message decides in device time anyway; for silence it amounts to
+  "no message received since".
+- The alarm (`DeviceState.clock_window`, a `ClockWindow`: its start (receive time), the least offset
+  and the messages seen in it): the least offset of a window filters the transport delay out (the
+  NTP clock filter keeps the minimum-delay sample).
   A window is decided once it has lasted `clock_offset_window_s` and holds two messages: beyond
   `clock_skew_alarm_s` raises `clock_skew` with the evidence, within `clock_skew_clear_s` clears it.
 - A message ingest found outside its timestamp window (docs/mqtt.md §3) reaches the rules stamped
@@ -31,7 +33,8 @@ from datetime import datetime
 from typing import Any
 
 from alerts.config import AlertSettings
-from alerts.core.model import Out, to_dt
+from alerts.core.model import DeviceState, Out, to_dt
+from alerts.core.records import ClockWindow
 from devices.alarms import AlarmType
 from devices.contract import Decoded
 
@@ -39,14 +42,14 @@ A = AlarmType
 SAMPLES_TO_DECIDE = 2
 
 
-def offset_s(marks: dict[str, Any]) -> float:
+def offset_s(st: DeviceState) -> float:
     """Receive − device time of the device's newest message (0: unknown, or the event clock)."""
-    return float(marks.get("co", 0.0))
+    return st.clock_offset_s
 
 
-def device_now(marks: dict[str, Any], now: float) -> float:
+def device_now(st: DeviceState, now: float) -> float:
     """The engine clock `now` in the device's time."""
-    return now - offset_s(marks)
+    return now - st.clock_offset_s
 
 
 def claimed_ts(msg: Decoded) -> datetime | None:
@@ -87,26 +90,26 @@ def observe(out: Out, msg: Decoded, last_ts: float, th: AlertSettings) -> dict[s
     received = msg.received_at
     if claimed is not None:
         evidence = _evidence(claimed, received)
-        out.st.marks["co"] = 0.0  # its time is Yiju's now
+        out.st.clock_offset_s = 0.0  # its time is Yiju's now
         out.raise_(A.CLOCK_SKEW, msg.ts.timestamp(), evidence)
         return evidence
     if th.clock != "wall":
         return None
     ts, rx = msg.ts.timestamp(), received.timestamp()
     sample = rx - ts
-    marks = out.st.marks
+    st = out.st
     if ts >= last_ts:
-        marks["co"] = round(sample, 3)
-    window: list[float] | None = marks.get("ck")
+        st.clock_offset_s = round(sample, 3)
+    window = st.clock_window
     if window is None:
-        marks["ck"] = [rx, sample, 1]
+        st.clock_window = ClockWindow(rx, sample)
         return None
-    window[1] = min(window[1], sample)
-    window[2] += 1
-    if rx - window[0] < th.clock_offset_window_s or window[2] < SAMPLES_TO_DECIDE:
+    window.least = min(window.least, sample)
+    window.n += 1
+    if rx - window.start < th.clock_offset_window_s or window.n < SAMPLES_TO_DECIDE:
         return None
-    least, n, span = window[1], int(window[2]), rx - window[0]
-    marks["ck"] = [rx, sample, 1]
+    least, n, span = window.least, window.n, rx - window.start
+    st.clock_window = ClockWindow(rx, sample)
     if abs(least) > th.clock_skew_alarm_s:
         out.raise_(
             A.CLOCK_SKEW,

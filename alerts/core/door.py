@@ -41,15 +41,15 @@ def event(out: Out, msg: EventMessage[fam.Event], ts: float, th: AlertSettings) 
     r = th.access_door
     ev = msg.event
     if isinstance(ev, fam.Denied):
-        if out.count("c:denied", ts, r.denied_repeat_window_s) >= r.denied_repeat_count:
+        if (n := out.count("denied", ts, r.denied_repeat_window_s)) >= r.denied_repeat_count:
             out.raise_(
                 A.ACCESS_DENIED_REPEATED,
                 ts,
-                {"count": out.st.marks["c:denied"][0], "reason": ev.reason.value},
+                {"count": n, "reason": ev.reason.value},
                 source="engine",
             )
     elif isinstance(ev, fam.Granted):
-        out.st.marks.pop("c:denied", None)  # consecutive invalid attempts end with a valid one
+        out.reset_count("denied")  # consecutive invalid attempts end with a valid one
     elif isinstance(ev, fam.ForcedOpen):
         out.raise_(A.DOOR_FORCED_OPEN, ts, {}, source="device", repeat=True)
     elif isinstance(ev, fam.HeldOpen):

@@ -16,9 +16,9 @@ fire recall linkage.
   flag neither stops nor restarts it; the alarm clears once the rescuer has arrived and no evidence
   is left.
 
-Marks: "r" = [first evidence, next escalation step] while the clock runs; "rd" = first evidence of an
-episode whose rescuer arrived (until its evidence is gone); "tre"/"trt" = trapped evidence from events
-/ from the last telemetry; "mode" = the last reported mode.
+State: the device's `ElevatorState` (alerts/core/records.py): the rescue clock (first evidence, next
+escalation step) while it runs; the first evidence of an episode whose rescuer arrived (until its
+evidence is gone); trapped evidence from events and from the last telemetry; the last reported mode.
 """
 
 from __future__ import annotations
@@ -28,6 +28,7 @@ from collections.abc import Mapping
 from alerts.config import AlertSettings
 from alerts.core import faults, linkage
 from alerts.core.model import DeviceContext, Out
+from alerts.core.records import ElevatorState, Rescue
 from devices.alarms import AlarmType, Check
 from devices.envelope import EventMessage, TelemetryMessage
 from devices.families import elevator as fam
@@ -71,8 +72,18 @@ _DERIVED = {  # derived fault key → its alarm
 }
 
 
+_OUT_OF_SERVICE_VALUES = frozenset(m.value for m in OUT_OF_SERVICE_MODES)
+
+
+def _state(out: Out) -> ElevatorState:
+    s = out.st.family
+    if not isinstance(s, ElevatorState):
+        s = out.st.family = ElevatorState()
+    return s
+
+
 def _suppressed(out: Out) -> bool:
-    return out.st.marks.get("mode") in {m.value for m in OUT_OF_SERVICE_MODES}
+    return _state(out).mode in _OUT_OF_SERVICE_VALUES
 
 
 def telemetry(
@@ -80,7 +91,8 @@ def telemetry(
 ) -> None:
     r = th.elevator
     t = msg.data
-    out.st.marks["mode"] = t.mode.value
+    s = _state(out)
+    s.mode = t.mode.value
     suppressed = t.mode in OUT_OF_SERVICE_MODES
     if suppressed:
         out.raise_(A.ELEVATOR_OUT_OF_SERVICE, ts, {"mode": t.mode.value, "floor": t.floor})
@@ -98,16 +110,14 @@ def telemetry(
     for f in t.faults:
         if f in TRAPPED:
             faults.seen(out, f.value, A.ELEVATOR_TRAPPED, ts)  # the fault-alarm check of the report
-    if listed_trap or derived_trap:
-        out.st.marks["trt"] = 1
+    s.trapped_telemetry = listed_trap or derived_trap
+    if s.trapped_telemetry:
         first = ts if listed_trap else out.since("t:trap") or ts
         _trapped(
             out, first, ts, "engine", {"floor": t.floor, "seen_in": "telemetry", "derived": not listed_trap}
         )
-    else:
-        out.st.marks.pop("trt", None)
     # derived movement faults (normal service only)
-    trapped_now = "trt" in out.st.marks or "tre" in out.st.marks
+    trapped_now = s.trapped_telemetry or s.trapped_event
     derived = {
         "d:moving_with_door_open": out.held(
             "t:ucm", normal and t.moving and t.door is not fam.Door.CLOSED and not t.at_level, ts,
@@ -141,11 +151,11 @@ def _listed_faults(out: Out, t: fam.Telemetry, ts: float, suppressed: bool) -> N
     }
     for key, type in showing.items():
         faults.seen(out, key, type, ts)
-    for mark in [m for m in out.st.marks if m.startswith("sf:") and not m.startswith("sf:d:")]:
-        key = mark[3:]
+    seen = [(k, f.alarm) for k, f in out.st.faults.items() if not f.reported and not k.startswith("d:")]
+    for key, type in seen:
         if key in showing or key in _TRAPPED_KEYS or (suppressed and key in _MOVEMENT_KEYS):
             continue
-        faults.gone(out, key, AlarmType(out.st.marks[mark][2]), ts)
+        faults.gone(out, key, type, ts)
 
 
 def event(out: Out, msg: EventMessage[fam.Event], ts: float, th: AlertSettings) -> None:
@@ -154,13 +164,14 @@ def event(out: Out, msg: EventMessage[fam.Event], ts: float, th: AlertSettings) 
         details = {"floor": ev.floor}
         if ev.code in TRAPPED:
             if ev.active:
-                out.st.marks["tre"] = 1
+                _state(out).trapped_event = True
                 faults.reported(out, ev.code.value, A.ELEVATOR_TRAPPED, True, ts, details=details)
                 _trapped(out, ts, ts, "device", details)
             else:  # the device says it is over; the episode ends with the rescuer (see _trapped_end)
-                out.st.marks.pop("rf:" + ev.code.value, None)
-                if not any(f"rf:{f.value}" in out.st.marks for f in TRAPPED):
-                    out.st.marks.pop("tre", None)
+                if faults.is_reported(out, ev.code.value):
+                    del out.st.faults[ev.code.value]
+                if not any(faults.is_reported(out, f.value) for f in TRAPPED):
+                    _state(out).trapped_event = False
         elif not (ev.active and ev.code in MOVEMENT_FAULTS and _suppressed(out)):
             faults.reported(out, ev.code.value, FAULT_ALARM[ev.code], ev.active, ts, details=details)
     elif isinstance(ev, fam.AlarmButton):
@@ -175,30 +186,33 @@ def event(out: Out, msg: EventMessage[fam.Event], ts: float, th: AlertSettings) 
 def _trapped(out: Out, first: float, ts: float, source: str, details: Mapping[str, object]) -> None:
     """Evidence of trapped passengers (first seen at `first`): the alarm and the rescue clock, once
     per episode."""
-    marks = out.st.marks
-    if "r" in marks or "rd" in marks:
+    s = _state(out)
+    if s.rescue is not None or s.rescued_at is not None:
         return  # the episode is running (or its rescuer is there)
     out.raise_(A.ELEVATOR_TRAPPED, ts, {**details, "first_evidence_at": first}, source=source)
-    marks["r"] = [first, 0]
+    s.rescue = Rescue(first)
 
 
 def _trapped_end(out: Out, ts: float) -> None:
     """The episode ends when its rescuer has arrived and no evidence is left."""
-    marks = out.st.marks
-    if "rd" not in marks or "trt" in marks or "tre" in marks:
+    s = _state(out)
+    if s.rescued_at is None or s.trapped_telemetry or s.trapped_event:
         return
-    marks.pop("rd")
+    s.rescued_at = None
     for f in TRAPPED:
-        marks.pop("sf:" + f.value, None)
+        fault = out.st.faults.get(f.value)
+        if fault is not None and not fault.reported:
+            del out.st.faults[f.value]
     out.clear(A.ELEVATOR_TRAPPED, ts, {"by": "rescued"})
 
 
 def _rescue_end(out: Out, ts: float, th: AlertSettings, by: str | None) -> None:
-    clock = out.st.marks.pop("r", None)
+    s = _state(out)
+    clock, s.rescue = s.rescue, None
     if clock is None:
         return
-    t0 = clock[0]
-    out.st.marks["rd"] = t0
+    t0 = clock.t0
+    s.rescued_at = t0
     limit = float(th.elevator.rescue_arrival_s)
     measured = ts - t0
     if measured <= limit or not out.is_open(A.RESCUE_OVERDUE):
@@ -216,16 +230,16 @@ def _rescue_end(out: Out, ts: float, th: AlertSettings, by: str | None) -> None:
 
 
 def deadlines(out: Out, now: float, th: AlertSettings) -> None:
-    clock = out.st.marks.get("r")
+    clock = _state(out).rescue
     if clock is None:
         return
     r = th.elevator
-    t0, step = clock
+    t0, step = clock.t0, clock.step
     steps = r.rescue_escalation_s
     while step < len(steps) and now >= t0 + steps[step]:
         out.escalate(A.ELEVATOR_TRAPPED, t0 + steps[step], {"level": step + 1, "after_s": steps[step]})
         step += 1
-    clock[1] = step
+    clock.step = step
     if now > t0 + r.rescue_arrival_s and not out.is_open(A.RESCUE_OVERDUE):
         at = t0 + r.rescue_arrival_s
         out.finding(

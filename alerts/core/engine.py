@@ -37,6 +37,7 @@ from alerts.core.model import (
     Stage,
     to_dt,
 )
+from alerts.core.records import CctvChannel, CctvState, ElevatorState, GasState, SmokeState
 from devices.alarms import AlarmType
 from devices.contract import Channel, Decoded, Family
 from devices.envelope import StatusMessage
@@ -86,11 +87,27 @@ _HEARTBEAT: dict[Family, tuple[int, int]] = {
 }
 
 
-# single-mark timers of one family: mark → when its deadline falls
-_MARK_DUE: dict[str, Callable[[Any, AlertSettings], float]] = {
-    "gc": lambda v, th: float(v),  # gas: the valve's close signal is due
-    "bs": lambda v, th: math.inf if v[2] else v[0] + th.smoke_alarm.battery_silence_s,  # battery silence
-}
+def _family_due(st: DeviceState, th: AlertSettings) -> float:
+    """When a family record's own timer falls due (device time): the gas valve's close signal, the
+    smoke alarm's battery-fault silence, the rescue clock's next step and its arrival deadline."""
+    family = st.family
+    if isinstance(family, GasState):
+        return math.inf if family.close_due is None else family.close_due
+    if isinstance(family, SmokeState):
+        bs = family.silence
+        return math.inf if bs is None or bs.reminded else bs.start + th.smoke_alarm.battery_silence_s
+    if isinstance(family, ElevatorState) and family.rescue is not None:
+        t0, step = family.rescue.t0, family.rescue.step
+        steps = th.elevator.rescue_escalation_s
+        due = t0 + steps[step] if step < len(steps) else math.inf
+        if A.RESCUE_OVERDUE not in st.open:
+            due = min(due, t0 + th.elevator.rescue_arrival_s)
+        return due
+    return math.inf
+
+
+def _cctv_channels(st: DeviceState) -> Iterable[CctvChannel]:
+    return st.family.channels.values() if isinstance(st.family, CctvState) else ()
 
 
 def _out(st: DeviceState, th: AlertSettings) -> Out:
@@ -171,7 +188,7 @@ def evaluate(ctx: DeviceContext, st: DeviceState, msg: Decoded, th: AlertSetting
         for o in out.items
     ):
         # in Yiju's time: the building's devices each run on their own clock
-        out.items.append(Linkage("fire", ctx.building_id, to_dt(ts + clock.offset_s(st.marks))))
+        out.items.append(Linkage("fire", ctx.building_id, to_dt(ts + clock.offset_s(st))))
     if substituted is not None:  # every alarm of the message says its time is the receive time
         out.items = [
             replace(o, details={**o.details, "ts_from": "received_at", "device_ts": substituted["device_ts"]})
@@ -185,12 +202,12 @@ def evaluate(ctx: DeviceContext, st: DeviceState, msg: Decoded, th: AlertSetting
 def tick(ctx: DeviceContext, st: DeviceState, now: float, th: AlertSettings) -> list[Output]:
     """Timers of a device at engine time `now` (seconds): deadlines, silence, daily evaluations."""
     out = _out(st, th)
-    now = clock.device_now(st.marks, now)
+    now = clock.device_now(st, now)
     _deadlines(ctx, out, now - th.tick_grace_s, th)
     _silence(ctx, out, st, now, th)
     if ctx.family is Family.CCTV_RECORDER:
         daily = th.cctv_recorder.daily_evaluation_s
-        if any(k[0] == "c" and k[1:].isdigit() and now - v[3] >= daily for k, v in st.marks.items()):
+        if any(now - ch.evaluated_at >= daily for ch in _cctv_channels(st)):
             cctv.evaluate(out, now, th.cctv_recorder)
     return out.items
 
@@ -200,10 +217,11 @@ def next_due(ctx: DeviceContext, st: DeviceState, th: AlertSettings) -> float:
     never, until its next message). The service keeps these in a heap, so a tick costs the due
     devices only, not the whole fleet. Mirrors `tick`: grace, silence, the obligations of linkage
     (`st.actions`) and auto-cutoff (`st.cuts`, not while a reported stop awaits telemetry), the
-    deadline marks of faults ("sf:"), rescue clock ("r"), flap-held clears ("q:"), the daily CCTV
-    evaluation ("c<n>"), the gas valve's close signal ("gc") and the smoke alarm's battery-fault
-    silence ("bs"), computed in device time and returned in engine time."""
-    return _next_due_device_time(ctx, st, th) + clock.offset_s(st.marks)
+    fault-alarm deadlines of faults seen and not reported (`st.faults`), flap-held clears ("q:"
+    marks), the family records' timers (rescue clock, the gas valve's close signal, the smoke alarm's
+    battery-fault silence) and the daily CCTV evaluation of each channel, computed in device time and
+    returned in engine time."""
+    return _next_due_device_time(ctx, st, th) + clock.offset_s(st)
 
 
 def _obligations_due(st: DeviceState) -> float:
@@ -223,25 +241,17 @@ def _next_due_device_time(ctx: DeviceContext, st: DeviceState, th: AlertSettings
     due = math.inf
     if st.last_ts and A.DEVICE_OFFLINE not in st.open:
         due = st.last_ts + offline_after_s(ctx, st, th) + grace
-    cctv_daily = th.cctv_recorder.daily_evaluation_s if ctx.family is Family.CCTV_RECORDER else None
-    due = min(due, _obligations_due(st) + grace)
+    due = min(due, _obligations_due(st) + grace, _family_due(st, th) + grace)
+    for f in st.faults.values():
+        if not f.reported and not f.decided:
+            due = min(due, f.at + th.fault_alarm_deadline_s + grace)
     for key, v in st.marks.items():
-        if key.startswith("sf:"):
-            if not v[1]:
-                due = min(due, v[0] + th.fault_alarm_deadline_s + grace)
-        elif key in _MARK_DUE:
-            due = min(due, _MARK_DUE[key](v, th) + grace)
-        elif key.startswith("q:"):
+        if key.startswith("q:"):
             due = min(due, v + th.flap_window_s + grace)
-        elif key == "r":
-            t0, step = v
-            steps = th.elevator.rescue_escalation_s
-            if step < len(steps):
-                due = min(due, t0 + steps[step] + grace)
-            if A.RESCUE_OVERDUE not in st.open:
-                due = min(due, t0 + th.elevator.rescue_arrival_s + grace)
-        elif cctv_daily is not None and key[0] == "c" and key[1:].isdigit():
-            due = min(due, v[3] + cctv_daily)
+    if ctx.family is Family.CCTV_RECORDER:
+        daily = th.cctv_recorder.daily_evaluation_s
+        for ch in _cctv_channels(st):
+            due = min(due, ch.evaluated_at + daily)
     return due
 
 
@@ -274,13 +284,13 @@ def start_linkage(
         return []
     if ctx.family is Family.EBIKE_CHARGER:  # charging is non-fire power: cut (GB 50166-2019 §4.20)
         out = _out(st, th)
-        charger.fire_linkage(out, clock.device_now(st.marks, at.timestamp()), th)
+        charger.fire_linkage(out, clock.device_now(st, at.timestamp()), th)
         return out.items
     action = linkage.fire_action(ctx, th)
     if action is None:
         return []
     out = _out(st, th)
-    linkage.expect(out, action[0], clock.device_now(st.marks, at.timestamp()), action[1], confirmed_by)
+    linkage.expect(out, action[0], clock.device_now(st, at.timestamp()), action[1], confirmed_by)
     return out.items
 
 

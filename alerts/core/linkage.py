@@ -68,7 +68,7 @@ def fire_action(ctx: DeviceContext, th: AlertSettings) -> tuple[str, float] | No
 
 
 def expect(out: Out, action: str, ts: float, deadline_s: float, signals: Iterable[str] = ()) -> None:
-    if action in out.st.actions or out.st.marks.get("ex:" + action):
+    if action in out.st.actions or _exempt(out, action):
         return  # already waiting (another detector of the same fire), or exempt
     confirmed = list(signals)
     if out.st.marks.get("sat:" + action):
@@ -89,9 +89,16 @@ def expect(out: Out, action: str, ts: float, deadline_s: float, signals: Iterabl
 def exempt(out: Out, action: str, reason: str | None) -> None:
     """The device's latest report says whether it can take part in the linkage (None: it can)."""
     if reason:
-        out.st.marks["ex:" + action] = reason
-    else:
-        out.st.marks.pop("ex:" + action, None)
+        if out.st.exempt is None:
+            out.st.exempt = {}
+        out.st.exempt[action] = reason
+    elif out.st.exempt:
+        out.st.exempt.pop(action, None)
+
+
+def _exempt(out: Out, action: str) -> str | None:
+    """Why the device cannot take part in `action` now (None: it can)."""
+    return out.st.exempt.get(action) if out.st.exempt else None
 
 
 def state(out: Out, action: str, satisfied: bool, ts: float) -> None:
@@ -134,7 +141,7 @@ def deadlines(out: Out, now: float, th: AlertSettings, recall_floor: int) -> Non
         t0, deadline, stage = ob.t0, ob.deadline, ob.stage
         if stage is Stage.ESCALATED or now <= deadline:
             continue
-        if stage is Stage.WAITING and out.st.marks.get("ex:" + action):  # out of service since: it cannot act
+        if stage is Stage.WAITING and _exempt(out, action):  # out of service since: it cannot act
             del actions[action]
             continue
         details = {"action": action, "trigger_at": t0}

@@ -15,6 +15,7 @@ from datetime import UTC, datetime
 from enum import IntEnum
 from typing import Any
 
+from alerts.core.records import FAMILY_STATES, ClockWindow, Count, FamilyState, Fault, Flap, Hold, Said
 from devices.alarms import ALARM_INFO, AlarmType, Check, Finding, Severity
 from devices.contract import Family
 
@@ -157,8 +158,10 @@ class SeqEpoch:
 
 _MASK = (1 << SEQ_WINDOW) - 1
 # version of the serialised form (`to_json`); 1 = before sequence epochs, 2 = obligations as
-# positional lists in `marks` ("o:<kind>:<port>", "l:<action>"; migration 0020 rewrites them)
-STATE_FORM = 3
+# positional lists in `marks` ("o:<kind>:<port>", "l:<action>"; migration 0020 rewrites them), 3 =
+# the other records as positional lists in `marks` too ("f:<type>", "sf:<key>", "ps:<port>", "ck",
+# "bs", …; migration 0026 rewrites them, alerts/core/records.py reads them)
+STATE_FORM = 4
 
 
 class Stage(IntEnum):
@@ -216,11 +219,16 @@ CutKey = tuple[str, int]  # (trigger kind, port; 0 = post-wide) of an auto-cutof
 
 
 class DeviceState:
-    """Per-device rule state: small, with slots, serialisable.
+    """Per-device rule state: small, with slots, serialisable (well under 2 KB for a typical device).
 
     `open`: alarm types this engine has raised and not cleared (→ time raised).
-    `marks`: timers and counters under short keys; values are floats or short lists of
-    floats/ints/strings so that the whole state stays well under 2 KB for a typical device.
+    `marks`: scalars under short keys — timers ("t:<name>" = since when a condition holds), flap-held
+    clears ("q:<type>" = since), conditions a device reported ("ev:<kind>" = 1) and linkage actions
+    its reports show done ("sat:<action>" = 1). Everything else is a typed record
+    (alerts/core/records.py): `flaps` and `holds` by alarm type, `counts` by name, `faults` by fault
+    key (alerts/core/faults.py), the clock offset and its window (alerts/core/clock.py), `exempt`:
+    linkage actions the device cannot take part in now (→ why), and `family`: the family's own record
+    (`ChargerState`, `CctvState`, …; None until its rules first need it).
     `cuts`: a charging post's auto-cutoff obligations by (trigger kind, port); `actions`: the linkage
     actions this device owes by action name (`Obligation`).
     `epoch` / `prev_epoch`: duplicate detection on the contract's natural key (device, ts, seq), see
@@ -228,8 +236,9 @@ class DeviceState:
     restart is still recognised. `restarts` counts the counter restarts seen.
     """
 
-    __slots__ = ("actions", "cuts", "epoch", "heartbeat_s", "last_admit", "last_rx", "last_ts", "marks",
-                 "open", "prev_epoch", "restarts")  # fmt: skip
+    __slots__ = ("actions", "clock_offset_s", "clock_window", "counts", "cuts", "epoch", "exempt",
+                 "family", "faults", "flaps", "heartbeat_s", "holds", "last_admit", "last_rx", "last_ts",
+                 "marks", "open", "prev_epoch", "restarts")  # fmt: skip
 
     def __init__(self) -> None:
         self.last_ts = 0.0
@@ -240,9 +249,19 @@ class DeviceState:
         self.last_admit = Admit.NEW  # the verdict on the newest message (not persisted)
         self.heartbeat_s = 0  # 0: the family default
         self.open: dict[str, float] = {}
-        self.marks: dict[str, Any] = {}
+        self.marks: dict[str, float] = {}
         self.cuts: dict[CutKey, Obligation] = {}
         self.actions: dict[str, Obligation] = {}
+        self.faults: dict[str, Fault] = {}
+        # made when first written (None until then): most devices never need them, and an empty
+        # dict costs 64 bytes a device
+        self.flaps: dict[str, Flap] | None = None
+        self.holds: dict[str, Hold] | None = None
+        self.counts: dict[str, Count] | None = None
+        self.exempt: dict[str, str] | None = None
+        self.clock_offset_s = 0.0  # receive − device time of the newest message (alerts/core/clock.py)
+        self.clock_window: ClockWindow | None = None
+        self.family: FamilyState | None = None
 
     @property
     def max_seq(self) -> int:
@@ -305,13 +324,31 @@ class DeviceState:
             doc["cuts"] = {f"{kind}:{port}": ob.to_json() for (kind, port), ob in self.cuts.items()}
         if self.actions:
             doc["actions"] = {action: ob.to_json() for action, ob in self.actions.items()}
+        if self.clock_offset_s:
+            doc["clock_offset_s"] = self.clock_offset_s
+        if self.clock_window is not None:
+            doc["clock_window"] = self.clock_window.to_json()
+        records = (
+            ("flaps", self.flaps),
+            ("faults", self.faults),
+            ("holds", self.holds),
+            ("counts", self.counts),
+        )
+        for name, by_key in records:
+            if by_key:
+                doc[name] = {key: r.to_json() for key, r in by_key.items()}
+        if self.exempt:
+            doc["exempt"] = dict(self.exempt)
+        if self.family is not None and (family := self.family.to_json()):
+            doc[self.family.KEY] = family
         return doc
 
     @classmethod
     def from_json(cls, doc: dict[str, Any]) -> DeviceState:
-        """Reads the current form, form 2 (obligations as positional lists in `m`: migration 0020
-        rewrites stored ones the same way) and form 1 (`s` highest seq, `k` mask, no times: the newest
-        device time `t` stands in for the epoch's; migration 0007 rewrites stored form-1 states)."""
+        """Reads the current form, form 3 (the records as positional lists in `m`: migration 0026
+        rewrites stored ones the same way), form 2 (obligations as positional lists in `m` too:
+        migration 0020) and form 1 (`s` highest seq, `k` mask, no times: the newest device time `t`
+        stands in for the epoch's; migration 0007 rewrites stored form-1 states)."""
         st = cls()
         st.last_ts = float(doc.get("t", 0.0))
         st.last_rx = float(doc.get("x", 0.0))
@@ -332,13 +369,78 @@ class DeviceState:
                 st.cuts[(kind, int(port))] = Obligation.from_form2_cut(ob)
             else:
                 st.actions[key[2:]] = Obligation.from_form2_action(ob)
-        st.marks = marks
+        if int(doc.get("v", 1)) < STATE_FORM:  # form 3 and older
+            st._read_form3_marks(marks)
+        else:
+            st.marks = marks
+        st._read_records(doc)
+        return st
+
+    def _read_records(self, doc: dict[str, Any]) -> None:
+        """The typed records of the state document (`to_json`)."""
         for key, ob_doc in doc.get("cuts", {}).items():
             kind, port = key.rsplit(":", 1)
-            st.cuts[(kind, int(port))] = Obligation.from_json(ob_doc)
+            self.cuts[(kind, int(port))] = Obligation.from_json(ob_doc)
         for action, ob_doc in doc.get("actions", {}).items():
-            st.actions[str(action)] = Obligation.from_json(ob_doc)
-        return st
+            self.actions[str(action)] = Obligation.from_json(ob_doc)
+        self.clock_offset_s = float(doc.get("clock_offset_s", self.clock_offset_s))
+        if "clock_window" in doc:
+            self.clock_window = ClockWindow.from_json(doc["clock_window"])
+        self.faults.update((k, Fault.from_json(v)) for k, v in doc.get("faults", {}).items())
+        if doc.get("flaps"):
+            self.flaps = {k: Flap.from_json(v) for k, v in doc["flaps"].items()}
+        if doc.get("holds"):
+            self.holds = {k: Hold.from_json(v) for k, v in doc["holds"].items()}
+        if doc.get("counts"):
+            self.counts = {k: Count.from_json(v) for k, v in doc["counts"].items()}
+        if doc.get("exempt"):
+            self.exempt = {str(k): str(v) for k, v in doc["exempt"].items()}
+        for key, family in FAMILY_STATES.items():
+            if key in doc:
+                self.family = family.from_json(doc[key])
+
+    def _read_form3_marks(self, marks: dict[str, Any]) -> None:
+        """Form 3 kept every record as a positional list under a mark key (alerts/core/records.py
+        names each); the scalars stay marks. Migration 0026 rewrites stored form-3 states the same
+        way."""
+        flaps: dict[str, Flap] = {}
+        holds: dict[str, Hold] = {}
+        counts: dict[str, Count] = {}
+        exempt: dict[str, str] = {}
+        for key, v in marks.items():
+            head, _, name = key.partition(":")
+            if head == "f" and name:
+                flaps[name] = Flap.from_form3(v)
+            elif head == "h" and name:
+                holds[name] = Hold.from_form3(v)
+            elif head == "c" and name:
+                counts[name] = Count.from_form3(v)
+            elif head == "rf" and name:
+                self.faults[name] = Fault.from_form3_reported(v)
+            elif head == "sf" and name:
+                self.faults[name] = Fault.from_form3_seen(v)
+            elif head == "ex" and name:
+                exempt[name] = str(v)
+            elif key == "co":
+                self.clock_offset_s = float(v)
+            elif key == "ck":
+                self.clock_window = ClockWindow.from_form3(v)
+            elif not self._family_form3(key, v) and isinstance(v, int | float):
+                self.marks[key] = v  # a timer, a flag
+        self.flaps, self.holds, self.counts, self.exempt = (
+            flaps or None,
+            holds or None,
+            counts or None,
+            exempt or None,
+        )
+
+    def _family_form3(self, key: str, v: Any) -> bool:
+        for family in FAMILY_STATES.values():
+            record = self.family if isinstance(self.family, family) else family()
+            if record.take_form3(key, v):
+                self.family = record
+                return True
+        return False
 
 
 # ---------------------------------------------------------------------------------------------
@@ -372,17 +474,19 @@ class Out:
         another occurrence). Returns True if something was emitted."""
         st = self.st
         st.marks.pop("q:" + type, None)  # the condition is back: no pending (flap-held) clear
-        hold = st.marks.get("h:" + type)
-        if hold is not None:
-            hold[1] = 1  # a rule of its own still sees the condition (see `hold`)
+        if st.holds and (hold := st.holds.get(type)) is not None:
+            hold.said = Said.RAISE  # a rule of its own still sees the condition (see `hold`)
         if type in st.open and not repeat:
             return False
         if type not in st.open:
-            flap = st.marks.get("f:" + type)
-            if flap is not None and ts - flap[1] <= self.flap_window_s:
-                flap[0] += 1
+            flaps = st.flaps
+            if flaps is None:
+                flaps = st.flaps = {}
+            flap = flaps.get(type)
+            if flap is not None and ts - flap.since <= self.flap_window_s:
+                flap.count += 1
             else:
-                st.marks["f:" + type] = [1, ts]
+                flaps[type] = Flap(1, ts)
             st.open[type] = ts
         self.items.append(
             RaiseAlarm(type, severity or ALARM_INFO[type].severity, to_dt(ts), source, details or {})
@@ -395,12 +499,11 @@ class Out:
         st = self.st
         if type not in st.open:
             return False
-        hold = st.marks.get("h:" + type)
-        if hold is not None:  # held open by another source of the same alarm type (see `hold`)
-            hold[1] = 2
+        if st.holds and (hold := st.holds.get(type)) is not None:
+            hold.said = Said.CLEAR  # held open by another source of the same alarm type (see `hold`)
             return False
-        flap = st.marks.get("f:" + type)
-        if flap is not None and flap[0] >= self.flap_max and ts - flap[1] <= self.flap_window_s:
+        flap = st.flaps.get(type) if st.flaps else None
+        if flap is not None and flap.count >= self.flap_max and ts - flap.since <= self.flap_window_s:
             st.marks.setdefault("q:" + type, ts)
             return False
         del st.open[type]
@@ -414,28 +517,33 @@ class Out:
             if now - since >= self.flap_window_s:
                 type = AlarmType(key[2:])
                 self.st.marks.pop(key)
-                self.st.marks.pop("f:" + type, None)
+                if self.st.flaps:
+                    self.st.flaps.pop(type, None)
                 if self.st.open.pop(type, None) is not None:
                     self.items.append(ClearAlarm(type, to_dt(now), {"after_flapping": True}))
 
-    def hold(self, type: AlarmType) -> None:
+    def hold(self, type: AlarmType) -> Hold:
         """Keep `type` open against the rules' own clears until `release` (a second source of the same
-        alarm type, e.g. an out-of-range reading refused at the edge). The hold records [good messages
-        since, what the rules said in the current evaluation: 0 nothing, 1 raise, 2 clear]."""
-        self.st.marks["h:" + type] = [0, 0]
+        alarm type, e.g. an out-of-range reading refused at the edge). The hold counts the good
+        messages since and what the rules said in the current evaluation (`Hold`)."""
+        if self.st.holds is None:
+            self.st.holds = {}
+        hold = self.st.holds[type] = Hold()
+        return hold
 
     def release_after(self, type: AlarmType, good: int, ts: float) -> None:
         """Count one good message against a hold; after `good` of them, drop the hold and clear the
         alarm unless a rule of its own raised it again in this evaluation."""
-        hold = self.st.marks.get("h:" + type)
-        if hold is None:
+        holds = self.st.holds
+        hold = holds.get(type) if holds else None
+        if holds is None or hold is None:
             return
-        hold[0] += 1
-        said = hold[1]
-        hold[1] = 0
-        if hold[0] >= good:
-            del self.st.marks["h:" + type]
-            if said != 1:
+        hold.good += 1
+        said = hold.said
+        hold.said = Said.NOTHING
+        if hold.good >= good:
+            del holds[type]
+            if said is not Said.RAISE:
                 self.clear(type, ts, {"after_good_messages": good})
 
     def is_open(self, type: AlarmType) -> bool:
@@ -491,12 +599,18 @@ class Out:
 
     def count(self, key: str, ts: float, window_s: float) -> int:
         """Count one event in a sliding window (restarts when the window has passed)."""
-        c = self.st.marks.get(key)
-        if c is None or ts - c[1] > window_s:
-            c = [0, ts]
-            self.st.marks[key] = c
-        c[0] += 1
-        return int(c[0])
+        counts = self.st.counts
+        if counts is None:
+            counts = self.st.counts = {}
+        c = counts.get(key)
+        if c is None or ts - c.since > window_s:
+            c = counts[key] = Count(0, ts)
+        c.n += 1
+        return c.n
+
+    def reset_count(self, key: str) -> None:
+        if self.st.counts:
+            self.st.counts.pop(key, None)
 
     def hysteresis(
         self,

@@ -13,7 +13,8 @@ detector's own tests.
   battery_check_max_s (GB 20517-2025 §5.11.1: ≤ 24 h) raises battery_check_overdue and is a
   non-compliant `self_test` finding, once per lapse.
 - Battery-fault silence (GB 20517-2025 §5.11.2: (7 ± 1) h): a silence while the low-battery fault
-  is open is recorded, "bs" = [start, announced duration or -1, reminded]; battery_silence_s after
+  is open is recorded (`SmokeState.silence`, alerts/core/records.py: its start, the duration
+  announced, whether it was notified again and found too long); battery_silence_s after
   its start the low-battery alarm is notified again (escalation), and a silence announced or seen
   longer than battery_silence_s + battery_silence_tolerance_s is a non-compliant fault_alarm finding
   (`battery_silence_too_long`). A fire alarm during the silence is raised as always.
@@ -24,6 +25,7 @@ from __future__ import annotations
 from alerts.config import AlertSettings, SmokeRules
 from alerts.core import faults
 from alerts.core.model import Out
+from alerts.core.records import BatterySilence, SmokeState
 from devices.alarms import AlarmType, Check
 from devices.envelope import EventMessage, TelemetryMessage
 from devices.families import smoke_alarm as fam
@@ -38,6 +40,13 @@ _KIND_ALARM = {
 _FIRE_KINDS = frozenset({fam.AlarmKind.SMOKE, fam.AlarmKind.MANUAL_CALL_POINT})
 # states in which the device's report says nothing about the faults behind it
 _MASKING = frozenset({fam.State.SILENCED, fam.State.TEST})
+
+
+def _state(out: Out) -> SmokeState:
+    s = out.st.family
+    if not isinstance(s, SmokeState):
+        s = out.st.family = SmokeState()
+    return s
 
 
 def _fault_alarm(code: fam.FaultCode) -> AlarmType:
@@ -79,52 +88,54 @@ def _battery_check(out: Out, age_s: float, ts: float, r: SmokeRules) -> None:
     """GB 20517-2025 §5.11.1: the battery is checked at least every 24 h."""
     if age_s > r.battery_check_max_s:
         details = {"age_s": round(age_s, 1), "max_s": r.battery_check_max_s}
-        if not out.st.marks.get("bc"):
-            out.st.marks["bc"] = 1
+        s = _state(out)
+        if not s.check_overdue:
+            s.check_overdue = True
             out.finding(Check.SELF_TEST, "battery_check_overdue", False, ts, details=details)
         out.raise_(A.BATTERY_CHECK_OVERDUE, ts, details)
     elif age_s >= 0:  # a check in the future is a clock problem, not a new check
-        out.st.marks.pop("bc", None)
+        if isinstance(out.st.family, SmokeState):
+            out.st.family.check_overdue = False
         out.clear(A.BATTERY_CHECK_OVERDUE, ts, {"age_s": round(age_s, 1)})
 
 
 def _battery_silence(out: Out, silenced: bool, duration_s: int | None, ts: float, r: SmokeRules) -> None:
-    marks = out.st.marks
-    bs = marks.get("bs")
-    if not silenced:
-        marks.pop("bs", None)
+    if not silenced:  # (no record made for nothing: most reports are not silenced)
+        if isinstance(out.st.family, SmokeState):
+            out.st.family.silence = None
         return
+    bs = out.st.family.silence if isinstance(out.st.family, SmokeState) else None
     if bs is None:
         if not out.is_open(A.LOW_BATTERY):
             return  # a silence of something else (a test, a fire's sounder)
-        bs = marks["bs"] = [ts, -1 if duration_s is None else duration_s, 0, 0]
+        bs = _state(out).silence = BatterySilence(ts, duration_s)
     elif duration_s is not None:
-        bs[1] = duration_s
+        bs.announced_s = duration_s
     limit = r.battery_silence_s + r.battery_silence_tolerance_s
-    longest = max(ts - bs[0], bs[1])
-    if longest > limit and not bs[3]:
-        bs[3] = 1
+    longest = max(ts - bs.start, -1 if bs.announced_s is None else bs.announced_s)
+    if longest > limit and not bs.too_long:
+        bs.too_long = True
         out.finding(
             Check.FAULT_ALARM,
             "battery_silence_too_long",
             False,
             ts,
-            trigger_ts=bs[0],
+            trigger_ts=bs.start,
             deadline_s=float(limit),
             measured_s=float(longest),
-            details={"announced_s": bs[1]} if bs[1] >= 0 else {},
+            details={} if bs.announced_s is None else {"announced_s": bs.announced_s},
         )
 
 
 def deadlines(out: Out, now: float, th: AlertSettings) -> None:
     """Battery-fault silence over: the low-battery alarm is notified again while it is still open."""
-    bs = out.st.marks.get("bs")
-    if bs is None or bs[2] or now - bs[0] < th.smoke_alarm.battery_silence_s:
+    bs = out.st.family.silence if isinstance(out.st.family, SmokeState) else None
+    if bs is None or bs.reminded or now - bs.start < th.smoke_alarm.battery_silence_s:
         return
-    bs[2] = 1
+    bs.reminded = True
     if out.is_open(A.LOW_BATTERY):
-        at = bs[0] + th.smoke_alarm.battery_silence_s
-        out.escalate(A.LOW_BATTERY, at, {"reason": "battery_silence_over", "silenced_at_s": bs[0]})
+        at = bs.start + th.smoke_alarm.battery_silence_s
+        out.escalate(A.LOW_BATTERY, at, {"reason": "battery_silence_over", "silenced_at_s": bs.start})
 
 
 def event(out: Out, msg: EventMessage[fam.Event], ts: float, th: AlertSettings) -> None:
@@ -145,7 +156,7 @@ def event(out: Out, msg: EventMessage[fam.Event], ts: float, th: AlertSettings) 
         faults.reported(out, ev.code.value, _fault_alarm(ev.code), ev.active, ts)
     elif isinstance(ev, fam.SelfTest):
         out.finding(Check.SELF_TEST, "self_test", ev.ok, ts)
-        if not ev.ok or "rf:self_test" in out.st.marks:
+        if not ev.ok or faults.is_reported(out, "self_test"):
             faults.reported(out, "self_test", A.SMOKE_DETECTOR_FAULT, not ev.ok, ts)
     elif isinstance(ev, fam.Silenced):
         _battery_silence(out, True, ev.duration_s, ts, th.smoke_alarm)
