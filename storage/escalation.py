@@ -36,7 +36,7 @@ from datetime import datetime, timedelta
 from typing import Any, LiteralString
 
 import psycopg
-from psycopg.rows import dict_row
+from psycopg.rows import class_row, dict_row
 from psycopg.types.json import Jsonb
 
 from storage import alarms as alarm_store
@@ -1059,22 +1059,51 @@ def recover_stale(conn: psycopg.Connection[Any], *, lease_s: float, now: datetim
 # Reads for the API and console
 
 
-def outbox_of(conn: psycopg.Connection[Any], incident_id: int) -> list[dict[str, Any]]:
-    return _rows(
-        conn,
-        "SELECT id, idem_key, loop, step, target, target_name, channel, address, status, attempts, next_at, "
-        "claimed_at, provider_ref, outcome, finished_at FROM linkage_outbox "
-        "WHERE incident_id = %s ORDER BY id",
-        (incident_id,),
-    )
+@dataclass(frozen=True, slots=True)
+class Delivery(NewDelivery):
+    """One delivery of an incident's outbox as people read it (the API, `yiju linkage test`): what was
+    enqueued, and how it went."""
+
+    id: int
+    status: str
+    attempts: int
+    claimed_at: datetime | None
+    provider_ref: str | None
+    outcome: str | None
+    finished_at: datetime | None
 
 
-def audit_of(conn: psycopg.Connection[Any], incident_id: int) -> list[dict[str, Any]]:
-    return _rows(
-        conn,
-        "SELECT id, outbox_id, at, kind, actor, detail FROM linkage_audit WHERE incident_id = %s ORDER BY id",
-        (incident_id,),
-    )
+@dataclass(frozen=True, slots=True)
+class AuditEntry:
+    """One entry of an incident's trail (`linkage_audit`)."""
+
+    id: int
+    outbox_id: int | None
+    at: datetime
+    kind: str
+    actor: str
+    detail: dict[str, Any]
+
+
+def outbox_of(conn: psycopg.Connection[Any], incident_id: int) -> list[Delivery]:
+    with conn.cursor(row_factory=class_row(Delivery)) as cur:
+        cur.execute(
+            "SELECT id, idem_key, loop, step, target, target_name, channel, address, status, attempts, "
+            "next_at, claimed_at, provider_ref, outcome, finished_at FROM linkage_outbox "
+            "WHERE incident_id = %s ORDER BY id",
+            (incident_id,),
+        )
+        return cur.fetchall()
+
+
+def audit_of(conn: psycopg.Connection[Any], incident_id: int) -> list[AuditEntry]:
+    with conn.cursor(row_factory=class_row(AuditEntry)) as cur:
+        cur.execute(
+            "SELECT id, outbox_id, at, kind, actor, detail FROM linkage_audit "
+            "WHERE incident_id = %s ORDER BY id",
+            (incident_id,),
+        )
+        return cur.fetchall()
 
 
 def people_with_shifts(conn: psycopg.Connection[Any], community_id: int) -> list[PersonRow]:
@@ -1095,15 +1124,38 @@ def enabled_endpoints(conn: psycopg.Connection[Any], community_id: int) -> list[
     return [EndpointRow(**{f.name: r[f.name] for f in fields(EndpointRow)}) for r in rows]
 
 
-def alarm_context(conn: psycopg.Connection[Any], alarm_id: int) -> dict[str, Any] | None:
+@dataclass(frozen=True, slots=True)
+class AlarmContext:
+    """An alarm with where it is and whose (to start an incident)."""
+
+    id: int
+    community_id: int
+    device_id: int
+    type: str
+    severity: str
+    status: str
+    acknowledged: bool
+    details: dict[str, Any]
+    first_at: datetime
+    device_uid: str
+    building_id: int | None
+    location_name: str | None
+    building_name: str | None
+    community_code: str
+    community_name: str
+    timezone: str
+
+
+def alarm_context(conn: psycopg.Connection[Any], alarm_id: int) -> AlarmContext | None:
     """The alarm with its community code and timezone (to start an incident)."""
-    return _row(
-        conn,
-        "SELECT a.id, a.community_id, a.device_id, a.type, a.severity, a.status, a.acknowledged, a.details, "
-        "a.first_at, d.uid AS device_uid, l.building_id, l.name AS location_name, b.name AS building_name, "
-        "c.code AS community_code, c.name AS community_name, c.timezone "
-        "FROM alarms a JOIN devices d ON d.id = a.device_id JOIN communities c ON c.id = a.community_id "
-        "LEFT JOIN locations l ON l.id = d.location_id LEFT JOIN buildings b ON b.id = l.building_id "
-        "WHERE a.id = %s",
-        (alarm_id,),
-    )
+    with conn.cursor(row_factory=class_row(AlarmContext)) as cur:
+        cur.execute(
+            "SELECT a.id, a.community_id, a.device_id, a.type, a.severity, a.status, a.acknowledged, "
+            "a.details, a.first_at, d.uid AS device_uid, l.building_id, l.name AS location_name, "
+            "b.name AS building_name, c.code AS community_code, c.name AS community_name, c.timezone "
+            "FROM alarms a JOIN devices d ON d.id = a.device_id JOIN communities c ON c.id = a.community_id "
+            "LEFT JOIN locations l ON l.id = d.location_id LEFT JOIN buildings b ON b.id = l.building_id "
+            "WHERE a.id = %s",
+            (alarm_id,),
+        )
+        return cur.fetchone()

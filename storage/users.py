@@ -20,7 +20,7 @@ from enum import StrEnum
 from typing import Any
 
 import psycopg
-from psycopg.rows import dict_row
+from psycopg.rows import class_row, dict_row
 from psycopg.types.json import Jsonb
 
 from yiju.errors import InputError
@@ -396,15 +396,29 @@ def audit(
     )
 
 
+@dataclass(frozen=True, slots=True)
+class AuditRecord:
+    """One entry of the audit log."""
+
+    id: int
+    at: datetime
+    actor: str
+    action: str
+    target_type: str
+    target_id: str | None
+    community_id: int | None
+    details: dict[str, Any]
+
+
 def list_audit(
     conn: psycopg.Connection[Any],
     *,
     community_ids: frozenset[int] | None,
     before_id: int | None,
     limit: int,
-) -> list[dict[str, Any]]:
+) -> list[AuditRecord]:
     """Newest first; `community_ids=None` means every community (and entries without one)."""
-    with conn.cursor(row_factory=dict_row) as cur:
+    with conn.cursor(row_factory=class_row(AuditRecord)) as cur:
         cur.execute(
             "SELECT id, at, actor, action, target_type, target_id, community_id, details FROM audit_log "
             "WHERE (%(all)s OR community_id = ANY(%(cids)s)) "

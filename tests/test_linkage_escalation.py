@@ -111,7 +111,7 @@ def _steps(ep: int, *delays: float) -> list[dict[str, Any]]:
     ]
 
 
-def _outbox(url: str, incident_id: int) -> list[dict[str, Any]]:
+def _outbox(url: str, incident_id: int) -> list[store.Delivery]:
     with connect(url, autocommit=True) as conn:
         return store.outbox_of(conn, incident_id)
 
@@ -145,10 +145,10 @@ def test_alarm_starts_an_incident_and_the_first_step_is_delivered_signed(env: An
     body = receiver.received[0]
     assert body["alarm_id"] == alarm_id and body["drill"] is False and "火灾报警" in body["text"]
     assert body["summary"] == "1号楼 3层"
-    statuses = {(r["channel"], r["status"]) for r in _outbox(url, inc.id)}
+    statuses = {(r.channel, r.status) for r in _outbox(url, inc.id)}
     assert statuses == {("console", "delivered"), ("webhook", "delivered")}
     with connect(url, autocommit=True) as conn:
-        kinds = [a["kind"] for a in store.audit_of(conn, inc.id)]
+        kinds = [a.kind for a in store.audit_of(conn, inc.id)]
         notified = [t for t in alarms.history(conn, alarm_id) if t.action == "notified"]
     assert kinds[:2] == ["started", "step"] and kinds.count("attempt") == 2 and kinds.count("outcome") == 2
     assert {t.details["channel"] for t in notified} == {"console", "webhook"}
@@ -170,7 +170,7 @@ def test_ack_stops_every_pending_step_including_queued_ones(env: Any) -> None:
     clock.advance(60)
     worker._materialise(worker._db(), clock())  # step 1 queued, not yet claimed
     inc = _incident(url, alarm_id)
-    assert [r["status"] for r in _outbox(url, inc.id)] == ["delivered", "pending"]
+    assert [r.status for r in _outbox(url, inc.id)] == ["delivered", "pending"]
     with connect(url, autocommit=True) as conn:
         alarms.acknowledge(conn, alarm_id, actor="user:duty")
     for _ in range(3):
@@ -178,7 +178,7 @@ def test_ack_stops_every_pending_step_including_queued_ones(env: Any) -> None:
         clock.advance(86_400)
     assert len(receiver.keys()) == 1
     rows = _outbox(url, inc.id)
-    assert [r["status"] for r in rows] == ["delivered", "cancelled"]
+    assert [r.status for r in rows] == ["delivered", "cancelled"]
     inc = _incident(url, alarm_id)
     assert (
         inc.state == "acknowledged" and inc.next_step_at is None and inc.ended_by in ("user:duty", "linkage")
@@ -281,11 +281,11 @@ def test_failed_delivery_is_retried_with_backoff_under_the_same_key(env: Any) ->
     worker.step()  # attempt 3: delivered
     inc = _incident(url, alarm_id)
     [row] = _outbox(url, inc.id)
-    assert row["status"] == "delivered" and row["attempts"] == 3
+    assert row.status == "delivered" and row.attempts == 3
     keys = {h["Idempotency-Key"] for h, _ in receiver.raw}
-    assert keys == {row["idem_key"]} and len(receiver.received) == 1
+    assert keys == {row.idem_key} and len(receiver.received) == 1
     with connect(url, autocommit=True) as conn:
-        assert [a["kind"] for a in store.audit_of(conn, inc.id)].count("retry") == 2
+        assert [a.kind for a in store.audit_of(conn, inc.id)].count("retry") == 2
 
 
 def test_bad_signature_is_refused_and_not_retried(env: Any) -> None:
@@ -305,7 +305,7 @@ def test_bad_signature_is_refused_and_not_retried(env: Any) -> None:
     alarm_id = _fire(url, ids)
     worker.step()
     [row] = _outbox(url, _incident(url, alarm_id).id)
-    assert row["status"] == "failed" and row["attempts"] == 1 and "401" in row["outcome"]
+    assert row.status == "failed" and row.attempts == 1 and "401" in row.outcome
     assert receiver.refused == ["bad signature"] and receiver.received == []
     # a captured request replayed outside the window is refused too
     headers, body = receiver.raw[0]
@@ -343,7 +343,7 @@ def test_crash_between_provider_accepted_and_recorded_never_delivers_twice(env: 
     b._last_recover = 0
     b.step()
     [row] = _outbox(url, c.incident_id)
-    assert row["status"] == "delivered" and row["attempts"] == 2
+    assert row.status == "delivered" and row.attempts == 2
     assert len(receiver.received) == 1 and receiver.duplicates == [c.idem_key]
     assert (
         a.deliver is not None
@@ -380,7 +380,7 @@ def test_a_critical_alarm_without_policy_uses_the_default_chain(env: Any) -> Non
     worker.step()
     inc = _incident(url, alarm_id)
     assert inc.policy_id is None and inc.group_key == f"gas:d{ids['gas1']}"
-    assert [r["channel"] for r in _outbox(url, inc.id)] == ["console"]
+    assert [r.channel for r in _outbox(url, inc.id)] == ["console"]
     # a minor alarm without a policy starts nothing
     with connect(url, autocommit=True) as conn:
         minor = alarms.raise_or_update(

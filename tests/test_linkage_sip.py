@@ -137,9 +137,9 @@ def test_dtmf_1_acknowledges_the_incident_and_the_alarm_end_to_end(db_url: str, 
     with connect(db_url, autocommit=True) as conn:
         alarm = alarms.get(conn, alarm_id)
         rows = store.outbox_of(conn, inc.id)
-        kinds = [a["kind"] for a in store.audit_of(conn, inc.id)]
+        kinds = [a.kind for a in store.audit_of(conn, inc.id)]
     assert alarm is not None and alarm.acknowledged and alarm.acknowledged_by == "dtmf:张经理"
-    assert [(r["step"], r["status"]) for r in rows] == [(0, "acknowledged")]  # step 1 never created
+    assert [(r.step, r.status) for r in rows] == [(0, "acknowledged")]  # step 1 never created
     assert "dtmf" in kinds and kinds[-1] == "acknowledged"
     assert [line.split()[-2] for line in peer.invites()] == [f"alarm={alarm_id}"]
     assert worker.metrics.attempts.labels("sip", "acknowledged")._value.get() == 1

@@ -51,9 +51,9 @@ def _local(at: datetime, tz: str) -> datetime:
         return at.astimezone(ZoneInfo("Asia/Shanghai"))
 
 
-def _summary(ctx: Mapping[str, Any]) -> str:
-    where = " ".join(str(x) for x in (ctx.get("building_name"), ctx.get("location_name")) if x)
-    return where or str(ctx.get("device_uid") or "")
+def _summary(a: store.AlarmContext) -> str:
+    where = " ".join(x for x in (a.building_name, a.location_name) if x)
+    return where or a.device_uid
 
 
 def start_incident_for_alarm(
@@ -69,15 +69,15 @@ def start_incident_for_alarm(
     if store.has_incident(conn, alarm_id):
         return None
     a = store.alarm_context(conn, alarm_id)
-    if a is None or a["status"] != "active" or a["acknowledged"]:
+    if a is None or a.status != "active" or a.acknowledged:
         return None
-    key = core.group_key(a["type"], a["building_id"], a["device_id"], a["details"] or {})
+    key = core.group_key(a.type, a.building_id, a.device_id, a.details or {})
     if key is not None:
         group = store.open_incident_of_group(conn, key)
         if group is not None:
-            store.link_alarm(conn, group.id, alarm_id, a["type"])
+            store.link_alarm(conn, group.id, alarm_id, a.type)
             return None
-    local = _local(now, a["timezone"])
+    local = _local(now, a.timezone)
     policies = [
         core.Policy(
             id=p.id,
@@ -88,16 +88,16 @@ def start_incident_for_alarm(
             quiet_end_min=p.quiet_end_min,
             priority=p.priority,
         )
-        for p in store.list_policies(conn, [a["community_id"]], enabled_only=True)
+        for p in store.list_policies(conn, [a.community_id], enabled_only=True)
     ]
-    policy = core.select_policy(policies, a["type"], a["severity"], local.hour * 60 + local.minute)
+    policy = core.select_policy(policies, a.type, a.severity, local.hour * 60 + local.minute)
     chain_json: dict[str, Any] | None = None
     chain_id: int | None = None
     if policy is not None:
         row = store.get_chain(conn, policy.chain_id)
         if row is not None:
             chain_json, chain_id = row.definition, row.id
-    if chain_json is None and core.always_escalates(a["type"], a["severity"]):
+    if chain_json is None and core.always_escalates(a.type, a.severity):
         chain_json = settings.default_chain
     if chain_json is None:
         return None
@@ -109,37 +109,37 @@ def start_incident_for_alarm(
             return None
         chain, chain_id = core.Chain.from_json(settings.default_chain), None
     context = {
-        "community": a["community_code"],
-        "community_name": a["community_name"],
-        "timezone": a["timezone"],
-        "building": a["building_name"],
-        "location": a["location_name"],
-        "device_uid": a["device_uid"],
-        "device_id": a["device_id"],
+        "community": a.community_code,
+        "community_name": a.community_name,
+        "timezone": a.timezone,
+        "building": a.building_name,
+        "location": a.location_name,
+        "device_uid": a.device_uid,
+        "device_id": a.device_id,
     }
     progress = core.start(chain, now.timestamp())
     assert progress.next_at is not None
     incident = store.start_incident(
         conn,
-        community_id=a["community_id"],
+        community_id=a.community_id,
         alarm_id=alarm_id,
         group_key=key,
         drill=False,
         policy_id=policy.id if policy else None,
         chain_id=chain_id,
         chain=chain.to_json(),
-        alarm_type=a["type"],
-        severity=a["severity"],
+        alarm_type=a.type,
+        severity=a.severity,
         summary=_summary(a),
         context=context,
-        alarm_at=a["first_at"] if a["first_at"] <= now else now,
+        alarm_at=a.first_at if a.first_at <= now else now,
         next_step_at=datetime.fromtimestamp(progress.next_at, UTC),
         actor=actor,
     )
     if incident is None and key is not None:  # another alarm of the group won the race: join it
         group = store.open_incident_of_group(conn, key)
         if group is not None:
-            store.link_alarm(conn, group.id, alarm_id, a["type"])
+            store.link_alarm(conn, group.id, alarm_id, a.type)
     return incident
 
 

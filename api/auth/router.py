@@ -203,4 +203,6 @@ def audit_log(principal: Editor, conn: Conn, limit: Limit = 100, cursor: Cursor 
     rows = users.list_audit(
         conn, community_ids=principal.community_ids, before_id=decode_int_cursor(cursor), limit=limit + 1
     )
-    return page_by_id([AuditEntry(**r) for r in rows], limit, lambda e: e.id)
+    return page_by_id(
+        [AuditEntry.model_validate(r, from_attributes=True) for r in rows], limit, lambda e: e.id
+    )

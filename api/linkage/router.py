@@ -474,25 +474,25 @@ def incident_detail(conn: Conn, inc: store.IncidentRow) -> IncidentDetail:
     """An incident with its deliveries and timeline (also the alarm detail's escalation section)."""
     deliveries = [
         DeliveryOut(
-            id=r["id"],
-            loop=r["loop"],
-            step=r["step"],
-            target=r["target"],
-            target_name=r["target_name"],
-            channel=r["channel"],
-            address=r["address"],
-            status=r["status"],
-            attempts=r["attempts"],
-            next_at=r["next_at"],
-            claimed_at=r["claimed_at"],
-            finished_at=r["finished_at"],
-            outcome=r["outcome"],
-            idempotency_key=r["idem_key"],
+            id=r.id,
+            loop=r.loop,
+            step=r.step,
+            target=r.target,
+            target_name=r.target_name,
+            channel=r.channel,
+            address=r.address,
+            status=r.status,
+            attempts=r.attempts,
+            next_at=r.next_at,
+            claimed_at=r.claimed_at,
+            finished_at=r.finished_at,
+            outcome=r.outcome,
+            idempotency_key=r.idem_key,
         )
         for r in store.outbox_of(conn, inc.id)
     ]
     timeline = [
-        TimelineEntry(id=a["id"], at=a["at"], kind=a["kind"], actor=a["actor"], detail=a["detail"])
+        TimelineEntry(id=a.id, at=a.at, kind=a.kind, actor=a.actor, detail=a.detail)
         for a in store.audit_of(conn, inc.id)
     ]
     return IncidentDetail(

@@ -17,18 +17,18 @@ from yiju.commands.base import Subparsers
 from yiju.errors import InputError
 
 if TYPE_CHECKING:
+    from storage.escalation import AuditEntry
     from yiju.settings import Settings
 
 GOOD = frozenset({"delivered", "answered", "acknowledged"})
 
 
-def _line(entry: dict[str, object]) -> str:
-    d = entry["detail"]
-    assert isinstance(d, dict)
-    at = entry["at"]
-    stamp = at.strftime("%H:%M:%S") if isinstance(at, datetime) else str(at)
-    what = ", ".join(f"{k}={v}" for k, v in d.items() if k not in ("key",) and v not in (None, "", []))
-    return f"{stamp}  {entry['kind']:<13} {what}"
+def _line(entry: AuditEntry) -> str:
+    stamp = entry.at.strftime("%H:%M:%S")
+    what = ", ".join(
+        f"{k}={v}" for k, v in entry.detail.items() if k not in ("key",) and v not in (None, "", [])
+    )
+    return f"{stamp}  {entry.kind:<13} {what}"
 
 
 def _cmd_test(args: argparse.Namespace, settings: Settings) -> int:
@@ -82,13 +82,10 @@ def _cmd_test(args: argparse.Namespace, settings: Settings) -> int:
             print(f"timeout after {args.timeout:g} s: drill cancelled")
     with connection(url) as conn:
         rows = store.outbox_of(conn, incident.id)
-    bad = [r for r in rows if r["status"] not in GOOD and r["status"] != "cancelled"]
+    bad = [r for r in rows if r.status not in GOOD and r.status != "cancelled"]
     print(f"drill {incident.id}: {state}; {len(rows)} deliveries, {len(rows) - len(bad)} ok")
     for r in bad:
-        print(
-            f"  FAILED {r['channel']:<9} {r['target_name']} {r['address']}: "
-            f"{r['status']} {r['outcome'] or ''}"
-        )
+        print(f"  FAILED {r.channel:<9} {r.target_name} {r.address}: {r.status} {r.outcome or ''}")
     return 0 if rows and not bad else 1
 
 
