@@ -22,6 +22,8 @@ import psycopg
 from psycopg import sql
 from psycopg.rows import dict_row
 
+from storage.sites import BuildingRow, CommunityRow, LocationRow
+
 Presence = Literal["offline", "never_reported", "online", "disabled"]
 DeviceState = Literal[
     "critical", "major", "minor", "warning", "offline", "never_reported", "online", "disabled"
@@ -280,34 +282,6 @@ def community_tiles(
         (t for t in tiles if t.kind != "building"), key=lambda t: (t.kind, natural_key(t.code), t.id)
     )
     return buildings, areas
-
-
-@dataclass(frozen=True, slots=True)
-class CommunityRow:
-    id: int
-    code: str
-    name: str
-
-
-@dataclass(frozen=True, slots=True)
-class BuildingRow:
-    id: int
-    community_id: int
-    code: str
-    name: str
-    floors: int | None
-    units: int | None
-    high_rise: bool
-
-
-@dataclass(frozen=True, slots=True)
-class LocationRow:
-    id: int
-    community_id: int
-    building_id: int | None
-    kind: str
-    code: str
-    name: str
 
 
 def get_community(conn: psycopg.Connection[Any], community_id: int) -> CommunityRow | None:

@@ -23,10 +23,43 @@ from devices.contract import Family
 
 
 @dataclass(frozen=True, slots=True)
-class Community:
+class CommunityRow:
+    """A community as the registry holds it (its own columns)."""
+
     id: int
     code: str
     name: str
+
+
+@dataclass(frozen=True, slots=True)
+class BuildingRow:
+    """A building as the registry holds it (its own columns)."""
+
+    id: int
+    community_id: int
+    code: str
+    name: str
+    floors: int | None
+    units: int | None
+    high_rise: bool
+
+
+@dataclass(frozen=True, slots=True)
+class LocationRow:
+    """A location as the registry holds it (the columns the site plan needs)."""
+
+    id: int
+    community_id: int
+    building_id: int | None
+    kind: str
+    code: str
+    name: str
+
+
+@dataclass(frozen=True, slots=True)
+class Community(CommunityRow):
+    """A community with its place, time zone and counts."""
+
     city: str | None
     address: str | None
     timezone: str
@@ -39,16 +72,9 @@ class Community:
 
 
 @dataclass(frozen=True, slots=True)
-class Building:
+class Building(BuildingRow):
     """A building and its live status: devices at its locations by presence, open alarms by severity."""
 
-    id: int
-    community_id: int
-    code: str
-    name: str
-    floors: int | None
-    units: int | None
-    high_rise: bool
     devices: int
     online: int
     offline: int
@@ -61,13 +87,9 @@ class Building:
 
 
 @dataclass(frozen=True, slots=True)
-class Location:
-    id: int
-    community_id: int
-    building_id: int | None
-    kind: str
-    code: str
-    name: str
+class Location(LocationRow):
+    """A location with its floor and unit."""
+
     floor: int | None
     unit: str | None
 

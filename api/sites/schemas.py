@@ -8,15 +8,8 @@ from typing import Literal
 
 from pydantic import BaseModel, Field
 
-from storage.site_plan import (
-    STATES,
-    BuildingRow,
-    LocationRow,
-    PlacedDevice,
-    PlaceTile,
-    StateCounts,
-    natural_key,
-)
+from storage.site_plan import STATES, PlacedDevice, PlaceTile, StateCounts, natural_key
+from storage.sites import BuildingRow, LocationRow
 
 State = Literal["critical", "major", "minor", "warning", "offline", "never_reported", "online", "disabled"]
 assert set(State.__args__) == set(STATES)  # type: ignore[attr-defined]  # the one list, two spellings
