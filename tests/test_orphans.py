@@ -1,0 +1,88 @@
+"""A killed test session's private servers and spawned processes are stopped, and its directory removed,
+by the next session's start (tests/orphans.py); a live session's are left alone."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from harness import ServiceSet
+from orphans import OWNER_ENV, OWNER_FILE, owner_alive, reap, token_of
+
+TESTS = Path(__file__).resolve().parent
+
+# a session as the harness starts one, plus a long-lived process a test spawned; then it waits to be
+# killed, as a run killed mid-test would be
+SESSION = """
+import subprocess, sys, time
+sys.path.insert(0, sys.argv[1])
+from harness import start_services
+services = start_services()
+spawned = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(600)"])
+print(services.root, services.postgres.postmaster_pid(), spawned.pid, flush=True)
+time.sleep(600)
+"""
+
+
+def _alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return False
+    return state != "Z"
+
+
+def _processes_naming(root: Path) -> list[int]:
+    found = []
+    for entry in Path("/proc").glob("[0-9]*/cmdline"):
+        try:
+            if f"{root}/".encode() in entry.read_bytes():
+                found.append(int(entry.parent.name))
+        except OSError:
+            continue
+    return found
+
+
+def test_a_killed_sessions_servers_are_reaped_and_a_live_one_is_kept(services: ServiceSet) -> None:
+    # private servers whatever YIJU_TEST_* says: this test needs processes to reap
+    env = {k: v for k, v in os.environ.items() if not k.startswith("YIJU_") and k != OWNER_ENV}
+    child = subprocess.Popen(
+        [sys.executable, "-c", SESSION, str(TESTS)], env=env, stdout=subprocess.PIPE, text=True
+    )
+    try:
+        assert child.stdout is not None
+        root_text, postmaster_text, spawned_text = child.stdout.readline().split()
+    finally:
+        child.send_signal(signal.SIGKILL)  # no cleanup runs: pytest killed by a timeout or by hand
+        child.wait()
+        if child.stdout is not None:
+            child.stdout.close()
+    root, postmaster, spawned = Path(root_text), int(postmaster_text), int(spawned_text)
+    try:
+        servers = _processes_naming(root)
+        assert postmaster in servers and len(servers) >= 2, "PostgreSQL and Mosquitto in the session dir"
+        owner = (root / OWNER_FILE).read_text().strip()
+        assert owner.split(":")[0] == str(child.pid) and not owner_alive(owner)
+        time.sleep(0.2)  # the orphans outlive their owner by far more than this, unless reaped
+        assert all(_alive(pid) for pid in [*servers, spawned]), "the orphans keep running"
+
+        reaped = reap()
+
+        assert root in reaped.directories and not root.exists()
+        assert {*servers, spawned} <= set(reaped.processes)
+        assert not any(_alive(pid) for pid in [*servers, spawned])
+        # this session's own services (owner alive) are untouched
+        assert services.root.exists() and services.root not in reaped.directories
+        if services.postgres is not None:
+            assert services.postgres.running()
+        if services.broker is not None:
+            assert services.broker.running()
+        assert os.environ[OWNER_ENV] == token_of(os.getpid())
+    finally:
+        for pid in [*_processes_naming(root), spawned]:
+            if _alive(pid):
+                os.kill(pid, signal.SIGKILL)
