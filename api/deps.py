@@ -26,7 +26,8 @@ _bearer = HTTPBearer(auto_error=False, description="Login token from POST /api/v
 _api_key = APIKeyHeader(name="X-API-Key", auto_error=False, description="API key of an integration")
 
 
-def app_settings(request: Request) -> Settings:
+async def app_settings(request: Request) -> Settings:
+    """The settings, as a dependency (`async`: a plain `def` would cost a thread-pool hand-off)."""
     settings: Settings = request.app.state.settings
     return settings
 
@@ -34,15 +35,6 @@ def app_settings(request: Request) -> Settings:
 def database(request: Request) -> Database:
     db: Database = request.app.state.db
     return db
-
-
-def _connection(request: Request) -> Iterator[Connection]:
-    # commits on success, rolls back on an exception; connection loss becomes DatabaseUnavailable (503)
-    with database(request).connection() as conn:
-        yield conn
-
-
-Conn = Annotated[Connection, Depends(_connection, scope="function")]
 
 
 @dataclass(frozen=True)
@@ -81,9 +73,9 @@ class Principal:
         return None if ids is None else sorted(ids)
 
 
-def _principal(
+def _lookup(
     conn: Connection, bearer: HTTPAuthorizationCredentials | None, api_key: str | None
-) -> Principal:
+) -> Principal | None:
     if bearer is not None and bearer.credentials:
         session = users.session_for_token(conn, bearer.credentials)
         if session is not None:
@@ -92,19 +84,62 @@ def _principal(
         session = users.session_for_api_key(conn, api_key)
         if session is not None:
             return Principal(session.user, "api_key", None, session.credential)
-    raise ApiError(401, "missing, invalid or expired credentials")
+    return None
 
 
-def current_principal(
+def _principal(
+    conn: Connection, bearer: HTTPAuthorizationCredentials | None, api_key: str | None
+) -> Principal:
+    principal = _lookup(conn, bearer, api_key)
+    if principal is None:
+        raise ApiError(401, "missing, invalid or expired credentials")
+    return principal
+
+
+_READ_METHODS = frozenset({"GET", "HEAD"})
+
+
+@dataclass(frozen=True)
+class _RequestSession:
+    conn: Connection
+    principal: Principal | None  # None: no credentials, or ones that are invalid or expired
+
+
+def _session(
+    request: Request,
     bearer: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
     api_key: Annotated[str | None, Depends(_api_key)],
-    conn: Conn,
-) -> Principal:
-    """The caller, looked up on the request's own connection (FastAPI gives the route the same one):
-    one pool checkout, one liveness check and one commit per request instead of two of each, which
-    was the largest share of a short request's time (bench/api.py). The lookup runs on every request;
-    revocation, expiry and a disabled user take effect at once."""
-    return _principal(conn, bearer, api_key)
+) -> Iterator[_RequestSession]:
+    """The request's connection and, when it carries credentials, the caller looked up on it.
+
+    Why one dependency: FastAPI runs every plain `def` dependency in its thread pool, one hand-off
+    each (and a generator's exit one more), and a short request's time was mostly those hand-offs,
+    the pool checkout and the commit (bench/api.py). Here one hand-off checks a connection out and
+    looks the caller up, the route's queries run on the same connection, and one commit ends it.
+    The lookup runs on every request: revocation, expiry and a disabled user take effect at once.
+    A write request is one transaction (its mutation and audit row commit together, or neither does);
+    a read runs in autocommit. Connection loss becomes DatabaseUnavailable (503).
+    """
+    # a GET only reads (and an API key's last-used time, one row by itself): no transaction for it
+    with database(request).connection(autocommit=request.method in _READ_METHODS) as conn:
+        yield _RequestSession(conn, _lookup(conn, bearer, api_key))
+
+
+_Session = Annotated[_RequestSession, Depends(_session, scope="function")]
+
+
+async def _connection(session: _Session) -> Connection:
+    return session.conn
+
+
+Conn = Annotated[Connection, Depends(_connection)]
+
+
+async def current_principal(session: _Session) -> Principal:
+    """The caller (401 without valid credentials), from the request's session."""
+    if session.principal is None:
+        raise ApiError(401, "missing, invalid or expired credentials")
+    return session.principal
 
 
 def standalone_principal(
@@ -131,13 +166,18 @@ _ADMIN = frozenset({Role.ADMIN})
 
 
 def _requires(allowed: frozenset[Role], what: str, *, standalone: bool = False) -> Any:
-    def check(principal: CurrentPrincipal) -> Principal:
+    # `async def` although nothing here awaits: FastAPI runs a plain `def` dependency in its thread
+    # pool, one hand-off per dependency and request, and this check never blocks (bench/api.py)
+    async def check(principal: CurrentPrincipal) -> Principal:
+        return _allowed(principal)
+
+    async def check_standalone(principal: Annotated[Principal, Depends(standalone_principal)]) -> Principal:
+        return _allowed(principal)
+
+    def _allowed(principal: Principal) -> Principal:
         if principal.role not in allowed:
             raise ApiError(403, f"role {principal.role.value} may not {what}")
         return principal
-
-    def check_standalone(principal: Annotated[Principal, Depends(standalone_principal)]) -> Principal:
-        return check(principal)
 
     return Depends(check_standalone if standalone else check)
 

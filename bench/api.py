@@ -16,8 +16,12 @@ what a duty room's consoles ask for: alarm board 30 %, alarm detail 20 %, device
 telemetry buckets (7 days, hourly) 20 %, compliance summary 10 %.
 
 Reported per concurrency: req/s, p50 and p99 latency, and req/s as a share of the ceiling's in the
-same run. Goal (issue 10): the mix at >= 0.3 of the ceiling and p99 <= 100 ms at concurrency 20 on a
-quiet machine.
+same run, and the server's CPU per request (user + system, from /proc: the figure that compares builds
+on a shared machine). Goal (issue 10): the mix at >= 0.3 of the ceiling and p99 <= 100 ms at
+concurrency 20 on a quiet machine.
+
+    --tree LABEL=PATH (repeatable): serve the API from other checkouts too and measure their mix
+    alternately with this one's, on the same data.
 """
 
 from __future__ import annotations
@@ -195,10 +199,10 @@ uvicorn.run(app, host="127.0.0.1", port={port}, log_level="warning", access_log=
 """
 
 
-def start_server(code: str) -> tuple[subprocess.Popen[bytes], int]:
+def start_server(code: str, root: Path = ROOT) -> tuple[subprocess.Popen[bytes], int]:
     port = free_port()
     proc = subprocess.Popen(
-        [sys.executable, "-c", code.format(root=str(ROOT), port=port, url=os.environ.get("_BENCH_URL", ""))],
+        [sys.executable, "-c", code.format(root=str(root), port=port, url=os.environ.get("_BENCH_URL", ""))],
         start_new_session=True,
     )
     deadline = time.monotonic() + 60
@@ -240,7 +244,19 @@ async def _client(
         writer.close()
 
 
-def run_load(port: int, concurrency: int, seconds: float, headers: bytes, paths: Any) -> dict[str, float]:
+TICK_S = 1 / os.sysconf("SC_CLK_TCK")
+
+
+def cpu_s(pid: int) -> float:
+    """CPU time (user + system) of process `pid` so far, from /proc: unlike latency, hardly moved by
+    what else the machine runs, so builds compare on a shared machine too."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) * TICK_S
+
+
+def run_load(
+    port: int, concurrency: int, seconds: float, headers: bytes, paths: Any, pid: int | None = None
+) -> dict[str, float]:
     latencies: list[float] = []
     errors: list[int] = []
 
@@ -256,9 +272,13 @@ def run_load(port: int, concurrency: int, seconds: float, headers: bytes, paths:
         )
         return time.perf_counter() - start
 
+    cpu_before = cpu_s(pid) if pid else 0.0
     elapsed = asyncio.run(main())
+    # includes the half-second warm-up's requests in the CPU but not in the count: a small overstatement
+    cpu = cpu_s(pid) - cpu_before if pid else 0.0
     latencies.sort()
     return {
+        "server_cpu_ms_per_request": 1000 * cpu / max(1, len(latencies)),
         "requests": len(latencies),
         "rps": len(latencies) / elapsed,
         "p50_ms": 1000 * statistics.median(latencies),
@@ -271,7 +291,15 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=float, default=6.0, help="measured seconds per point")
     parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 20, 100])
+    parser.add_argument(
+        "--tree",
+        action="append",
+        default=[],
+        metavar="LABEL=PATH",
+        help="also serve the API from another checkout of Yiju and measure the mix alternately with this one",
+    )
     args = parser.parse_args()
+    trees = [("this", ROOT)] + [(t.split("=", 1)[0], Path(t.split("=", 1)[1])) for t in args.tree]
 
     services = start_services()
     procs: list[subprocess.Popen[bytes]] = []
@@ -288,24 +316,40 @@ def main() -> None:
         os.environ["_BENCH_URL"] = url
         bare, bare_port = start_server(SERVE_BARE)
         procs.append(bare)
-        yiju, yiju_port = start_server(SERVE_YIJU)
-        procs.append(yiju)
+        servers: list[tuple[str, subprocess.Popen[bytes], int]] = []
+        for label, root in trees:
+            proc, port = start_server(SERVE_YIJU, root)
+            procs.append(proc)
+            servers.append((label, proc, port))
+        _, yiju, yiju_port = servers[0]
         auth = f"Authorization: Bearer {world['token']}\r\n".encode()
         rng = random.Random(1)
         rows: list[dict[str, Any]] = []
-        run_load(yiju_port, 4, 2.0, auth, lambda: mix(world, rng))  # the server's first requests, not counted
+        for _, _, port in servers:  # the servers' first requests, not counted
+            run_load(port, 4, 2.0, auth, lambda: mix(world, rng))
         # where the time goes: each kind of request alone, one client
         for kind, _ in KINDS:
             alone = run_load(
-                yiju_port, 1, min(args.seconds, 3.0), auth, lambda k=kind: path_of(k, world, rng)
+                yiju_port, 1, min(args.seconds, 3.0), auth, lambda k=kind: path_of(k, world, rng), yiju.pid
             )
             print(
-                f"  {kind:<13} alone at c=1: p50 {alone['p50_ms']:6.1f} ms, p99 {alone['p99_ms']:6.1f} ms",
+                f"  {kind:<13} alone at c=1: p50 {alone['p50_ms']:6.1f} ms, p99 {alone['p99_ms']:6.1f} ms, "
+                f"server CPU {alone['server_cpu_ms_per_request']:.2f} ms/request",
                 flush=True,
             )
         for c in args.concurrency:
-            ceiling = run_load(bare_port, c, args.seconds, b"", lambda: "/ceiling")
-            duty = run_load(yiju_port, c, args.seconds, auth, lambda: mix(world, rng))
+            ceiling = run_load(bare_port, c, args.seconds, b"", lambda: "/ceiling", bare.pid)
+            duty = run_load(yiju_port, c, args.seconds, auth, lambda: mix(world, rng), yiju.pid)
+            for label, proc, port in servers[1:]:
+                other = run_load(port, c, args.seconds, auth, lambda: mix(world, rng), proc.pid)
+                print(
+                    f"c={c:<4} {label}: mix {other['rps']:6.0f} req/s p50 {other['p50_ms']:6.1f} ms "
+                    f"p99 {other['p99_ms']:6.1f} ms, server CPU {other['server_cpu_ms_per_request']:.2f} "
+                    f"ms/request | this: {duty['rps']:6.0f} req/s, server CPU "
+                    f"{duty['server_cpu_ms_per_request']:.2f} ms/request",
+                    flush=True,
+                )
+                rows.append({"concurrency": c, "tree": label, "mix": other})
             rows.append(
                 {"concurrency": c, "ceiling": ceiling, "mix": duty, "ratio": duty["rps"] / ceiling["rps"]}
             )
@@ -314,7 +358,9 @@ def main() -> None:
                 f"p99 {ceiling['p99_ms']:6.1f} ms | mix {duty['rps']:6.0f} req/s "
                 f"p50 {duty['p50_ms']:6.1f} ms "
                 f"p99 {duty['p99_ms']:6.1f} ms errors {duty['errors']} "
-                f"| ratio {duty['rps'] / ceiling['rps']:.2f}",
+                f"| ratio {duty['rps'] / ceiling['rps']:.2f} | server CPU per request: ceiling "
+                f"{ceiling['server_cpu_ms_per_request']:.2f} ms, "
+                f"mix {duty['server_cpu_ms_per_request']:.2f} ms",
                 flush=True,
             )
         print(json.dumps({"load_average": os.getloadavg(), "cpus": os.cpu_count(), "rows": rows}))

@@ -37,6 +37,21 @@ def cpu_s(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / TICK  # utime + stime
 
 
+def pg_cpu_s(postmaster: int) -> float:
+    """CPU of the PostgreSQL server so far: the postmaster, its live children (backends, WAL writer,
+    checkpointer) and, through the postmaster's cutime/cstime, every child it has reaped."""
+    own = Path(f"/proc/{postmaster}/stat").read_text().rsplit(")", 1)[1].split()
+    total = sum(int(own[i]) for i in (11, 12, 13, 14)) / TICK
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue  # exited meanwhile: counted in the postmaster's cutime
+        if int(fields[1]) == postmaster:
+            total += (int(fields[11]) + int(fields[12])) / TICK
+    return total
+
+
 def rows(db: str) -> int:
     with connection(db) as conn:
         row = conn.execute(
@@ -106,9 +121,11 @@ def run(
     while time.monotonic() < deadline and not ready(kind, prefix, log_dir, procs):
         time.sleep(0.2)
     nats_pids = [node.proc.pid for node in cluster.nodes]  # type: ignore[attr-defined]
+    postmaster = services.postgres.postmaster_pid() or 0  # type: ignore[attr-defined]
     before = {name: cpu_s(p.pid) for name, p in procs.items()} | {
         f"nats{i}": cpu_s(p) for i, p in enumerate(nats_pids)
     }
+    before["postgres"] = pg_cpu_s(postmaster)
     pub = Publisher(services.mqtt_url, f"{prefix}-pub")  # type: ignore[attr-defined]
     t0 = time.perf_counter()
     pub.publish(msgs)
@@ -119,6 +136,7 @@ def run(
     after = {name: cpu_s(p.pid) for name, p in procs.items()} | {
         f"nats{i}": cpu_s(p) for i, p in enumerate(nats_pids)
     }
+    after["postgres"] = pg_cpu_s(postmaster)
     pub.close()
     for p in procs.values():
         p.terminate()
@@ -133,6 +151,7 @@ def run(
         "bridge_us": per("bridge"),
         "worker_us": per("worker"),
         "nats_us": per("nats"),
+        "postgres_us": per("postgres"),
     }
 
 
@@ -146,14 +165,14 @@ def main() -> None:
     log_dir = Path(tempfile.mkdtemp(prefix="yiju-bench-scaleout-"))
     try:
         print(f"load before: {os.getloadavg()}  messages {args.messages}, compounds {args.compounds}")
-        print("| mode | msg/s | CPU µs/msg: yiju run | bridges (2) | workers | NATS (3 nodes) |")
-        print("|---|---:|---:|---:|---:|---:|")
+        print("| mode | msg/s | CPU µs/msg: yiju run | bridges (2) | workers | NATS (3 nodes) | PostgreSQL |")
+        print("|---|---:|---:|---:|---:|---:|---:|")
         for kind, workers in (("single", 0), ("jetstream", 1), ("jetstream", 2), ("jetstream", 4)):
             r = run(kind, workers, services, cluster, args.messages, args.compounds, log_dir)
             label = "single node" if kind == "single" else f"JetStream, {workers} worker(s)"
             print(
                 f"| {label} | {r['msg_s']:.0f} | {r['run_us']:.0f} | {r['bridge_us']:.0f} | "
-                f"{r['worker_us']:.0f} | {r['nats_us']:.0f} |",
+                f"{r['worker_us']:.0f} | {r['nats_us']:.0f} | {r['postgres_us']:.0f} |",
                 flush=True,
             )
         print(f"load after: {os.getloadavg()}; logs in {log_dir}")

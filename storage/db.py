@@ -156,11 +156,26 @@ class Database:
         self._pool.close()
 
     @contextmanager
-    def connection(self) -> Iterator[psycopg.Connection[Any]]:
-        """One connection, one transaction: committed on success, rolled back on an exception."""
+    def connection(self, *, autocommit: bool = False) -> Iterator[psycopg.Connection[Any]]:
+        """One connection, one transaction: committed on success, rolled back on an exception.
+
+        `autocommit=True` (the API's reads): each statement commits by itself, which saves the BEGIN
+        and COMMIT round trips of a request that only reads — two of a short request's seven or so
+        (bench/api.py). Never for a request that writes more than one row that belong together.
+        """
         try:
             with self._pool.connection() as conn:
-                yield conn
+                if not autocommit:
+                    yield conn
+                    return
+                conn.autocommit = True
+                try:
+                    yield conn
+                finally:
+                    # back to transactions before the pool hands it out again (a broken connection
+                    # is discarded by the pool anyway)
+                    with suppress(psycopg.Error):
+                        conn.autocommit = False
         except PoolTimeout as exc:
             raise DatabaseUnavailable("the database is busy or unreachable; retry shortly") from exc
         except psycopg.errors.QueryCanceled as exc:

@@ -295,14 +295,25 @@ def issue_token(conn: psycopg.Connection[Any], user_id: int, ttl: timedelta) -> 
 
 
 def session_for_token(conn: psycopg.Connection[Any], token: str) -> Session | None:
+    """The session of a login token, with its user, in one query: it runs on every API request, and a
+    round trip more per request was a measurable share of the API's time (bench/api.py)."""
     digest = secret_digest(token)
-    row = conn.execute(
-        "SELECT t.user_id, t.expires_at FROM auth_tokens t JOIN users u ON u.id = t.user_id "
-        "WHERE t.token_hash = %s AND t.revoked_at IS NULL AND t.expires_at > now() AND NOT u.disabled",
-        (digest,),
-    ).fetchone()
-    user = get_user(conn, int(row[0])) if row else None
-    return Session(user, row[1], f"token:{digest}") if row and user else None
+    with conn.cursor(row_factory=dict_row) as cur:
+        cur.execute(
+            """
+            SELECT u.id, u.username, u.display_name, u.role, u.disabled, t.expires_at,
+                   coalesce(array_agg(uc.community_id) FILTER (WHERE uc.community_id IS NOT NULL), '{}')
+                       AS cids
+            FROM auth_tokens t
+            JOIN users u ON u.id = t.user_id
+            LEFT JOIN user_communities uc ON uc.user_id = u.id
+            WHERE t.token_hash = %s AND t.revoked_at IS NULL AND t.expires_at > now() AND NOT u.disabled
+            GROUP BY u.id, t.expires_at
+            """,
+            (digest,),
+        )
+        row = cur.fetchone()
+    return Session(_user(row), row["expires_at"], f"token:{digest}") if row else None
 
 
 def revoke_token(conn: psycopg.Connection[Any], token: str) -> bool:
