@@ -5,6 +5,8 @@ restart, and the compliance summary."""
 from __future__ import annotations
 
 import json
+import logging
+import threading
 import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -267,3 +269,42 @@ def test_an_output_the_database_refuses_is_dead_lettered_and_holds_back_no_other
         ).fetchall()
     assert row[:5] == ("engine_output_refused", "engine/chg", "chg", ids["chg"], ids["community"])
     assert "NumericValueOutOfRange" in row[5]
+
+
+def test_a_stop_that_stops_waiting_leaves_the_connection_to_the_worker(db_url: str, caplog: Any) -> None:
+    """`stop` waits `timeout_s` for the worker. A worker still busy then (here: held inside a
+    subscriber) finishes by itself: it evaluates what is queued, writes the rule state and closes its
+    connection. The stopping thread never uses that connection beside it (it used to flush and close
+    it, and the worker then failed on a closed connection and its last states were never written)."""
+    ids = _seed(db_url)
+    settings = AlertSettings(clock="event", tick_s=0.05, state_flush_s=600.0)  # only the final flush
+    service = AlertService(db_url, settings)
+    held, release = threading.Event(), threading.Event()
+
+    def hold(ev: EngineEvent) -> None:
+        if ev.kind == "alarm" and not held.is_set():
+            held.set()
+            release.wait(30)
+
+    service.subscribe(hold)
+    service.start()
+    worker = service._thread  # the thread stop() stops waiting for
+    assert worker is not None
+    feed = Feed(service, ids)
+    feed.send("smk", Family.SMOKE_ALARM, Channel.EVENT, 1, {"event": {"type": "alarm", "kind": "smoke"}})
+    assert held.wait(10), "the smoke alarm reached the subscriber"
+    normal = {"data": samples.TELEMETRY[Family.SMOKE_ALARM]}
+    for k in range(5):  # queued behind the held worker
+        feed.send("smk2", Family.SMOKE_ALARM, Channel.TELEMETRY, 2 + k, normal)
+    with caplog.at_level(logging.ERROR, logger="alerts.service.lifecycle"):
+        service.stop(timeout_s=0.2)
+    assert worker.is_alive()
+    assert "still finishing 5 queued messages" in caplog.text
+    release.set()
+    worker.join(10)
+    assert not worker.is_alive()
+    assert service.stats.errors == 0
+    assert service.stats.dropped == 0
+    with connect(db_url) as conn:
+        states = rule_state.load_states(conn)
+    assert ids["smk2"] in states, "the worker wrote the rule state of what it evaluated after the stop"

@@ -33,7 +33,6 @@ from alerts.service.states import RuleStates
 from alerts.service.worker import Worker
 from devices.contract import HANDED_OFF, Channel, DeadLetterReason, Decoded, DeviceRef
 from storage import rule_state
-from yiju.errors import YijuError
 
 log = logging.getLogger(__name__)
 
@@ -121,15 +120,16 @@ class AlertService:
         self._stop.set()
         self._thread.join(timeout_s)
         self.intake.running = False
+        if self._thread.is_alive():
+            # still evaluating or retrying writes: it flushes the rule state and closes its own
+            # connection when it is done (Worker._finish); touching that connection here would race it
+            log.error(
+                "alert engine: the worker is still finishing %d queued messages after %g s; it writes "
+                "the rule state and closes its connection when done",
+                self.intake.depth(),
+                timeout_s,
+            )
         self._thread = None
-        if self._store.conn is not None:
-            try:
-                if not self._store.gave_up:
-                    self._store.flush_states()
-            except YijuError as exc:
-                log.error("alert engine: rule state not written at stop (%s); the next start replays", exc)
-            finally:
-                self._store.close()
 
     def __enter__(self) -> AlertService:
         self.start()

@@ -111,3 +111,6 @@ class Intake:
 
     def empty(self) -> bool:
         return self._queue.empty()
+
+    def depth(self) -> int:
+        return self._queue.qsize()

@@ -101,11 +101,27 @@ class Worker:
 
     def run(self) -> None:
         try:
-            if self._replay_on_start:
-                self._recover()
+            try:
+                if self._replay_on_start:
+                    self._recover()
+            finally:
+                self.replayed.set()
+            self._loop()
         finally:
-            self.replayed.set()
-        self._loop()
+            self._finish()
+
+    def _finish(self) -> None:
+        """Write the rule state and close the connection, here on the thread that owns it: a stop
+        that stopped waiting for this thread must not use the connection beside it (psycopg's
+        connections are not for two threads at once; that gave "wrong nesting level" errors)."""
+        try:
+            if self._store.conn is not None and not self._store.gave_up:
+                with translated():
+                    self._store.flush_states()
+        except YijuError as exc:
+            log.error("alert engine: rule state not written at stop (%s); the next start replays", exc)
+        finally:
+            self._store.close()
 
     def _recover(self) -> None:
         replay(
