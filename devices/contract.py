@@ -88,6 +88,22 @@ class DeadLetterReason(StrEnum):
 HANDED_OFF = frozenset({DeadLetterReason.SCHEMA_VIOLATION, DeadLetterReason.TIMESTAMP_OUT_OF_WINDOW})
 
 
+@dataclass(frozen=True, slots=True)
+class Refusal:
+    """Why an inbound message was refused, and whose it is as far as known: what ingest's edge
+    decides (ingest/decode.py) and a dead letter records (storage/dead_letters.py). `family` is the
+    one the message claimed or the device's, as text (a refused message may name any)."""
+
+    reason: DeadLetterReason
+    detail: str
+    device_uid: str | None = None
+    family: str | None = None
+    # whose it is: the registered device the topic names (its id and community), else the community
+    # the topic names if that is registered (resolved by ingest, `Registry.attribute`)
+    device_id: int | None = None
+    community_id: int | None = None
+
+
 class TopicError(ValueError):
     """A topic that does not follow the contract; `reason` is the dead-letter reason code."""
 

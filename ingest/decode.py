@@ -21,6 +21,7 @@ from devices.contract import (
     DeadLetterReason,
     Decoded,
     DeviceRef,
+    Refusal,
     Topic,
     TopicError,
     loose_topic_ids,
@@ -30,18 +31,6 @@ from devices.envelope import CommandMessage
 from ingest.messages import RawMessage
 
 DETAIL_MAX_CHARS = 500
-
-
-@dataclass(frozen=True, slots=True)
-class Refusal:
-    reason: DeadLetterReason
-    detail: str
-    device_uid: str | None = None
-    family: str | None = None
-    # whose it is: the registered device the topic names (its id and community), else the community
-    # the topic names if that is registered (resolved by ingest, `attribute`)
-    device_id: int | None = None
-    community_id: int | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -18,7 +18,7 @@ import threading
 from datetime import datetime
 from typing import Protocol, runtime_checkable
 
-from devices.contract import HANDED_OFF, Channel, Decoded, DeviceRef
+from devices.contract import HANDED_OFF, Channel, DeadLetterReason, Decoded, DeviceRef
 
 log = logging.getLogger(__name__)
 
@@ -43,7 +43,7 @@ class RejectSink(Protocol):
         *,
         channel: Channel,
         received_at: datetime,
-        reason: str,
+        reason: DeadLetterReason,
         detail: str,
         payload: bytes,
     ) -> None: ...
@@ -55,7 +55,7 @@ def hand_off_refusal(
     *,
     channel: Channel,
     received_at: datetime,
-    reason: str,
+    reason: DeadLetterReason,
     detail: str,
     payload: bytes,
 ) -> None:

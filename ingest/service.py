@@ -37,8 +37,17 @@ from prometheus_client import CollectorRegistry
 
 from alerts.config import AlertSettings
 from devices.catalog import FAMILIES
-from devices.contract import HANDED_OFF, Channel, DeadLetterReason, Decoded, Family, subscriptions, topic
-from ingest.decode import Downlink, EdgeValidator, Refusal, Registry, event_fields
+from devices.contract import (
+    HANDED_OFF,
+    Channel,
+    DeadLetterReason,
+    Decoded,
+    Family,
+    Refusal,
+    subscriptions,
+    topic,
+)
+from ingest.decode import Downlink, EdgeValidator, Registry, event_fields
 from ingest.handoff import MessageSink, NullSink, hand_off_refusal
 from ingest.messages import RawMessage
 from ingest.metrics import UNKNOWN_FAMILY, IngestMetrics, ingest_metrics
@@ -490,7 +499,7 @@ class IngestService:
                 self._registry.devices.get(refusal.device_uid),
                 channel=self.validator.topic(raw.topic).channel,
                 received_at=now,
-                reason=refusal.reason.value,
+                reason=refusal.reason,
                 detail=refusal.detail,
                 payload=raw.payload,
             )
@@ -500,20 +509,7 @@ class IngestService:
     ) -> None:
         keep = self.cfg.dead_letter_payload_bytes
         refusal = self._registry.attribute(refusal, topic_text, self.prefix)
-        p.batch.dead_letters.append(
-            DeadLetterRow(
-                received_at=now,
-                topic=topic_text,
-                payload=payload[:keep],
-                payload_size=len(payload),
-                reason=refusal.reason,
-                detail=refusal.detail,
-                device_uid=refusal.device_uid,
-                family=refusal.family,
-                community_id=refusal.community_id,
-                device_id=refusal.device_id,
-            )
-        )
+        p.batch.dead_letters.append(DeadLetterRow(now, topic_text, payload[:keep], len(payload), refusal))
         k = (refusal.family or UNKNOWN_FAMILY, refusal.reason.value)
         p.dl_counts[k] = p.dl_counts.get(k, 0) + 1
 

@@ -14,7 +14,7 @@ from typing import Any
 import psycopg
 from psycopg.rows import dict_row
 
-from devices.contract import DeadLetterReason
+from devices.contract import Refusal
 
 DEAD_LETTER_COLUMNS = (
     "received_at, topic, payload, payload_size, reason, detail, device_uid, family, community_id, device_id"
@@ -29,13 +29,7 @@ class DeadLetterRow:
     topic: str
     payload: bytes  # already truncated by the caller
     payload_size: int  # the original size
-    reason: DeadLetterReason
-    detail: str
-    device_uid: str | None = None
-    family: str | None = None
-    # whose it is (API scope): the registered device the topic names, else the community it names
-    community_id: int | None = None
-    device_id: int | None = None
+    refusal: Refusal  # why, and whose it is (API scope): the device the topic names, else its community
 
 
 def _text(value: str | None, limit: int = DETAIL_MAX_CHARS) -> str | None:
@@ -44,17 +38,18 @@ def _text(value: str | None, limit: int = DETAIL_MAX_CHARS) -> str | None:
 
 
 def dead_letter_record(row: DeadLetterRow) -> tuple[Any, ...]:
+    r = row.refusal
     return (
         row.received_at,
         _text(row.topic, 1000),
         row.payload,
         row.payload_size,
-        row.reason.value,
-        _text(row.detail) or "",
-        _text(row.device_uid, 200),
-        _text(row.family, 64),
-        row.community_id,
-        row.device_id,
+        r.reason.value,
+        _text(r.detail) or "",
+        _text(r.device_uid, 200),
+        _text(r.family, 64),
+        r.community_id,
+        r.device_id,
     )
 
 

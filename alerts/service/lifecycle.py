@@ -148,7 +148,7 @@ class AlertService:
         *,
         channel: Channel,
         received_at: datetime,
-        reason: str,
+        reason: DeadLetterReason,
         detail: str,
         payload: bytes,
     ) -> None:
@@ -156,7 +156,7 @@ class AlertService:
         a reading out of the physical range (then: sensor_implausible); a timestamp outside ingest's
         window is a wrong clock (clock_skew)."""
         if reason in HANDED_OFF and channel is Channel.TELEMETRY:
-            self.intake.put(Rejected(device, channel, received_at, payload, DeadLetterReason(reason)))
+            self.intake.put(Rejected(device, channel, received_at, payload, reason))
 
     def sync(self, timeout_s: float = 30.0) -> bool:
         """Block until every message submitted before this call is evaluated, its outputs written and

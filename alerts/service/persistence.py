@@ -34,7 +34,7 @@ from alerts.service.events import EngineEvent, EngineStats, Subscriber
 from alerts.service.outputs import DeviceBatch, Recorded, Work
 from alerts.service.states import RuleStates
 from devices.alarms import Finding
-from devices.contract import DeadLetterReason
+from devices.contract import DeadLetterReason, Refusal
 from storage import commands as command_store
 from storage import dead_letters, findings, rule_state
 from storage.db import Connection, close_quietly, connect, translated
@@ -162,12 +162,14 @@ class Persistence:
             topic=f"engine/{ctx.uid}",
             payload=text[:REFUSED_PAYLOAD_BYTES],
             payload_size=len(text),
-            reason=DeadLetterReason.ENGINE_OUTPUT_REFUSED,
-            detail=detail,
-            device_uid=ctx.uid,
-            family=ctx.family.value,
-            community_id=ctx.community_id,
-            device_id=ctx.device_id,
+            refusal=Refusal(
+                DeadLetterReason.ENGINE_OUTPUT_REFUSED,
+                detail,
+                ctx.uid,
+                ctx.family.value,
+                device_id=ctx.device_id,
+                community_id=ctx.community_id,
+            ),
         )
         try:
             conn = self.conn
