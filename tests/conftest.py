@@ -32,6 +32,9 @@ def _get_services() -> ServiceSet:
 
 
 def pytest_report_header(config: pytest.Config) -> list[str]:
+    if config.pluginmanager.has_plugin("dsession"):
+        # pytest-xdist's controller runs no test: each worker starts (and reaps) its own set
+        return ["yiju services: a private PostgreSQL and Mosquitto per xdist worker (tests/harness.py)"]
     try:
         return _get_services().header()
     except RuntimeError as exc:
