@@ -193,6 +193,14 @@ class AlertSettings(BaseModel):
         "(one device with a wrong clock must not expire everyone's timers).",
     )
     tick_s: float = Field(default=1.0, gt=0, le=60, description="Period of the timer evaluation tick.")
+    context_refresh_s: float = Field(
+        default=30.0,
+        gt=0,
+        le=3600,
+        description="The engine re-reads the registry this often: a device's building and location, its rule "
+        "parameters, buildings' floors and the communities' threshold overrides. A device moved to another "
+        "building joins that building's fire linkage (GB 50116-2013 §4.1.6) within this.",
+    )
     tick_grace_s: float = Field(
         default=2.0,
         ge=0,

@@ -308,3 +308,50 @@ def test_a_stop_that_stops_waiting_leaves_the_connection_to_the_worker(db_url: s
     with connect(db_url) as conn:
         states = rule_state.load_states(conn)
     assert ids["smk2"] in states, "the worker wrote the rule state of what it evaluated after the stop"
+
+
+def test_a_device_moved_to_another_building_joins_that_buildings_fire_linkage(db_url: str) -> None:
+    """The engine re-reads the registry every `context_refresh_s`: a door moved into the burning
+    building is released with the others (GB 50166-2019 §4.3), without restarting the engine."""
+    ids = _seed(db_url)
+    with connect(db_url, autocommit=True) as conn:
+        row = conn.execute(
+            "WITH b AS (INSERT INTO buildings (community_id, code, name) "
+            "           VALUES (%s, 'b2', 'B2') RETURNING id), "
+            "l AS (INSERT INTO locations (community_id, building_id, kind, code, name, evacuation_route) "
+            "      SELECT %s, b.id, 'lobby', 'b2-lobby', 'Lobby 2', true FROM b RETURNING id) "
+            "INSERT INTO devices (uid, community_id, location_id, family) "
+            "SELECT 'door2', %s, l.id, 'access_door' FROM l RETURNING id",
+            (ids["community"], ids["community"], ids["community"]),
+        ).fetchone()
+        assert row is not None
+        ids["door2"] = int(row[0])
+    publisher = RecordingPublisher()
+    settings = AlertSettings(clock="event", tick_s=0.05, state_flush_s=0.05, context_refresh_s=0.1)
+    service = AlertService(db_url, settings, publisher=publisher)
+    with service:
+        feed = Feed(service, ids)
+        for uid in ("door", "door2"):
+            feed.send(
+                uid, Family.ACCESS_DOOR, Channel.TELEMETRY, 0, {"data": samples.TELEMETRY[Family.ACCESS_DOOR]}
+            )
+        assert service.wait_idle()
+        with connect(db_url, autocommit=True) as conn:  # door2 moves into building b1 (the API's PATCH)
+            conn.execute(
+                "UPDATE devices SET location_id = (SELECT location_id FROM devices WHERE uid = 'door') "
+                "WHERE uid = 'door2'"
+            )
+        seen = service.stats.context_refreshes
+        wait_for(lambda: service.stats.context_refreshes >= seen + 2, 10, "the engine re-read the registry")
+        for uid, at_s in (("smk", 1), ("smk2", 2)):  # two detectors: a confirmed fire in b1
+            feed.send(
+                uid, Family.SMOKE_ALARM, Channel.EVENT, at_s, {"event": {"type": "alarm", "kind": "smoke"}}
+            )
+        # the detector keeps reporting, moving the event clock on past the linkage's deadlines
+        feed.send("smk", Family.SMOKE_ALARM, Channel.TELEMETRY, 20, {"data": {"state": "alarm"}})
+        assert service.wait_idle()
+        ticks = service.stats.ticks
+        wait_for(lambda: service.stats.ticks >= ticks + 2, 10, "timer ticks after the fire")
+        assert service.stats.errors == 0
+    released = sorted(str(c["device"]) for c in publisher.sent if c["name"] == "release_all")
+    assert released == ["door", "door2"]

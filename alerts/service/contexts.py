@@ -4,6 +4,8 @@ Contract:
 - `load(conn)` fills the cache from the registry at start (devices, their buildings and sites,
   community overrides); a device first seen later is loaded on its first message (`get`), so a
   device registered while the engine runs is evaluated without a restart.
+- `refresh(...)` rebuilds it from a fresh read, every `context_refresh_s` (the worker's loop): edits
+  to a device's building, location or rule parameters and to the overrides reach the rules.
 - `add(row)` maps a registry row to its `DeviceContext`: rule parameters from the device's metadata
   (`DeviceParams.from_metadata`; a refused value is logged and the community's setting applies).
 - `settings_for(community_id)` is the community's `AlertSettings` (defaults with its overrides).
@@ -40,6 +42,19 @@ class Contexts:
             self.add(row)
         for community_id, override in overrides.items():
             self._thresholds[community_id] = self._settings.with_overrides(override)
+
+    def refresh(
+        self, contexts: list[rule_state.DeviceContextRow], overrides: dict[int, dict[str, Any]]
+    ) -> list[int]:
+        """Replace the cache with a fresh read of the registry; the devices whose contexts changed.
+
+        Why whole: a move to another building must also leave the old building's member list, and an
+        override removed must fall back to the defaults — a rebuild gets both right by construction."""
+        before = self._ctx
+        self._ctx, self._codes, self._thresholds = {}, {}, {}
+        self._by_building = defaultdict(list)
+        self.load(contexts, overrides)
+        return [device_id for device_id, ctx in self._ctx.items() if before.get(device_id) != ctx]
 
     def add(self, row: rule_state.DeviceContextRow) -> DeviceContext:
         params, problems = DeviceParams.from_metadata(row.metadata)

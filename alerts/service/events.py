@@ -40,6 +40,7 @@ class EngineStats:
     unknown_devices: int = 0
     batches: int = 0
     ticks: int = 0
+    context_refreshes: int = 0  # registry re-reads (`context_refresh_s`)
     persist_retries: int = 0
     unwritten: int = 0  # outputs given up at stop with the database down
     refused: int = 0  # outputs the database refuses for their content: dead-lettered, never retried

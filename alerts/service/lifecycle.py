@@ -94,6 +94,7 @@ class AlertService:
             metrics=self.metrics,
             wall_clock=wall_clock,
             replay=replay,
+            refresh_contexts=self._refresh_contexts,
         )
 
     # ------------------------------------------------------------------ lifecycle and MessageSink
@@ -182,6 +183,24 @@ class AlertService:
         return self._worker.now()
 
     # ------------------------------------------------------------------ loading
+
+    def _refresh_contexts(self) -> None:
+        """On the worker thread, every `context_refresh_s`: the registry as it is now (Contexts.refresh)."""
+        conn = self._store.conn
+        if conn is None:
+            return
+        with conn.transaction():
+            contexts = rule_state.load_contexts(conn)
+            overrides = rule_state.community_overrides(conn)
+        if self._scope is not None:
+            contexts = [row for row in contexts if row.community_id in self._scope]
+        changed = self.contexts.refresh(contexts, overrides)
+        with self._lock:
+            self.stats.context_refreshes += 1
+        for device_id in changed:  # its deadlines may depend on what changed (e.g. held_open_s)
+            self._worker.schedule(device_id)
+        if changed:
+            log.info("alert engine: registry re-read, %d device context(s) changed", len(changed))
 
     def _load(self) -> None:
         conn = self._store.conn

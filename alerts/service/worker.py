@@ -67,8 +67,10 @@ class Worker:
         metrics: AlertMetrics,
         wall_clock: Callable[[], float],
         replay: bool = True,
+        refresh_contexts: Callable[[], None] = lambda: None,
     ) -> None:
         self._settings = settings
+        self._refresh_contexts = refresh_contexts
         self._replay_on_start = replay
         self._intake = intake
         self._contexts = contexts
@@ -137,6 +139,7 @@ class Worker:
     def _loop(self) -> None:
         next_tick = time.monotonic()
         next_flush = time.monotonic() + self._settings.state_flush_s
+        next_refresh = time.monotonic() + self._settings.context_refresh_s
         while True:
             batch = self._intake.batch(min(self._settings.tick_s, 0.1))
             barriers = [b for b in batch if isinstance(b, Barrier)]
@@ -149,6 +152,9 @@ class Worker:
                     if time.monotonic() >= next_tick:
                         next_tick = time.monotonic() + self._settings.tick_s
                         self._tick()
+                    if time.monotonic() >= next_refresh:
+                        next_refresh = time.monotonic() + self._settings.context_refresh_s
+                        self._refresh_contexts()
                     if time.monotonic() >= next_flush and not self._store.gave_up:
                         next_flush = time.monotonic() + self._settings.state_flush_s
                         self._store.flush_states()
