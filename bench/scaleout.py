@@ -98,7 +98,10 @@ def run(
         "YIJU_LINKAGE__ENABLED": "false",
         "YIJU_SCALE__NATS_URL": cluster.url,  # type: ignore[attr-defined]
         "YIJU_SCALE__PARTITIONS": "8",
-        "YIJU_SCALE__STREAM_MAX_BYTES": str(1024**3),
+        # 20,000 messages are ~10 MB; JetStream reserves max_bytes on every replica when it places a
+        # stream, and the private cluster's nodes hold 2 GB each: at 1 GiB the third run's stream had
+        # no room ("no suitable peers for placement, insufficient storage")
+        "YIJU_SCALE__STREAM_MAX_BYTES": str(256 * 1024**2),
     }
     procs: dict[str, subprocess.Popen[bytes]] = {}
 

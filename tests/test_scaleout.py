@@ -71,6 +71,20 @@ def scale_settings(settings: Settings, cluster: NatsCluster, **kw: object) -> Se
     return settings.model_copy(update={"scale": scale})
 
 
+def test_a_worker_that_failed_to_start_stops_cleanly(settings: Settings) -> None:
+    """`stop` after a failed or missing `start` (the supervisor's `finally`) must not hide the start's
+    own error behind "cannot join thread before it is started"."""
+    worker = PartitionWorker(
+        settings,
+        database_url="postgresql://nobody@127.0.0.1:1/none",
+        nats_url="nats://127.0.0.1:1",
+        worker_id="never-started",
+        publisher=None,
+    )
+    worker.stop()
+    assert not worker.held
+
+
 def test_partition_function_is_the_servers(cluster: NatsCluster, settings: Settings) -> None:
     """A worker knows which communities' timers are its own from `partition_of`: it must agree with
     the stream's `partition(P, community)` transform for every community code."""

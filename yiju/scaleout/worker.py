@@ -218,7 +218,8 @@ class PartitionWorker:
     def stop(self) -> None:
         """Hand every partition back: drain, acknowledge, release the lease."""
         self._stop.set()
-        self._thread.join(30.0)
+        if self._thread.ident is not None:  # not started when start() failed (the error says why)
+            self._thread.join(30.0)
         for n in list(self.held):
             self._release(n)
         if self._leases is not None and self._me_rev is not None:
