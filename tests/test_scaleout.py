@@ -35,6 +35,7 @@ from devices.catalog import decode, points_of
 from devices.contract import Channel, Family, topic
 from ingest.service import IngestService
 from storage.db import connection
+from yiju.doctor import jetstream_check
 from yiju.embedded import MosquittoBroker
 from yiju.errors import MessagingUnavailable, YijuError
 from yiju.scaleout.bridge import Bridge, stream_spec
@@ -184,6 +185,8 @@ def test_mosquitto_restart_loses_nothing(
     ]
     worker = PartitionWorker(s, database_url=db_url, nats_url=cluster.url, worker_id=f"{prefix}-w1")
     publisher = Publisher(services.mqtt_url, f"{prefix}-pub")
+    before = jetstream_check(s)  # what `yiju doctor` says before any bridge ran
+    assert not before.ok and "no stream" in before.message, before
     try:
         for b in bridges:
             b.start()
@@ -200,6 +203,10 @@ def test_mosquitto_restart_loses_nothing(
         link = bridges[0].link
         assert link.stream_messages(stream_name(prefix)) == len(msgs), "one stored copy per message"
         assert sum(b.link.stats.duplicates for b in bridges) >= len(msgs) - 100
+        # `yiju doctor` in scale-out mode: the stream, its partitions, and no backlog once drained
+        wait_for(lambda: "no backlog" in jetstream_check(s).message, 30, "the doctor sees no backlog")
+        after = jetstream_check(s)
+        assert after.ok and not after.warn and f"{len(msgs)} messages, R3, 4 partitions" in after.message
     finally:
         publisher.close()
         worker.stop()

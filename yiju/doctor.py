@@ -12,6 +12,8 @@ from storage.status import community_alert_overrides, database_status
 from storage.tsdb import policy_jobs
 from yiju.errors import YijuError
 from yiju.parameters import unsourced_defaults
+from yiju.scaleout.jetstream import JetStreamLink
+from yiju.scaleout.subjects import stream_name
 from yiju.settings import Settings
 from yiju.stack import resolve
 
@@ -54,7 +56,49 @@ def run_checks(settings: Settings) -> list[Check]:
         )
     except YijuError as exc:
         checks.append(Check(False, "broker", str(exc)))
+    if settings.scale.mode == "jetstream":
+        checks.append(jetstream_check(settings))
     return checks
+
+
+def jetstream_check(settings: Settings) -> Check:
+    """Scale-out mode: the cluster answers, the ingest stream exists, and what waits in it per partition
+    (a backlog that grows is a worker missing or too slow: docs/scale-out.md)."""
+    scale = settings.scale
+    link = JetStreamLink(
+        scale.nats_url,
+        name="yiju-doctor",
+        ca_file=scale.nats_ca_file,
+        credentials_file=scale.nats_credentials_file,
+    )
+    stream = stream_name(settings.mqtt.topic_prefix)
+    try:
+        link.start(timeout_s=settings.mqtt.connect_timeout_s)
+        state = link.stream_state(stream)
+        if state is None:
+            return Check(False, "jetstream", f"no stream {stream}: start `yiju bridge` (it creates it)")
+        messages, replicas = state
+        waiting: list[str] = []
+        missing: list[int] = []
+        for n in range(scale.partitions):
+            consumer = link.consumer_state(stream, f"p{n}")
+            if consumer is None:
+                missing.append(n)
+            elif consumer.pending or consumer.ack_pending:
+                waiting.append(f"p{n} {consumer.pending} waiting, {consumer.ack_pending} unacked")
+    except YijuError as exc:
+        return Check(False, "jetstream", str(exc))
+    finally:
+        link.stop()
+    detail = f"stream {stream}: {messages} messages, R{replicas}, {scale.partitions} partitions"
+    if missing:
+        return Check(
+            True,
+            "jetstream",
+            f"{detail}; never taken by a worker: {', '.join(f'p{n}' for n in missing)}",
+            warn=True,
+        )
+    return Check(True, "jetstream", f"{detail}; " + ("; ".join(waiting) if waiting else "no backlog"))
 
 
 def _default_checks(url: str, settings: Settings) -> list[Check]:

@@ -261,6 +261,18 @@ class JetStreamLink:
 
         return self._call(run, self.request_timeout_s + 1)
 
+    def stream_state(self, stream: str) -> tuple[int, int] | None:
+        """(messages, replicas) of `stream`; None if there is no such stream."""
+
+        async def run() -> tuple[int, int] | None:
+            try:
+                info = await self.js.stream_info(stream)
+            except nats.js.errors.NotFoundError:
+                return None
+            return info.state.messages, info.config.num_replicas or 1
+
+        return self._call(run, self.request_timeout_s + 1)
+
     def stream_messages(self, stream: str) -> int:
         async def run() -> int:
             return (await self.js.stream_info(stream)).state.messages
