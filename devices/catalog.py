@@ -34,6 +34,7 @@ from devices.families import (
     smoke_alarm,
 )
 from devices.families.common import Wire
+from devices.fastpath import FastDecoder
 
 Point = tuple[str, int, float]
 
@@ -126,6 +127,10 @@ for _f, _s in FAMILIES.items():
     _DECODERS[(_f, Channel.COMMAND)] = CommandMessage.model_validate_json
 
 
+# the compiled decoder of the common valid message (accept)
+FAST = FastDecoder({f: s.telemetry_message for f, s in FAMILIES.items()})
+
+
 def decode(family: Family, channel: Channel, payload: bytes | str) -> BaseModel:
     """Parse and validate one message; raises `pydantic.ValidationError`. Whether the payload's
     device/family match the topic is the caller's check (ingest), not this function's."""
@@ -135,12 +140,19 @@ def decode(family: Family, channel: Channel, payload: bytes | str) -> BaseModel:
 RANGE_ERRORS = frozenset({"greater_than", "greater_than_equal", "less_than", "less_than_equal"})
 
 
-def accept(family: Family, channel: Channel, payload: bytes | str) -> BaseModel:
+def accept(family: Family, channel: Channel, payload: bytes | str) -> Any:
     """`decode`, except that a telemetry report whose only faults are readings outside their physical
     range, of a family that lists them as refusable (`REFUSABLE_READINGS`, e-bike chargers), is
     accepted with those readings None and named in `data.refused` (path → value): one broken sensor
     must not hide the rest of the report (domain.md §5.2). Ingest and the engine's replay both decode
-    with this; the contract itself (`decode`, the JSON Schema) still refuses such a report."""
+    with this; the contract itself (`decode`, the JSON Schema) still refuses such a report.
+
+    A valid telemetry or status message is decoded by the compiled fast path (`devices.fastpath`):
+    its body is a msgspec Struct with the models' fields, values, properties and methods; anything
+    else is the models' to accept or refuse (and their error is what `ValidationError` says)."""
+    body = FAST.decode(family, channel, payload)
+    if body is not None:
+        return body
     try:
         return decode(family, channel, payload)
     except ValidationError as exc:
