@@ -463,7 +463,7 @@ class IngestService:
             return  # the same message twice in one batch (a redelivery): acked, stored once
         p.keys.add(key)
         if is_tel:
-            points = tuple(self._points[fam](result.body.data))
+            points = self._points[fam](result.body.data)
             p.batch.telemetry.append(TelemetryRow(result.ts, dev, result.seq, now, raw.payload, points))
             p.telemetry.append(result)
         else:

@@ -23,6 +23,7 @@ import contextlib
 import json
 import logging
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, NamedTuple
@@ -55,7 +56,7 @@ class TelemetryRow(NamedTuple):  # a tuple: built once per message on the hot pa
     seq: int
     received_at: datetime
     body: bytes  # the JSON document as the device sent it
-    points: tuple[tuple[str, int, float], ...]  # (metric, channel, value)
+    points: Sequence[tuple[str, int, float]]  # (metric, channel, value)
 
 
 class EventRow(NamedTuple):
@@ -101,8 +102,11 @@ class WriteResult:
     rejected: list[Rejected] = field(default_factory=list)
 
 
+# jsonb's binary input is a version byte (1) and the JSON text (PostgreSQL's jsonb_recv): the devices'
+# bytes go out as that through the C bytea dumper, with no Python dumps call per row (issue 18)
+JSONB_V1 = b"\x01"
 TELEMETRY_COPY = "COPY {} (ts, device_id, seq, received_at, body) FROM STDIN (FORMAT BINARY)"
-TELEMETRY_TYPES = ["timestamptz", "int4", "int8", "timestamptz", "jsonb"]
+TELEMETRY_TYPES = ["timestamptz", "int4", "int8", "timestamptz", "bytea"]  # body: JSONB_V1 + JSON
 POINTS_COPY = "COPY points (ts, device_id, metric, channel, value) FROM STDIN (FORMAT BINARY)"
 POINTS_TYPES = ["timestamptz", "int4", "text", "int2", "float8"]
 STAGE_POINTS_COPY = (
@@ -113,7 +117,7 @@ EVENTS_COPY = (
     "COPY {} (ts, device_id, seq, received_at, kind, code, channel, body) FROM STDIN (FORMAT BINARY)"
 )
 DEAD_LETTERS_COPY = f"COPY dead_letters ({DEAD_LETTER_COLUMNS}) FROM STDIN (FORMAT BINARY)"
-EVENTS_TYPES = ["timestamptz", "int4", "int8", "timestamptz", "text", "text", "int2", "jsonb"]
+EVENTS_TYPES = ["timestamptz", "int4", "int8", "timestamptz", "text", "text", "int2", "bytea"]  # JSONB_V1
 
 _STAGING_DDL = (
     "CREATE TEMP TABLE IF NOT EXISTS _yiju_stage_telemetry "
@@ -307,7 +311,7 @@ class IngestWriter:
         with cur.copy(sql.SQL(TELEMETRY_COPY).format(sql.Identifier("telemetry"))) as cp:
             cp.set_types(TELEMETRY_TYPES)
             for r in rows:
-                cp.write_row((r.ts, r.device_id, r.seq, r.received_at, r.body))
+                cp.write_row((r.ts, r.device_id, r.seq, r.received_at, JSONB_V1 + r.body))
         n_points = 0
         with cur.copy(POINTS_COPY) as cp:
             cp.set_types(POINTS_TYPES)
@@ -324,7 +328,7 @@ class IngestWriter:
         with cur.copy(sql.SQL(TELEMETRY_COPY).format(sql.Identifier("_yiju_stage_telemetry"))) as cp:
             cp.set_types(TELEMETRY_TYPES)
             for r in rows:
-                cp.write_row((r.ts, r.device_id, r.seq, r.received_at, r.body))
+                cp.write_row((r.ts, r.device_id, r.seq, r.received_at, JSONB_V1 + r.body))
         with cur.copy(STAGE_POINTS_COPY) as cp:
             cp.set_types(STAGE_POINTS_TYPES)
             for r in rows:
@@ -342,7 +346,9 @@ class IngestWriter:
         with cur.copy(sql.SQL(EVENTS_COPY).format(sql.Identifier(table))) as cp:
             cp.set_types(EVENTS_TYPES)
             for e in rows:
-                cp.write_row((e.ts, e.device_id, e.seq, e.received_at, e.kind, e.code, e.channel, e.body))
+                cp.write_row(
+                    (e.ts, e.device_id, e.seq, e.received_at, e.kind, e.code, e.channel, JSONB_V1 + e.body)
+                )
         if slow:
             cur.execute(_SLOW_EVENTS)
             inserted = max(cur.rowcount, 0)

@@ -410,7 +410,9 @@ class MosquittoBroker:
             "log_type warning",
             "log_type notice",
             "connection_messages false",
-            "max_inflight_messages 1000",
+            # ≥ ingest's Receive Maximum (5,000), so that ingest's window governs: with 1,000 the
+            # session waited for each commit with a half-full batch (bench/RESULTS.md, issue 18)
+            "max_inflight_messages 10000",
             "max_queued_messages 5000000",
             "max_packet_size 1048576",
             "persistent_client_expiration 14d",
