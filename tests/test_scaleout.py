@@ -28,6 +28,7 @@ from ingest_support import (
     wait_for,
 )
 from nats_cluster import NatsCluster, external_url, nats_server_binary, start_cluster
+from prometheus_client import CollectorRegistry, generate_latest
 
 from alerts.service import AlertService
 from devices import samples
@@ -41,6 +42,7 @@ from yiju.errors import MessagingUnavailable, YijuError
 from yiju.scaleout.bridge import Bridge, stream_spec
 from yiju.scaleout.config import ScaleSettings
 from yiju.scaleout.jetstream import Incoming, JetStreamLink, Outgoing, PullFeed
+from yiju.scaleout.metrics import BridgeCollector, WorkerCollector
 from yiju.scaleout.subjects import partition_filter, partition_of, stream_name
 from yiju.scaleout.worker import PartitionWorker
 from yiju.settings import Settings
@@ -207,6 +209,18 @@ def test_mosquitto_restart_loses_nothing(
         wait_for(lambda: "no backlog" in jetstream_check(s).message, 30, "the doctor sees no backlog")
         after = jetstream_check(s)
         assert after.ok and not after.warn and f"{len(msgs)} messages, R3, 4 partitions" in after.message
+        # what Prometheus scrapes from these processes (yiju/scaleout/metrics.py)
+        registry = CollectorRegistry()
+        registry.register(BridgeCollector(bridges[0]))
+        registry.register(WorkerCollector(worker))
+        text = generate_latest(registry).decode()
+        assert f"yiju_bridge_confirmed_total {float(bridges[0].stats.confirmed)}" in text
+        assert bridges[0].stats.confirmed >= len(msgs)
+        assert "yiju_bridge_backlog_messages 0.0" in text and "yiju_bridge_up 1.0" in text
+        # (a partition restarted from its ack floor under load is held again, and counted again)
+        assert f"yiju_partitions_held {float(len(worker.held))}" in text
+        assert f"yiju_partition_acquired_total {float(worker.stats.acquired)}" in text
+        assert worker.stats.acquired >= 4 and worker.stats.lost == 0
     finally:
         publisher.close()
         worker.stop()
@@ -359,6 +373,7 @@ def test_kill_worker_bridge_and_stream_leader(
         "YIJU_SCALE__PUBLISH_TIMEOUT_S": "2",
         "YIJU_SCALE__STREAM_MAX_BYTES": str(256 * 1024**2),
         "YIJU_INGEST__METRICS_PORT": "0",
+        "YIJU_METRICS__PORT": "0",  # four processes on one host: each would need a port of its own
     }
     procs = {
         name: _spawn(args, env, tmp_path / f"{name}.log")

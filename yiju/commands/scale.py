@@ -41,7 +41,9 @@ def _name(given: str | None, kind: str) -> str:
 
 
 def _cmd_bridge(args: argparse.Namespace, settings: Settings) -> int:
+    from yiju.metrics import ProcessMetrics, serve_metrics
     from yiju.scaleout.bridge import Bridge
+    from yiju.scaleout.metrics import BridgeCollector
     from yiju.stack import resolve
 
     endpoints = resolve(settings)
@@ -53,8 +55,13 @@ def _cmd_bridge(args: argparse.Namespace, settings: Settings) -> int:
         nats_url=settings.scale.nats_url,
         client_id=_name(args.id, "bridge"),
     )
+    process = ProcessMetrics("bridge")
+    process.registry.register(BridgeCollector(bridge))
+    # bound before the bridge starts: a busy port fails at once (YIJU_METRICS__PORT; 0: off)
+    exporter = serve_metrics(process.registry, settings.metrics.host, settings.metrics.port)
     bridge.start()
     log.info("bridge %s up: %s → %s", bridge.consumer.client_id, endpoints.mqtt_url, settings.scale.nats_url)
+    log.info("metrics %s", exporter.url)
     if bridge.consumer.subscribed.wait(settings.mqtt.connect_timeout_s * 4):
         log.info("bridge %s subscribed", bridge.consumer.client_id)
     try:
@@ -68,12 +75,17 @@ def _cmd_bridge(args: argparse.Namespace, settings: Settings) -> int:
             )
     finally:
         bridge.stop()
+        exporter.stop()
     return 0
 
 
 def _cmd_worker(args: argparse.Namespace, settings: Settings) -> int:
     from alerts.commands import CommandSender
+    from alerts.metrics import alert_metrics
+    from ingest.metrics import ingest_metrics
     from ingest.mqtt_adapter import MqttCommandPublisher
+    from yiju.metrics import ProcessMetrics, serve_metrics
+    from yiju.scaleout.metrics import WorkerCollector
     from yiju.scaleout.worker import PartitionWorker
     from yiju.stack import resolve
 
@@ -84,13 +96,19 @@ def _cmd_worker(args: argparse.Namespace, settings: Settings) -> int:
         endpoints.mqtt_url, client_id=f"{worker_id}-commands", ca_file=settings.mqtt.ca_file
     )
     commands.start()
+    process = ProcessMetrics("partition-worker")
     worker = PartitionWorker(
         settings,
         database_url=endpoints.database_url,
         nats_url=settings.scale.nats_url,
         worker_id=worker_id,
         publisher=CommandSender(commands, settings.mqtt.topic_prefix),
+        ingest_metrics=ingest_metrics(process.registry),
+        alert_metrics=alert_metrics(process.registry),
     )
+    process.registry.register(WorkerCollector(worker))
+    exporter = serve_metrics(process.registry, settings.metrics.host, settings.metrics.port)
+    log.info("metrics %s", exporter.url)
     try:
         worker.start()
         log.info("partition worker %s up (%d partitions in all)", worker_id, settings.scale.partitions)
@@ -102,6 +120,7 @@ def _cmd_worker(args: argparse.Namespace, settings: Settings) -> int:
     finally:
         worker.stop()
         commands.stop()
+        exporter.stop()
     return 0
 
 
