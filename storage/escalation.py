@@ -1144,6 +1144,12 @@ class AlarmContext:
     community_code: str
     community_name: str
     timezone: str
+    family: str
+    location_kind: str | None
+    unit: str | None
+    floor: int | None
+    room: str | None
+    post: str | None
 
 
 def alarm_context(conn: psycopg.Connection[Any], alarm_id: int) -> AlarmContext | None:
@@ -1152,7 +1158,8 @@ def alarm_context(conn: psycopg.Connection[Any], alarm_id: int) -> AlarmContext 
         cur.execute(
             "SELECT a.id, a.community_id, a.device_id, a.type, a.severity, a.status, a.acknowledged, "
             "a.details, a.first_at, d.uid AS device_uid, l.building_id, l.name AS location_name, "
-            "b.name AS building_name, c.code AS community_code, c.name AS community_name, c.timezone "
+            "b.name AS building_name, c.code AS community_code, c.name AS community_name, c.timezone, "
+            "d.family, l.kind AS location_kind, l.unit, l.floor, d.room, d.post "
             "FROM alarms a JOIN devices d ON d.id = a.device_id JOIN communities c ON c.id = a.community_id "
             "LEFT JOIN locations l ON l.id = d.location_id LEFT JOIN buildings b ON b.id = l.building_id "
             "WHERE a.id = %s",

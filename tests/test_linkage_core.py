@@ -133,3 +133,26 @@ def test_backoff_and_rate_limits() -> None:
 def test_any_json_is_a_chain_or_a_chain_error(data: Any) -> None:
     with contextlib.suppress(core.ChainError):
         core.Chain.from_json(data if isinstance(data, dict) else {"steps": data})
+
+
+def _place(**kw: Any) -> core.Place:
+    base: dict[str, Any] = {
+        "building": "1号楼", "location": "1号楼3层", "kind": "floor", "unit": None, "floor": None,
+        "room": None, "post": None, "port": None, "charger": False,
+    }  # fmt: skip
+    return core.Place(**{**base, **kw})
+
+
+def test_the_call_names_the_place_as_the_console_card_does() -> None:
+    """A guard sent by phone needs the unit, floor and room (issue 13 §1's card), not just the building."""
+    assert core.place_zh(_place(unit="2", floor=15, room="1502")) == "1号楼 2单元 15层 1502室"
+    assert core.place_zh(_place(unit="1", floor=-1, kind="parking")) == "1号楼 1单元 地下1层"
+    assert core.place_zh(_place(unit="1", kind="lobby", location="1号楼大堂")) == "1号楼 1单元 大堂"
+    # a charging post: shed, post and port
+    shed = {"location": "东车棚", "kind": "shed", "charger": True}
+    assert core.place_zh(_place(**shed, post="3", port=2)) == "1号楼 东车棚 3号桩 2号端口"
+    assert core.place_zh(_place(**shed, port=4)) == "1号楼 东车棚 4号端口"
+    # no structure in the registry: the location's own name, without repeating the building
+    assert core.place_zh(_place()) == "1号楼 3层"
+    assert core.place_zh(_place(building=None, location="门卫室")) == "门卫室"
+    assert core.place_zh(_place(building=None, location=None, kind=None)) == ""

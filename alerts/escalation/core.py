@@ -385,3 +385,51 @@ def rate_limited_until(
             free_at = inside[len(inside) - most] + window_s
             until = free_at if until is None else max(until, free_at)
     return until
+
+
+# ---------------------------------------------------------------------------------------------
+# Where, for a person: the console's place line (api/static/board.js `place`), in Chinese
+
+_KIND_ZH = {
+    "lobby": "大堂",
+    "stairwell": "楼梯间",
+    "basement": "地下室",
+    "plant_room": "设备房",
+    "parking": "车库",
+}
+
+
+@dataclass(frozen=True)
+class Place:
+    building: str | None
+    location: str | None  # the location's name
+    kind: str | None  # the location's kind (lobby, floor, shed, …)
+    unit: str | None
+    floor: int | None
+    room: str | None
+    post: str | None  # a charging post's number in its shed
+    port: int | None  # the charger port the alarm is about
+    charger: bool
+
+
+def place_zh(p: Place) -> str:
+    """Where the alarm is, as the guard and the 119 operator need it: "1号楼 2单元 15层 1502室", or
+    "1号楼 东车棚 3号桩 2号端口" for a charging post — the duty-room card's words (issue 13 §1), so
+    the call and the console name the same place. "" when the registry says nothing of it."""
+    port = f"{p.port}号端口" if p.port is not None and p.port > 0 else None
+    if p.post is not None or (p.kind == "shed" and p.charger):
+        parts = [p.building, p.location, f"{p.post}号桩" if p.post is not None else None, port]
+    elif p.building and (p.unit is not None or p.floor is not None or p.room is not None):
+        floor = None if p.floor is None else f"地下{-p.floor}层" if p.floor < 0 else f"{p.floor}层"
+        parts = [
+            p.building,
+            f"{p.unit}单元" if p.unit is not None else None,
+            floor or _KIND_ZH.get(p.kind or ""),
+            f"{p.room}室" if p.room is not None else None,
+        ]
+    else:
+        name = p.location
+        if p.building and name and name.startswith(p.building):  # "1号楼3层" under "1号楼"
+            name = name[len(p.building) :].strip() or None
+        parts = [p.building, name, port]
+    return " ".join(x for x in parts if x)

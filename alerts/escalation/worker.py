@@ -52,7 +52,20 @@ def _local(at: datetime, tz: str) -> datetime:
 
 
 def _summary(a: store.AlarmContext) -> str:
-    where = " ".join(x for x in (a.building_name, a.location_name) if x)
+    port = (a.details or {}).get("port")
+    where = core.place_zh(
+        core.Place(
+            building=a.building_name,
+            location=a.location_name,
+            kind=a.location_kind,
+            unit=a.unit,
+            floor=a.floor,
+            room=a.room,
+            post=a.post,
+            port=port if type(port) is int else None,
+            charger=a.family == "ebike_charger",
+        )
+    )
     return where or a.device_uid
 
 
