@@ -112,16 +112,33 @@ class NatsCluster:
         return None
 
     def wait_ready(self, timeout_s: float = 30.0) -> None:
-        """Until every running node answers and the JetStream meta group has a leader."""
+        """Until every running node answers, the JetStream meta group has a leader, and the leader has
+        every other node as a current peer: before that, creating a stream or a key-value bucket with 3
+        replicas can fail with "no suitable peers for placement, peer offline" (seen under load)."""
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
             if any(n.proc is not None and n.proc.poll() is not None for n in self.nodes):
                 break  # a node exited (a port taken meanwhile): fail now
-            if self.meta_leader() is not None and all(self._healthy(n) for n in self.nodes if n.running()):
+            if self._peers_current() and all(self._healthy(n) for n in self.nodes if n.running()):
                 return
             time.sleep(0.1)
         logs = "\n".join(n.log.read_text()[-2000:] for n in self.nodes)
         raise RuntimeError(f"NATS cluster not ready within {timeout_s:.0f} s:\n{logs}")
+
+    def _peers_current(self) -> bool:
+        """The meta leader sees every other running node as a current replica of the meta group."""
+        leader = self.meta_leader()
+        if leader is None:
+            return False
+        try:
+            meta = self.jsz(self.node(leader)).get("meta_cluster")
+        except (OSError, StopIteration):
+            return False
+        if not isinstance(meta, dict) or meta.get("leader") != leader:
+            return False
+        replicas = meta.get("replicas") or []
+        current = {r.get("name") for r in replicas if isinstance(r, dict) and r.get("current")}
+        return {n.name for n in self.nodes if n.running() and n.name != leader} <= current
 
     def _healthy(self, node: Node) -> bool:
         try:
