@@ -46,6 +46,14 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
         _Started.services.stop()
 
 
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Files with a test marked `slow` run first (in their order; the rest keep theirs): on xdist
+    workers (./dev test) the minute-long end-to-end tests then overlap the many short ones instead of
+    starting last and leaving one worker running them alone."""
+    slow_files = {item.path for item in items if item.get_closest_marker("slow") is not None}
+    items.sort(key=lambda item: item.path not in slow_files)  # stable: order within a file is kept
+
+
 @pytest.fixture(autouse=True)
 def _clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
     """Settings in tests come from the fixtures, never from the developer's shell."""

@@ -8,6 +8,7 @@ import json
 from collections import Counter
 from typing import Any
 
+import pytest
 import requests
 import schemathesis
 from hypothesis import HealthCheck, given, settings
@@ -22,6 +23,7 @@ EXAMPLES_PER_OPERATION = 12
 SKIP = {("GET", "/api/v1/alarms/stream"), ("POST", "/api/v1/auth/logout")}
 
 
+@pytest.mark.slow
 def test_no_input_produces_a_server_error(live: LiveServer, world: World) -> None:
     schema = schemathesis.openapi.from_dict(live.app.openapi())
     headers = world.auth("admin")

@@ -53,6 +53,7 @@ def demo_dir() -> Iterator[Path]:
     shutil.rmtree(path, ignore_errors=True)
 
 
+@pytest.mark.slow
 def test_demo_serves_the_console_and_shows_the_fire(demo_dir: Path) -> None:
     tmp_path = demo_dir
     port = free_port()

@@ -10,6 +10,7 @@ import time
 from collections import Counter
 from datetime import UTC, datetime, timedelta
 
+import pytest
 from harness import ServiceSet
 from ingest_support import wait_for
 
@@ -28,6 +29,7 @@ MESSAGES = 100_000
 DEADLINE_S = 90.0  # for ingest to commit everything (it takes ~20 s on the 2-core dev machine)
 
 
+@pytest.mark.slow
 def test_100k_simulator_messages_exact_rows(services: ServiceSet, db_url: str, topic_prefix: str) -> None:
     t_start = time.monotonic()
     fleet = generate_fleet(Size.SMALL, 1, seed=11, prefix=topic_prefix[:6])

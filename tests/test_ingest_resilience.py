@@ -182,6 +182,7 @@ def test_broker_restart_mid_stream(
         svc.stop()
 
 
+@pytest.mark.slow
 def test_postgres_stopped_ten_seconds_mid_stream(
     services: ServiceSet,
     postgres_server: PostgresServer,
