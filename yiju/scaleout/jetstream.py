@@ -439,16 +439,18 @@ class PullFeed:
 
     def ack_through(self, stream_seq: int) -> None:
         """Acknowledge the message `stream_seq` and, by the consumer's AckPolicy.ALL, all before it."""
-        msg = self._msgs.get(stream_seq)
-        if msg is None:
-            return
 
+        # the delivered messages are kept and dropped on the link's event loop thread only: `fetch`
+        # adds to them there, and iterating them on the caller's thread meanwhile could fail
         async def run() -> None:
+            msg = self._msgs.get(stream_seq)
+            if msg is None:
+                return
             await msg.ack()
+            for seq in [s for s in self._msgs if s <= stream_seq]:
+                del self._msgs[seq]
 
         self._link._call(run, self._link.request_timeout_s + 1)
-        for seq in [s for s in self._msgs if s <= stream_seq]:
-            del self._msgs[seq]
 
     def close(self) -> None:
         async def run() -> None:
