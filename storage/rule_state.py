@@ -46,14 +46,28 @@ _CONTEXT_QUERY = """
 
 
 def load_contexts(
-    conn: psycopg.Connection[Any], device_ids: Sequence[int] | None = None
+    conn: psycopg.Connection[Any],
+    device_ids: Sequence[int] | None = None,
+    *,
+    community_ids: Sequence[int] | None = None,
 ) -> list[DeviceContextRow]:
-    """Every device's context (or only the given ones)."""
-    if device_ids is None:
-        rows = conn.execute(_CONTEXT_QUERY).fetchall()
-    else:
+    """Every device's context (or only the given devices, or only those of the given communities)."""
+    if device_ids is not None:
         rows = conn.execute(_CONTEXT_QUERY + " WHERE d.id = ANY(%s)", (list(device_ids),)).fetchall()
+    elif community_ids is not None:
+        rows = conn.execute(
+            _CONTEXT_QUERY + " WHERE d.community_id = ANY(%s)", (list(community_ids),)
+        ).fetchall()
+    else:
+        rows = conn.execute(_CONTEXT_QUERY).fetchall()
     return [DeviceContextRow(*r) for r in rows]
+
+
+def registry_revision(conn: psycopg.Connection[Any]) -> int:
+    """The registry's revision (migration 0027): it moves with every write of a device, location,
+    building or community, so an unchanged number means there is nothing to re-read."""
+    row = conn.execute("SELECT revision FROM registry_revision").fetchone()
+    return int(row[0]) if row else 0
 
 
 def community_overrides(conn: psycopg.Connection[Any]) -> dict[int, dict[str, Any]]:

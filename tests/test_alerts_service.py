@@ -18,13 +18,14 @@ from rules_kit import T0
 from alerts.config import AlertSettings
 from alerts.core import engine
 from alerts.service import AlertService, EngineEvent
+from alerts.service.contexts import Contexts
 from devices import catalog, samples
 from devices.alarms import Check, Finding
 from devices.contract import Channel, Decoded, DeviceRef, Family
 from storage import alarms, findings, registry, rule_state
 from storage.db import connect
 from yiju.cli import main
-from yiju.errors import InputError
+from yiju.errors import ConfigurationError, InputError
 
 
 class RecordingPublisher:
@@ -300,6 +301,8 @@ def test_a_stop_that_stops_waiting_leaves_the_connection_to_the_worker(db_url: s
         service.stop(timeout_s=0.2)
     assert worker.is_alive()
     assert "still finishing 5 queued messages" in caplog.text
+    with pytest.raises(ConfigurationError, match="still finishing"):
+        service.start()  # not beside the worker that still owns the connection
     release.set()
     worker.join(10)
     assert not worker.is_alive()
@@ -336,13 +339,16 @@ def test_a_device_moved_to_another_building_joins_that_buildings_fire_linkage(db
                 uid, Family.ACCESS_DOOR, Channel.TELEMETRY, 0, {"data": samples.TELEMETRY[Family.ACCESS_DOOR]}
             )
         assert service.wait_idle()
+        ticks = service.stats.ticks
+        wait_for(lambda: service.stats.ticks >= ticks + 4, 10, "several refresh periods")
+        assert service.stats.context_refreshes == 0, "a quiet registry is not read again"
         with connect(db_url, autocommit=True) as conn:  # door2 moves into building b1 (the API's PATCH)
             conn.execute(
                 "UPDATE devices SET location_id = (SELECT location_id FROM devices WHERE uid = 'door') "
                 "WHERE uid = 'door2'"
             )
         seen = service.stats.context_refreshes
-        wait_for(lambda: service.stats.context_refreshes >= seen + 2, 10, "the engine re-read the registry")
+        wait_for(lambda: service.stats.context_refreshes >= seen + 1, 10, "the engine re-read the registry")
         for uid, at_s in (("smk", 1), ("smk2", 2)):  # two detectors: a confirmed fire in b1
             feed.send(
                 uid, Family.SMOKE_ALARM, Channel.EVENT, at_s, {"event": {"type": "alarm", "kind": "smoke"}}
@@ -355,3 +361,17 @@ def test_a_device_moved_to_another_building_joins_that_buildings_fire_linkage(db
         assert service.stats.errors == 0
     released = sorted(str(c["device"]) for c in publisher.sent if c["name"] == "release_all")
     assert released == ["door", "door2"]
+
+
+def test_a_refused_override_keeps_that_communitys_thresholds_and_touches_no_other() -> None:
+    """A community override edited by hand into something the settings refuse must not send any
+    community back to the defaults at the next registry re-read (they would be thresholds nobody
+    chose): the refusing community keeps what it had, the others take their new values."""
+    contexts = Contexts(AlertSettings())
+    contexts.load([], {1: {"tick_s": 0.5}, 2: {"tick_s": 0.7}})
+    contexts.refresh([], {1: {"tick_s": "bad"}, 2: {"tick_s": 0.8}, 3: {"tick_s": 0.9}})
+    assert contexts.settings_for(1).tick_s == 0.5  # kept
+    assert contexts.settings_for(2).tick_s == 0.8  # its own new value, despite community 1
+    assert contexts.settings_for(3).tick_s == 0.9
+    contexts.refresh([], {1: {"tick_s": 0.6}})  # fixed: taken; 2 and 3 dropped their overrides
+    assert (contexts.settings_for(1).tick_s, contexts.settings_for(2).tick_s) == (0.6, 1.0)

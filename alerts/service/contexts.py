@@ -25,8 +25,10 @@ from alerts.core.model import DeviceContext
 from devices.contract import DeviceRef, Family
 from storage import rule_state
 from storage.db import Connection
+from yiju.errors import YijuError
 
 log = logging.getLogger(__name__)
+_UNSEEN = object()
 
 
 class Contexts:
@@ -36,8 +38,12 @@ class Contexts:
         self._codes: dict[int, str] = {}  # community id → code (for command topics)
         self._by_building: dict[int, list[int]] = defaultdict(list)
         self._thresholds: dict[int, AlertSettings] = {}
+        self._metadata: dict[int, Any] = {}  # as last read, to warn about refused parameters once
+        self._refused: dict[int, Any] = {}  # community id → the override last refused (warned once)
 
     def load(self, contexts: list[rule_state.DeviceContextRow], overrides: dict[int, dict[str, Any]]) -> None:
+        """At start: a community override the settings refuse stops the engine (ConfigurationError),
+        before it evaluates anything with thresholds nobody chose."""
         for row in contexts:
             self.add(row)
         for community_id, override in overrides.items():
@@ -49,16 +55,39 @@ class Contexts:
         """Replace the cache with a fresh read of the registry; the devices whose contexts changed.
 
         Why whole: a move to another building must also leave the old building's member list, and an
-        override removed must fall back to the defaults — a rebuild gets both right by construction."""
+        override removed must fall back to the defaults — a rebuild gets both right by construction.
+        The new maps are built aside and swapped in at the end, so nothing is ever half-built. An
+        override the settings refuse (an edit by hand) keeps that community on the thresholds it had,
+        logged once per refused value; the other communities are not touched by it."""
+        thresholds: dict[int, AlertSettings] = {}
+        for community_id, override in overrides.items():
+            try:
+                thresholds[community_id] = self._settings.with_overrides(override)
+                self._refused.pop(community_id, None)
+            except YijuError as exc:
+                kept = self._thresholds.get(community_id)
+                if kept is not None:
+                    thresholds[community_id] = kept
+                if self._refused.get(community_id) != override:
+                    self._refused[community_id] = override
+                    log.error(
+                        "community %d: alert overrides refused, %s: %s",
+                        community_id,
+                        "keeping its previous thresholds" if kept is not None else "using the defaults",
+                        exc,
+                    )
+        fresh = Contexts(self._settings)
+        for row in contexts:
+            fresh.add(row, warn=self._metadata.get(row.device_id, _UNSEEN) != row.metadata)
         before = self._ctx
-        self._ctx, self._codes, self._thresholds = {}, {}, {}
-        self._by_building = defaultdict(list)
-        self.load(contexts, overrides)
+        self._ctx, self._codes, self._by_building = fresh._ctx, fresh._codes, fresh._by_building
+        self._metadata, self._thresholds = fresh._metadata, thresholds
         return [device_id for device_id, ctx in self._ctx.items() if before.get(device_id) != ctx]
 
-    def add(self, row: rule_state.DeviceContextRow) -> DeviceContext:
+    def add(self, row: rule_state.DeviceContextRow, *, warn: bool = True) -> DeviceContext:
         params, problems = DeviceParams.from_metadata(row.metadata)
-        if problems:  # the rules fall back to the community's settings for these
+        self._metadata[row.device_id] = row.metadata
+        if problems and warn:  # the rules fall back to the community's settings for these
             log.warning("device %s: rule parameters in metadata refused: %s", row.uid, "; ".join(problems))
         ctx = DeviceContext(
             device_id=row.device_id,

@@ -33,6 +33,7 @@ from alerts.service.states import RuleStates
 from alerts.service.worker import Worker
 from devices.contract import HANDED_OFF, Channel, DeadLetterReason, Decoded, DeviceRef
 from storage import rule_state
+from yiju.errors import ConfigurationError
 
 log = logging.getLogger(__name__)
 
@@ -58,6 +59,8 @@ class AlertService:
         self._scope = communities
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        self._registry_revision = -1  # as of the last read of the contexts (owned by the worker thread)
+        self._lingering: threading.Thread | None = None  # a worker a stop stopped waiting for
         self._subscribers: list[Subscriber] = []
         self._lock = threading.Lock()
         self.stats = EngineStats()
@@ -105,6 +108,9 @@ class AlertService:
     def start(self) -> None:
         if self._thread is not None:
             return
+        if self._lingering is not None and self._lingering.is_alive():
+            # a stop gave up waiting for it: it still owns the connection, the queue and the states
+            raise ConfigurationError("the alert engine's previous worker is still finishing; start later")
         self._store.open()
         self._load()
         self._stop.clear()
@@ -130,6 +136,7 @@ class AlertService:
                 self.intake.depth(),
                 timeout_s,
             )
+            self._lingering = self._thread
         self._thread = None
 
     def __enter__(self) -> AlertService:
@@ -185,15 +192,20 @@ class AlertService:
     # ------------------------------------------------------------------ loading
 
     def _refresh_contexts(self) -> None:
-        """On the worker thread, every `context_refresh_s`: the registry as it is now (Contexts.refresh)."""
+        """On the worker thread, every `context_refresh_s`: if the registry's revision moved (migration
+        0027), the registry as it is now (Contexts.refresh); otherwise one one-row read. The engine
+        evaluates nothing meanwhile, so the whole read happens only after an edit."""
         conn = self._store.conn
         if conn is None:
             return
         with conn.transaction():
-            contexts = rule_state.load_contexts(conn)
+            revision = rule_state.registry_revision(conn)
+            if revision == self._registry_revision:
+                return
+            scope = sorted(self._scope) if self._scope is not None else None
+            contexts = rule_state.load_contexts(conn, community_ids=scope)
             overrides = rule_state.community_overrides(conn)
-        if self._scope is not None:
-            contexts = [row for row in contexts if row.community_id in self._scope]
+        self._registry_revision = revision
         changed = self.contexts.refresh(contexts, overrides)
         with self._lock:
             self.stats.context_refreshes += 1
@@ -206,6 +218,7 @@ class AlertService:
         conn = self._store.conn
         assert conn is not None
         with conn.transaction():
+            self._registry_revision = rule_state.registry_revision(conn)
             contexts = rule_state.load_contexts(conn)
             overrides = rule_state.community_overrides(conn)
             stored = rule_state.load_states(conn)
