@@ -4,10 +4,11 @@ A test session (or a benchmark) that is killed never reaches its cleanup: its pr
 Mosquitto and NATS servers, and any process a test spawned (an ingest, a bridge, SIPp), keep running
 and burning CPU under /tmp/yiju-test-* and /tmp/yiju-nats-*. So every owner marks what it starts:
 
-- `claim(root)` writes the owner's token ("pid:start-time", so that a recycled pid is not taken for
-  the owner) into `root/owner`, and puts the token into the owner's environment as `OWNER_ENV`,
-  which every process it starts afterwards inherits (the servers, and the subprocesses of tests,
-  whose environments are copies of ours minus `YIJU_*`);
+- `claim(root)` writes the owner's token ("pid:start-time:pid-namespace", so that neither a recycled
+  pid nor a pid of another namespace sharing /tmp is taken for the owner) into `root/owner`, and puts
+  the token into the owner's environment as `OWNER_ENV`, which every process it starts afterwards
+  inherits (the servers, and the subprocesses of tests, whose environments are copies of ours minus
+  `YIJU_*`);
 - `reap()`, at the start of the next session, stops every process that carries the token of an
   owner that is gone, or whose command line names a directory such an owner claimed, and removes
   those directories.
@@ -41,16 +42,29 @@ def _stat(pid: int) -> list[str] | None:
         return None
 
 
+def _pid_namespace() -> str:
+    """This process's PID namespace (the inode of /proc/self/ns/pid): a pid means something only in
+    its own namespace, and /tmp may be shared with sessions in others (containers, sandboxes)."""
+    try:
+        return str(os.stat("/proc/self/ns/pid").st_ino)
+    except OSError:
+        return "?"
+
+
 def token_of(pid: int) -> str | None:
-    """`pid:start time in clock ticks since boot` (field 22 of /proc/<pid>/stat), None if gone."""
+    """`pid:start time in clock ticks since boot:PID namespace` (field 22 of /proc/<pid>/stat), None
+    if gone."""
     fields = _stat(pid)
-    return f"{pid}:{fields[19]}" if fields is not None else None
+    return f"{pid}:{fields[19]}:{_pid_namespace()}" if fields is not None else None
 
 
 def owner_alive(token: str) -> bool:
-    pid_text, _, _ = token.partition(":")
+    pid_text, _, rest = token.partition(":")
     if not pid_text.isdigit():
         return True  # not ours to judge
+    _, _, namespace = rest.partition(":")
+    if namespace and namespace != _pid_namespace():
+        return True  # an owner in another PID namespace: its pid says nothing here
     fields = _stat(int(pid_text))
     return fields is not None and fields[0] != "Z" and token_of(int(pid_text)) == token
 

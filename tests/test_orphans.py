@@ -86,3 +86,14 @@ def test_a_killed_sessions_servers_are_reaped_and_a_live_one_is_kept(services: S
         for pid in [*_processes_naming(root), spawned]:
             if _alive(pid):
                 os.kill(pid, signal.SIGKILL)
+
+
+def test_an_owner_in_another_pid_namespace_is_not_judged() -> None:
+    """/tmp may be shared with sessions in other PID namespaces: their pids say nothing here, so their
+    directories are never taken for a dead owner's (and removed under a live session)."""
+    mine = token_of(os.getpid())
+    assert mine is not None and owner_alive(mine)
+    pid, start, _namespace = mine.split(":")
+    assert owner_alive(f"999999999:{start}:1")  # no such pid here, but another namespace's token
+    assert not owner_alive(f"999999999:{start}:{_namespace}")  # this namespace: gone
+    assert not owner_alive(f"{pid}:0:{_namespace}")  # this pid, another start time: recycled
