@@ -11,7 +11,7 @@ and burning CPU under /tmp/yiju-test-* and /tmp/yiju-nats-*. So every owner mark
   `YIJU_*`);
 - `reap()`, at the start of the next session, stops every process that carries the token of an
   owner that is gone, or whose command line names a directory such an owner claimed, and removes
-  those directories.
+  those directories (one where nothing was running only once its owner file is a day old).
 
 A directory without an owner file is left alone: it is being set up right now (claimed a moment
 later), or it comes from a build before this module, whose owner cannot be told.
@@ -31,6 +31,7 @@ from pathlib import Path
 OWNER_ENV = "TEST_SERVICES_OWNER"  # not YIJU_*: tests pass copies of os.environ without those on
 OWNER_FILE = "owner"
 CLAIMED_PREFIXES = ("yiju-test-", "yiju-nats-")
+FORGOTTEN_AFTER_S = 86_400.0  # no session lasts a day: a claimed directory this old is left over
 STOP_TIMEOUT_S = 10.0  # a postmaster's immediate shutdown takes well under a second
 
 
@@ -176,6 +177,20 @@ def reap(tmp: Path | None = None) -> Reaped:
     deadline = time.monotonic() + STOP_TIMEOUT_S
     while any(_alive(pid) for pid in victims) and time.monotonic() < deadline:
         time.sleep(0.05)
+    # a directory goes once we stopped a process of it; one with nothing running only when its owner
+    # file is a day old: an owner this host cannot see (another machine or namespace sharing /tmp,
+    # whatever its token says) must never lose a live session's directory
+    removed = []
     for root in dead_roots:
-        shutil.rmtree(root, ignore_errors=True)
-    return Reaped(sorted(victims), dead_roots)
+        ran_here = any(f"{root}/" in arg for cmd in victims.values() for arg in cmd)
+        if ran_here or _age_s(root / OWNER_FILE) > FORGOTTEN_AFTER_S:
+            shutil.rmtree(root, ignore_errors=True)
+            removed.append(root)
+    return Reaped(sorted(victims), removed)
+
+
+def _age_s(path: Path) -> float:
+    try:
+        return time.time() - path.stat().st_mtime
+    except OSError:
+        return 0.0

@@ -11,7 +11,7 @@ import time
 from pathlib import Path
 
 from harness import ServiceSet
-from orphans import OWNER_ENV, OWNER_FILE, owner_alive, reap, token_of
+from orphans import FORGOTTEN_AFTER_S, OWNER_ENV, OWNER_FILE, owner_alive, reap, token_of
 
 TESTS = Path(__file__).resolve().parent
 
@@ -97,3 +97,18 @@ def test_an_owner_in_another_pid_namespace_is_not_judged() -> None:
     assert owner_alive(f"999999999:{start}:1")  # no such pid here, but another namespace's token
     assert not owner_alive(f"999999999:{start}:{_namespace}")  # this namespace: gone
     assert not owner_alive(f"{pid}:0:{_namespace}")  # this pid, another start time: recycled
+
+
+def test_a_gone_owners_directory_with_nothing_running_is_kept_for_a_day(tmp_path: Path) -> None:
+    """Nothing running in it: its owner may be one this host cannot see (/tmp shared with another
+    machine or namespace), so the directory stays until its owner file is a day old."""
+    mine = token_of(os.getpid())
+    assert mine is not None
+    _pid, start, namespace = mine.split(":")
+    root = tmp_path / "yiju-test-left"
+    root.mkdir()
+    (root / OWNER_FILE).write_text(f"999999999:{start}:{namespace}\n")  # this namespace, gone
+    assert reap(tmp_path).directories == [] and root.exists()
+    old = time.time() - FORGOTTEN_AFTER_S - 60
+    os.utime(root / OWNER_FILE, (old, old))
+    assert reap(tmp_path).directories == [root] and not root.exists()
