@@ -66,8 +66,11 @@ def owner_alive(token: str) -> bool:
     _, _, namespace = rest.partition(":")
     if namespace and namespace != _pid_namespace():
         return True  # an owner in another PID namespace: its pid says nothing here
+    started, _, _ = rest.partition(":")
     fields = _stat(int(pid_text))
-    return fields is not None and fields[0] != "Z" and token_of(int(pid_text)) == token
+    # pid and start time decide, whatever the token's format: a token of an earlier format
+    # ("pid:start", no namespace) must not be taken for a dead owner's while its owner runs
+    return fields is not None and fields[0] != "Z" and fields[19] == started
 
 
 def claim(root: Path) -> str:

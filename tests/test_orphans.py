@@ -97,6 +97,7 @@ def test_an_owner_in_another_pid_namespace_is_not_judged() -> None:
     assert owner_alive(f"999999999:{start}:1")  # no such pid here, but another namespace's token
     assert not owner_alive(f"999999999:{start}:{_namespace}")  # this namespace: gone
     assert not owner_alive(f"{pid}:0:{_namespace}")  # this pid, another start time: recycled
+    assert owner_alive(f"{pid}:{start}")  # a live owner's token of the earlier format (no namespace)
 
 
 def test_a_gone_owners_directory_with_nothing_running_is_kept_for_a_day(tmp_path: Path) -> None:
