@@ -737,4 +737,10 @@ def table(result: dict, floor: float | None) -> str:
 
 
 def results_path(root: Path) -> Path:
-    return root / "bench" / "results" / f"ingest-compare-{datetime.now(UTC).date().isoformat()}.json"
+    """bench/results/ingest-compare-<date>.json, or -2, -3, ... after it: a second run that day keeps the first."""
+    stem = root / "bench" / "results" / f"ingest-compare-{datetime.now(UTC).date().isoformat()}"
+    path, k = stem.with_suffix(".json"), 1
+    while path.exists():
+        k += 1
+        path = stem.parent / f"{stem.name}-{k}.json"
+    return path
