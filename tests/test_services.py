@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import subprocess
 import threading
+import time
+from pathlib import Path
 
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
@@ -29,6 +32,33 @@ def test_killed_postgres_recovers_committed_rows(postgres_server: PostgresServer
             "SELECT count(*) FROM dead_letters WHERE reason = 'committed-before-kill'"
         ).fetchone()
     assert row == (1,)
+
+
+def test_a_stale_lock_naming_a_recycled_pid_does_not_stop_a_restart(
+    postgres_server: PostgresServer, db_url: str
+) -> None:
+    """A killed postmaster leaves postmaster.pid behind; by the restart its pid may belong to another
+    process (pids wrap), which PostgreSQL takes for a running server unless the lock is cleared."""
+    postgres_server.stop()
+    lock = postgres_server.data_dir / "postmaster.pid"
+    # a live pid of the server's own user (PostgreSQL ignores pids it may not signal, and its
+    # parent's and grandparent's), not a postmaster: as another cluster's backend would be
+    with subprocess.Popen([*postgres_server._owner, "sleep", "60"]) as other:
+        try:
+            pid = other.pid
+            if postgres_server._owner:  # runuser's child
+                children = Path(f"/proc/{pid}/task/{pid}/children")
+                deadline = time.monotonic() + WAIT_S
+                while not children.read_text().split() and time.monotonic() < deadline:
+                    time.sleep(0.01)
+                pid = int(children.read_text().split()[0])
+            lock.write_text(f"{pid}\n{postgres_server.data_dir}\n")
+            postgres_server.start()
+            assert postgres_server.running()
+        finally:
+            other.kill()
+    with connection(db_url) as conn:
+        assert conn.execute("SELECT 1").fetchone() == (1,)
 
 
 def _client(client_id: str) -> mqtt.Client:

@@ -242,6 +242,12 @@ class PostgresServer:
     def start(self) -> None:
         """Start the postmaster as our own child (so a killed one is reaped, never left a zombie)."""
         self.init()
+        pid = self.postmaster_pid()
+        if pid is not None and not self._is_postmaster(pid):
+            # a killed postmaster's lock file; its pid may name another process by now (pids wrap at
+            # pid_max, 32768 on small machines), and PostgreSQL then refuses to start ("lock file
+            # postmaster.pid already exists")
+            (self.data_dir / "postmaster.pid").unlink(missing_ok=True)
         with self.log_path.open("ab") as log:
             self._proc = subprocess.Popen(
                 [
@@ -269,7 +275,21 @@ class PostgresServer:
         if self._proc is not None:
             return self._proc.poll() is None
         pid = self.postmaster_pid()
-        return pid is not None and _alive(pid)
+        return pid is not None and self._is_postmaster(pid)
+
+    def _is_postmaster(self, pid: int) -> bool:
+        """`pid` is alive and a postgres server of this data directory (not a recycled pid)."""
+        if not _alive(pid):
+            return False
+        try:
+            argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+        except OSError:
+            return False
+        return (
+            bool(argv)
+            and Path(argv[0].decode(errors="replace")).name == "postgres"
+            and (str(self.data_dir).encode() in argv)
+        )
 
     def stop(self, mode: str = "fast") -> None:
         """Shut down (fast: roll back open transactions, checkpoint, exit)."""
