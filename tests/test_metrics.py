@@ -220,8 +220,16 @@ def test_yiju_api_serves_metrics_on_its_own_port(cli_env: dict[str, str], tmp_pa
             return True
 
         wait_for(up, 30, "yiju api to answer")
+        # the request is counted once its response is complete, which may be just after the client
+        # has it: scrape until the count shows (seen 0 once on a loaded machine)
+        wait_for(
+            lambda: value(
+                scrape(f"http://127.0.0.1:{metrics_port}/metrics"),
+                "yiju_api_requests_total", route="/healthz", status="200",
+            ) >= 1,
+            10, "the /healthz request counted",
+        )  # fmt: skip
         s = scrape(f"http://127.0.0.1:{metrics_port}/metrics")
-        assert value(s, "yiju_api_requests_total", route="/healthz", status="200") >= 1
         assert value(s, "yiju_database_up") == 1
         assert value(s, "yiju_build_info", process="api") == 1
         assert "yiju_community_devices" not in s  # the fleet is exported by the runtime only
