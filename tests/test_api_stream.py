@@ -249,7 +249,9 @@ def test_streams_share_one_listen_connection_and_are_capped(settings: Any, world
 
 def test_stream_ends_when_its_token_expires(live: LiveServer, world: World) -> None:
     with connect(world.url, autocommit=True) as conn:
-        token, _ = users.issue_token(conn, world.ids["user_viewer_a"], timedelta(seconds=1.5))
+        # long enough to open the stream on a loaded machine first (1.5 s failed there), short
+        # enough that the test waits only for that
+        token, _ = users.issue_token(conn, world.ids["user_viewer_a"], timedelta(seconds=4))
     with httpx.Client(base_url=live.base, timeout=httpx.Timeout(10.0, read=30.0)) as client:
         request = client.build_request(
             "GET", "/api/v1/alarms/stream", headers={"Authorization": f"Bearer {token}"}
