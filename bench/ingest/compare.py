@@ -289,6 +289,18 @@ class Consumer:
         raise NotImplementedError
 
 
+def _terminate(proc: subprocess.Popen[bytes] | None) -> None:
+    """SIGTERM, a minute to exit cleanly (flush, ack, close), then SIGKILL."""
+    if proc is None:
+        return
+    proc.terminate()
+    try:
+        proc.wait(60)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait(10)
+
+
 _TREE_DB = """
 import sys
 sys.path[:0] = [sys.argv[1], sys.argv[1] + "/bench/ingest"]
@@ -385,14 +397,8 @@ class Yiju(Consumer):
         return run._quantile(hist, 0.5), run._quantile(hist, 0.99)
 
     def stop(self) -> str:
-        if self.proc is not None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(60)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(10)
-            self.proc = None
+        _terminate(self.proc)
+        self.proc = None
         return ""
 
 
@@ -457,12 +463,7 @@ class NodePeer(Consumer):
     def stop(self) -> str:
         if self.proc is None:
             return ""
-        self.proc.terminate()
-        try:
-            self.proc.wait(60)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait(10)
+        _terminate(self.proc)
         self.proc = None
         if self.user_dir is not None:
             shutil.rmtree(self.user_dir, ignore_errors=True)
@@ -514,7 +515,6 @@ def run_once(
     services, fleet, tpl, consumer: Consumer, *, rate: float | None, duration: float, tag: str
 ) -> dict:
     import run
-    from load import publish
 
     from storage.db import connection
 
@@ -530,22 +530,7 @@ def run_once(
         consumer.start(services, db_url, tag)
         postmaster = services.postgres.postmaster_pid() if services.postgres else None
         mq_pid = services.broker._proc.pid if services.broker and services.broker._proc else 0
-        rq, ready, go = run.CTX.Queue(), run.CTX.Event(), run.CTX.Event()
-        pub = run.CTX.Process(
-            target=publish,
-            args=(services.mqtt_url, tpl),
-            kwargs={
-                "rate": rate,
-                "duration_s": duration,
-                "start_at": 0.0,
-                "report": rq,
-                "ready": ready,
-                "go": go,
-            },
-        )
-        pub.start()
-        if not ready.wait(300):
-            raise RuntimeError("publisher did not get ready")
+        pub, rq, go = run.start_publisher(services.mqtt_url, tpl, rate, duration)
         with connection(db_url, autocommit=True) as counter:
             counter_pid = int(counter.execute("SELECT pg_backend_pid()").fetchone()[0])
             threads0 = consumer.threads() if isinstance(consumer, Yiju) else {}

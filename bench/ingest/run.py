@@ -125,6 +125,27 @@ def _thread_cpu_s(pid: int, names: dict[int, str]) -> dict[str, float]:
     return dict(out)
 
 
+def start_publisher(url: str, tpl: list[Template], rate: float | None, duration: float) -> tuple:
+    """The publisher in a process of its own, loaded and waiting: (process, report queue, go event)."""
+    rq, ready, go = CTX.Queue(), CTX.Event(), CTX.Event()
+    pub = CTX.Process(
+        target=publish,
+        args=(url, tpl),
+        kwargs={
+            "rate": rate,
+            "duration_s": duration,
+            "start_at": 0.0,
+            "report": rq,
+            "ready": ready,
+            "go": go,
+        },
+    )
+    pub.start()
+    if not ready.wait(300):
+        raise RuntimeError("publisher did not get ready")
+    return pub, rq, go
+
+
 def _children(pid: int) -> list[int]:
     out = []
     for p in Path("/proc").iterdir():
@@ -387,22 +408,7 @@ def end_to_end(
         workers_pids = _children(ingest.pid) if workers > 1 else [ingest.pid]
         mq_pid = services.broker._proc.pid if services.broker and services.broker._proc else 0
         pg_pids = _children(services.postgres.postmaster_pid() or 0) if services.postgres else []
-        rq, ready, go = CTX.Queue(), CTX.Event(), CTX.Event()
-        pub = CTX.Process(
-            target=publish,
-            args=(services.mqtt_url, tpl),
-            kwargs={
-                "rate": rate,
-                "duration_s": duration,
-                "start_at": 0.0,
-                "report": rq,
-                "ready": ready,
-                "go": go,
-            },
-        )
-        pub.start()
-        if not ready.wait(300):
-            raise RuntimeError("publisher did not get ready")
+        pub, rq, go = start_publisher(services.mqtt_url, tpl, rate, duration)
         spies = []
         if profile is not None and shutil.which("py-spy", path=str(Path(sys.executable).parent)):
             spy = str(Path(sys.executable).parent / "py-spy")
