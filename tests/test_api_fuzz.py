@@ -24,6 +24,12 @@ SKIP = {("GET", "/api/v1/alarms/stream"), ("POST", "/api/v1/auth/logout")}
 
 
 @pytest.mark.slow
+# schemathesis 4.32's case strategy touches the `random` module inside a strategy on some paths, which
+# hypothesis 6.17x deprecates: a warning about the library's own generator (failed one clean CI run),
+# not about the API under test, so it must not fail the run as every other warning does
+@pytest.mark.filterwarnings(
+    "ignore:Do not use the `random` module inside strategies:hypothesis.errors.HypothesisDeprecationWarning"
+)
 def test_no_input_produces_a_server_error(live: LiveServer, world: World) -> None:
     schema = schemathesis.openapi.from_dict(live.app.openapi())
     headers = world.auth("admin")
