@@ -413,7 +413,14 @@ def test_kill_worker_bridge_and_stream_leader(
         want = expected(msgs)
         wait_for(lambda: stored() >= want["telemetry"] + want["events"], 90, "every row")
         _check_exact(db_scale, msgs)
-        n, out_of_order = _per_device_stream_order(probe, prefix, partitions)
+        # the audit reads the stream on a connection of its own: the probe's may have been to the
+        # killed node, and a clean CI run once saw its requests go unanswered for a minute after
+        audit = JetStreamLink(cluster.url, name="audit")
+        audit.start()
+        try:
+            n, out_of_order = _per_device_stream_order(audit, prefix, partitions)
+        finally:
+            audit.stop()
         assert n == len(msgs), "one copy of each message in the stream"
         assert out_of_order == 0
         wait_for(lambda: set(truth) <= set(_alarms(db_scale)), 30, "the ground-truth alarms")
