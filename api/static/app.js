@@ -423,10 +423,15 @@ async function act(alarmId, action, comment) {
 // ------------------------------------------------------------------------------------------------
 // Alarm detail with the device's recent telemetry
 
+let detailRequests = 0; // openDetail calls so far: only the latest one may render
 async function openDetail(alarmId) {
   const reopen = state.detailId === alarmId && !$("#detail").hidden;
   state.detailId = alarmId;
+  const asked = ++detailRequests;
   const alarm = await api(`/alarms/${alarmId}`);
+  // a live event and an action both re-open the detail; their answers can arrive out of order, and
+  // an older one rendered last would show a history without the step just taken
+  if (asked !== detailRequests) return;
   // a live update re-renders the detail: keep what the operator was typing in its forms
   const typed = reopen
     ? [...document.querySelectorAll("#detail-content form [name]")].filter((el) => el.value)
