@@ -415,6 +415,7 @@ def test_kill_worker_bridge_and_stream_leader(
         _check_exact(db_scale, msgs)
         # the audit reads the stream on a connection of its own: the probe's may have been to the
         # killed node, and a clean CI run once saw its requests go unanswered for a minute after
+        cluster.restart(leader)  # heal the cluster, as an operator would, before reading the stream back
         audit = JetStreamLink(cluster.url, name="audit")
         audit.start()
         try:
