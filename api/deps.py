@@ -8,13 +8,14 @@ its audit-log row commit together, or neither does.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Annotated, Any
+from typing import Annotated, Any, TypeVar
 
 from fastapi import Depends, Request
 from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
+from starlette.concurrency import run_in_threadpool
 
 from api.errors import ApiError, not_found
 from storage import users
@@ -156,6 +157,47 @@ def standalone_principal(
 
 
 CurrentPrincipal = Annotated[Principal, Depends(current_principal)]
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class ReadCall:
+    """A read request's work, run in one thread-pool call: connection, caller, queries and body.
+
+    Why: the duty room's hot reads (alarm board and detail, device list, telemetry, compliance) are
+    short, and with `Reader` + `Conn` FastAPI spent three thread hand-offs on each (the session's
+    entry and exit, the endpoint), a large share of their server CPU (bench/api.py). An `async`
+    route taking `ReadCall` hands off once: `run(work)` checks a connection out (autocommit, as any
+    read), looks the caller up (401 as `Reader` gives it; every role may read), and runs
+    `work(conn, principal)` — which encodes the body there too (api/fastjson.py).
+    """
+
+    db: Database
+    bearer: HTTPAuthorizationCredentials | None
+    api_key: str | None
+
+    async def run(self, work: Callable[[Connection, Principal], T]) -> T:
+        return await run_in_threadpool(self._run, work)
+
+    def _run(self, work: Callable[[Connection, Principal], T]) -> T:
+        with self.db.connection(autocommit=True) as conn:
+            return work(conn, _principal(conn, self.bearer, self.api_key))
+
+
+async def read_call(
+    request: Request,
+    bearer: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+    api_key: Annotated[str | None, Depends(_api_key)],
+) -> ReadCall:
+    """`ReadCall` for the request; without any credentials the 401 comes here, before the query
+    parameters are checked, as `Reader`'s does."""
+    if not (bearer is not None and bearer.credentials) and not api_key:
+        raise ApiError(401, "missing, invalid or expired credentials")
+    return ReadCall(database(request), bearer, api_key)
+
+
+FastReader = Annotated[ReadCall, Depends(read_call)]
 
 # What each role may do (domain.md §1): viewers read; operators act on alarms and send commands;
 # managers also edit their communities' registry; admins everything, users included.

@@ -10,6 +10,7 @@ holds goes inside `translated()`, which turns whatever psycopg raises into:
 
 from __future__ import annotations
 
+import select
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from typing import Any, TypeAlias
@@ -103,11 +104,29 @@ def set_statement_timeout(conn: psycopg.Connection[Any], seconds: float) -> None
 # The pool of a long-running process (the API)
 
 
+def check_idle_connection(conn: psycopg.Connection[Any]) -> None:
+    """The pool's check of a connection it is about to hand out, without a round trip when it can.
+
+    An idle session's socket has nothing to read: PostgreSQL speaks only when asked, except when it
+    ends the session — a restart or `pg_terminate_backend` sends a FATAL error and closes it, a
+    crashed backend's socket reads as closed. So a socket with nothing to read is a live session
+    as far as a check can tell, and one that has something gets psycopg's full check (an empty query,
+    which raises for a dead one: the pool then replaces it). Why: that empty query was one of the
+    few statements of every API request, with its own Python layers and system calls (bench/api.py);
+    a server that stopped answering without closing anything (frozen, partitioned) passes either
+    check and is the request deadline's to catch.
+    """
+    poller = select.poll()
+    poller.register(conn.fileno(), select.POLLIN | select.POLLPRI)
+    if poller.poll(0):
+        ConnectionPool.check_connection(conn)
+
+
 class Database:
     """Pooled connections for a long-running process, with every failure mode translated here.
 
-    - A pooled connection is checked when it is taken (`check_connection`): connections killed by a
-      PostgreSQL restart (`AdminShutdown`) are replaced instead of failing the request that drew them.
+    - A pooled connection is checked when it is taken (`check_idle_connection`): connections killed by
+      a PostgreSQL restart (`AdminShutdown`) are replaced instead of failing the request that drew them.
     - Every statement has a server-side `statement_timeout`, and an idle-in-transaction session is
       ended by the server, so a stuck query cannot hold a connection forever.
     - Connection loss, a statement timeout and an exhausted pool raise `DatabaseUnavailable`
@@ -145,7 +164,7 @@ class Database:
                 "application_name": application_name,
                 "connect_timeout": max(1, int(timeout_s)),
             },
-            check=ConnectionPool.check_connection,
+            check=check_idle_connection,
             open=False,
         )
 

@@ -11,6 +11,7 @@ from fastapi.responses import Response
 
 from alerts.config import AlertSettings
 from alerts.thresholds import trigger_of
+from api import fastjson
 from api.alarms import export
 from api.alarms.schemas import (
     AckRequest,
@@ -29,9 +30,12 @@ from api.alarms.schemas import (
     ReasonRequest,
     ResolveRequest,
     TransitionOut,
+    type_en,
+    type_zh,
 )
-from api.deps import Conn, Operator, Principal, Reader, app_settings
+from api.deps import Conn, FastReader, Operator, Principal, Reader, app_settings
 from api.errors import ERROR_RESPONSES, invalid, not_found
+from api.fastjson import JsonBytes
 from api.linkage.router import incident_detail
 from api.linkage.schemas import IncidentDetail
 from api.pagination import Cursor, Limit, Page
@@ -41,7 +45,7 @@ from devices.contract import Family
 from devices.metrics import info as metric_info
 from storage import alarm_history as history_store
 from storage import alarms, escalation, readings, rule_state, users
-from storage.alarms import Alarm, AlarmChange
+from storage.alarms import Alarm, AlarmChange, Transition
 from yiju.errors import ConfigurationError
 from yiju.settings import Settings
 
@@ -59,11 +63,12 @@ def _visible(conn: Conn, principal: Principal, alarm_id: int) -> Alarm:
     return alarm
 
 
-@router.get("/alarms", summary="List alarms with filters, newest (or worst) first")
-def list_alarms(
+@router.get(
+    "/alarms", summary="List alarms with filters, newest (or worst) first", response_model=Page[AlarmOut]
+)
+async def list_alarms(
     *,
-    principal: Reader,
-    conn: Conn,
+    read: FastReader,
     community_id: BigId = None,
     building_id: BigId = None,
     device_id: DbId = None,
@@ -81,43 +86,66 @@ def list_alarms(
     order: Annotated[Literal["recent", "worst"], Query(description="worst: critical first")] = "recent",
     limit: Limit = 100,
     cursor: Cursor = None,
-) -> Page[AlarmOut]:
-    for name, value in (("since", since), ("until", until)):
-        if value is not None and value.tzinfo is None:
-            raise invalid(f"query.{name}", "needs a timezone offset, e.g. 2026-11-20T08:00:00+08:00")
-    filters = alarms.AlarmFilter(
-        community_ids=principal.scope_for(community_id),
-        building_id=building_id,
-        device_id=device_id,
-        family=family.value if family else None,
-        types=[t.value for t in type] if type else None,
-        severities=[s.value for s in severity] if severity else None,
-        status=status,
-        acknowledged=acknowledged,
-        on_board=board,
-        since=since,
-        until=until,
-    )
-    try:
-        page = alarms.list_alarms(conn, filters, order=order, cursor=cursor, limit=limit)
-    except alarms.InvalidCursor:
-        raise invalid("query.cursor", "not a cursor returned by this API for this order") from None
-    return Page[AlarmOut](items=[AlarmOut.of(a) for a in page.items], next_cursor=page.next_cursor)
+) -> JsonBytes:
+    def work(conn: Conn, principal: Principal) -> JsonBytes:
+        for name, value in (("since", since), ("until", until)):
+            if value is not None and value.tzinfo is None:
+                raise invalid(f"query.{name}", "needs a timezone offset, e.g. 2026-11-20T08:00:00+08:00")
+        filters = alarms.AlarmFilter(
+            community_ids=principal.scope_for(community_id),
+            building_id=building_id,
+            device_id=device_id,
+            family=family.value if family else None,
+            types=[t.value for t in type] if type else None,
+            severities=[s.value for s in severity] if severity else None,
+            status=status,
+            acknowledged=acknowledged,
+            on_board=board,
+            since=since,
+            until=until,
+        )
+        try:
+            page = alarms.list_alarms(conn, filters, order=order, cursor=cursor, limit=limit)
+        except alarms.InvalidCursor:
+            raise invalid("query.cursor", "not a cursor returned by this API for this order") from None
+        items = fastjson.many(AlarmOut, page.items, type_zh=type_zh, type_en=type_en)
+        return JsonBytes(fastjson.encode({"items": items, "next_cursor": page.next_cursor}))
+
+    return await read.run(work)
 
 
-@router.get("/alarms/{alarm_id}", summary="One alarm with its full transition history")
-def get_alarm(alarm_id: AlarmId, principal: Reader, conn: Conn) -> AlarmDetail:
-    alarm = _visible(conn, principal, alarm_id)
-    return AlarmDetail(**AlarmOut.of(alarm).model_dump(), history=_history(conn, alarm_id))
+@router.get(
+    "/alarms/{alarm_id}", summary="One alarm with its full transition history", response_model=AlarmDetail
+)
+async def get_alarm(alarm_id: AlarmId, read: FastReader) -> JsonBytes:
+    def work(conn: Conn, principal: Principal) -> JsonBytes:
+        alarm = _visible(conn, principal, alarm_id)
+        rows = alarms.history(conn, alarm_id)
+        names = _transition_actor_names(conn, rows)
+        history = fastjson.many(TransitionOut, rows, actor_name=lambda t: names.get(t.id))
+        detail = fastjson.convert(
+            AlarmDetail, alarm, type_zh=type_zh(alarm), type_en=type_en(alarm), history=history
+        )
+        return JsonBytes(fastjson.encode(detail))
+
+    return await read.run(work)
+
+
+def _transition_actor_names(conn: Conn, rows: list[Transition]) -> dict[int, str]:
+    """`actor_name` by transition id (as TransitionOut.of gives it): a user's display name, else its
+    user name; transitions by no user are absent."""
+    users_of = {t.id: t.actor.removeprefix("user:") for t in rows if t.actor.startswith("user:")}
+    if not users_of:
+        return {}  # no query: a history of system actors only (the engine, a device)
+    names = users.display_names(conn, list(users_of.values()))
+    return {i: names.get(user, user) for i, user in users_of.items()}
 
 
 def _history(conn: Conn, alarm_id: int) -> list[TransitionOut]:
     """The transitions with the people's display names (the console shows names, not user ids)."""
     rows = alarms.history(conn, alarm_id)
-    names = users.display_names(
-        conn, [t.actor.removeprefix("user:") for t in rows if t.actor.startswith("user:")]
-    )
-    return [TransitionOut.of(t, names) for t in rows]
+    names = _transition_actor_names(conn, rows)
+    return [TransitionOut.of(t).model_copy(update={"actor_name": names.get(t.id)}) for t in rows]
 
 
 @router.get("/alarms/{alarm_id}/history", summary="The transitions of an alarm, oldest first")

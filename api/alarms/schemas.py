@@ -80,12 +80,31 @@ class AlarmOut(BaseModel):
 
     @classmethod
     def of(cls, alarm: Alarm) -> AlarmOut:
-        try:
-            info = ALARM_INFO[AlarmType(alarm.type)]
-            zh, en = info.zh, info.en
-        except ValueError:
-            zh = en = alarm.type
-        return cls(**{k: getattr(alarm, k) for k in Alarm.__dataclass_fields__}, type_zh=zh, type_en=en)
+        return cls(
+            **{k: getattr(alarm, k) for k in Alarm.__dataclass_fields__},
+            type_zh=type_zh(alarm),
+            type_en=type_en(alarm),
+        )
+
+
+def _labels(alarm_type: str) -> tuple[str, str]:
+    try:
+        info = ALARM_INFO[AlarmType(alarm_type)]
+    except ValueError:
+        return alarm_type, alarm_type  # a type this version does not know: its name
+    return info.zh, info.en
+
+
+_LABELS = {t.value: _labels(t.value) for t in AlarmType}
+
+
+def type_zh(alarm: Alarm) -> str:
+    """The Chinese label of the alarm's type (its name for a type this version does not know)."""
+    return _LABELS.get(alarm.type, (alarm.type, alarm.type))[0]
+
+
+def type_en(alarm: Alarm) -> str:
+    return _LABELS.get(alarm.type, (alarm.type, alarm.type))[1]
 
 
 _TRANSITION_EXAMPLE: dict[str, Any] = {

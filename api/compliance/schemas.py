@@ -6,8 +6,6 @@ from datetime import datetime
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from storage.findings import SummaryLine
-
 
 class SummaryLineOut(BaseModel):
     check_name: str = Field(examples=["auto_cutoff"])
@@ -27,23 +25,6 @@ class SummaryLineOut(BaseModel):
         default=0, description="Auto-cutoff: non-compliant because the cut came after the deadline (measured)"
     )
     not_cut: int = Field(default=0, description="Auto-cutoff: non-compliant because no cut was ever seen")
-
-    @classmethod
-    def of(cls, line: SummaryLine) -> SummaryLineOut:
-        return cls(
-            check_name=line.check_name,
-            total=line.total,
-            compliant=line.compliant,
-            failed=line.failed,
-            share=line.share,
-            family=line.family,
-            device_id=line.device_id,
-            device_uid=line.device_uid,
-            worst_measured_s=line.worst_measured_s,
-            failing_channels=list(line.failing_channels),
-            late=line.late,
-            not_cut=line.not_cut,
-        )
 
 
 class ComplianceSummaryOut(BaseModel):

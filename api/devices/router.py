@@ -9,9 +9,9 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Path, Query, Request, status
 from starlette.concurrency import run_in_threadpool
 
-from api.deps import Conn, Editor, ImportEditor, Principal, Reader
+from api import fastjson
+from api.deps import Conn, Editor, FastReader, ImportEditor, Principal, Reader
 from api.devices.schemas import (
-    Bucket,
     DeviceCreate,
     DeviceEventOut,
     DeviceOut,
@@ -19,10 +19,10 @@ from api.devices.schemas import (
     ImportReport,
     ImportRowError,
     MetricOut,
-    RawPoint,
     TelemetryOut,
 )
 from api.errors import ERROR_RESPONSES, ApiError, invalid, not_found
+from api.fastjson import JsonBytes
 from api.pagination import Cursor, Limit, Page, decode_int_cursor, page_by_id
 from api.params import Time
 from devices.contract import Family
@@ -48,11 +48,14 @@ def visible_device(conn: Conn, principal: Principal, device_id: int) -> sites.Si
     return row
 
 
-@router.get("/devices", summary="Devices with presence (online, last seen) and open alarms")
-def list_devices(
+@router.get(
+    "/devices",
+    summary="Devices with presence (online, last seen) and open alarms",
+    response_model=Page[DeviceOut],
+)
+async def list_devices(
     *,
-    principal: Reader,
-    conn: Conn,
+    read: FastReader,
     community_id: Annotated[int | None, Query(ge=1, le=2**62)] = None,
     building_id: Annotated[int | None, Query(ge=1, le=2**62)] = None,
     family: Family | None = None,
@@ -68,20 +71,23 @@ def list_devices(
     ] = None,
     limit: Limit = 100,
     cursor: Cursor = None,
-) -> Page[DeviceOut]:
-    rows = sites.list_devices(
-        conn,
-        community_ids=principal.scope_for(community_id),
-        building_id=building_id,
-        family=family.value if family else None,
-        online=online,
-        search=q,
-        after_id=decode_int_cursor(cursor, max_id=MAX_DEVICE_ID),
-        limit=limit + 1,
-    )
-    return page_by_id(
-        [DeviceOut.model_validate(r, from_attributes=True) for r in rows], limit, lambda d: d.id
-    )
+) -> JsonBytes:
+    def work(conn: Conn, principal: Principal) -> JsonBytes:
+        rows = sites.list_devices(
+            conn,
+            community_ids=principal.scope_for(community_id),
+            building_id=building_id,
+            family=family.value if family else None,
+            online=online,
+            search=q,
+            after_id=decode_int_cursor(cursor, max_id=MAX_DEVICE_ID),
+            limit=limit + 1,
+        )
+        page = page_by_id(rows, limit, lambda d: d.id)
+        items = fastjson.many(DeviceOut, page.items)
+        return JsonBytes(fastjson.encode({"items": items, "next_cursor": page.next_cursor}))
+
+    return await read.run(work)
 
 
 @router.get("/devices/{device_id}", summary="One device with presence and last seen")
@@ -124,12 +130,12 @@ def device_metrics(
 @router.get(
     "/devices/{device_id}/telemetry",
     summary="One metric over a time range: raw points or hourly buckets (min/max/avg) from the rollup",
+    response_model=TelemetryOut,
 )
-def telemetry(
+async def telemetry(
     *,
     device_id: DeviceId,
-    principal: Reader,
-    conn: Conn,
+    read: FastReader,
     metric: Metric,
     channel: Annotated[int, Query(ge=0, le=32767)] = 0,
     since: Since = None,
@@ -137,31 +143,50 @@ def telemetry(
     resolution: Annotated[
         Literal["auto", "raw", "hour"], Query(description=f"auto: raw up to {AUTO_RAW_SPAN}, else hourly")
     ] = "auto",
-) -> TelemetryOut:
-    visible_device(conn, principal, device_id)
-    start, end = _range(since, until, timedelta(hours=24))
-    use_raw = resolution == "raw" or (resolution == "auto" and end - start <= AUTO_RAW_SPAN)
-    out = TelemetryOut(
-        device_id=device_id,
-        metric=metric,
-        channel=channel,
-        since=start,
-        until=end,
-        resolution="raw" if use_raw else "hour",
-        truncated=False,
-    )
-    if use_raw:
-        rows = readings.points_range(conn, device_id, metric=metric, channel=channel, since=start, until=end)
-        out.points = [RawPoint.model_validate(r, from_attributes=True) for r in rows]
-        out.truncated = len(rows) >= readings.RAW_POINTS_MAX
-    else:
-        out.buckets = [
-            Bucket.model_validate(r, from_attributes=True)
-            for r in readings.hourly_range(
+) -> JsonBytes:
+    def work(conn: Conn, principal: Principal) -> JsonBytes:
+        visible_device(conn, principal, device_id)
+        start, end = _range(since, until, timedelta(hours=24))
+        use_raw = resolution == "raw" or (resolution == "auto" and end - start <= AUTO_RAW_SPAN)
+        points: list[readings.Point] = []
+        buckets: list[readings.HourBucket] = []
+        if use_raw:
+            points = readings.points_range(
                 conn, device_id, metric=metric, channel=channel, since=start, until=end
             )
-        ]
-    return out
+        else:
+            buckets = readings.hourly_range(
+                conn, device_id, metric=metric, channel=channel, since=start, until=end
+            )
+        out = TelemetryRow(
+            device_id=device_id,
+            metric=metric,
+            channel=channel,
+            since=start,
+            until=end,
+            resolution="raw" if use_raw else "hour",
+            truncated=len(points) >= readings.RAW_POINTS_MAX,
+            points=points,
+            buckets=buckets,
+        )
+        return JsonBytes(fastjson.encode(fastjson.convert(TelemetryOut, out)))
+
+    return await read.run(work)
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class TelemetryRow:
+    """What `TelemetryOut` says, before encoding (api/fastjson.py)."""
+
+    device_id: int
+    metric: str
+    channel: int
+    since: datetime
+    until: datetime
+    resolution: str
+    truncated: bool
+    points: list[readings.Point]
+    buckets: list[readings.HourBucket]
 
 
 @router.get("/devices/{device_id}/events", summary="A device's recent events (what it said), newest first")
