@@ -20,6 +20,7 @@ from fastapi.responses import RedirectResponse
 from fastapi.staticfiles import StaticFiles
 from prometheus_client import CollectorRegistry
 
+from api.alarms.pages import AlarmPages
 from api.alarms.router import router as alarms_router
 from api.alarms.stream import StreamHub
 from api.alarms.stream import router as stream_router
@@ -35,7 +36,7 @@ from api.errors import ERROR_RESPONSES, install_error_handlers
 from api.indicators.router import router as indicators_router
 from api.linkage.router import router as linkage_router
 from api.metrics import ApiMetrics, MetricsMiddleware, RouteTemplates
-from api.middleware import InFlightLimit, RequestDeadline, SecurityHeaders
+from api.middleware import AfterWrites, InFlightLimit, RequestDeadline, SecurityHeaders
 from api.sites.router import router as sites_router
 from storage import throttle, users
 from storage.db import Database
@@ -83,6 +84,7 @@ def create_app(settings: Settings, metrics: ApiMetrics | None = None) -> FastAPI
     if url is None:
         raise ConfigurationError("the API needs a database URL (YIJU_DATABASE__URL or a running local stack)")
     api = settings.api
+    alarm_pages = AlarmPages()
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -101,11 +103,14 @@ def create_app(settings: Settings, metrics: ApiMetrics | None = None) -> FastAPI
             heartbeat_s=api.stream_heartbeat_s,
             max_total=api.stream_max_total,
             max_per_user=api.stream_max_per_user,
+            on_change=alarm_pages.changed,
         )
+        alarm_pages.listening = hub.listener.ready.is_set
         app.state.db = database
         api_metrics.watch_streams(lambda: hub.open_streams)
         app.state.settings = settings
         app.state.streams = hub
+        app.state.alarm_pages = alarm_pages
         app.state.login_gate = HashGate(api.login_max_concurrent_hashes, api.login_hash_wait_s)
         hub.start()
         upkeep = asyncio.create_task(_purge_expired(database, settings), name="yiju-api-token-purge")
@@ -162,9 +167,11 @@ def create_app(settings: Settings, metrics: ApiMetrics | None = None) -> FastAPI
         return {"status": "ok"}
 
     # innermost first: as many requests inside as the pool has connections (each needs one at a
-    # time, so none can starve); the deadline counts the wait for that; headers on every response.
+    # time, so none can starve); a write's response drops the alarm pages kept (api/alarms/pages.py);
+    # the deadline counts the wait for a slot; headers on every response.
     # The CSV import is long by nature (up to 200,000 rows); everything else answers or gets a 503.
     app.add_middleware(InFlightLimit, limit=settings.database.pool_max_size, prefix=f"{API_PREFIX}/")
+    app.add_middleware(AfterWrites, on_write=alarm_pages.changed, prefix=f"{API_PREFIX}/")
     app.add_middleware(
         RequestDeadline, deadline_s=api.request_deadline_s, exempt=(f"{API_PREFIX}/devices/import",)
     )

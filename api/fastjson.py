@@ -9,12 +9,13 @@ storage rows (dataclasses, read by attribute) into it and writes the JSON in C.
 
 The route keeps `response_model=` for the OpenAPI schema and returns the bytes as a `Response`
 (FastAPI then neither validates nor serialises again). Contract, enforced by tests/test_api_fastjson.py:
-the JSON is the one the pydantic model gives for the same row (`model_dump(mode="json")`): the same
-keys and values, datetimes in UTC written with `Z`, floats as floats. A row the model would refuse
-(a value outside a literal, a missing field) raises here as it would there (a 500 either way: storage
-wrote it, not the caller). A model the mirror cannot follow exactly (a validator, a serializer, an
-alias, a type it does not know) raises at import: a model change must keep its mirror exact, never
-drift silently.
+the JSON is the one FastAPI writes for the model built from the same row: the same keys in the same
+order, the same values of the same JSON types (datetimes with their offset, `Z` for UTC; floats as
+floats, non-finite ones as null; only a float's spelling may differ: 1e16 for 1e+16). A row the
+model would refuse (a value outside a literal, a missing field) raises here as it would there (a 500
+either way: storage wrote it, not the caller). A model the mirror cannot follow exactly (a
+validator, a serializer, an alias, a type it does not know) raises at import: a model change must
+keep its mirror exact, never drift silently.
 """
 
 from __future__ import annotations

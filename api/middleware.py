@@ -8,7 +8,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -161,3 +161,41 @@ class InFlightLimit:
             await self.app(scope, receive, releasing)
         finally:
             release()
+
+
+_READ_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+
+
+class AfterWrites:
+    """Calls `on_write()` when the response to a write request (any method but GET, HEAD, OPTIONS)
+    starts — after its commit: a route's connection commits before its response (api/deps.py), and a
+    route that opens its own connection (the CSV import) commits inside the endpoint.
+
+    Why: the alarm pages this process keeps (api/alarms/pages.py) must not outlive a change this
+    process made; a caller that acknowledged an alarm then reloads the board must see it acknowledged,
+    without waiting for the notification to come back.
+    """
+
+    def __init__(self, app: ASGIApp, *, on_write: Callable[[], None], prefix: str = "/api/") -> None:
+        self.app = app
+        self.on_write = on_write
+        self.prefix = prefix
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if (
+            scope["type"] != "http"
+            or scope["method"] in _READ_METHODS
+            or not str(scope.get("path", "")).startswith(self.prefix)
+        ):
+            await self.app(scope, receive, send)
+            return
+
+        async def after_commit(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                self.on_write()
+            await send(message)
+
+        try:
+            await self.app(scope, receive, after_commit)
+        finally:
+            self.on_write()  # also when it failed half-way (a commit may still have happened)

@@ -6,13 +6,14 @@ from datetime import UTC, datetime, timedelta
 from typing import Annotated, Literal
 from urllib.parse import quote
 
-from fastapi import APIRouter, Depends, Path, Query
+from fastapi import APIRouter, Depends, Path, Query, Request
 from fastapi.responses import Response
 
 from alerts.config import AlertSettings
 from alerts.thresholds import trigger_of
 from api import fastjson
 from api.alarms import export
+from api.alarms.pages import AlarmPages
 from api.alarms.schemas import (
     AckRequest,
     ActionResult,
@@ -68,6 +69,7 @@ def _visible(conn: Conn, principal: Principal, alarm_id: int) -> Alarm:
 )
 async def list_alarms(
     *,
+    request: Request,
     read: FastReader,
     community_id: BigId = None,
     building_id: BigId = None,
@@ -104,12 +106,37 @@ async def list_alarms(
             since=since,
             until=until,
         )
+        # the whole query, the caller's scope included: a page is served only to the same question
+        key = (
+            tuple(filters.community_ids) if filters.community_ids is not None else None,
+            building_id,
+            device_id,
+            filters.family,
+            tuple(filters.types or ()),
+            tuple(filters.severities or ()),
+            status,
+            acknowledged,
+            board,
+            since,
+            until,
+            order,
+            cursor,
+            limit,
+        )
+        kept = pages.get(key)
+        if kept is not None:
+            return JsonBytes(kept)
+        generation, started = pages.generation(), pages.clock()
         try:
             page = alarms.list_alarms(conn, filters, order=order, cursor=cursor, limit=limit)
         except alarms.InvalidCursor:
             raise invalid("query.cursor", "not a cursor returned by this API for this order") from None
         items = fastjson.many(AlarmOut, page.items, type_zh=type_zh, type_en=type_en)
-        return JsonBytes(fastjson.encode({"items": items, "next_cursor": page.next_cursor}))
+        body = fastjson.encode({"items": items, "next_cursor": page.next_cursor})
+        pages.put(key, generation, body, started)
+        return JsonBytes(body)
+
+    pages: AlarmPages = request.app.state.alarm_pages
 
     return await read.run(work)
 

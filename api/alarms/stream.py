@@ -46,6 +46,7 @@ from storage import alarms, users
 from storage.alarms import AlarmEvent
 from storage.db import Database
 from storage.notify import Listener
+from storage.registry_events import REGISTRY_CHANNEL
 
 log = logging.getLogger("yiju.api.stream")
 
@@ -115,8 +116,18 @@ class StreamHub:
     `start()` starts both tasks (owned here), `close()` cancels them and ends every stream.
     """
 
-    def __init__(self, db: Database, *, heartbeat_s: float, max_total: int, max_per_user: int) -> None:
+    def __init__(
+        self,
+        db: Database,
+        *,
+        heartbeat_s: float,
+        max_total: int,
+        max_per_user: int,
+        on_change: Callable[[], None] = lambda: None,
+    ) -> None:
         self._db = db
+        # told of every alarm or registry change notified, and of every (re)connect (api/alarms/pages.py)
+        self._on_change = on_change
         self.heartbeat_s = heartbeat_s
         self.max_total = max_total
         self.max_per_user = max_per_user
@@ -128,7 +139,7 @@ class StreamHub:
         self._closed = False
         self.listener = Listener(
             db.url,
-            [alarms.NOTIFY_CHANNEL, users.REVOKED_CHANNEL],
+            [alarms.NOTIFY_CHANNEL, users.REVOKED_CHANNEL, REGISTRY_CHANNEL],
             self._on_notification,
             on_connect=self._on_connect,
             application_name="yiju-api-listen",
@@ -219,9 +230,12 @@ class StreamHub:
                 if sub.credential == payload:
                     sub.end("revoked")
             return
-        self._wake.set()
+        self._on_change()
+        if channel == alarms.NOTIFY_CHANNEL:
+            self._wake.set()
 
     async def _on_connect(self) -> None:
+        self._on_change()  # what was committed while the listener was away was not heard
         if self._last_id is None:
             self._last_id = await asyncio.to_thread(self.latest_id)
         self._wake.set()  # after a reconnect: catch up on what was committed while away
