@@ -5,7 +5,7 @@ their location and presence. The registry's writes and natural-code lookups are 
 Every list takes `community_ids`: None means every community (an admin), otherwise only those. Lists
 are ordered by id and paged with `after_id` (the last id of the previous page) and `limit`.
 
-Rows are frozen dataclasses whose fields are the queries' columns, name for name (`class_row` builds
+Rows are frozen dataclasses whose fields are the queries' columns, name for name (`record_row` builds
 them, so a column the query does not select fails at once rather than in a router).
 """
 
@@ -17,9 +17,9 @@ from datetime import date, datetime
 from typing import Any, LiteralString, TypeVar
 
 import psycopg
-from psycopg.rows import class_row
 
 from devices.contract import Family
+from storage.db import record_row
 
 
 @dataclass(frozen=True, slots=True)
@@ -130,7 +130,7 @@ _Row = TypeVar("_Row")
 
 
 def _rows(conn: psycopg.Connection[Any], row: type[_Row], query: LiteralString, params: Any) -> list[_Row]:
-    with conn.cursor(row_factory=class_row(row)) as cur:
+    with conn.cursor(row_factory=record_row(row)) as cur:
         cur.execute(query, params)
         return cur.fetchall()
 

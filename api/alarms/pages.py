@@ -77,3 +77,7 @@ class AlarmPages:
 
     def clock(self) -> float:
         return self._clock()
+
+    def __len__(self) -> int:
+        """Pages kept (served or not)."""
+        return len(self._pages)
