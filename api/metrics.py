@@ -72,6 +72,9 @@ class RouteTemplates:
     def __init__(self, app: Any) -> None:
         self._app = app
         self._patterns: list[tuple[re.Pattern[str], str]] | None = None
+        # the patterns whose template ends with a route's own path, in order, by that path: a request
+        # tries its few candidates, not every template (bench/api.py: ~100 regex matches a request)
+        self._candidates: dict[str, list[tuple[re.Pattern[str], str]]] = {}
 
     def _build(self) -> list[tuple[re.Pattern[str], str]]:
         out: list[tuple[re.Pattern[str], str]] = []
@@ -90,11 +93,15 @@ class RouteTemplates:
         own = getattr(route, "path", None)
         if not isinstance(own, str) or not own:
             return UNMATCHED
-        if self._patterns is None:
-            self._patterns = self._build()
+        candidates = self._candidates.get(own)
+        if candidates is None:
+            if self._patterns is None:
+                self._patterns = self._build()
+            candidates = [(p, t) for p, t in self._patterns if t.endswith(own)]
+            self._candidates[own] = candidates  # bounded: one entry per route of the app
         path = scope.get("path", "")
-        for pattern, template in self._patterns:
-            if template.endswith(own) and pattern.match(path):
+        for pattern, template in candidates:
+            if pattern.match(path):
                 return template
         return own  # a route of its own kind: its own template is still bounded
 

@@ -15,7 +15,7 @@ import pytest
 from test_api_stream import _open
 from test_api_support import LiveServer, World, live, wait_for, world
 
-from api.alarms.pages import MAX_AGE_S, AlarmPages
+from api.alarms.pages import MAX_AGE_S, MAX_PAGES, AlarmPages
 from storage import alarms
 from storage.db import connect
 
@@ -51,11 +51,19 @@ def test_an_acknowledgement_through_the_api_shows_on_the_next_board(
     # served again from what was kept: the same page, without a query
     assert len(_kept(live)) == 1
     assert _board(client, world, "operator_a")[alarm_id]["acknowledged"] is False
+    detail = f"/api/v1/alarms/{alarm_id}"
+    for _ in range(2):  # the alarm's detail is kept too
+        r = client.get(detail, headers=world.auth("operator_a"))
+        assert r.status_code == 200 and r.json()["acknowledged"] is False
+    assert len(_kept(live)) == 2
     r = client.post(f"/api/v1/alarms/{alarm_id}/acknowledge", json={}, headers=world.auth("operator_a"))
     assert r.status_code == 200, r.text
     # no wait for the notification: the write's own response dropped the page first
     got = _board(client, world, "operator_a")[alarm_id]
     assert got["acknowledged"] is True and got["acknowledged_by"] == "user:operator_a"
+    got = client.get(detail, headers=world.auth("operator_a")).json()
+    assert got["acknowledged"] is True and [t["action"] for t in got["history"]][-1] == "acknowledged"
+    assert got["history"][-1]["actor_name"] == "operator_a"
 
 
 def test_changes_by_other_processes_show_once_notified(
@@ -119,7 +127,13 @@ def test_each_scope_gets_its_own_pages(live: LiveServer, world: World, client: h
         assert world.ids["alarm_a"] in a and world.ids["alarm_b"] not in a
         assert world.ids["alarm_b"] in b and world.ids["alarm_a"] not in b
         assert {world.ids["alarm_a"], world.ids["alarm_b"]} <= set(admin)
-    assert len(_kept(live)) == 3
+        for who in ("admin", "manager_b"):
+            r = client.get(f"/api/v1/alarms/{world.ids['alarm_b']}", headers=world.auth(who))
+            assert r.status_code == 200 and r.json()["community_id"] == world.ids["comm_b"]
+        # what admin and B's manager were given is not operator A's to see
+        r = client.get(f"/api/v1/alarms/{world.ids['alarm_b']}", headers=world.auth("operator_a"))
+        assert r.status_code == 404
+    assert len(_kept(live)) == 5  # three boards, two details: no 404 kept
     # another community asked for by name: 404, as without pages, never the page of another caller
     r = client.get(f"{BOARD}&community_id={world.ids['comm_b']}", headers=world.auth("operator_a"))
     assert r.status_code == 404
@@ -156,3 +170,7 @@ def test_a_page_read_across_a_change_or_without_the_listener_is_not_kept() -> No
     # too old: a place renamed by another process notifies nobody
     clock.now += MAX_AGE_S + 0.1
     assert pages.get("k") is None
+    # bounded: the oldest kept goes first
+    for i in range(MAX_PAGES + 1):
+        pages.put(i, pages.generation(), b"page", clock())
+    assert len(pages) == MAX_PAGES and pages.get(0) is None and pages.get(MAX_PAGES) == b"page"

@@ -1,10 +1,12 @@
-"""Encoded alarm-list pages of this process, served again until anything that could change them happens.
+"""Encoded alarm pages (lists and details) of this process, served again until anything that could
+change them happens.
 
 Why: the alarm board is the duty room's most frequent request (every console refreshes it) and its
 page of 50 alarms with their devices and places was the mix's costliest read (bench/api.py); between
-two alarm changes every console gets the same bytes. A page is kept under the key of its whole
-query — the caller's community scope included, so a page is only ever served to callers with the
-same scope — and under the cache's generation when its query started.
+two alarm changes every console gets the same bytes; so does an alarm's detail (the alarm with its
+history) that several consoles open. A page is kept under the key of its whole query — the caller's
+community scope included, so a page is only ever served to callers with the same scope — and under
+the cache's generation when its query started.
 
 When a page stops being served (the generation moves on):
 - an alarm changes anywhere: every change writes a transition with `pg_notify('yiju_alarm_events')`
@@ -15,7 +17,8 @@ When a page stops being served (the generation moves on):
   that acknowledged an alarm never gets the page from before it;
 - the listener (re)connects: what was committed while it was away was not heard. While it is not
   connected nothing is kept or served;
-- `MAX_AGE_S` passes: a location or building renamed by another process notifies nobody.
+- `MAX_AGE_S` passes: a location or building renamed, or a user's display name changed, by another
+  process notifies nobody.
 
 A page read before a change but finished after it is not kept (its generation is no longer the
 current one). What remains is the delay between another process's commit and its notification
@@ -31,7 +34,7 @@ from collections.abc import Callable, Hashable
 # How long a page may be served without a notification: bounds how long a place renamed outside this
 # process (no notification) shows its old name. Not a safety setting; well under a console's refresh.
 MAX_AGE_S = 5.0
-MAX_PAGES = 512  # distinct queries kept (scopes x filters x pages); beyond it the cache starts over
+MAX_PAGES = 512  # distinct queries kept (scopes x filters x pages, details); beyond it the oldest goes
 
 
 class AlarmPages:
@@ -71,8 +74,9 @@ class AlarmPages:
         with self._lock:
             if generation != self._generation:
                 return  # something changed while the query ran: the page may show the state before
+            self._pages.pop(key, None)
             if len(self._pages) >= MAX_PAGES:
-                self._pages.clear()
+                del self._pages[next(iter(self._pages))]  # the oldest kept (dicts keep insertion order)
             self._pages[key] = (generation, started, body)
 
     def clock(self) -> float:

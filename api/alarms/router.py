@@ -144,8 +144,14 @@ async def list_alarms(
 @router.get(
     "/alarms/{alarm_id}", summary="One alarm with its full transition history", response_model=AlarmDetail
 )
-async def get_alarm(alarm_id: AlarmId, read: FastReader) -> JsonBytes:
+async def get_alarm(alarm_id: AlarmId, request: Request, read: FastReader) -> JsonBytes:
     def work(conn: Conn, principal: Principal) -> JsonBytes:
+        # kept per scope: a caller with the same communities gets the same answer (a 404 is not kept)
+        key = ("detail", alarm_id, principal.community_ids)
+        kept = pages.get(key)
+        if kept is not None:
+            return JsonBytes(kept)
+        generation, started = pages.generation(), pages.clock()
         alarm = _visible(conn, principal, alarm_id)
         rows = alarms.history(conn, alarm_id)
         names = _transition_actor_names(conn, rows)
@@ -153,8 +159,11 @@ async def get_alarm(alarm_id: AlarmId, read: FastReader) -> JsonBytes:
         detail = fastjson.convert(
             AlarmDetail, alarm, type_zh=type_zh(alarm), type_en=type_en(alarm), history=history
         )
-        return JsonBytes(fastjson.encode(detail))
+        body = fastjson.encode(detail)
+        pages.put(key, generation, body, started)
+        return JsonBytes(body)
 
+    pages: AlarmPages = request.app.state.alarm_pages
     return await read.run(work)
 
 
