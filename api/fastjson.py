@@ -28,6 +28,7 @@ from typing import Annotated, Any, Literal, Union, get_args, get_origin
 
 import msgspec
 from pydantic import BaseModel
+from pydantic.fields import FieldInfo
 from pydantic_core import PydanticUndefined
 from starlette.responses import Response
 
@@ -78,6 +79,17 @@ def _documentation_only(meta: Any) -> bool:
     return type(meta).__name__ == "FieldInfo" and not getattr(meta, "metadata", None)
 
 
+def _default(model: type[BaseModel], name: str, info: FieldInfo) -> Any:
+    """The msgspec default of a model field (NODEFAULT: required)."""
+    if info.is_required():
+        return msgspec.NODEFAULT
+    if info.default_factory is not None:
+        return msgspec.field(default_factory=info.default_factory)  # type: ignore[arg-type]
+    if info.default is PydanticUndefined:
+        raise Unsupported(f"{model.__name__}.{name}: no default")
+    return info.default
+
+
 def mirror(model: type[BaseModel], computed: frozenset[str] = frozenset()) -> type[msgspec.Struct]:
     """The Struct mirroring response model `model` (and, recursively, the models of its fields).
     `computed`: fields the caller sets after conversion (labels derived from the row, nested lists
@@ -100,7 +112,7 @@ def mirror(model: type[BaseModel], computed: frozenset[str] = frozenset()) -> ty
         raise Unsupported(f"{model.__name__}: validators, serializers or computed fields")
     if model.model_config.get("ser_json_timedelta") or model.model_config.get("ser_json_inf_nan"):
         raise Unsupported(f"{model.__name__}: serialisation settings")
-    fields: list[tuple[str, Any] | tuple[str, Any, Any]] = []
+    fields: list[tuple[str, Any, Any]] = []
     for name, info in model.model_fields.items():
         if info.alias not in (None, name) or info.serialization_alias not in (None, name) or info.exclude:
             raise Unsupported(f"{model.__name__}.{name}: alias or exclusion")
@@ -109,14 +121,8 @@ def mirror(model: type[BaseModel], computed: frozenset[str] = frozenset()) -> ty
         tp = _field_type(info.annotation)
         if name in computed:
             fields.append((name, tp | None, None))
-        elif info.is_required():
-            fields.append((name, tp))
-        elif info.default_factory is not None:
-            fields.append((name, tp, msgspec.field(default_factory=info.default_factory)))  # type: ignore[arg-type]
-        elif info.default is PydanticUndefined:
-            raise Unsupported(f"{model.__name__}.{name}: no default")
         else:
-            fields.append((name, tp, info.default))
+            fields.append((name, tp, _default(model, name, info)))
     unknown = computed - set(model.model_fields)
     if unknown:
         raise Unsupported(f"{model.__name__}: no fields {sorted(unknown)}")

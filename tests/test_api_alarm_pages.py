@@ -66,6 +66,18 @@ def test_an_acknowledgement_through_the_api_shows_on_the_next_board(
     assert got["history"][-1]["actor_name"] == "operator_a"
 
 
+def _fault(conn: Any, world: World) -> alarms.AlarmChange:
+    """What the engine does when A's smoke alarm reports a fault (a repeat updates the open alarm)."""
+    return alarms.raise_or_update(
+        conn,
+        community_id=world.ids["comm_a"],
+        device_id=world.ids["smk-a1"],
+        type="smoke_detector_fault",
+        severity="minor",
+        at=datetime.now(UTC),
+    )
+
+
 def test_changes_by_other_processes_show_once_notified(
     live: LiveServer, world: World, client: httpx.Client
 ) -> None:
@@ -77,27 +89,13 @@ def test_changes_by_other_processes_show_once_notified(
         _board(client, world, "operator_a")  # kept
         # the engine raises an alarm: once the stream (same process, same listener) has the event,
         # the board has it too
-        raised = alarms.raise_or_update(
-            conn,
-            community_id=world.ids["comm_a"],
-            device_id=world.ids["smk-a1"],
-            type="smoke_detector_fault",
-            severity="minor",
-            at=datetime.now(UTC),
-        )
+        raised = _fault(conn, world)
         assert stream.next()["event_id"] == raised.transition.id
         board = _board(client, world, "operator_a")
         assert set(board) == set(before) | {raised.alarm.id}
         # a repeat only moves occurrences and last_at: a change all the same
         _board(client, world, "operator_a")
-        again = alarms.raise_or_update(
-            conn,
-            community_id=world.ids["comm_a"],
-            device_id=world.ids["smk-a1"],
-            type="smoke_detector_fault",
-            severity="minor",
-            at=datetime.now(UTC),
-        )
+        again = _fault(conn, world)
         assert stream.next()["event_id"] == again.transition.id
         assert _board(client, world, "operator_a")[raised.alarm.id]["occurrences"] == 2
         # acknowledged and cleared elsewhere
