@@ -327,16 +327,19 @@ def main() -> None:
         rows: list[dict[str, Any]] = []
         for _, _, port in servers:  # the servers' first requests, not counted
             run_load(port, 4, 2.0, auth, lambda: mix(world, rng))
-        # where the time goes: each kind of request alone, one client
-        for kind, _ in KINDS:
-            alone = run_load(
-                yiju_port, 1, min(args.seconds, 3.0), auth, lambda k=kind: path_of(k, world, rng), yiju.pid
-            )
-            print(
-                f"  {kind:<13} alone at c=1: p50 {alone['p50_ms']:6.1f} ms, p99 {alone['p99_ms']:6.1f} ms, "
-                f"server CPU {alone['server_cpu_ms_per_request']:.2f} ms/request",
-                flush=True,
-            )
+        # where the time goes: each kind of request alone, one client, on every tree
+        for label, proc, port in servers:
+            for kind, _ in KINDS:
+                alone = run_load(
+                    port, 1, min(args.seconds, 3.0), auth, lambda k=kind: path_of(k, world, rng), proc.pid
+                )
+                print(
+                    f"  {label}: {kind:<13} alone at c=1: p50 {alone['p50_ms']:6.1f} ms, "
+                    f"p99 {alone['p99_ms']:6.1f} ms, server CPU {alone['server_cpu_ms_per_request']:.2f} "
+                    "ms/request",
+                    flush=True,
+                )
+                rows.append({"alone": kind, "tree": label, "mix": alone})
         for c in args.concurrency:
             ceiling = run_load(bare_port, c, args.seconds, b"", lambda: "/ceiling", bare.pid)
             duty = run_load(yiju_port, c, args.seconds, auth, lambda: mix(world, rng), yiju.pid)
