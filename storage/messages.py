@@ -1,13 +1,16 @@
-"""Batch writes of ingested messages: telemetry, points, device events, dead letters and presence.
+"""Batch writes of ingested messages: telemetry (with its points), device events, dead letters and
+presence.
 
-One transaction per batch, filled with binary COPY. Writes are idempotent on the natural key
+One transaction per batch, filled with binary COPY. A telemetry message is one row: its points go in
+the row as three parallel arrays (metric, channel, value; migration 0028, issue 18), read back through
+the `points` view. Writes are idempotent on the natural key
 (device_id, ts, seq), so a batch redelivered by the broker after a crash or reconnect adds nothing:
 
 - fast path: COPY straight into the tables. A unique violation (a redelivery) rolls the batch back
   and it is written again through the slow path;
-- slow path: COPY into session-local staging tables, then INSERT … ON CONFLICT DO NOTHING, and
-  points only for the telemetry rows that were really inserted. After a conflict the writer stays on
-  the slow path for a while, because the rest of a redelivered window follows.
+- slow path: COPY into session-local staging tables, then INSERT … ON CONFLICT DO NOTHING. After a
+  conflict the writer stays on the slow path for a while, because the rest of a redelivered window
+  follows.
 
 Partitioned mode refuses a row whose time has no partition; the writer creates the partitions the
 batch needs (storage.timeseries.ensure_partitions) and retries. A row the database refuses for its
@@ -20,8 +23,11 @@ Connection failures are raised as `DatabaseUnavailable`; the caller retries the 
 from __future__ import annotations
 
 import contextlib
+import functools
+import itertools
 import json
 import logging
+import struct
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -36,7 +42,7 @@ from storage.config import DatabaseSettings
 from storage.db import connect
 from storage.dead_letters import DEAD_LETTER_COLUMNS, DEAD_LETTER_TYPES, DeadLetterRow, dead_letter_record
 from storage.presence import PresenceRow, upsert_presence
-from storage.timeseries import SERIES_TABLES, ensure_partitions, queue_late_points, refresh_pending
+from storage.timeseries import WRITTEN_TABLES, ensure_partitions, queue_late_points, refresh_pending
 from yiju.errors import DatabaseUnavailable, StorageError
 
 log = logging.getLogger(__name__)
@@ -46,7 +52,7 @@ log = logging.getLogger(__name__)
 SLOW_PATH_HOLD_S = 10.0
 # Late points (storage.timeseries.late_cutoff) queue their hours in rollup_pending in the batch's
 # transaction; the writer refreshes the queue at most this often (and the upkeep does too), in both
-# storage modes: TimescaleDB's refresh policy only looks back 3 days (issue 14 item 3).
+# storage modes (issue 14 item 3).
 LATE_ROLLUP_INTERVAL_S = 30.0
 
 
@@ -105,14 +111,50 @@ class WriteResult:
 # jsonb's binary input is a version byte (1) and the JSON text (PostgreSQL's jsonb_recv): the devices'
 # bytes go out as that through the C bytea dumper, with no Python dumps call per row (issue 18)
 JSONB_V1 = b"\x01"
-TELEMETRY_COPY = "COPY {} (ts, device_id, seq, received_at, body) FROM STDIN (FORMAT BINARY)"
-TELEMETRY_TYPES = ["timestamptz", "int4", "int8", "timestamptz", "bytea"]  # body: JSONB_V1 + JSON
-POINTS_COPY = "COPY points (ts, device_id, metric, channel, value) FROM STDIN (FORMAT BINARY)"
-POINTS_TYPES = ["timestamptz", "int4", "text", "int2", "float8"]
-STAGE_POINTS_COPY = (
-    "COPY _yiju_stage_points (ts, device_id, seq, metric, channel, value) FROM STDIN (FORMAT BINARY)"
+# Points arrays go out in array_recv's binary form, built here with struct (psycopg's list dumper is
+# Python code per element: ~18 elements a message). The metric and channel arrays repeat per device
+# model, so their encodings are cached; the values are packed per message.
+_ARRAY_HEADER = "!iiIii"  # dimensions (1), has-nulls (0), element type oid, length, lower bound (1)
+_TEXT_OID, _INT2_OID, _FLOAT8_OID = 25, 21, 701
+ARRAY_CACHE_SIZE = 4096  # distinct metric / channel lists; a catalogue has a few dozen
+
+
+@functools.lru_cache(maxsize=ARRAY_CACHE_SIZE)
+def _text_array(items: tuple[str, ...]) -> bytes:
+    parts = [struct.pack(_ARRAY_HEADER, 1, 0, _TEXT_OID, len(items), 1)]
+    for item in items:
+        data = item.encode()
+        parts.append(struct.pack("!i", len(data)))
+        parts.append(data)
+    return b"".join(parts)
+
+
+@functools.lru_cache(maxsize=ARRAY_CACHE_SIZE)
+def _int2_array(items: tuple[int, ...]) -> bytes:
+    n = len(items)
+    return struct.pack(
+        _ARRAY_HEADER + "ih" * n, 1, 0, _INT2_OID, n, 1, *itertools.chain(*((2, c) for c in items))
+    )
+
+
+@functools.lru_cache(maxsize=256)
+def _float8_struct(n: int) -> struct.Struct:
+    return struct.Struct(_ARRAY_HEADER + "id" * n)
+
+
+def _float8_array(values: tuple[float, ...]) -> bytes:
+    n = len(values)
+    args: list[float] = [8, 0.0] * n  # each element: its length (8 bytes), then the value
+    args[1::2] = values
+    return _float8_struct(n).pack(1, 0, _FLOAT8_OID, n, 1, *args)
+
+
+TELEMETRY_COPY = (
+    "COPY {} (ts, device_id, seq, received_at, body, point_metrics, point_channels, point_values) "
+    "FROM STDIN (FORMAT BINARY)"
 )
-STAGE_POINTS_TYPES = ["timestamptz", "int4", "int8", "text", "int2", "float8"]
+# body: JSONB_V1 + JSON; the arrays: array_recv's form (above); a message without points stores NULLs
+TELEMETRY_TYPES = ["timestamptz", "int4", "int8", "timestamptz", "bytea", "bytea", "bytea", "bytea"]
 EVENTS_COPY = (
     "COPY {} (ts, device_id, seq, received_at, kind, code, channel, body) FROM STDIN (FORMAT BINARY)"
 )
@@ -120,23 +162,20 @@ DEAD_LETTERS_COPY = f"COPY dead_letters ({DEAD_LETTER_COLUMNS}) FROM STDIN (FORM
 EVENTS_TYPES = ["timestamptz", "int4", "int8", "timestamptz", "text", "text", "int2", "bytea"]  # JSONB_V1
 
 _STAGING_DDL = (
-    "CREATE TEMP TABLE IF NOT EXISTS _yiju_stage_telemetry "
-    "(ts timestamptz, device_id int4, seq int8, received_at timestamptz, body jsonb) ON COMMIT DELETE ROWS",
-    "CREATE TEMP TABLE IF NOT EXISTS _yiju_stage_points "
-    "(ts timestamptz, device_id int4, seq int8, metric text, channel int2, value float8) "
-    "ON COMMIT DELETE ROWS",
+    # named after the layout: a connection kept from before migration 0028 would have the old one
+    "CREATE TEMP TABLE IF NOT EXISTS _yiju_stage_telemetry_arrays "
+    "(ts timestamptz, device_id int4, seq int8, received_at timestamptz, body jsonb, "
+    "point_metrics text[], point_channels int2[], point_values float8[]) ON COMMIT DELETE ROWS",
     "CREATE TEMP TABLE IF NOT EXISTS _yiju_stage_events "
     "(ts timestamptz, device_id int4, seq int8, received_at timestamptz, kind text, code text, "
     "channel int2, body jsonb) ON COMMIT DELETE ROWS",
 )
 _SLOW_TELEMETRY = (
-    "WITH ins AS (INSERT INTO telemetry (ts, device_id, seq, received_at, body) "
-    "SELECT ts, device_id, seq, received_at, body FROM _yiju_stage_telemetry "
-    "ON CONFLICT DO NOTHING RETURNING device_id, ts, seq), "
-    "pts AS (INSERT INTO points (ts, device_id, metric, channel, value) "
-    "SELECT p.ts, p.device_id, p.metric, p.channel, p.value FROM _yiju_stage_points p "
-    "JOIN ins ON ins.device_id = p.device_id AND ins.ts = p.ts AND ins.seq = p.seq RETURNING 1) "
-    "SELECT (SELECT count(*) FROM ins), (SELECT count(*) FROM pts)"
+    "WITH ins AS (INSERT INTO telemetry "
+    "(ts, device_id, seq, received_at, body, point_metrics, point_channels, point_values) "
+    "SELECT ts, device_id, seq, received_at, body, point_metrics, point_channels, point_values "
+    "FROM _yiju_stage_telemetry_arrays ON CONFLICT DO NOTHING RETURNING point_values) "
+    "SELECT count(*), coalesce(sum(cardinality(point_values)), 0) FROM ins"
 )
 _SLOW_EVENTS = (
     "INSERT INTO device_events (ts, device_id, seq, received_at, kind, code, channel, body) "
@@ -184,7 +223,6 @@ class IngestWriter:
         self._url = url
         self._settings = settings
         self._conn: psycopg.Connection[Any] | None = None
-        self._mode: str | None = None
         self._slow_until = 0.0
         self._late_queued = False
         self._late_due = 0.0
@@ -201,13 +239,11 @@ class IngestWriter:
             with conn.transaction():
                 for ddl in _STAGING_DDL:
                     conn.execute(ddl)
-                row = conn.execute("SELECT value FROM yiju_meta WHERE key = 'storage_mode'").fetchone()
             conn.execute("SET synchronous_commit = on")
             conn.commit()
         except psycopg.Error as exc:
             conn.close()
             raise DatabaseUnavailable(f"ingest writer cannot prepare its connection: {exc}") from exc
-        self._mode = row[0] if row else "partitioned"
         self._conn = conn
         return conn
 
@@ -307,33 +343,35 @@ class IngestWriter:
         self._queue_late(cur, batch)
 
     @staticmethod
-    def _telemetry_fast(cur: psycopg.Cursor[Any], rows: list[TelemetryRow], result: WriteResult) -> None:
-        with cur.copy(sql.SQL(TELEMETRY_COPY).format(sql.Identifier("telemetry"))) as cp:
-            cp.set_types(TELEMETRY_TYPES)
-            for r in rows:
-                cp.write_row((r.ts, r.device_id, r.seq, r.received_at, JSONB_V1 + r.body))
+    def _copy_telemetry(cur: psycopg.Cursor[Any], table: str, rows: list[TelemetryRow]) -> int:
+        """COPY the rows, each with its points as three arrays; returns the points written."""
         n_points = 0
-        with cur.copy(POINTS_COPY) as cp:
-            cp.set_types(POINTS_TYPES)
-            for r in rows:
-                ts, dev = r.ts, r.device_id
-                for metric, channel, value in r.points:
-                    cp.write_row((ts, dev, metric, channel, value))
-                n_points += len(r.points)
-        result.telemetry += len(rows)
-        result.points += n_points
-
-    @staticmethod
-    def _telemetry_slow(cur: psycopg.Cursor[Any], rows: list[TelemetryRow], result: WriteResult) -> None:
-        with cur.copy(sql.SQL(TELEMETRY_COPY).format(sql.Identifier("_yiju_stage_telemetry"))) as cp:
+        with cur.copy(sql.SQL(TELEMETRY_COPY).format(sql.Identifier(table))) as cp:
             cp.set_types(TELEMETRY_TYPES)
             for r in rows:
-                cp.write_row((r.ts, r.device_id, r.seq, r.received_at, JSONB_V1 + r.body))
-        with cur.copy(STAGE_POINTS_COPY) as cp:
-            cp.set_types(STAGE_POINTS_TYPES)
-            for r in rows:
-                for metric, channel, value in r.points:
-                    cp.write_row((r.ts, r.device_id, r.seq, metric, channel, value))
+                pts = r.points
+                if not pts:
+                    cp.write_row(
+                        (r.ts, r.device_id, r.seq, r.received_at, JSONB_V1 + r.body, None, None, None)
+                    )
+                    continue
+                metrics, channels, values = zip(*pts, strict=True)
+                try:
+                    arrays = (_text_array(metrics), _int2_array(channels), _float8_array(values))
+                except (struct.error, TypeError, UnicodeError) as exc:  # e.g. a channel beyond smallint
+                    raise psycopg.DataError(f"points of device {r.device_id} at {r.ts}: {exc}") from exc
+                cp.write_row((r.ts, r.device_id, r.seq, r.received_at, JSONB_V1 + r.body, *arrays))
+                n_points += len(pts)
+        return n_points
+
+    @classmethod
+    def _telemetry_fast(cls, cur: psycopg.Cursor[Any], rows: list[TelemetryRow], result: WriteResult) -> None:
+        result.points += cls._copy_telemetry(cur, "telemetry", rows)
+        result.telemetry += len(rows)
+
+    @classmethod
+    def _telemetry_slow(cls, cur: psycopg.Cursor[Any], rows: list[TelemetryRow], result: WriteResult) -> None:
+        cls._copy_telemetry(cur, "_yiju_stage_telemetry_arrays", rows)
         row = cur.execute(_SLOW_TELEMETRY).fetchone()
         inserted, points = (int(row[0]), int(row[1])) if row else (0, 0)
         result.telemetry += inserted
@@ -382,7 +420,7 @@ class IngestWriter:
         log.warning("database refused %d row(s) of a batch; the rest is stored", len(result.rejected))
         return result
 
-    # -- partitions and late rollups (partitioned mode) -------------------------------------
+    # -- partitions (partitioned mode) and late rollups -------------------------------------
 
     def _create_partitions(self, conn: psycopg.Connection[Any], batch: WriteBatch) -> int:
         times = [r.ts for r in batch.telemetry] + [e.ts for e in batch.events]
@@ -391,7 +429,9 @@ class IngestWriter:
         lo, hi = min(times), max(times)
         conn.autocommit = True
         try:
-            created = sum(len(ensure_partitions(conn, t.name, lo, hi, self._settings)) for t in SERIES_TABLES)
+            created = sum(
+                len(ensure_partitions(conn, t.name, lo, hi, self._settings)) for t in WRITTEN_TABLES
+            )
         finally:
             conn.autocommit = False
         log.info("created %d partition(s) for rows between %s and %s", created, lo, hi)
@@ -399,7 +439,7 @@ class IngestWriter:
 
     def _queue_late(self, cur: psycopg.Cursor[Any], batch: WriteBatch) -> None:
         if batch.telemetry and queue_late_points(
-            cur, [r.ts for r in batch.telemetry if r.points], datetime.now(UTC), self._mode or "partitioned"
+            cur, [r.ts for r in batch.telemetry if r.points], datetime.now(UTC)
         ):
             self._late_queued = True
 

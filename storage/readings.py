@@ -107,7 +107,7 @@ def hourly_range(
         HourBucket,
         """SELECT bucket, samples, min_value, max_value, avg_value FROM points_hourly
            WHERE device_id = %s AND metric = %s AND channel = %s
-             AND bucket >= date_trunc('hour', %s::timestamptz) AND bucket < %s ORDER BY bucket""",
+             AND bucket >= date_trunc('hour', %s::timestamptz, 'UTC') AND bucket < %s ORDER BY bucket""",
         (device_id, metric, channel, since, until),
     )
 

@@ -1,12 +1,16 @@
 """Time-series upkeep in both storage modes.
 
-TimescaleDB mode: hypertables with compression, retention and a continuous aggregate, all driven by
-TimescaleDB's own background jobs (set up by `apply_policies`).
+TimescaleDB mode: hypertables with compression and retention, driven by TimescaleDB's own background
+jobs (set up by `apply_policies`).
 
 Partitioned mode: native `PARTITION BY RANGE (ts)` tables; this module creates partitions ahead of
-time, drops whole partitions for retention and maintains the `points_hourly` rollup table. The
-application runs `run_maintenance` periodically (an owned background task) and `yiju db maintain`
-runs it once.
+time and drops whole partitions for retention.
+
+Both modes: the hourly rollup `points_rollup` is maintained here (`refresh_recent`, `refresh_pending`),
+since a message's points are arrays in its telemetry row (migration 0028) and TimescaleDB's continuous
+aggregates cannot unnest. The `points_hourly` view reads it up to the watermark and the raw rows after
+it. The application runs `run_maintenance` periodically (an owned background task) and `yiju db
+maintain` runs it once.
 """
 
 from __future__ import annotations
@@ -27,11 +31,15 @@ StorageMode = Literal["timescaledb", "partitioned"]
 
 EPOCH = datetime(2000, 1, 1, tzinfo=UTC)  # TimescaleDB's bucket origin; partitions align to it too
 ROLLUP_BUCKET = timedelta(hours=1)
-# The continuous aggregate re-materialises this far back, so late data (devices flushing buffers
-# after an outage) lands in the rollup; it must stay shorter than the raw-data retention.
+# How far back late data (devices flushing buffers after an outage) is accepted and still rolled up
+# (ingest's max_past); it must stay shorter than the raw-data retention, which refreshing relies on.
 ROLLUP_REFRESH_WINDOW = timedelta(days=3)
+# Points older than this when written are late: the writer queues their hours (rollup_pending).
 ROLLUP_RECENT_WINDOW = timedelta(hours=2)
-ROLLUP_SCHEDULE = timedelta(minutes=15)
+# An hour is materialised once it ended this long before the refresh: a batch whose points were not
+# late (younger than ROLLUP_RECENT_WINDOW when it took `now`) and that commits after the refresh read
+# its hour would otherwise be left out of it; the margin is far above a batch's write time.
+ROLLUP_SETTLE = timedelta(minutes=15)
 # a guard against an endless loop should the catalogue hold a bound we cannot parse
 MAX_PARTITION_ATTEMPTS = 10_000
 
@@ -43,14 +51,17 @@ class SeriesTable:
     compress_orderby: str
 
 
-SERIES_TABLES = (
+# the tables ingest writes (partitions are made ahead for these)
+WRITTEN_TABLES = (
     SeriesTable("telemetry", "device_id", "ts DESC, seq"),
-    SeriesTable("points", "device_id, metric", "ts DESC, channel"),
     SeriesTable("device_events", "device_id", "ts DESC, seq"),
 )
-ROLLUP_VIEW = "points_hourly"
+# points written before migration 0028, read through the `points` view until retention drops them
+LEGACY_POINTS = SeriesTable("points_legacy", "device_id, metric", "ts DESC, channel")
+SERIES_TABLES = (*WRITTEN_TABLES, LEGACY_POINTS)  # retention and compression
+ROLLUP_TABLE = "points_rollup"
 # the hourly rollup is compressed too (TimescaleDB mode): ~68 MB per compound and day uncompressed
-ROLLUP_COMPRESSION = SeriesTable(ROLLUP_VIEW, "device_id, metric", "bucket DESC, channel")
+ROLLUP_COMPRESSION = SeriesTable(ROLLUP_TABLE, "device_id, metric", "bucket DESC, channel")
 
 
 def storage_mode(conn: psycopg.Connection[Any]) -> StorageMode:
@@ -65,7 +76,7 @@ def storage_mode(conn: psycopg.Connection[Any]) -> StorageMode:
 def retention_for(table: str, settings: DatabaseSettings) -> timedelta:
     if table == "device_events":
         return settings.events_retention
-    if table == ROLLUP_VIEW:
+    if table == ROLLUP_TABLE:
         return settings.rollup_retention
     return settings.telemetry_retention
 
@@ -90,7 +101,7 @@ def apply_policies(
         _apply_timescaledb_policies(conn, settings)
     else:
         now = now or datetime.now(UTC)
-        for table in SERIES_TABLES:
+        for table in WRITTEN_TABLES:
             ensure_partitions(conn, table.name, now - settings.chunk_interval, now, settings)
 
 
@@ -100,17 +111,10 @@ def _apply_timescaledb_policies(conn: psycopg.Connection[Any], settings: Databas
             "SELECT compression_enabled FROM timescaledb_information.hypertables WHERE hypertable_name = %s",
             (table.name,),
         ).fetchone()
-        if table.name == ROLLUP_VIEW:
-            enabled = conn.execute(
-                "SELECT compression_enabled FROM timescaledb_information.continuous_aggregates "
-                "WHERE view_name = %s",
-                (ROLLUP_VIEW,),
-            ).fetchone()
         if enabled is not None and not enabled[0]:
-            kind = "MATERIALIZED VIEW" if table.name == ROLLUP_VIEW else "TABLE"
             conn.execute(
                 sql.SQL(
-                    "ALTER " + kind + " {} SET (timescaledb.compress, timescaledb.compress_segmentby = {}, "
+                    "ALTER TABLE {} SET (timescaledb.compress, timescaledb.compress_segmentby = {}, "
                     "timescaledb.compress_orderby = {})"
                 ).format(
                     sql.Identifier(table.name),
@@ -122,28 +126,20 @@ def _apply_timescaledb_policies(conn: psycopg.Connection[Any], settings: Databas
 
 
 def timescaledb_policies(settings: DatabaseSettings) -> list[Policy]:
-    """The eight policies of TimescaleDB mode, plus the rollup's compression (issue 14 item 4)."""
+    """Compression and retention of each time-series table and of the rollup (issue 14 item 4)."""
     wanted: list[Policy] = []
     for table in SERIES_TABLES:
         wanted.append(Policy("policy_compression", table.name, {"compress_after": settings.compress_after}))
         wanted.append(
             Policy("policy_retention", table.name, {"drop_after": retention_for(table.name, settings)})
         )
-    wanted.append(
-        Policy(
-            "policy_refresh_continuous_aggregate",
-            ROLLUP_VIEW,
-            {"start_offset": ROLLUP_REFRESH_WINDOW, "end_offset": ROLLUP_BUCKET},
-            ROLLUP_SCHEDULE,
-        )
-    )
-    wanted.append(Policy("policy_retention", ROLLUP_VIEW, {"drop_after": settings.rollup_retention}))
-    # compressed once the refresh window has passed it: late data past the window is refreshed by
-    # refresh_pending into the compressed chunks (TimescaleDB supports DML on them)
+    wanted.append(Policy("policy_retention", ROLLUP_TABLE, {"drop_after": settings.rollup_retention}))
+    # compressed once late data can no longer arrive for it: a late range is refreshed by
+    # refresh_pending into the compressed chunks all the same (TimescaleDB supports DML on them)
     wanted.append(
         Policy(
             "policy_compression",
-            ROLLUP_VIEW,
+            ROLLUP_TABLE,
             {"compress_after": max(settings.compress_after, ROLLUP_REFRESH_WINDOW + ROLLUP_BUCKET)},
         )
     )
@@ -259,57 +255,87 @@ def drop_expired(conn: psycopg.Connection[Any], settings: DatabaseSettings, now:
     rollup_cutoff = now - settings.rollup_retention
     if mode == "timescaledb":
         rows = conn.execute(
-            "SELECT drop_chunks(%s::regclass, older_than => %s)", (ROLLUP_VIEW, rollup_cutoff)
+            "SELECT drop_chunks(%s::regclass, older_than => %s)", (ROLLUP_TABLE, rollup_cutoff)
         ).fetchall()
         dropped.extend(str(r[0]) for r in rows)
     else:
-        conn.execute("DELETE FROM points_hourly WHERE bucket < %s", (rollup_cutoff,))
+        conn.execute("DELETE FROM points_rollup WHERE bucket < %s", (rollup_cutoff,))
     return dropped
 
 
-def refresh_rollup(conn: psycopg.Connection[Any], start: datetime, end: datetime) -> None:
-    """Recompute `points_hourly` for the hours overlapping [start, end). `conn` must be autocommit."""
+def _aligned_range(start: datetime, end: datetime) -> tuple[datetime, datetime]:
     lo = _align_down(start, ROLLUP_BUCKET)
     hi = _align_down(end, ROLLUP_BUCKET)
     if hi < end:
         hi += ROLLUP_BUCKET
-    if storage_mode(conn) == "timescaledb":
-        conn.execute("CALL refresh_continuous_aggregate(%s::regclass, %s, %s)", (ROLLUP_VIEW, lo, hi))
-        return
+    return lo, hi
+
+
+def _recompute(conn: psycopg.Connection[Any], lo: datetime, hi: datetime) -> None:
+    """Replace the rollup's hours [lo, hi) by the raw points', in the caller's transaction. The raw
+    rows are read through the `points` view: messages' arrays and the legacy table alike."""
+    conn.execute("DELETE FROM points_rollup WHERE bucket >= %s AND bucket < %s", (lo, hi))
+    conn.execute(
+        "INSERT INTO points_rollup (device_id, metric, channel, bucket, samples, min_value, max_value, "
+        "avg_value, sum_value) "
+        "SELECT device_id, metric, channel, date_trunc('hour', ts, 'UTC'), count(*), min(value), "
+        "max(value), avg(value), sum(value) FROM points WHERE ts >= %s AND ts < %s "
+        "GROUP BY device_id, metric, channel, date_trunc('hour', ts, 'UTC')",
+        (lo, hi),
+    )
+
+
+def refresh_rollup(conn: psycopg.Connection[Any], start: datetime, end: datetime) -> None:
+    """Recompute `points_rollup` for the hours overlapping [start, end). `conn` must be autocommit."""
+    lo, hi = _aligned_range(start, end)
     with conn.transaction():
-        conn.execute("DELETE FROM points_hourly WHERE bucket >= %s AND bucket < %s", (lo, hi))
-        conn.execute(
-            "INSERT INTO points_hourly (device_id, metric, channel, bucket, samples, min_value, max_value, "
-            "avg_value, sum_value) "
-            "SELECT device_id, metric, channel, date_trunc('hour', ts), count(*), min(value), max(value), "
-            "avg(value), sum(value) FROM points WHERE ts >= %s AND ts < %s "
-            "GROUP BY device_id, metric, channel, date_trunc('hour', ts)",
-            (lo, hi),
-        )
+        _recompute(conn, lo, hi)
 
 
-def late_cutoff(mode: str, now: datetime) -> datetime:
-    """Points older than this are late: nothing else would bring them into the rollup.
+def rollup_upto(conn: psycopg.Connection[Any]) -> datetime:
+    """The watermark: `points_hourly` reads hours before it from the rollup, later ones from raw rows."""
+    row = conn.execute("SELECT upto FROM rollup_watermark").fetchone()
+    if row is None:
+        raise StorageError("rollup_watermark is empty: the database was not migrated by Yiju")
+    upto: datetime = row[0]
+    return upto
 
-    Partitioned mode: the upkeep recomputes only the recent window. TimescaleDB mode: the refresh
-    policy (or the upkeep running it when the scheduler fails) covers [now - 3 days, now - 1 hour]
-    every 15 minutes, so a point older than 3 days less two schedule intervals may fall out of the
-    window before the next run (a point just inside ingest's 3-day window was skipped, issue 14).
+
+def refresh_recent(conn: psycopg.Connection[Any], now: datetime) -> tuple[datetime, datetime] | None:
+    """Materialise the hours that have settled since the watermark and move it; `conn` autocommit.
+
+    Each hour is computed once here; points written into an hour after that were late when written
+    (`late_cutoff`) and queued, so `refresh_pending` recomputes their hours. Returns the range done.
     """
-    if mode == "timescaledb":
-        return now - (ROLLUP_REFRESH_WINDOW - 2 * ROLLUP_SCHEDULE)
+    hi = _align_down(now - ROLLUP_RECENT_WINDOW - ROLLUP_SETTLE, ROLLUP_BUCKET)
+    with conn.transaction():
+        # the row lock serialises two upkeeps refreshing at once (the second then finds nothing to do)
+        row = conn.execute("SELECT upto FROM rollup_watermark FOR UPDATE").fetchone()
+        if row is None:
+            raise StorageError("rollup_watermark is empty: the database was not migrated by Yiju")
+        lo: datetime = row[0]
+        if hi <= lo:
+            return None
+        # hours from the watermark on were never materialised by this (the view read them raw), so
+        # after a long stop of the upkeep they are all computed now, however many
+        _recompute(conn, lo, hi)
+        conn.execute("UPDATE rollup_watermark SET upto = %s", (hi,))
+    return lo, hi
+
+
+def late_cutoff(now: datetime) -> datetime:
+    """Points older than this are late: their hour may already be materialised (`refresh_recent`
+    waits until an hour ended ROLLUP_RECENT_WINDOW + ROLLUP_SETTLE ago), so their hours are queued."""
     return now - ROLLUP_RECENT_WINDOW
 
 
-def queue_late_points(
-    cur: psycopg.Cursor[Any], times: list[datetime], now: datetime, mode: str = "partitioned"
-) -> int:
+def queue_late_points(cur: psycopg.Cursor[Any], times: list[datetime], now: datetime) -> int:
     """Queue the rollup hours of late points (`late_cutoff`), in the caller's transaction.
 
     Contiguous hours become one range, so a device flushing a long outage buffer queues one row and
     the refresh recomputes exactly those hours (issue 14 item 3). Returns the ranges queued.
     """
-    cutoff = late_cutoff(mode, now)
+    cutoff = late_cutoff(now)
     hours = sorted({_align_down(ts, ROLLUP_BUCKET) for ts in times if ts < cutoff})
     ranges: list[list[datetime]] = []
     for hour in hours:
@@ -323,7 +349,8 @@ def queue_late_points(
 
 
 def refresh_pending(conn: psycopg.Connection[Any]) -> list[tuple[datetime, datetime]]:
-    """Recompute the queued rollup ranges (merged where they overlap) and dequeue them.
+    """Recompute the queued rollup ranges (merged where they overlap) and dequeue them, each in one
+    transaction.
 
     `conn` must be autocommit. A range is dequeued only after its refresh, so a failure leaves it
     queued for the next round; two processes refreshing the same range at once only repeat work.
@@ -338,8 +365,9 @@ def refresh_pending(conn: psycopg.Connection[Any]) -> list[tuple[datetime, datet
             merged.append((lo, hi, [row_id]))
     done: list[tuple[datetime, datetime]] = []
     for lo, hi, ids in merged:
-        refresh_rollup(conn, lo, hi)
-        conn.execute("DELETE FROM rollup_pending WHERE id = ANY(%s)", (ids,))
+        with conn.transaction():
+            _recompute(conn, *_aligned_range(lo, hi))
+            conn.execute("DELETE FROM rollup_pending WHERE id = ANY(%s)", (ids,))
         done.append((lo, hi))
     return done
 
@@ -350,6 +378,7 @@ class MaintenanceReport:
     partitions_created: int
     dropped: list[str]
     late_ranges: list[tuple[datetime, datetime]] = field(default_factory=list)
+    rolled_up: tuple[datetime, datetime] | None = None  # the hours refresh_recent materialised
     # TimescaleDB mode: the policy jobs, and the ones Yiju ran itself because the scheduler's failed
     jobs: list[JobHealth] = field(default_factory=list)
     fallback_runs: list[FallbackRun] = field(default_factory=list)
@@ -358,22 +387,24 @@ class MaintenanceReport:
 def run_maintenance(
     conn: psycopg.Connection[Any], settings: DatabaseSettings, now: datetime | None = None
 ) -> MaintenanceReport:
-    """One round of upkeep. Both modes: the rollup ranges that late data made stale.
+    """One round of upkeep. Both modes: the settled hours into the rollup, then the ranges that late
+    data made stale.
 
-    Partitioned mode: partitions ahead, retention, the recent rollup buckets. TimescaleDB mode: its
-    background jobs do that, and this runs the policy jobs whose scheduled runs fail (storage/tsdb.py).
+    Partitioned mode: partitions ahead and retention. TimescaleDB mode: its background jobs do that,
+    and this runs the policy jobs whose scheduled runs fail (storage/tsdb.py).
     """
     now = now or datetime.now(UTC)
     mode = storage_mode(conn)
     if mode == "timescaledb":
+        rolled = refresh_recent(conn, now)
         late = refresh_pending(conn)
         jobs = job_health(conn)
         runs = [run_job(conn, job) for job in jobs if needs_fallback(job, now)]
-        return MaintenanceReport(mode, 0, [], late, jobs, runs)
+        return MaintenanceReport(mode, 0, [], late, rolled, jobs, runs)
     created = 0
-    for table in SERIES_TABLES:
+    for table in WRITTEN_TABLES:
         created += len(ensure_partitions(conn, table.name, now - settings.chunk_interval, now, settings))
     dropped = drop_expired(conn, settings, now)
-    refresh_rollup(conn, now - ROLLUP_RECENT_WINDOW, now)
+    rolled = refresh_recent(conn, now)
     late = refresh_pending(conn)
-    return MaintenanceReport(mode, created, dropped, late)
+    return MaintenanceReport(mode, created, dropped, late, rolled_up=rolled)

@@ -12,6 +12,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from fastapi.testclient import TestClient
 from openpyxl import load_workbook
+from points_support import insert_points
 from test_api_support import World, client, world
 
 from api.alarms.export import HEADERS
@@ -225,8 +226,8 @@ def test_chart_puts_the_trigger_first_with_its_threshold(client: TestClient, wor
             "WHERE id = %s",
             (ids["comm_a"],),
         )
-        conn.cursor().executemany(
-            "INSERT INTO points (ts, device_id, metric, channel, value) VALUES (%s, %s, %s, %s, %s)",
+        insert_points(
+            conn,
             [
                 (NOW - timedelta(minutes=50), ids["chg-a1"], "power_w", 1, 300.0),
                 (NOW - timedelta(minutes=50), ids["chg-a1"], "port_temp_c", 2, 35.0),

@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 import uvicorn
 from fastapi.testclient import TestClient
+from points_support import insert_points
 
 from api.app import create_app
 from storage import alarms, users
@@ -77,12 +78,13 @@ def seed(url: str) -> World:
                 (ids[f"smk-{key}1"], T0),
             )
         # telemetry points for charts: one per minute for an hour on port 1
-        with conn.cursor() as cur:
-            cur.executemany(
-                "INSERT INTO points (ts, device_id, metric, channel, value) "
-                "VALUES (%s, %s, 'port_temperature_c', 1, %s)",
-                [(T0 + timedelta(minutes=i), ids["chg-a1"], 30.0 + i / 10) for i in range(60)],
-            )
+        insert_points(
+            conn,
+            [
+                (T0 + timedelta(minutes=i), ids["chg-a1"], "port_temperature_c", 1, 30.0 + i / 10)
+                for i in range(60)
+            ],
+        )
         change = alarms.raise_or_update(
             conn,
             community_id=ids["comm_a"],

@@ -10,6 +10,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 from playwright.sync_api import Page, expect
+from points_support import insert_points
 from test_api_support import PASSWORD, LiveServer, World, live, world
 from test_console_browser import ARTIFACTS, page
 
@@ -141,10 +142,10 @@ def test_a_fire_with_its_failed_door_release_is_one_incident_on_top(
 
 def test_the_handling_workflow_end_to_end(live: LiveServer, world: World, page: Page) -> None:
     alarm_id = world.ids["alarm_a2"]  # the charger's over-temperature alarm, raised by the engine
-    with connect(world.url, autocommit=True) as conn, conn.cursor() as cur:
+    with connect(world.url, autocommit=True) as conn:
         start = datetime.now(UTC) - timedelta(minutes=50)
-        cur.executemany(  # the charger's real metric names; ambient_temp_c sorts first alphabetically
-            "INSERT INTO points (ts, device_id, metric, channel, value) VALUES (%s, %s, %s, %s, %s)",
+        insert_points(  # the charger's real metric names; ambient_temp_c sorts first alphabetically
+            conn,
             [
                 (start + timedelta(minutes=i), world.ids["chg-a1"], metric, channel, 30.0 + i)
                 for i in range(40)

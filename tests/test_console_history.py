@@ -11,6 +11,7 @@ from datetime import timedelta
 
 from openpyxl import load_workbook
 from playwright.sync_api import Browser, Page, expect, sync_playwright
+from points_support import insert_points
 from test_alarm_history import NOW, _ended, escalated
 from test_api_support import PASSWORD, LiveServer, World, live, world
 from test_console_browser import ARTIFACTS, CHROMIUM, LAUNCH_ARGS, page
@@ -96,8 +97,8 @@ def test_alarm_detail_has_the_threshold_line_and_the_escalation_timeline(
     ids = world.ids
     with connect(world.url, autocommit=True) as conn, conn.cursor() as cur:
         start = NOW - timedelta(minutes=70)
-        cur.executemany(
-            "INSERT INTO points (ts, device_id, metric, channel, value) VALUES (%s, %s, %s, %s, %s)",
+        insert_points(
+            conn,
             [(start + timedelta(minutes=i), ids["chg-a1"], "port_temp_c", 1, 50.0 + i) for i in range(60)],
         )
         details = '{"port": 1, "port_temp_c": 82.0}'

@@ -140,8 +140,9 @@ def test_timescaledb_job_health(make_db: Callable[[str | None], str], storage_mo
         if storage_mode == "partitioned":
             assert jobs == {}
             return
-        assert {"policy_compression:telemetry", "policy_retention:points"} <= set(jobs), jobs
-        assert "policy_refresh_continuous_aggregate:points_hourly" in jobs
+        assert {"policy_compression:telemetry", "policy_retention:points_legacy"} <= set(jobs), jobs
+        # the rollup is Yiju's own since migration 0028: its table's policies, no continuous aggregate
+        assert {"policy_retention:points_rollup", "policy_compression:points_rollup"} <= set(jobs), jobs
         assert not [j for j in jobs.values() if j.failing]  # fresh: nothing has had time to fail
         # a compression policy (every 12 h) whose last success is 3 days old and that failed since
         job_id = conn.execute(
@@ -180,7 +181,7 @@ def test_timescaledb_job_health(make_db: Callable[[str | None], str], storage_mo
     failing = jobs["policy_compression:telemetry"]
     assert failing.failing and failing.last_success is not None
     assert abs((failing.last_success - last_ok).total_seconds()) < 1
-    assert not jobs["policy_retention:points"].failing
+    assert not jobs["policy_retention:points_legacy"].failing
 
 
 @pytest.fixture

@@ -86,13 +86,13 @@ def test_migrate_again_keeps_job_ids_and_alters_only_what_changed(
     url = make_db("timescaledb")
     with connection(url, autocommit=True) as conn:
         before = _policy_ids(conn)
-        # 3 per hypertable-ish: compression + retention for 3 tables, refresh + retention + compression
-        # of the rollup
-        assert len(before) == 9
-        assert ("policy_compression", "points_hourly") in before
+        # compression + retention for the 3 raw tables (points_legacy: points from before migration
+        # 0028) and for the rollup table
+        assert len(before) == 8
+        assert ("policy_compression", "points_rollup") in before
         enabled = conn.execute(
-            "SELECT compression_enabled FROM timescaledb_information.continuous_aggregates "
-            "WHERE view_name = 'points_hourly'"
+            "SELECT compression_enabled FROM timescaledb_information.hypertables "
+            "WHERE hypertable_name = 'points_rollup'"
         ).fetchone()
         assert enabled == (True,)
     migrate(url, DatabaseSettings())
@@ -108,9 +108,9 @@ def test_migrate_again_keeps_job_ids_and_alters_only_what_changed(
         )
     assert drop_after == {
         "telemetry": timedelta(days=30),
-        "points": timedelta(days=30),
+        "points_legacy": timedelta(days=30),
         "device_events": timedelta(days=400),
-        "points_hourly": timedelta(days=800),
+        "points_rollup": timedelta(days=800),
     }
 
 
@@ -207,10 +207,7 @@ def test_upkeep_runs_the_policies_whose_scheduled_runs_fail(
             "SELECT count(*) FILTER (WHERE is_compressed) FROM timescaledb_information.chunks"
         ).fetchone()
         assert compressed == (0,)
-        materialized = conn.execute(
-            "SELECT count(*) FROM points_hourly WHERE bucket < %s", (now - ROLLUP_REFRESH_WINDOW,)
-        ).fetchone()
-        assert materialized is not None
+        assert conn.execute("SELECT count(*) FROM points_rollup").fetchone() == (0,)
 
         registry = CollectorRegistry()
         upkeep = StorageUpkeep(url, settings, FallbackMetrics.create(registry))
@@ -219,17 +216,17 @@ def test_upkeep_runs_the_policies_whose_scheduled_runs_fail(
         assert all(r.ok for r in report.fallback_runs), [r.error for r in report.fallback_runs if not r.ok]
         sample = registry.get_sample_value(
             "yiju_storage_policy_fallback_runs_total",
-            {"policy": "policy_compression", "target": "points", "outcome": "ok"},
+            {"policy": "policy_compression", "target": "telemetry", "outcome": "ok"},
         )
         assert sample == 1.0
 
         # retention: nothing older than 9 days (+ one chunk) is left of the raw points
         oldest = conn.execute("SELECT min(ts) FROM points").fetchone()
         assert oldest is not None and oldest[0] >= now - timedelta(days=10)
-        # compression: every chunk of points older than compress_after is compressed
+        # compression: every chunk of telemetry (with its points) older than compress_after is compressed
         chunks = conn.execute(
             "SELECT range_end, is_compressed FROM timescaledb_information.chunks "
-            "WHERE hypertable_name = 'points' ORDER BY range_start"
+            "WHERE hypertable_name = 'telemetry' ORDER BY range_start"
         ).fetchall()
         old = [c for end, c in chunks if end <= now - settings.compress_after]
         assert old and all(old)
@@ -248,7 +245,8 @@ def test_upkeep_runs_the_policies_whose_scheduled_runs_fail(
 def test_late_points_refresh_exactly_their_hours(
     services: ServiceSet, make_db: Callable[[str | None], str], storage_mode: str
 ) -> None:
-    """Points older than the refresh window reach points_hourly once the policy or upkeep runs."""
+    """Late points (older than ROLLUP_RECENT_WINDOW) reach points_hourly once the writer or upkeep
+    refreshes their queued hours."""
     url = make_db(storage_mode)
     settings = DatabaseSettings()
     now = datetime.now(UTC)
@@ -263,7 +261,7 @@ def test_late_points_refresh_exactly_their_hours(
         if storage_mode == "partitioned":
             run_maintenance(conn, settings)
         with conn.transaction(), conn.cursor() as cur:
-            queued = queue_late_points(cur, late, now, storage_mode)
+            queued = queue_late_points(cur, late, now)
             ranges = cur.execute("SELECT lo, hi FROM rollup_pending ORDER BY lo").fetchall()
             raise psycopg.Rollback
         hour = lambda ts: ts.replace(minute=0, second=0, microsecond=0)  # noqa: E731
@@ -277,10 +275,6 @@ def test_late_points_refresh_exactly_their_hours(
     finally:
         writer.close()
     with connection(url, autocommit=True) as conn:
-        if storage_mode == "timescaledb":
-            # what the scheduler does every 15 minutes: refresh [now - 3 days, now - 1 hour]
-            job = next(j for j in job_health(conn) if j.proc_name == "policy_refresh_continuous_aggregate")
-            conn.execute("CALL run_job(%s)", (job.job_id,))
         report = run_maintenance(conn, settings)
         assert report.late_ranges == []  # the writer already refreshed them after its commit
         assert conn.execute("SELECT count(*) FROM rollup_pending").fetchone() == (0,)

@@ -1,0 +1,46 @@
+"""Points for tests, stored as ingest stores them: one telemetry row per message, its points as the
+row's arrays (migration 0028). Tests read them back through the `points` view like the API does."""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Iterable
+from datetime import datetime
+from typing import Any
+
+import psycopg
+
+# seq of the made-up messages: unique within a test run, so repeated calls never hit the natural key
+_SEQ = itertools.count(1)
+
+INSERT_MESSAGE = (
+    "INSERT INTO telemetry (ts, device_id, seq, received_at, body, point_metrics, point_channels, "
+    "point_values) VALUES (%s, %s, %s, %s, '{}', %s, %s, %s)"
+)
+
+
+def insert_points(
+    conn: psycopg.Connection[Any], points: Iterable[tuple[datetime, int, str, int, float]]
+) -> int:
+    """Store (ts, device_id, metric, channel, value) points, one message per (device, ts); returns the
+    number of messages."""
+    messages: dict[tuple[int, datetime], list[tuple[str, int, float]]] = {}
+    for ts, device_id, metric, channel, value in points:
+        messages.setdefault((device_id, ts), []).append((metric, channel, value))
+    with conn.cursor() as cur:
+        cur.executemany(
+            INSERT_MESSAGE,
+            [
+                (
+                    ts,
+                    device_id,
+                    next(_SEQ),
+                    ts,
+                    [m for m, _, _ in pts],
+                    [c for _, c, _ in pts],
+                    [v for _, _, v in pts],
+                )
+                for (device_id, ts), pts in messages.items()
+            ],
+        )
+    return len(messages)
