@@ -156,7 +156,7 @@ class Probe:
                 "SELECT d.id FROM devices d JOIN communities c ON c.id = d.community_id "
                 "WHERE c.code = 'probe'"
             )
-            for table in ("points", "telemetry", "device_events", "device_presence"):
+            for table in ("telemetry", "device_events", "device_presence"):  # points: in telemetry
                 conn.execute(f"DELETE FROM {table} WHERE device_id IN ({ids})")
             conn.commit()
 

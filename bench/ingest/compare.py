@@ -301,18 +301,6 @@ def _terminate(proc: subprocess.Popen[bytes] | None) -> None:
         proc.wait(10)
 
 
-_TREE_DB = """
-import sys
-sys.path[:0] = [sys.argv[1], sys.argv[1] + "/bench/ingest"]
-from load import bench_fleet
-from storage.migrate import migrate
-from yiju.commands.simulate import register_fleet
-from yiju.settings import DatabaseSettings
-migrate(sys.argv[2], DatabaseSettings(timeseries_mode=sys.argv[3]))
-register_fleet(sys.argv[2], bench_fleet(int(sys.argv[4])))
-"""
-
-
 class Yiju(Consumer):
     def __init__(self, label: str, tree: Path, workers: int, compounds: int = 1) -> None:
         self.name = "yiju" if label == "this" else f"yiju:{label}"
@@ -323,23 +311,10 @@ class Yiju(Consumer):
         self.proc: subprocess.Popen[bytes] | None = None
 
     def database(self, services, fleet) -> str:
-        """Another build brings its own schema (e.g. another points layout): the run's database is
-        migrated, and the fleet registered, by that build's code."""
+        """Another build brings its own schema (e.g. another points layout): run.fresh_db."""
         import run
 
-        if self.tree == run.ROOT:
-            return run.fresh_db(services, fleet)
-        from storage.db import connection
-
-        name = f"yiju_tree_{os.getpid()}_{time.monotonic_ns()}"
-        with connection(services.admin_url, autocommit=True) as conn:
-            conn.execute(f'CREATE DATABASE "{name}"')
-        url = services.admin_url.rsplit("/", 1)[0] + "/" + name
-        env = {k: v for k, v in os.environ.items() if not k.startswith("YIJU_")}
-        env["PYTHONPATH"] = str(self.tree)
-        args = [str(self.tree), url, services.default_mode, str(self.compounds)]
-        subprocess.run([sys.executable, "-c", _TREE_DB, *args], cwd=self.tree, env=env, check=True)
-        return url
+        return run.fresh_db(services, fleet, self.tree, self.compounds)
 
     def start(self, services, db_url: str, tag: str) -> None:
         import run

@@ -228,11 +228,36 @@ def _quantile(buckets: dict[float, float], q: float) -> float:
 # --- setup ----------------------------------------------------------------------------------------
 
 
-def fresh_db(services, fleet) -> str:
-    from yiju.commands.simulate import register_fleet
+_TREE_DB = """
+import sys
+sys.path[:0] = [sys.argv[1], sys.argv[1] + "/bench/ingest"]
+from load import bench_fleet
+from storage.migrate import migrate
+from yiju.commands.simulate import register_fleet
+from yiju.settings import DatabaseSettings
+migrate(sys.argv[2], DatabaseSettings(timeseries_mode=sys.argv[3]))
+register_fleet(sys.argv[2], bench_fleet(int(sys.argv[4])))
+"""
 
-    url = services.create_database(None)
-    register_fleet(url, fleet)
+
+def fresh_db(services, fleet, tree: Path = ROOT, compounds: int = 1) -> str:
+    """A fresh database for one run with the bench fleet registered. Another build (`--tree`) brings
+    its own schema (e.g. another points layout): its run's database is migrated, and the fleet
+    registered, by that build's code, in the same storage mode."""
+    if tree == ROOT:
+        from yiju.commands.simulate import register_fleet
+
+        url = services.create_database(None)
+        register_fleet(url, fleet)
+        return url
+    name = f"yiju_tree_{os.getpid()}_{time.monotonic_ns()}"
+    with connection(services.admin_url, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    url = services.admin_url.rsplit("/", 1)[0] + "/" + name
+    env = {k: v for k, v in os.environ.items() if not k.startswith("YIJU_")}
+    env["PYTHONPATH"] = str(tree)
+    args = [str(tree), url, services.default_mode, str(compounds)]
+    subprocess.run([sys.executable, "-c", _TREE_DB, *args], cwd=tree, env=env, check=True)
     return url
 
 
@@ -373,10 +398,12 @@ def end_to_end(
     profile: Path | None,
     tag: str,
     tree: Path = ROOT,
+    compounds: int = 1,
 ) -> dict:
     """One run of `yiju ingest` from the source tree `tree` (another checkout of Yiju, for builds
-    compared side by side in one session: it is put first on the path of the ingest process)."""
-    db_url = fresh_db(services, fleet)
+    compared side by side in one session: it is put first on the path of the ingest process, and
+    its run's database has its own schema)."""
+    db_url = fresh_db(services, fleet, tree, compounds)
     port = free_port_run(workers)
     env = {k: v for k, v in os.environ.items() if not k.startswith("YIJU_")}
     env.update(
@@ -736,6 +763,7 @@ def main() -> int:
                             profile=args.profile,
                             tag=f"sat-{w}w-{label}-r{rnd}",
                             tree=tree,
+                            compounds=args.compounds,
                         )
                         out[f"c_saturation_{w}w_{label}_r{rnd}" if paired else f"c_saturation_{w}w"] = res
                         sat = sat or res
@@ -754,6 +782,7 @@ def main() -> int:
                                 profile=args.profile,
                                 tag=f"paced{r:.0f}-{w}w-{label}-r{rnd}",
                                 tree=tree,
+                                compounds=args.compounds,
                             )
                             res["sustained"] = ok(res)
                             out[f"c_compare_{w}w_{r:.0f}_{label}_r{rnd}"] = res
