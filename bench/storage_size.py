@@ -38,7 +38,9 @@ from yiju.commands.simulate import register_fleet  # noqa: E402
 from yiju.settings import DatabaseSettings  # noqa: E402
 
 PREFIX = "bench"
-TABLES = ("telemetry", "points", "device_events", "points_hourly")
+# points are arrays in telemetry since migration 0028 (points_legacy: older ones, empty here); the
+# rollup table behind the points_hourly view is points_rollup
+TABLES = ("telemetry", "points_legacy", "device_events", "points_rollup")
 BATCH = 2000
 
 
@@ -102,8 +104,8 @@ def _sizes_partitioned(conn: Any) -> dict[str, int]:
             (table,),
         ).fetchone()
         out[table] = int(row[0])
-    row = conn.execute("SELECT pg_total_relation_size('points_hourly')").fetchone()
-    out["points_hourly"] = int(row[0])
+    row = conn.execute("SELECT pg_total_relation_size('points_rollup')").fetchone()
+    out["points_rollup"] = int(row[0])
     return out
 
 

@@ -1,8 +1,8 @@
 """The storage layer: every SQL statement of Yiju and its only use of psycopg live in this package.
 
-PostgreSQL with TimescaleDB hypertables, compression, retention and continuous aggregates when the
-extension is available; native range partitioning with application-driven retention and rollups
-otherwise. The same queries run in both modes.
+PostgreSQL with TimescaleDB hypertables, compression and retention when the extension is available;
+native range partitioning with application-driven retention otherwise. The hourly rollup is
+application-maintained in both (storage.timeseries). The same queries run in both modes.
 
 It exports nothing from here: callers import the module of what they need, each named for what it
 stores: `db` (connections, the `Connection` type, psycopg errors translated into `yiju.errors`),
