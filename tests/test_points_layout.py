@@ -282,3 +282,32 @@ def test_rollup_materialises_settled_hours_and_reads_the_tail_raw(
         assert hours == _raw_hours(conn)
         # a second round materialises nothing new within the same hour
         assert run_maintenance(conn, settings, now).rolled_up is None
+
+
+def test_points_the_database_cannot_hold_refuse_only_their_message(
+    make_db: Callable[[str | None], str],
+) -> None:
+    """A channel beyond smallint is refused with its row (to be dead-lettered); the batch's other
+    messages are stored."""
+    url = make_db(None)
+    settings = DatabaseSettings()
+    ts = datetime.now(UTC) - timedelta(minutes=5)
+    with connection(url, autocommit=True) as conn:
+        device = _seed_device(conn)
+    rows = [
+        TelemetryRow(ts, device, 1, ts, b"{}", (("power_w", 1, 1.0),)),
+        TelemetryRow(ts, device, 2, ts, b"{}", (("power_w", 70_000, 2.0),)),
+        TelemetryRow(ts, device, 3, ts, b"{}", (("power_w", 2, 3.0),)),
+    ]
+    writer = IngestWriter(url, settings)
+    try:
+        result = writer.write(WriteBatch(telemetry=rows))
+    finally:
+        writer.close()
+    assert [(r.kind, r.index) for r in result.rejected] == [("telemetry", 1)]
+    assert (result.telemetry, result.points) == (2, 2)
+    with connection(url, autocommit=True) as conn:
+        assert conn.execute("SELECT channel, value FROM points ORDER BY value").fetchall() == [
+            (1, 1.0),
+            (2, 3.0),
+        ]
