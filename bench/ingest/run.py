@@ -25,7 +25,9 @@ SYS_PTRACE, a sandboxed shell) fails with "Failed to get process executable name
 (names from one `py-spy dump` when py-spy is installed in the venv).
 --tree LABEL=PATH (repeatable), --rounds N: builds compared side by side in one session: the
 saturation runs and, with --rates, the paced runs, for this checkout and each other checkout of Yiju,
-alternately, N rounds, against the same broker, database and load.
+alternately, N rounds, against the same broker, database server and load; each run's database is
+migrated (and the fleet registered) by the code of the build that runs on it, so builds with
+different schemas (e.g. the points layout of migration 0028) compare fairly.
 --compare: Yiju (and each --tree build) and two peers installed from the npm registry (a Node-RED
 flow, a hand-written Node.js program) alternately, saturated and paced at --compare-rate, --rounds
 rounds, after the ceilings (a) and (b); JSON into bench/results/ingest-compare-<date>.json and a
