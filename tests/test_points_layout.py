@@ -129,6 +129,23 @@ def test_0028_keeps_the_points_and_rollup_written_before_it(
                     "FROM points GROUP BY 1, 2, 3, 4"
                 )
             conn.execute("INSERT INTO rollup_pending (lo, hi) VALUES (%s, %s)", (recent, recent + HOUR))
+            if storage_mode == "timescaledb":
+                # old chunks compressed, as the old policies would have: the migration adds columns to a
+                # compressed hypertable and the view reads compressed legacy points
+                for table, segment in (("telemetry", "device_id"), ("points", "device_id, metric")):
+                    conn.execute(
+                        f"ALTER TABLE {table} SET (timescaledb.compress, "
+                        f"timescaledb.compress_segmentby = '{segment}')"
+                    )
+                    conn.execute(
+                        "SELECT compress_chunk(c) FROM show_chunks(%s::regclass, older_than => %s) c",
+                        (table, now - timedelta(days=5)),
+                    )
+                compressed = conn.execute(
+                    "SELECT count(*) FROM timescaledb_information.chunks WHERE is_compressed "
+                    "AND hypertable_name IN ('telemetry', 'points')"
+                ).fetchone()
+                assert compressed is not None and compressed[0] >= 2
             before = conn.execute(
                 "SELECT device_id, metric, channel, bucket, samples, min_value, max_value, sum_value "
                 "FROM points_hourly ORDER BY 1, 2, 3, 4"

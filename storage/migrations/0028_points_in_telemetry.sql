@@ -48,6 +48,7 @@ BEGIN
         DROP MATERIALIZED VIEW points_hourly;  -- and its refresh, retention and compression policies
     ELSE
         ALTER TABLE points_hourly RENAME TO points_rollup;
+        ALTER TABLE points_rollup RENAME CONSTRAINT points_hourly_pkey TO points_rollup_pkey;
         -- the newest bucket may be a partial hour: it is read from the raw rows until refreshed
         INSERT INTO rollup_watermark (upto)
         SELECT coalesce(max(bucket), '2000-01-01 00:00:00+00') FROM points_rollup;
