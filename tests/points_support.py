@@ -19,6 +19,18 @@ INSERT_MESSAGE = (
 )
 
 
+def seed_device(conn: psycopg.Connection[Any], uid: str = "smk-1", family: str = "smoke_alarm") -> int:
+    """One community with one device; returns the device's id."""
+    conn.execute("INSERT INTO communities (code, name) VALUES ('c1', '宜居一区')")
+    row = conn.execute(
+        "INSERT INTO devices (uid, community_id, family) "
+        "SELECT %s, id, %s FROM communities WHERE code = 'c1' RETURNING id",
+        (uid, family),
+    ).fetchone()
+    assert row is not None
+    return int(row[0])
+
+
 def insert_points(
     conn: psycopg.Connection[Any], points: Iterable[tuple[datetime, int, str, int, float]]
 ) -> int:

@@ -11,6 +11,7 @@ from typing import Any
 import psycopg
 import pytest
 from harness import ServiceSet
+from points_support import seed_device
 
 from storage import migrate as migrate_module
 from storage import readings
@@ -32,16 +33,6 @@ HOUR = timedelta(hours=1)
 
 def _hour(ts: datetime) -> datetime:
     return ts.replace(minute=0, second=0, microsecond=0)
-
-
-def _seed_device(conn: psycopg.Connection[Any]) -> int:
-    conn.execute("INSERT INTO communities (code, name) VALUES ('c1', '宜居一区')")
-    row = conn.execute(
-        "INSERT INTO devices (uid, community_id, family) "
-        "SELECT 'chg-1', id, 'ebike_charger' FROM communities WHERE code = 'c1' RETURNING id"
-    ).fetchone()
-    assert row is not None
-    return int(row[0])
 
 
 def _write(url: str, settings: DatabaseSettings, rows: list[TelemetryRow]) -> None:
@@ -98,7 +89,7 @@ def test_0028_keeps_the_points_and_rollup_written_before_it(
         monkeypatch.setattr(migrate_module, "apply_policies", lambda conn, settings: None)
         migrate(url, settings)
         with connection(url, autocommit=True) as conn:
-            device = _seed_device(conn)
+            device = seed_device(conn, "chg-1", "ebike_charger")
             if storage_mode == "partitioned":
                 for table in ("telemetry", "points", "device_events"):
                     ensure_partitions(conn, table, old_hours[0], now, settings)
@@ -219,7 +210,7 @@ def test_points_view_reads_the_writers_arrays(
     settings = DatabaseSettings()
     now = datetime.now(UTC) - timedelta(minutes=30)
     with connection(url, autocommit=True) as conn:
-        device = _seed_device(conn)
+        device = seed_device(conn, "chg-1", "ebike_charger")
     points = (("port_temp_c", 1, 41.5), ("port_temp_c", 2, 39.0), ("power_w", 1, 250.0))
     rows = [
         TelemetryRow(now, device, 1, now, b'{"a": 1}', points),
@@ -261,7 +252,7 @@ def test_rollup_materialises_settled_hours_and_reads_the_tail_raw(
     start = _hour(now) - 8 * HOUR
     times = [start + timedelta(minutes=20 * i) for i in range(int((now - start) / timedelta(minutes=20)))]
     with connection(url, autocommit=True) as conn:
-        device = _seed_device(conn)
+        device = seed_device(conn, "chg-1", "ebike_charger")
         # an upkeep round a day ago (partitions; the watermark before the data)
         run_maintenance(conn, settings, now - timedelta(days=1))
         before = rollup_upto(conn)
@@ -310,7 +301,7 @@ def test_points_the_database_cannot_hold_refuse_only_their_message(
     settings = DatabaseSettings()
     ts = datetime.now(UTC) - timedelta(minutes=5)
     with connection(url, autocommit=True) as conn:
-        device = _seed_device(conn)
+        device = seed_device(conn, "chg-1", "ebike_charger")
     rows = [
         TelemetryRow(ts, device, 1, ts, b"{}", (("power_w", 1, 1.0),)),
         TelemetryRow(ts, device, 2, ts, b"{}", (("power_w", 70_000, 2.0),)),

@@ -8,7 +8,7 @@ from itertools import pairwise
 
 import psycopg
 import pytest
-from points_support import insert_points
+from points_support import insert_points, seed_device
 
 from storage import timeseries
 from storage.db import connection
@@ -16,16 +16,6 @@ from storage.timeseries import drop_expired, ensure_partitions, partitions, refr
 from yiju.settings import DatabaseSettings
 
 HOUR = timedelta(hours=1)
-
-
-def _seed_device(conn: psycopg.Connection) -> int:
-    conn.execute("INSERT INTO communities (code, name) VALUES ('c1', '宜居一区')")
-    row = conn.execute(
-        "INSERT INTO devices (uid, community_id, family) "
-        "SELECT 'smk-1', id, 'smoke_alarm' FROM communities WHERE code = 'c1' RETURNING id"
-    ).fetchone()
-    assert row is not None
-    return int(row[0])
 
 
 def _insert_points(conn: psycopg.Connection, device: int, start: datetime, hours: int) -> None:
@@ -50,7 +40,7 @@ def test_rows_across_partitions_query_retention_and_rollup(
     hours = 6 * 24
     with connection(url, autocommit=True) as conn:
         assert timeseries.storage_mode(conn) == storage_mode
-        device = _seed_device(conn)
+        device = seed_device(conn)
         if storage_mode == "partitioned":
             # data older than the partitions made at migration time needs partitions first
             ensure_partitions(conn, "telemetry", start, now, settings)

@@ -16,6 +16,7 @@ import psycopg
 import pytest
 from harness import ServiceSet
 from ingest_support import wait_for
+from points_support import seed_device
 from prometheus_client import CollectorRegistry
 from psycopg import sql
 
@@ -38,16 +39,6 @@ NO_TIMESCALEDB = (
 def _needs_timescaledb(services: ServiceSet) -> None:
     if not services.timescaledb:
         pytest.skip(NO_TIMESCALEDB)
-
-
-def _seed_device(conn: psycopg.Connection[Any]) -> int:
-    conn.execute("INSERT INTO communities (code, name) VALUES ('c1', '宜居一区')")
-    row = conn.execute(
-        "INSERT INTO devices (uid, community_id, family) "
-        "SELECT 'smk-1', id, 'smoke_alarm' FROM communities WHERE code = 'c1' RETURNING id"
-    ).fetchone()
-    assert row is not None
-    return int(row[0])
 
 
 def _rows(device: int, times: list[datetime], seq0: int = 0) -> list[TelemetryRow]:
@@ -179,7 +170,7 @@ def test_upkeep_runs_the_policies_whose_scheduled_runs_fail(
         # at once, and again after they are altered)
         migrate(url, settings)
         assert sorted(_policy_ids(conn).values()) == ids
-        device = _seed_device(conn)
+        device = seed_device(conn)
         writer = IngestWriter(url, settings)
         writer._late_due = time.monotonic() + 3600  # leave the late hours queued for the upkeep round
         try:
@@ -257,7 +248,7 @@ def test_late_points_refresh_exactly_their_hours(
         now - timedelta(minutes=5),  # recent: not queued
     ]
     with connection(url, autocommit=True) as conn:
-        device = _seed_device(conn)
+        device = seed_device(conn)
         if storage_mode == "partitioned":
             run_maintenance(conn, settings)
         with conn.transaction(), conn.cursor() as cur:
@@ -296,7 +287,7 @@ def test_queued_late_ranges_survive_a_writer_that_stopped(
     now = datetime.now(UTC)
     ts = now - timedelta(days=4)
     with connection(url, autocommit=True) as conn:
-        device = _seed_device(conn)
+        device = seed_device(conn)
         if storage_mode == "partitioned":
             run_maintenance(conn, settings)
     writer = IngestWriter(url, settings)
