@@ -23,7 +23,9 @@ CST = timezone(timedelta(hours=8))
 
 @pytest.fixture
 def service() -> IngestService:
-    svc = IngestService(Settings(), database_url="postgresql://unused.invalid/x", mqtt_url="mqtt://127.0.0.1:1")
+    svc = IngestService(
+        Settings(), database_url="postgresql://unused.invalid/x", mqtt_url="mqtt://127.0.0.1:1"
+    )
     svc._registry = Registry({UID: DeviceRef(7, UID, COMMUNITY, 1, Family.LIGHT)}, {}, {COMMUNITY: 1})
     return svc
 
