@@ -66,6 +66,7 @@ log = logging.getLogger(__name__)
 
 # builds a NamedTuple row without the Python-level `__new__` it generates (one frame less per message)
 _row = tuple.__new__
+CHUNK = 256  # messages decoded between two looks at the batch's age (≤ 1 ms of decoding)
 RAW_QUEUE_SLACK = 2  # the raw deque may exceed Receive Maximum by this factor before the callback waits
 STOP_TIMEOUT_S = 15.0
 
@@ -404,16 +405,16 @@ class IngestService:
         batch_size = cfg.batch_size
         flush_age = cfg.flush_age_s
         pending = _Pending()
+        process, popleft = self._process, raw_q.popleft
         while True:
             if raw_q:
-                raw = raw_q.popleft()
                 if not pending.tokens:
                     pending.started = time.monotonic()
-                    pending.first_received = raw.received_at
-                self._process(raw, pending)
-                if len(pending.tokens) >= batch_size or (
-                    (len(pending.tokens) & 255) == 0 and time.monotonic() - pending.started >= flush_age
-                ):
+                    pending.first_received = raw_q[0].received_at
+                # up to CHUNK messages without the per-message checks of the batch's size and age
+                for _ in range(min(len(raw_q), batch_size - len(pending.tokens), CHUNK)):
+                    process(popleft(), pending)
+                if len(pending.tokens) >= batch_size or time.monotonic() - pending.started >= flush_age:
                     pending = self._flush(pending)
                 continue
             # nothing waiting
@@ -659,21 +660,23 @@ class IngestService:
         for (family, reason), n in p.dl_counts.items():
             m.dead_letters.labels(family, reason).inc(n)
             self.stats.dead_lettered += n
-        stored_by_family: dict[str, int] = {}
+        # keyed by the Family member itself, a StrEnum (its `.value` is a Python-level property, per
+        # message here); the label is its string
+        stored_by_family: dict[Family, int] = {}
         observe = m.publish_to_commit_seconds.observe
         for d in p.telemetry:
-            f = d.device.family.value
-            stored_by_family[f] = stored_by_family.get(f, 0) + 1
+            fam = d.device.family
+            stored_by_family[fam] = stored_by_family.get(fam, 0) + 1
         for d in p.events:
-            f = d.device.family.value
-            stored_by_family[f] = stored_by_family.get(f, 0) + 1
+            fam = d.device.family
+            stored_by_family[fam] = stored_by_family.get(fam, 0) + 1
         # publish-to-commit lag, sampled (one in 16) to keep the hot path cheap
         for d in p.telemetry[::16]:
             observe(now - d.ts.timestamp())
         for d in p.events[::16]:
             observe(now - d.ts.timestamp())
-        for f, n in stored_by_family.items():
-            m.written.labels(f, "stored").inc(n)
+        for fam, n in stored_by_family.items():
+            m.written.labels(fam, "stored").inc(n)
         if result.duplicates:
             m.written.labels("any", "duplicate").inc(result.duplicates)
         if result.points:
