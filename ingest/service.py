@@ -29,6 +29,7 @@ import queue
 import threading
 import time
 from collections import deque
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -542,10 +543,7 @@ class IngestService:
         now_m = time.monotonic()
         presence = self._presence
         if presence and (force_presence or now_m >= self._presence_due):
-            p.batch.presence = [
-                PresenceRow(dev, datetime.fromtimestamp(e[0], UTC), e[1], e[2], e[3], e[4])
-                for dev, e in presence.items()
-            ]
+            p.batch.presence = _presence_rows(presence.items())
             self._presence = {}
             self._status_devs = set()
             self._presence_due = now_m + self.cfg.presence_flush_s
@@ -553,12 +551,8 @@ class IngestService:
             # status changes (online/offline, Last Will) go with their own batch; the last_seen of
             # devices that only sent data waits for the presence_flush_s cadence (an upsert per
             # data message was most of the database's work per message in bench/ingest)
-            rows = []
-            for dev in self._status_devs:
-                e = presence.pop(dev, None)
-                if e is not None:
-                    rows.append(PresenceRow(dev, datetime.fromtimestamp(e[0], UTC), e[1], e[2], e[3], e[4]))
-            p.batch.presence = rows
+            changed = [(dev, e) for dev in self._status_devs if (e := presence.pop(dev, None)) is not None]
+            p.batch.presence = _presence_rows(changed)
             self._status_devs = set()
         for family, n in p.families.items():
             self.metrics.received.labels(family).inc(n)
@@ -723,6 +717,20 @@ class IngestService:
             log.warning("offline sweep failed: %s", exc)
         finally:
             conn.close()
+
+
+def _presence_rows(entries: Iterable[tuple[int, list[Any]]]) -> list[PresenceRow]:
+    """Presence rows of (device id, [last_seen epoch, last_seq, online, status, heartbeat_s]); the
+    devices seen in one network read share its receive time, and one datetime for it (a presence
+    flush covers most devices: thousands of rows every `presence_flush_s`)."""
+    seen_at: dict[float, datetime] = {}
+    rows = []
+    for dev, e in entries:
+        at = seen_at.get(e[0])
+        if at is None:
+            at = seen_at[e[0]] = datetime.fromtimestamp(e[0], UTC)
+        rows.append(PresenceRow(dev, at, e[1], e[2], e[3], e[4]))
+    return rows
 
 
 def offline_rules(alerts: AlertSettings, overrides: dict[int, dict[str, Any]]) -> list[OfflineRule]:

@@ -92,3 +92,22 @@ def test_fast_path_device_times_share_one_tzinfo_per_offset() -> None:
     assert a.tzinfo is b.tzinfo and a.utcoffset() == timedelta(hours=8)
     assert a == c and c.utcoffset() == timedelta(0)
     assert b - a == timedelta(hours=1, minutes=30, seconds=0.5)
+
+
+def test_presence_rows_carry_each_devices_newest_message(service: IngestService) -> None:
+    other = "dec-light-2"
+    service._registry.devices[other] = DeviceRef(8, other, COMMUNITY, 1, Family.LIGHT)
+    now = time.time()
+    ts = datetime.fromtimestamp(now, CST).isoformat()
+    p = _Pending()
+    service._process(_raw(service, Channel.TELEMETRY, ts, 1, 1, now), p)
+    service._process(_raw(service, Channel.TELEMETRY, ts, 2, 2, now + 0.5), p)
+    payload = samples.payload(Family.LIGHT, Channel.TELEMETRY, device=other, ts=ts, seq=9)
+    service._process(
+        RawMessage(topic(service.prefix, COMMUNITY, other, Channel.TELEMETRY), payload, 3, 1, now), p
+    )
+    service._flush(p, force_presence=True)
+    rows = {r.device_id: r for r in p.batch.presence}
+    assert rows[7].last_seq == 2 and rows[7].last_seen == datetime.fromtimestamp(now + 0.5, UTC)
+    assert rows[8].last_seq == 9 and rows[8].last_seen == datetime.fromtimestamp(now, UTC)
+    assert all(r.online and r.status == "online" for r in rows.values())
