@@ -30,6 +30,7 @@ from api.commands.router import router as commands_router
 from api.communities.router import router as communities_router
 from api.compliance.router import router as compliance_router
 from api.dead_letters.router import router as dead_letters_router
+from api.deps import Callers
 from api.devices.router import router as devices_router
 from api.docs import install_docs
 from api.errors import ERROR_RESPONSES, install_error_handlers
@@ -85,6 +86,11 @@ def create_app(settings: Settings, metrics: ApiMetrics | None = None) -> FastAPI
         raise ConfigurationError("the API needs a database URL (YIJU_DATABASE__URL or a running local stack)")
     api = settings.api
     alarm_pages = AlarmPages()
+    callers = Callers()
+
+    def after_write() -> None:
+        alarm_pages.changed()
+        callers.changed()
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -104,13 +110,15 @@ def create_app(settings: Settings, metrics: ApiMetrics | None = None) -> FastAPI
             max_total=api.stream_max_total,
             max_per_user=api.stream_max_per_user,
             on_change=alarm_pages.changed,
+            on_principals_change=callers.changed,
         )
-        alarm_pages.listening = hub.listener.ready.is_set
+        alarm_pages.listening = callers.listening = hub.listener.ready.is_set
         app.state.db = database
         api_metrics.watch_streams(lambda: hub.open_streams)
         app.state.settings = settings
         app.state.streams = hub
         app.state.alarm_pages = alarm_pages
+        app.state.callers = callers
         app.state.login_gate = HashGate(api.login_max_concurrent_hashes, api.login_hash_wait_s)
         hub.start()
         upkeep = asyncio.create_task(_purge_expired(database, settings), name="yiju-api-token-purge")
@@ -167,11 +175,11 @@ def create_app(settings: Settings, metrics: ApiMetrics | None = None) -> FastAPI
         return {"status": "ok"}
 
     # innermost first: as many requests inside as the pool has connections (each needs one at a
-    # time, so none can starve); a write's response drops the alarm pages kept (api/alarms/pages.py);
+    # time, so none can starve); a write's response drops the alarm pages and callers kept (api/kept.py);
     # the deadline counts the wait for a slot; headers on every response.
     # The CSV import is long by nature (up to 200,000 rows); everything else answers or gets a 503.
     app.add_middleware(InFlightLimit, limit=settings.database.pool_max_size, prefix=f"{API_PREFIX}/")
-    app.add_middleware(AfterWrites, on_write=alarm_pages.changed, prefix=f"{API_PREFIX}/")
+    app.add_middleware(AfterWrites, on_write=after_write, prefix=f"{API_PREFIX}/")
     app.add_middleware(
         RequestDeadline, deadline_s=api.request_deadline_s, exempt=(f"{API_PREFIX}/devices/import",)
     )

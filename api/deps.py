@@ -8,9 +8,10 @@ its audit-log row commit together, or neither does.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Annotated, Any, TypeVar
 
 from fastapi import Depends, Request
@@ -18,6 +19,7 @@ from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBea
 from starlette.concurrency import run_in_threadpool
 
 from api.errors import ApiError, not_found
+from api.kept import Kept
 from storage import users
 from storage.db import Connection, Database
 from storage.users import Role, User
@@ -161,9 +163,43 @@ CurrentPrincipal = Annotated[Principal, Depends(current_principal)]
 T = TypeVar("T")
 
 
+# How long a caller looked up is served again without a lookup (api/kept.py): every change to users,
+# memberships, tokens and keys is notified (migration 0029) and drops them all; this bounds what a
+# lost notification could leave, well under anything a person notices. A token past its expiry is
+# never served, whatever its age.
+CALLER_MAX_AGE_S = 5.0
+MAX_CALLERS = 4096  # distinct credentials kept; beyond it the oldest goes
+
+
+class Callers(Kept[str, Principal]):
+    """The callers of the hot reads, by a digest of their credential (the raw secret is not kept)."""
+
+    def __init__(
+        self,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+        now: Callable[[], datetime] = lambda: datetime.now(UTC),
+    ) -> None:
+        super().__init__(max_age_s=CALLER_MAX_AGE_S, max_entries=MAX_CALLERS, clock=clock)
+        self._now = now
+
+    def fresh(self, value: Principal) -> bool:
+        # checked on every hit: a token ends at its expiry even when kept (and notified by nobody)
+        return value.expires_at is None or value.expires_at > self._now()
+
+
+def credential_key(bearer: HTTPAuthorizationCredentials | None, api_key: str | None) -> str | None:
+    """The key a caller is kept under: which kind of credential and its SHA-256 (None: none given)."""
+    if bearer is not None and bearer.credentials:
+        return "token:" + users.secret_digest(bearer.credentials)
+    if api_key:
+        return "apikey:" + users.secret_digest(api_key)
+    return None
+
+
 @dataclass(frozen=True)
 class ReadCall:
-    """A read request's work, run in one thread-pool call: connection, caller, queries and body.
+    """A read request's work, run in one thread-pool call at most: connection, caller, queries and body.
 
     Why: the duty room's hot reads (alarm board and detail, device list, telemetry, compliance) are
     short, and with `Reader` + `Conn` FastAPI spent three thread hand-offs on each (the session's
@@ -171,18 +207,46 @@ class ReadCall:
     route taking `ReadCall` hands off once: `run(work)` checks a connection out (autocommit, as any
     read), looks the caller up (401 as `Reader` gives it; every role may read), and runs
     `work(conn, principal)` — which encodes the body there too (api/fastjson.py).
+
+    The caller is kept (`Callers`) for a few seconds, until any change to users, memberships, tokens
+    or keys is notified, and never past its token's expiry: `run` then skips the lookup's query, and
+    when `kept(principal)` has the answer already (a kept alarm page) it is returned on the event
+    loop, with no thread and no connection at all.
     """
 
     db: Database
+    callers: Callers
+    key: str
     bearer: HTTPAuthorizationCredentials | None
     api_key: str | None
 
-    async def run(self, work: Callable[[Connection, Principal], T]) -> T:
-        return await run_in_threadpool(self._run, work)
+    async def run(
+        self, work: Callable[[Connection, Principal], T], kept: Callable[[Principal], T | None] | None = None
+    ) -> T:
+        principal = self.callers.get(self.key)
+        if principal is not None and kept is not None:
+            answer = kept(principal)
+            if answer is not None:
+                return answer
+        return await run_in_threadpool(self._run, work, principal)
 
-    def _run(self, work: Callable[[Connection, Principal], T]) -> T:
+    def _run(self, work: Callable[[Connection, Principal], T], principal: Principal | None) -> T:
         with self.db.connection(autocommit=True) as conn:
-            return work(conn, _principal(conn, self.bearer, self.api_key))
+            if principal is None:
+                generation, started = self.callers.generation(), self.callers.clock()
+                principal = _principal(conn, self.bearer, self.api_key)
+                self.callers.put(self.key, generation, principal, started)
+            return work(conn, principal)
+
+    async def authenticated(self) -> bool:
+        """Whether the credentials are valid (for a request FastAPI refused before `run`)."""
+        if self.callers.get(self.key) is not None:
+            return True
+        return await run_in_threadpool(self._look_up) is not None
+
+    def _look_up(self) -> Principal | None:
+        with self.db.connection(autocommit=True) as conn:
+            return _lookup(conn, self.bearer, self.api_key)
 
 
 async def read_call(
@@ -191,10 +255,15 @@ async def read_call(
     api_key: Annotated[str | None, Depends(_api_key)],
 ) -> ReadCall:
     """`ReadCall` for the request; without any credentials the 401 comes here, before the query
-    parameters are checked, as `Reader`'s does."""
-    if not (bearer is not None and bearer.credentials) and not api_key:
+    parameters are checked, as `Reader`'s does. With credentials, a query FastAPI refuses (422) is
+    refused as 401 instead when they are invalid (api/errors.py asks `request.state.authenticate`):
+    authentication comes first, as with `Reader`."""
+    key = credential_key(bearer, api_key)
+    if key is None:
         raise ApiError(401, "missing, invalid or expired credentials")
-    return ReadCall(database(request), bearer, api_key)
+    call = ReadCall(database(request), request.app.state.callers, key, bearer, api_key)
+    request.state.authenticate = call.authenticated
+    return call
 
 
 FastReader = Annotated[ReadCall, Depends(read_call)]

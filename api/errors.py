@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import math
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -101,6 +102,16 @@ def _field_name(loc: tuple[Any, ...] | list[Any]) -> str:
 def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(RequestValidationError)
     async def _validation(request: Request, exc: RequestValidationError) -> JSONResponse:
+        # a route that authenticates inside its endpoint (api/deps.py `ReadCall`) leaves this check:
+        # invalid credentials are a 401 before anything about the query is said, as for every route
+        authenticate: Callable[[], Awaitable[bool]] | None = getattr(request.state, "authenticate", None)
+        if authenticate is not None:
+            try:
+                valid = await authenticate()
+            except DatabaseUnavailable as lost:
+                return await _db_down(request, lost)
+            if not valid:
+                return _body(401, "missing, invalid or expired credentials")
         fields = [
             FieldError(field=_field_name(e.get("loc", ())), reason=str(e.get("msg", "")))
             for e in exc.errors()

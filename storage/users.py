@@ -50,6 +50,9 @@ API_KEY_TOUCH_INTERVAL_S = 60
 # Token and API-key revocations are announced here (payload `token:<sha256>` or `apikey:<id>`), so
 # that every API process ends the live streams opened with them (storage/notify.py listens).
 REVOKED_CHANNEL = "yiju_credentials_revoked"
+# Any change to users, their communities, tokens or API keys is announced here by triggers (migration
+# 0029), so that every API process drops the callers it keeps (api/deps.py).
+PRINCIPALS_CHANNEL = "yiju_principals"
 
 
 class Role(StrEnum):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Hashable
 from datetime import UTC, datetime, timedelta
 from typing import Annotated, Literal
 from urllib.parse import quote
@@ -89,7 +90,7 @@ async def list_alarms(
     limit: Limit = 100,
     cursor: Cursor = None,
 ) -> JsonBytes:
-    def work(conn: Conn, principal: Principal) -> JsonBytes:
+    def query(principal: Principal) -> tuple[alarms.AlarmFilter, Hashable]:
         for name, value in (("since", since), ("until", until)):
             if value is not None and value.tzinfo is None:
                 raise invalid(f"query.{name}", "needs a timezone offset, e.g. 2026-11-20T08:00:00+08:00")
@@ -123,9 +124,13 @@ async def list_alarms(
             cursor,
             limit,
         )
-        kept = pages.get(key)
+        return filters, key
+
+    def work(conn: Conn, principal: Principal) -> JsonBytes:
+        filters, key = query(principal)
+        kept = _kept(pages, key)
         if kept is not None:
-            return JsonBytes(kept)
+            return kept
         generation, started = pages.generation(), pages.clock()
         try:
             page = alarms.list_alarms(conn, filters, order=order, cursor=cursor, limit=limit)
@@ -137,20 +142,27 @@ async def list_alarms(
         return JsonBytes(body)
 
     pages: AlarmPages = request.app.state.alarm_pages
+    return await read.run(work, kept=lambda principal: _kept(pages, query(principal)[1]))
 
-    return await read.run(work)
+
+def _kept(pages: AlarmPages, key: Hashable) -> JsonBytes | None:
+    """The page kept for `key`, if any: served on the event loop when the caller is kept too."""
+    body = pages.get(key)
+    return None if body is None else JsonBytes(body)
 
 
 @router.get(
     "/alarms/{alarm_id}", summary="One alarm with its full transition history", response_model=AlarmDetail
 )
 async def get_alarm(alarm_id: AlarmId, request: Request, read: FastReader) -> JsonBytes:
-    def work(conn: Conn, principal: Principal) -> JsonBytes:
+    def key(principal: Principal) -> Hashable:
         # kept per scope: a caller with the same communities gets the same answer (a 404 is not kept)
-        key = ("detail", alarm_id, principal.community_ids)
-        kept = pages.get(key)
+        return ("detail", alarm_id, principal.community_ids)
+
+    def work(conn: Conn, principal: Principal) -> JsonBytes:
+        kept = _kept(pages, key(principal))
         if kept is not None:
-            return JsonBytes(kept)
+            return kept
         generation, started = pages.generation(), pages.clock()
         alarm = _visible(conn, principal, alarm_id)
         rows = alarms.history(conn, alarm_id)
@@ -160,11 +172,11 @@ async def get_alarm(alarm_id: AlarmId, request: Request, read: FastReader) -> Js
             AlarmDetail, alarm, type_zh=type_zh(alarm), type_en=type_en(alarm), history=history
         )
         body = fastjson.encode(detail)
-        pages.put(key, generation, body, started)
+        pages.put(key(principal), generation, body, started)
         return JsonBytes(body)
 
     pages: AlarmPages = request.app.state.alarm_pages
-    return await read.run(work)
+    return await read.run(work, kept=lambda principal: _kept(pages, key(principal)))
 
 
 def _transition_actor_names(conn: Conn, rows: list[Transition]) -> dict[int, str]:

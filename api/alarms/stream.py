@@ -3,7 +3,8 @@
 Every alarm transition is an event whose id comes from `alarm_transitions.id`.
 
 One process, one LISTEN connection (issue 10 §3): the `StreamHub` owns `storage.notify.Listener`
-(LISTEN on `yiju_alarm_events` and on `users.REVOKED_CHANNEL`) and a dispatcher task. On each
+(LISTEN on `yiju_alarm_events`, `users.REVOKED_CHANNEL`, `yiju_registry` and
+`users.PRINCIPALS_CHANNEL`) and a dispatcher task. On each
 notification the dispatcher reads the new transitions once, from the last id it dispatched, and
 offers them to every open stream; after a reconnect it catches up the same way, so nothing
 committed while the connection was lost is missed. A stream:
@@ -124,10 +125,14 @@ class StreamHub:
         max_total: int,
         max_per_user: int,
         on_change: Callable[[], None] = lambda: None,
+        on_principals_change: Callable[[], None] = lambda: None,
     ) -> None:
         self._db = db
         # told of every alarm or registry change notified, and of every (re)connect (api/alarms/pages.py)
         self._on_change = on_change
+        # told of every change to users, memberships, tokens and keys, and of every (re)connect
+        # (the callers kept, api/deps.py)
+        self._on_principals_change = on_principals_change
         self.heartbeat_s = heartbeat_s
         self.max_total = max_total
         self.max_per_user = max_per_user
@@ -139,7 +144,7 @@ class StreamHub:
         self._closed = False
         self.listener = Listener(
             db.url,
-            [alarms.NOTIFY_CHANNEL, users.REVOKED_CHANNEL, REGISTRY_CHANNEL],
+            [alarms.NOTIFY_CHANNEL, users.REVOKED_CHANNEL, REGISTRY_CHANNEL, users.PRINCIPALS_CHANNEL],
             self._on_notification,
             on_connect=self._on_connect,
             application_name="yiju-api-listen",
@@ -225,7 +230,11 @@ class StreamHub:
     # -- notifications --------------------------------------------------------------------------
 
     def _on_notification(self, channel: str, payload: str) -> None:
+        if channel == users.PRINCIPALS_CHANNEL:
+            self._on_principals_change()
+            return
         if channel == users.REVOKED_CHANNEL:
+            self._on_principals_change()
             for sub in list(self._subs):
                 if sub.credential == payload:
                     sub.end("revoked")
@@ -235,7 +244,9 @@ class StreamHub:
             self._wake.set()
 
     async def _on_connect(self) -> None:
-        self._on_change()  # what was committed while the listener was away was not heard
+        # what was committed while the listener was away was not heard
+        self._on_change()
+        self._on_principals_change()
         if self._last_id is None:
             self._last_id = await asyncio.to_thread(self.latest_id)
         self._wake.set()  # after a reconnect: catch up on what was committed while away
