@@ -67,8 +67,7 @@ def test_logout_and_key_revocation_elsewhere_take_effect_once_notified(
         assert users.revoke_token(conn, token)  # another process logs this token out
         _notified(live, generation)
         assert _get(client, BOARD, world.auth("operator_a")).status_code == 401
-        _, key = users.create_api_key(conn, world.ids["user_viewer_a"], "board screen")
-        api_key = [k for k in users.list_api_keys(conn) if k.name == "board screen"][0]
+        api_key, key = users.create_api_key(conn, world.ids["user_viewer_a"], "board screen")
         for _ in range(2):
             assert _get(client, BOARD, {"X-API-Key": key}).status_code == 200
         assert _callers(live).get("apikey:" + users.secret_digest(key)) is not None
