@@ -119,7 +119,8 @@ def _session(
     each (and a generator's exit one more), and a short request's time was mostly those hand-offs,
     the pool checkout and the commit (bench/api.py). Here one hand-off checks a connection out and
     looks the caller up, the route's queries run on the same connection, and one commit ends it.
-    The lookup runs on every request: revocation, expiry and a disabled user take effect at once.
+    The lookup runs on every request here: revocation, expiry and a disabled user take effect at once
+    (the hot reads keep the caller until any such change is notified: `ReadCall`, `Callers`).
     A write request is one transaction (its mutation and audit row commit together, or neither does);
     a read runs in autocommit. Connection loss becomes DatabaseUnavailable (503).
     """
