@@ -92,16 +92,28 @@ def seed(url: str) -> dict[str, Any]:
             if i % 3 == 0:
                 alarms.acknowledge(conn, change.alarm.id, actor="user:bench", comment="已派人")
         start = NOW - timedelta(hours=24)
-        with conn.cursor().copy("COPY points (ts, device_id, metric, channel, value) FROM STDIN") as copy:
+        # one telemetry message a minute per charger, its point in the row's arrays as ingest stores it
+        # (migration 0028; the `points` view reads them)
+        with conn.cursor().copy(
+            "COPY telemetry (ts, device_id, seq, received_at, body, point_metrics, point_channels, "
+            "point_values) FROM STDIN"
+        ) as copy:
+            copy.set_types(
+                ["timestamptz", "int4", "int8", "timestamptz", "jsonb", "text[]", "int2[]", "float8[]"]
+            )
             for device_id in chargers:
                 for minute in range(24 * 60):
+                    ts = start + timedelta(minutes=minute)
                     copy.write_row(
                         (
-                            start + timedelta(minutes=minute),
+                            ts,
                             device_id,
-                            "port_temperature_c",
-                            1,
-                            30 + rng.random() * 10,
+                            minute,
+                            ts,
+                            "{}",
+                            ["port_temperature_c"],
+                            [1],
+                            [30 + rng.random() * 10],
                         )
                     )
         refresh_rollup(conn, start - timedelta(hours=1), NOW + timedelta(hours=1))
