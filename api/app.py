@@ -88,10 +88,6 @@ def create_app(settings: Settings, metrics: ApiMetrics | None = None) -> FastAPI
     alarm_pages = AlarmPages()
     callers = Callers()
 
-    def after_write() -> None:
-        alarm_pages.changed()
-        callers.changed()
-
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         db = settings.database
@@ -179,7 +175,7 @@ def create_app(settings: Settings, metrics: ApiMetrics | None = None) -> FastAPI
     # the deadline counts the wait for a slot; headers on every response.
     # The CSV import is long by nature (up to 200,000 rows); everything else answers or gets a 503.
     app.add_middleware(InFlightLimit, limit=settings.database.pool_max_size, prefix=f"{API_PREFIX}/")
-    app.add_middleware(AfterWrites, on_write=after_write, prefix=f"{API_PREFIX}/")
+    app.add_middleware(AfterWrites, kept=(alarm_pages, callers), prefix=f"{API_PREFIX}/")
     app.add_middleware(
         RequestDeadline, deadline_s=api.request_deadline_s, exempt=(f"{API_PREFIX}/devices/import",)
     )

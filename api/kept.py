@@ -7,6 +7,9 @@ started. It stops being served when:
   change is notified after its commit, and on every (re)connect of the listener (what was committed
   while it was away was not heard), and by this process's own writes before their response is sent
   (api/middleware.py `AfterWrites`);
+- while a write of this process is in flight (`write_begins` … `write_ends`): between its commit and
+  its response a read could otherwise be served, or keep, the state from before the commit, and the
+  caller the write answers next may be the one that reads it;
 - `max_age_s` passes since its read started (bounds what changes without a notification);
 - `fresh(value)` says no (a token past its expiry, api/deps.py).
 While the listener is not connected (`listening()` false, the case until the app's lifespan wires it)
@@ -38,11 +41,25 @@ class Kept(Generic[K, V]):
         self._clock = clock
         self._lock = threading.Lock()
         self._generation = 0
+        self._writing = 0  # writes of this process begun and not yet answered
         self._entries: dict[K, tuple[int, float, V]] = {}
 
     def changed(self) -> None:
         """Something a kept value may show changed (or may have: a reconnect); none is served again."""
         with self._lock:
+            self._generation += 1
+            self._entries.clear()
+
+    def write_begins(self) -> None:
+        """A write request of this process starts: nothing is served or kept until it is answered.
+        (A long write, the CSV import, turns keeping off for its duration: slower, never stale.)"""
+        with self._lock:
+            self._writing += 1
+
+    def write_ends(self) -> None:
+        """The write has committed (or failed): what was kept before it is not served again."""
+        with self._lock:
+            self._writing -= 1
             self._generation += 1
             self._entries.clear()
 
@@ -55,7 +72,7 @@ class Kept(Generic[K, V]):
         return True
 
     def get(self, key: K) -> V | None:
-        if not self.listening():
+        if not self.listening() or self._writing:
             return None
         entry = self._entries.get(key)
         if (
@@ -72,8 +89,8 @@ class Kept(Generic[K, V]):
         if not self.listening():
             return
         with self._lock:
-            if generation != self._generation:
-                return  # something changed while the read ran: the value may be from before it
+            if self._writing or generation != self._generation:
+                return  # something changed (or may be changing) while the read ran
             self._entries.pop(key, None)
             if len(self._entries) >= self.max_entries:
                 del self._entries[next(iter(self._entries))]  # the oldest kept (dicts keep insertion order)

@@ -8,9 +8,12 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable, Sequence
+from typing import Any
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from api.kept import Kept
 
 log = logging.getLogger("yiju.api")
 
@@ -167,18 +170,27 @@ _READ_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 
 
 class AfterWrites:
-    """Calls `on_write()` when the response to a write request (any method but GET, HEAD, OPTIONS)
-    starts — after its commit: a route's connection commits before its response (api/deps.py), and a
-    route that opens its own connection (the CSV import) commits inside the endpoint.
+    """Tells each of `kept` when a write request (any method but GET, HEAD, OPTIONS) arrives
+    (`write_begins`), and once when its response starts (`write_ends`) — after its commit: a route's
+    connection commits before its response (api/deps.py), and a route that opens its own connection
+    (the CSV import) commits inside the endpoint — or when it failed half-way (a commit may still have
+    happened).
 
-    Why: the alarm pages this process keeps (api/alarms/pages.py) must not outlive a change this
-    process made; a caller that acknowledged an alarm then reloads the board must see it acknowledged,
-    without waiting for the notification to come back.
+    Why: the values this process keeps (api/kept.py: alarm pages, callers) must not outlive a change
+    this process made; a caller that acknowledged an alarm then reloads the board must see it
+    acknowledged, without waiting for the notification to come back; and between the commit and the
+    response no read may be served, or keep, what was kept from before it.
     """
 
-    def __init__(self, app: ASGIApp, *, on_write: Callable[[], None], prefix: str = "/api/") -> None:
+    def __init__(
+        self,
+        app: ASGIApp,
+        *,
+        kept: Sequence[Kept[Any, Any]],
+        prefix: str = "/api/",
+    ) -> None:
         self.app = app
-        self.on_write = on_write
+        self.kept = tuple(kept)
         self.prefix = prefix
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -189,13 +201,23 @@ class AfterWrites:
         ):
             await self.app(scope, receive, send)
             return
+        ended = False
+
+        def end() -> None:
+            nonlocal ended
+            if not ended:
+                ended = True
+                for k in self.kept:
+                    k.write_ends()
 
         async def after_commit(message: Message) -> None:
             if message["type"] == "http.response.start":
-                self.on_write()
+                end()
             await send(message)
 
+        for k in self.kept:
+            k.write_begins()
         try:
             await self.app(scope, receive, after_commit)
         finally:
-            self.on_write()  # also when it failed half-way (a commit may still have happened)
+            end()

@@ -6,16 +6,19 @@ kept while the notification listener is away."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from typing import Any
 
 import httpx
 import pytest
+from starlette.types import Message, Receive, Scope, Send
 from test_api_stream import _open
 from test_api_support import LiveServer, World, live, wait_for, world
 
 from api.alarms.pages import MAX_AGE_S, MAX_PAGES, AlarmPages
+from api.middleware import AfterWrites
 from storage import alarms
 from storage.db import connect
 
@@ -172,3 +175,84 @@ def test_a_page_read_across_a_change_or_without_the_listener_is_not_kept() -> No
     for i in range(MAX_PAGES + 1):
         pages.put(i, pages.generation(), b"page", clock())
     assert len(pages) == MAX_PAGES and pages.get(0) is None and pages.get(MAX_PAGES) == b"page"
+
+
+def test_nothing_is_served_or_kept_while_a_write_of_this_process_is_in_flight() -> None:
+    """Between a write's commit and its response (api/middleware.AfterWrites) a read must not get
+    what was kept from before the commit, nor keep what it read before it."""
+    clock = _Clock()
+    pages = AlarmPages(clock=clock)
+    pages.listening = lambda: True
+    pages.put("board", pages.generation(), b"before the ack", clock())
+    assert pages.get("board") == b"before the ack"
+    generation = pages.generation()  # a read starts just before the write arrives
+    pages.write_begins()
+    assert pages.get("board") is None  # the ack may have committed already
+    pages.put("other", pages.generation(), b"read during the write", clock())
+    assert pages.get("other") is None and len(pages) == 1
+    pages.write_ends()
+    pages.put("board", generation, b"read before the commit", clock())
+    assert pages.get("board") is None and len(pages) == 0  # neither the old page nor the late read
+    pages.put("board", pages.generation(), b"after the ack", clock())
+    assert pages.get("board") == b"after the ack"
+    # two writes overlapping: keeping resumes only when both are answered
+    pages.write_begins()
+    pages.write_begins()
+    pages.write_ends()
+    assert pages.get("board") is None
+    pages.write_ends()
+    pages.put("board", pages.generation(), b"after both", clock())
+    assert pages.get("board") == b"after both"
+
+
+def test_after_writes_ends_each_write_once_after_its_commit_even_when_it_fails() -> None:
+    events: list[str] = []
+
+    async def route(scope: Scope, receive: Receive, send: Send) -> None:
+        events.append("commit")  # api/deps.py commits before the response starts
+        if scope["path"].endswith("/fails"):
+            raise RuntimeError("half-way")
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        events.append("body")
+        await send({"type": "http.response.body", "body": b""})
+
+    async def sent(message: Message) -> None:
+        events.append(f"sent {message['type']}")
+
+    async def nothing() -> Message:
+        return {"type": "http.request", "body": b""}
+
+    class Recording(AlarmPages):
+        def write_begins(self) -> None:
+            events.append("begins")
+            super().write_begins()
+
+        def write_ends(self) -> None:
+            events.append("ends")
+            super().write_ends()
+
+    pages = Recording()
+    mw = AfterWrites(route, kept=[pages])
+
+    async def call(method: str, path: str) -> None:
+        await mw({"type": "http", "method": method, "path": path}, nothing, sent)
+
+    asyncio.run(call("POST", "/api/alarms/1/ack"))
+    assert events == [
+        "begins",
+        "commit",
+        "ends",
+        "sent http.response.start",
+        "body",
+        "sent http.response.body",
+    ]
+    events.clear()
+    with pytest.raises(RuntimeError):
+        asyncio.run(call("POST", "/api/alarms/1/fails"))
+    assert events == ["begins", "commit", "ends"]
+    pages.listening = lambda: True
+    pages.put("board", pages.generation(), b"page", pages.clock())
+    assert pages.get("board") is not None  # balanced: keeping works again after both writes
+    events.clear()
+    asyncio.run(call("GET", "/api/alarms"))
+    assert "begins" not in events and "ends" not in events
