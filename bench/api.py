@@ -48,7 +48,7 @@ from harness import start_services  # noqa: E402
 from simulators.compound import Size, generate_fleet  # noqa: E402
 from storage import alarms, users  # noqa: E402
 from storage.db import connect  # noqa: E402
-from storage.timeseries import refresh_rollup  # noqa: E402
+from storage.timeseries import refresh_recent  # noqa: E402
 from storage.users import Role  # noqa: E402
 from yiju.commands.simulate import register_fleet  # noqa: E402
 from yiju.embedded import free_port, port_open  # noqa: E402
@@ -116,7 +116,10 @@ def seed(url: str) -> dict[str, Any]:
                             [30 + rng.random() * 10],
                         )
                     )
-        refresh_rollup(conn, start - timedelta(hours=1), NOW + timedelta(hours=1))
+        # as the running service's upkeep leaves it: the settled hours materialised and the watermark
+        # moved, the last ~2-3 h read raw by points_hourly (storage/timeseries.refresh_recent); a bare
+        # recompute would leave the watermark at the start and every bucket read from raw rows
+        refresh_recent(conn, NOW)
         with conn.cursor() as cur:
             cur.executemany(
                 "INSERT INTO compliance_findings (community_id, device_id, check_name, kind, compliant, "
