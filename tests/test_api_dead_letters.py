@@ -77,6 +77,8 @@ def test_hostile_input_is_refused_with_4xx(client: TestClient, world: World) -> 
     h = world.auth("viewer_a")
     for query in (
         "?since=2026-11-20T08:00:00",  # no offset
+        "?until=0001-01-01T00:00:00Z",  # outside the times the API takes (api/params.Time)
+        "?since=9999-12-31T23:59:59%2B14:00",
         "?reason=everything",
         "?cursor=bm90LWEtY3Vyc29y",
         "?cursor=../../etc",

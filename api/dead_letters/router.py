@@ -7,15 +7,15 @@ registered community its topic names (resolved by ingest when it writes it); one
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Annotated
 
 from fastapi import APIRouter, Query
 
 from api.dead_letters.schemas import DeadLetterOut
 from api.deps import Conn, Reader
-from api.errors import ERROR_RESPONSES, invalid
+from api.errors import ERROR_RESPONSES
 from api.pagination import Cursor, Limit, Page, decode_int_cursor, page_by_id
+from api.params import Time
 from devices.contract import ID_PATTERN, DeadLetterReason
 from storage import dead_letters
 
@@ -33,14 +33,11 @@ def list_dead_letters(
         str | None, Query(pattern=ID_PATTERN, description="Also for devices that are not registered")
     ] = None,
     reason: Annotated[list[DeadLetterReason] | None, Query(description="One or more reasons")] = None,
-    since: Annotated[datetime | None, Query(description="Received at or after")] = None,
-    until: Annotated[datetime | None, Query(description="Received before")] = None,
+    since: Annotated[Time | None, Query(description="Received at or after")] = None,
+    until: Annotated[Time | None, Query(description="Received before")] = None,
     limit: Limit = 100,
     cursor: Cursor = None,
 ) -> Page[DeadLetterOut]:
-    for name, value in (("since", since), ("until", until)):
-        if value is not None and value.tzinfo is None:
-            raise invalid(f"query.{name}", "needs a timezone offset, e.g. 2026-11-20T08:00:00+08:00")
     filters = dead_letters.DeadLetterFilter(
         community_ids=principal.scope_for(community_id),
         device_id=device_id,
