@@ -30,7 +30,14 @@ migrated by its own code (its own points layout):
   (device ts → commit, in ingest) is reported beside it as a cross-check;
 - CPU per stored message, go → last row: the consumer's processes from /proc (utime + stime of all
   threads; Yiju: the ingest process and its workers) and PostgreSQL's (the postmaster, its live
-  children and the children it reaped, less the counting backend); Yiju's per-thread split too;
+  children and the children it reaped, less the counting backend, which never plans parallel
+  workers: theirs would count as the consumer's); Yiju's per-thread split too;
+- where PostgreSQL's work goes, per stored message: WAL bytes, records and full-page images
+  (pg_stat_wal), commits, rows inserted / updated / HOT-updated (pg_stat_*), heap, TOAST and index
+  bytes per table at the end, and CPU per process kind (clients by application name, autovacuum,
+  background processes; processes that end during the run as last sampled every 0.2 s), with a
+  PostgreSQL CPU ratio without autovacuum beside the total (whether autovacuum visits a run's
+  database is chance);
 - peak RSS: VmHWM of the consumer's process (the largest worker's for Yiju);
 - load average (1 min) at the start and end of every run.
 Each round reports `ingest_cpu_ratio_vs_node` (Yiju's ingest CPU per message ÷ the hand-written
@@ -222,6 +229,119 @@ def _postgres_cpu_s(postmaster: int) -> float:
         return 0.0
     own = sum(int(x) for x in parts[11:15]) / os.sysconf("SC_CLK_TCK")
     return own + sum(run._cpu_s(c) for c in run._children(postmaster))
+
+
+def _pg_processes(postmaster: int) -> dict[int, tuple[str, float]]:
+    """The postmaster's live children: pid → (process title, CPU seconds)."""
+    import run
+
+    out = {}
+    for c in run._children(postmaster):
+        try:
+            title = (
+                Path(f"/proc/{c}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace").strip()
+            )
+        except OSError:
+            continue
+        out[c] = (title, run._cpu_s(c))
+    return out
+
+
+_DB_STATS = """
+SELECT (SELECT wal_records FROM pg_stat_wal), (SELECT wal_fpi FROM pg_stat_wal),
+       (SELECT wal_bytes FROM pg_stat_wal)::float8,
+       (SELECT xact_commit FROM pg_stat_database WHERE datname = current_database()),
+       (SELECT coalesce(sum(n_tup_ins), 0) FROM pg_stat_user_tables),
+       (SELECT coalesce(sum(n_tup_upd), 0) FROM pg_stat_user_tables),
+       (SELECT coalesce(sum(n_tup_hot_upd), 0) FROM pg_stat_user_tables)
+"""
+
+
+class _ProcessSampler:
+    """The postmaster's children's titles and CPU every 0.2 s on a thread: what a process that ends
+    during a run (an autovacuum worker, a short connection) was, and about what it used."""
+
+    def __init__(self, postmaster: int) -> None:
+        self.postmaster = postmaster
+        self.seen: dict[int, tuple[str, float]] = {}
+        self.apps: dict[int, str] = {}
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, daemon=True)
+        self._thread.start()
+
+    def _loop(self) -> None:
+        while not self._stop.wait(0.2):
+            for pid, (title, cpu) in _pg_processes(self.postmaster).items():
+                old = self.seen.get(pid)
+                # a title with the client's state ("idle", "COPY") changes; the first word stays
+                self.seen[pid] = (old[0] if old else title, cpu)
+
+    def stop(self) -> dict[int, tuple[str, float]]:
+        self._stop.set()
+        self._thread.join()
+        return self.seen
+
+
+def _db_stats(conn) -> list[float]:
+    """Cluster WAL (pg_stat_wal) and this database's commits and row counts (pg_stat_*; flushed by
+    each backend at most every 1 s and at transaction end outside a transaction)."""
+    conn.execute("SELECT pg_stat_clear_snapshot()")
+    return [float(x) for x in conn.execute(_DB_STATS).fetchone()]
+
+
+def _backend_kind(title: str, apps: dict[int, str], pid: int) -> str:
+    """A PostgreSQL process's kind for the CPU split: the client's application name, else the title."""
+    if pid in apps:
+        return apps[pid]
+    words = title.removeprefix("postgres: ").split()
+    if not words:
+        return "?"
+    if words[0] in (
+        "autovacuum",
+        "logical",
+        "walwriter",
+        "checkpointer",
+        "background",
+        "stats",
+        "TimescaleDB",
+    ):
+        return " ".join(words[:2])
+    return "client:" + (words[0] if "(" not in title else "other")
+
+
+def _sizes(conn) -> dict[str, dict[str, int]]:
+    """Heap, TOAST and index bytes of each user table that holds rows (hypertable chunks summed into
+    their hypertable, partitions into their parent)."""
+    rows = conn.execute(
+        """
+        SELECT coalesce(h.hypertable_name, pp.relname, c.relname) AS t,
+               sum(pg_relation_size(c.oid)), sum(coalesce(pg_total_relation_size(c.reltoastrelid), 0)),
+               sum(pg_indexes_size(c.oid)), sum(c.reltuples)
+        FROM pg_class c
+        JOIN pg_namespace n ON n.oid = c.relnamespace
+        LEFT JOIN timescaledb_information.chunks h
+               ON h.chunk_schema = n.nspname AND h.chunk_name = c.relname
+        LEFT JOIN pg_inherits i ON i.inhrelid = c.oid
+        LEFT JOIN pg_class pp ON pp.oid = i.inhparent AND h.hypertable_name IS NULL
+        WHERE c.relkind = 'r' AND n.nspname NOT IN ('pg_catalog', 'information_schema')
+          AND pg_relation_size(c.oid) > 65536
+        GROUP BY 1 ORDER BY 2 DESC
+        """
+        if conn.execute("SELECT count(*) FROM pg_extension WHERE extname = 'timescaledb'").fetchone()[0]
+        else """
+        SELECT coalesce(pp.relname, c.relname) AS t,
+               sum(pg_relation_size(c.oid)), sum(coalesce(pg_total_relation_size(c.reltoastrelid), 0)),
+               sum(pg_indexes_size(c.oid)), sum(c.reltuples)
+        FROM pg_class c
+        JOIN pg_namespace n ON n.oid = c.relnamespace
+        LEFT JOIN pg_inherits i ON i.inhrelid = c.oid
+        LEFT JOIN pg_class pp ON pp.oid = i.inhparent
+        WHERE c.relkind = 'r' AND n.nspname NOT IN ('pg_catalog', 'information_schema')
+          AND pg_relation_size(c.oid) > 65536
+        GROUP BY 1 ORDER BY 2 DESC
+        """
+    ).fetchall()
+    return {r[0]: {"heap": int(r[1]), "toast": int(r[2]), "indexes": int(r[3])} for r in rows}
 
 
 class _Lines:
@@ -508,21 +628,29 @@ def run_once(
         pub, rq, go = run.start_publisher(services.mqtt_url, tpl, rate, duration)
         with connection(db_url, autocommit=True) as counter:
             counter_pid = int(counter.execute("SELECT pg_backend_pid()").fetchone()[0])
+            # the counter's CPU is left out of PostgreSQL's (below): its count(*) must not hand work
+            # to parallel workers, whose CPU would be counted as the consumer's (a growing telemetry
+            # table's count went parallel, the peer's one-partition table's did not)
+            counter.execute("SET max_parallel_workers_per_gather = 0")
             threads0 = consumer.threads() if isinstance(consumer, Yiju) else {}
             cpu0 = sum(run._cpu_s(p) for p in consumer.pids)
             mq0 = run._cpu_s(mq_pid)
+            stats0 = _db_stats(counter)
+            procs0 = _pg_processes(postmaster) if postmaster else {}
             pg0 = (_postgres_cpu_s(postmaster) - run._cpu_s(counter_pid)) if postmaster else 0.0
+            sampler = _ProcessSampler(postmaster) if postmaster else None
             go.set()
             t0 = time.monotonic()
             rep = rq.get(timeout=duration + 900)
             pub_done = time.monotonic()
             pub.join(30)
             want = rep.acked
-            n, changed = 0, time.monotonic()
+            n, changed, polls = 0, time.monotonic(), 0
             deadline = time.monotonic() + 900
             stalled = False
             while True:
                 got = int(counter.execute(count_sql).fetchone()[0])
+                polls += 1
                 now = time.monotonic()
                 if got != n:
                     n, changed = got, now
@@ -541,6 +669,18 @@ def run_once(
                 else float("nan")
             )
             threads1 = consumer.threads() if isinstance(consumer, Yiju) else {}
+            procs1 = _pg_processes(postmaster) if postmaster else {}
+            sampled = sampler.stop() if sampler else {}
+            apps = {
+                int(r[0]): f"client:{r[1] or '-'}" if r[2] == "client backend" else r[2]
+                for r in counter.execute(
+                    "SELECT pid, application_name, backend_type FROM pg_stat_activity"
+                ).fetchall()
+            }
+            time.sleep(1.1)  # backends flush their statistics at most every second
+            stats1 = _db_stats(counter)
+            stats1[3] -= polls + 4  # the counter's own transactions (autocommit)
+            sizes = _sizes(counter)
         hwm = max(run._hwm_mb(p) for p in consumer.pids)
         own_lag = consumer.lag() if isinstance(consumer, Yiju) else None
     finally:
@@ -569,6 +709,7 @@ def run_once(
         "postgres_cpu_cores": round(pg / el, 2),
         "mosquitto_cpu_us_per_msg": round(1e6 * mq / max(1, n), 1),
         "peak_rss_mb": round(hwm),
+        **_pg_breakdown(stats0, stats1, procs0, {**sampled, **procs1}, apps, counter_pid, pg, n, sizes),
         "loadavg_1m_start_end": [round(load_start, 2), round(os.getloadavg()[0], 2)],
     }
     if is_yiju:
@@ -591,6 +732,38 @@ def run_once(
     services.drop_database(db_url)
     print(json.dumps(res), flush=True)
     return res
+
+
+def _pg_breakdown(stats0, stats1, procs0, procs1, apps, counter_pid, pg, n, sizes) -> dict:
+    """Where PostgreSQL's work per stored message goes: WAL, commits, rows written, table bytes, and
+    CPU per process kind (clients by application name; a process that ended during the run as last
+    sampled; "unaccounted": what the sampler missed of them)."""
+    from collections import Counter
+
+    d = [b - a for a, b in zip(stats0, stats1, strict=True)]
+    n = max(1, n)
+    cpu: Counter[str] = Counter()
+    for pid, (title, s1) in procs1.items():
+        if pid == counter_pid:
+            continue
+        cpu[_backend_kind(title, apps, pid)] += s1 - procs0.get(pid, ("", 0.0))[1]
+    cpu["unaccounted"] = pg - sum(cpu.values())
+    return {
+        "pg_wal_bytes_per_msg": round(d[2] / n, 1),
+        "pg_wal_records_per_msg": round(d[0] / n, 2),
+        "pg_wal_fpi_per_msg": round(d[1] / n, 3),
+        "pg_commits": int(d[3]),
+        "pg_msgs_per_commit": round(n / max(1, d[3]), 1),
+        "pg_rows_inserted_per_msg": round(d[4] / n, 3),
+        "pg_rows_updated_per_msg": round(d[5] / n, 3),
+        "pg_rows_hot_updated_per_msg": round(d[6] / n, 3),
+        "pg_cpu_us_per_msg_by_process": {
+            k: round(1e6 * v / n, 1) for k, v in cpu.most_common() if abs(v) > 0.005
+        },
+        "pg_bytes_per_msg_by_table": {
+            t: {k: round(v / n, 1) for k, v in b.items()} for t, b in sizes.items()
+        },
+    }
 
 
 # --- the comparison ----------------------------------------------------------------------------------
@@ -623,9 +796,10 @@ def compare(
     saturated_s: float,
     paced_rate: float,
     modes: list[str],
+    peers: tuple[str, ...] = ("node-red", "node"),
 ) -> dict:
     consumers: list[Consumer] = [Yiju(label, tree, workers, compounds) for label, tree in trees]
-    consumers += [NodePeer("node-red"), NodePeer("node")]
+    consumers += [NodePeer(name) for name in peers]
     runs: list[dict] = []
     for rnd in range(1, rounds + 1):
         order = consumers if rnd % 2 else consumers[::-1]
@@ -640,9 +814,9 @@ def compare(
     for rnd in range(1, rounds + 1):
         for mode in modes:
             by = {r["consumer"]: r for r in runs if r["round"] == rnd and r["mode"] == mode}
-            node = by["node"]
+            node = by.get("node")
             for name, r in by.items():
-                if not name.startswith("yiju"):
+                if not name.startswith("yiju") or node is None:
                     continue
                 ratios.append(
                     {
@@ -655,6 +829,12 @@ def compare(
                         "postgres_cpu_ratio_vs_node": round(
                             r["postgres_cpu_us_per_msg"] / max(1e-9, node["postgres_cpu_us_per_msg"]), 2
                         ),
+                        # autovacuum visits each database at most once a minute (autovacuum_naptime):
+                        # whether it lands in a run of ~1 min is chance, and one pass over a fresh
+                        # chunk is several µs per message of that run; this ratio leaves it out
+                        "postgres_cpu_ratio_vs_node_without_autovacuum": round(
+                            _without_autovacuum(r) / max(1e-9, _without_autovacuum(node)), 2
+                        ),
                         "msg_per_s_ratio_vs_node": round(r["msg_per_s"] / max(1, node["msg_per_s"]), 2),
                     }
                 )
@@ -666,6 +846,11 @@ def compare(
         "runs": runs,
         "ratios": ratios,
     }
+
+
+def _without_autovacuum(run: dict) -> float:
+    by = run.get("pg_cpu_us_per_msg_by_process", {})
+    return run["postgres_cpu_us_per_msg"] - by.get("autovacuum worker", 0.0)
 
 
 def table(result: dict, floor: float | None) -> str:
@@ -686,12 +871,12 @@ def table(result: dict, floor: float | None) -> str:
         )
     lines += [
         "",
-        "| round | mode | build | ingest_cpu_ratio_vs_node | PostgreSQL CPU ratio vs node | throughput ratio vs node |",
-        "|---|---|---|---|---|---|",
+        "| round | mode | build | ingest_cpu_ratio_vs_node | PostgreSQL CPU ratio vs node | … without autovacuum | throughput ratio vs node |",
+        "|---|---|---|---|---|---|---|",
     ]
     for x in result["ratios"]:
         lines.append(
-            f"| {x['round']} | {x['mode']} | {x['build']} | {x['ingest_cpu_ratio_vs_node']} | {x['postgres_cpu_ratio_vs_node']} | {x['msg_per_s_ratio_vs_node']} |"
+            f"| {x['round']} | {x['mode']} | {x['build']} | {x['ingest_cpu_ratio_vs_node']} | {x['postgres_cpu_ratio_vs_node']} | {x['postgres_cpu_ratio_vs_node_without_autovacuum']} | {x['msg_per_s_ratio_vs_node']} |"
         )
     return "\n".join(lines)
 

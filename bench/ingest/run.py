@@ -659,6 +659,13 @@ def main() -> int:
         default=10.0,
         help="--compare's saturated runs: seconds of publishing flat out (then the backlog is drained)",
     )
+    ap.add_argument(
+        "--compare-peers",
+        nargs="*",
+        default=["node-red", "node"],
+        choices=["node-red", "node"],
+        help="--compare's peers (default both; the ratios need `node`)",
+    )
     ap.add_argument("--smoke", action="store_true", help="check the peers' files in seconds, then exit")
     args = ap.parse_args()
     import compare
@@ -736,6 +743,7 @@ def main() -> int:
                 duration=args.duration,
                 saturated_s=args.compare_saturated_s,
                 paced_rate=args.compare_rate,
+                peers=tuple(args.compare_peers),
                 modes=[
                     m for m in ("saturated", "paced") if m.replace("saturated", "saturation") not in args.skip
                 ],
