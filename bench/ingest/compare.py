@@ -3,6 +3,7 @@
 
     .venv/bin/python bench/ingest/run.py --compare [--rounds 2] [--duration 20] [--compare-rate 6000]
                                          [--compare-saturated-s 10] [--tree LABEL=PATH ...] [--skip ...]
+                                         [--compare-peers node]   # only the hand-written peer
     .venv/bin/python bench/ingest/run.py --smoke      # seconds: the peers' files are there and parse
 
 The peers live in bench/ingest/peers/ and are installed by the benchmark itself (`npm ci` from the
