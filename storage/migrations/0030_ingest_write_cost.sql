@@ -9,7 +9,8 @@
 --    version (fillfactor 50: the table is one row per device, ~1 MB per 6,500), the updates are HOT
 --    (10 µs per row, the table stays its size). The index served only the offline sweep (every
 --    presence_sweep_s, 15 s): it now reads the table sequentially, one row per device, far less work
---    than the index cost the upserts in that time.
+--    than the index cost the upserts in that time. (Existing pages stay full until rewritten: a
+--    device's first update after this moves its row to a page with room, the later ones are HOT.)
 ALTER TABLE device_presence SET (fillfactor = 50);
 DROP INDEX device_presence_online_last_seen;
 
