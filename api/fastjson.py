@@ -32,7 +32,7 @@ from pydantic.fields import FieldInfo
 from pydantic_core import PydanticUndefined
 from starlette.responses import Response
 
-__all__ = ["JsonBytes", "Unsupported", "convert", "encode", "many", "mirror"]
+__all__ = ["JsonBytes", "Unsupported", "convert", "encode", "from_rows", "many", "mirror"]
 
 _STRUCTS: dict[tuple[type[BaseModel], frozenset[str]], type[msgspec.Struct]] = {}
 _ENCODER = msgspec.json.Encoder()
@@ -149,6 +149,68 @@ def many(model: type[BaseModel], rows: Sequence[Any], **computed: Callable[[Any]
         for item, row in zip(out, rows, strict=True):
             setattr(item, name, derive(row))
     return out
+
+
+_TWINS: dict[tuple[type[BaseModel], frozenset[str]], tuple[type[msgspec.Struct], type[msgspec.Struct]]] = {}
+
+
+def _twins(
+    model: type[BaseModel], json_text: frozenset[str]
+) -> tuple[type[msgspec.Struct], type[msgspec.Struct]]:
+    """Two Structs with the mirror's fields and types: one read from an array (to check a row given
+    as a tuple in C, as `convert` checks attributes), one built by position and written as an object
+    (the mirror's JSON: same names, order and values; every field is given, so no defaults). Fields
+    in `json_text` are JSON objects given as their text: checked as text, written as they are."""
+    key = (model, json_text)
+    if key not in _TWINS:
+        checked_fields: list[tuple[str, Any]] = []
+        out_fields: list[tuple[str, Any]] = []
+        for f in msgspec.structs.fields(mirror(model)):
+            if f.name in json_text:
+                if f.type != dict[str, Any]:
+                    raise Unsupported(f"{model.__name__}.{f.name}: as JSON text, but not a JSON object")
+                checked_fields.append((f.name, str))
+                out_fields.append((f.name, msgspec.Raw))
+            else:
+                checked_fields.append((f.name, f.type))
+                out_fields.append((f.name, f.type))
+        checked = msgspec.defstruct(
+            f"In{model.__name__}", checked_fields, array_like=True, module=__name__, gc=False
+        )
+        out = msgspec.defstruct(f"Row{model.__name__}", out_fields, module=__name__, gc=False)
+        _TWINS[key] = (checked, out)
+    return _TWINS[key]
+
+
+def from_rows(
+    model: type[BaseModel],
+    columns: Sequence[str],
+    rows: Sequence[tuple[Any, ...]],
+    json_text: frozenset[str] = frozenset(),
+) -> list[Any]:
+    """`many` for rows given as tuples whose `columns` are exactly `model`'s fields in order: checked
+    like the model checks its input (a value it would refuse raises), then ready for `encode`.
+    `json_text`: fields of type `dict[str, Any]` given as the JSON text of an object, as PostgreSQL
+    writes a jsonb (`::text`), written out as that text — the same JSON as the dict's, but for the
+    spaces between items and the spelling of numbers beyond a float's precision.
+
+    Why: the device page's rows as dataclasses, read back by attribute, cost most of its server CPU
+    (bench/api.py); tuples straight from psycopg are checked and converted in C here."""
+    if tuple(columns) != tuple(model.model_fields):
+        raise Unsupported(f"{model.__name__}: columns {tuple(columns)} are not its fields in order")
+    checked, out = _twins(model, json_text)
+    astuple = msgspec.structs.astuple
+    items = msgspec.convert(rows, list[checked], strict=False)  # type: ignore[valid-type]
+    if not json_text:
+        return [out(*astuple(item)) for item in items]
+    at = [i for i, name in enumerate(columns) if name in json_text]
+    result = []
+    for item in items:
+        values = list(astuple(item))
+        for i in at:
+            values[i] = msgspec.Raw(values[i])
+        result.append(out(*values))
+    return result
 
 
 def encode(value: Any) -> bytes:

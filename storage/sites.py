@@ -12,7 +12,7 @@ them, so a column the query does not select fails at once rather than in a route
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from datetime import date, datetime
 from typing import Any, LiteralString, TypeVar
 
@@ -256,6 +256,37 @@ _DEVICE: LiteralString = """
 """
 
 
+_DEVICE_FILTERS: LiteralString = """ WHERE (%(all)s OR d.community_id = ANY(%(cids)s))
+          AND (%(building)s::bigint IS NULL OR l.building_id = %(building)s)
+          AND (%(family)s::text IS NULL OR d.family = %(family)s)
+          AND (%(online)s::boolean IS NULL OR coalesce(p.online, false) = %(online)s)
+          AND (%(search)s::text IS NULL OR d.uid ILIKE '%%' || %(search)s || '%%'
+               OR l.name ILIKE '%%' || %(search)s || '%%')
+          AND (%(after)s::integer IS NULL OR d.id > %(after)s)
+          ORDER BY d.id LIMIT %(limit)s"""
+
+
+def _device_params(
+    *,
+    community_ids: Sequence[int] | None,
+    building_id: int | None,
+    family: str | None,
+    online: bool | None,
+    search: str | None,
+    after_id: int | None,
+    limit: int,
+) -> dict[str, Any]:
+    return {
+        **scope_params(community_ids),
+        "building": building_id,
+        "family": family,
+        "online": online,
+        "search": search,
+        "after": after_id,
+        "limit": limit,
+    }
+
+
 def list_devices(
     conn: psycopg.Connection[Any],
     *,
@@ -270,29 +301,75 @@ def list_devices(
     return _rows(
         conn,
         SiteDevice,
-        _DEVICE
-        + """ WHERE (%(all)s OR d.community_id = ANY(%(cids)s))
-          AND (%(building)s::bigint IS NULL OR l.building_id = %(building)s)
-          AND (%(family)s::text IS NULL OR d.family = %(family)s)
-          AND (%(online)s::boolean IS NULL OR coalesce(p.online, false) = %(online)s)
-          AND (%(search)s::text IS NULL OR d.uid ILIKE '%%' || %(search)s || '%%'
-               OR l.name ILIKE '%%' || %(search)s || '%%')
-          AND (%(after)s::integer IS NULL OR d.id > %(after)s)
-          ORDER BY d.id LIMIT %(limit)s""",
-        {
-            **scope_params(community_ids),
-            "building": building_id,
-            "family": family,
-            "online": online,
-            "search": search,
-            "after": after_id,
-            "limit": limit,
-        },
+        _DEVICE + _DEVICE_FILTERS,
+        _device_params(
+            community_ids=community_ids,
+            building_id=building_id,
+            family=family,
+            online=online,
+            search=search,
+            after_id=after_id,
+            limit=limit,
+        ),
     )
+
+
+# the columns of `list_device_tuples`' rows: SiteDevice's fields, in order
+DEVICE_COLUMNS: tuple[str, ...] = tuple(f.name for f in fields(SiteDevice))
+# `_DEVICE` with the metadata as its JSON text: decoding the jsonb into a dict (psycopg calls
+# json.loads per row through a Python loader) was most of the page's client CPU, and the API writes it
+# out again unchanged. Anything but a JSON object is NULL here, which the page refuses, as SiteDevice's
+# dict-typed field refuses it.
+_DEVICE_TEXT_METADATA: LiteralString = _DEVICE.replace(
+    " d.metadata,", " CASE WHEN jsonb_typeof(d.metadata) = 'object' THEN d.metadata::text END AS metadata,"
+)
+assert _DEVICE_TEXT_METADATA != _DEVICE
+
+
+def list_device_tuples(
+    conn: psycopg.Connection[Any],
+    *,
+    community_ids: Sequence[int] | None,
+    building_id: int | None = None,
+    family: str | None = None,
+    online: bool | None = None,
+    search: str | None = None,
+    after_id: int | None,
+    limit: int,
+) -> list[tuple[Any, ...]]:
+    """`list_devices` as plain tuples, columns `DEVICE_COLUMNS`: the family as its text (unchecked),
+    the metadata as its JSON text (None unless it is an object).
+
+    Why: for the API's device page, which checks and encodes them in C (api/fastjson.py `from_rows`).
+    Building a frozen dataclass per row (23 fields, each set through `object.__setattr__`) and
+    reading it back by attribute cost about as much server CPU as the rest of the request
+    (bench/api.py, 100 devices a page)."""
+    with conn.cursor() as cur:
+        cur.execute(
+            _DEVICE_TEXT_METADATA + _DEVICE_FILTERS,
+            _device_params(
+                community_ids=community_ids,
+                building_id=building_id,
+                family=family,
+                online=online,
+                search=search,
+                after_id=after_id,
+                limit=limit,
+            ),
+        )
+        if tuple(c.name for c in cur.description or ()) != DEVICE_COLUMNS:
+            raise RuntimeError("the device query's columns are not SiteDevice's fields")
+        return cur.fetchall()
 
 
 def get_device(conn: psycopg.Connection[Any], device_id: int) -> SiteDevice | None:
     return _one(conn, SiteDevice, _DEVICE + " WHERE d.id = %s", (device_id,))
+
+
+def device_community(conn: psycopg.Connection[Any], device_id: int) -> int | None:
+    """The community of a device (None: no such device)."""
+    row = conn.execute("SELECT community_id FROM devices WHERE id = %s", (device_id,)).fetchone()
+    return int(row[0]) if row else None
 
 
 def device_id_by_uid(conn: psycopg.Connection[Any], uid: str) -> tuple[int, int] | None:
