@@ -26,6 +26,10 @@ from psycopg.types.json import Jsonb
 
 from devices.alarms import Check, Finding
 
+# what migration 0031's triggers notify after any change to the findings or their pre-aggregates
+# (the summaries the API keeps, api/compliance/router.py)
+NOTIFY_CHANNEL = "yiju_compliance"
+
 
 @dataclass(frozen=True, slots=True)
 class FindingRow:

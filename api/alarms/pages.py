@@ -1,5 +1,5 @@
-"""Encoded alarm pages (lists and details) of this process, served again until anything that could
-change them happens.
+"""Encoded alarm pages (lists and details) and compliance summaries of this process, served again
+until anything that could change them happens.
 
 Why: the alarm board is the duty room's most frequent request (every console refreshes it) and its
 page of 50 alarms with their devices and places was the mix's costliest read (bench/api.py); between
@@ -9,6 +9,9 @@ community scope included, so a page is only ever served to callers with the same
 the cache's generation when its query started.
 
 When a page stops being served (the rule of api/kept.py, shared with the callers kept):
+- a compliance finding, or a pre-aggregate of them, changes anywhere (a compliance summary's inputs;
+  migration 0031 notifies `yiju_compliance`); every notification below drops every kept value,
+  alarm pages and summaries alike (simpler than telling them apart, and these changes are rare);
 - an alarm changes anywhere: every change writes a transition with `pg_notify('yiju_alarm_events')`
   (storage/alarms.py), which the process's listener (api/alarms/stream.py `StreamHub`) receives after
   the commit; a registry change (device uid, community, family, enabled flag) notifies

@@ -3,7 +3,7 @@
 Every alarm transition is an event whose id comes from `alarm_transitions.id`.
 
 One process, one LISTEN connection (issue 10 §3): the `StreamHub` owns `storage.notify.Listener`
-(LISTEN on `yiju_alarm_events`, `users.REVOKED_CHANNEL`, `yiju_registry` and
+(LISTEN on `yiju_alarm_events`, `users.REVOKED_CHANNEL`, `yiju_registry`, `yiju_compliance` and
 `users.PRINCIPALS_CHANNEL`) and a dispatcher task. On each
 notification the dispatcher reads the new transitions once, from the last id it dispatched, and
 offers them to every open stream; after a reconnect it catches up the same way, so nothing
@@ -43,7 +43,7 @@ from api.alarms.schemas import LatestEvent, StreamEvent
 from api.deps import Conn, Principal, Reader, StreamReader
 from api.errors import ERROR_RESPONSES, ApiError, invalid, too_many
 from devices.alarms import Severity
-from storage import alarms, users
+from storage import alarms, findings, users
 from storage.alarms import AlarmEvent
 from storage.db import Database
 from storage.notify import Listener
@@ -128,7 +128,8 @@ class StreamHub:
         on_principals_change: Callable[[], None] = lambda: None,
     ) -> None:
         self._db = db
-        # told of every alarm or registry change notified, and of every (re)connect (api/alarms/pages.py)
+        # told of every alarm, registry or compliance change notified, and of every (re)connect (the
+        # pages kept, api/alarms/pages.py)
         self._on_change = on_change
         # told of every change to users, memberships, tokens and keys, and of every (re)connect
         # (the callers kept, api/deps.py)
@@ -144,7 +145,13 @@ class StreamHub:
         self._closed = False
         self.listener = Listener(
             db.url,
-            [alarms.NOTIFY_CHANNEL, users.REVOKED_CHANNEL, REGISTRY_CHANNEL, users.PRINCIPALS_CHANNEL],
+            [
+                alarms.NOTIFY_CHANNEL,
+                users.REVOKED_CHANNEL,
+                REGISTRY_CHANNEL,
+                findings.NOTIFY_CHANNEL,
+                users.PRINCIPALS_CHANNEL,
+            ],
             self._on_notification,
             on_connect=self._on_connect,
             application_name="yiju-api-listen",
