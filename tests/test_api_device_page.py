@@ -61,6 +61,15 @@ def test_the_device_page_is_the_models_page(client: TestClient, world: World) ->
         # every shape on some device: the rest on the first one, merged
         merged = {f"m{i}": m for i, m in enumerate(extra)}
         conn.execute("UPDATE devices SET metadata = metadata || %s WHERE id = %s", (Jsonb(merged), ids[0]))
+        # a date and the optional texts set on one device, presence on another (the fixture's)
+        conn.execute(
+            "UPDATE devices SET install_date = '2024-05-01', model = 'JTY-GD-01', vendor = '海康' "
+            "WHERE id = %s",
+            (ids[-1],),
+        )
+        assert conn.execute(
+            "SELECT count(*) FROM device_presence WHERE device_id = ANY(%s) AND last_seen IS NOT NULL", (ids,)
+        ).fetchone() != (0,)
 
     for who, scope in (("manager_a", [world.ids["comm_a"]]), ("admin", None)):
         r = client.get(f"{V1}/devices?limit=500", headers=world.auth(who))
