@@ -8,8 +8,9 @@ these tests, so only the notification can end them within the tests' deadline.""
 from __future__ import annotations
 
 from collections.abc import Iterator
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
+from urllib.parse import quote
 
 import httpx
 import pytest
@@ -118,3 +119,18 @@ def test_a_kept_summary_is_only_served_to_who_sees_the_community(
             f"/api/v1/compliance/summary?community_id={world.ids['comm_a']}", headers=world.auth("manager_b")
         )
         assert r.status_code == 404 and r.json()["error"] == "not_found", r.text
+
+
+def test_the_same_window_in_another_offset_is_answered_in_that_offset(
+    live: LiveServer, world: World, client: httpx.Client
+) -> None:
+    wait_for(live.app.state.streams.listener.ready.is_set, DEADLINE_S, "the notification listener")
+    _pages(live)
+    at = datetime.now(UTC).replace(microsecond=0) - timedelta(days=10)
+    shanghai = at.astimezone(timezone(timedelta(hours=8)))
+    path = f"/api/v1/compliance/summary?community_id={world.ids['comm_a']}&since="
+    for since in (shanghai, at, shanghai):  # the first is kept; the other offset must not be served it
+        text = since.isoformat().replace("+00:00", "Z")
+        r = client.get(path + quote(text), headers=world.auth("viewer_a"))
+        assert r.status_code == 200, r.text
+        assert r.json()["window_start"] == text

@@ -43,7 +43,8 @@ async def compliance_summary(
     # caller who sees the community. With the default window (until now), a kept summary states the
     # window it was computed for (`window_start`, `window_end`, up to MAX_AGE_S old) and is exact for
     # it: what it lacks is only findings older than 30 days leaving the window since then.
-    key: Hashable = ("compliance", community_id, since, until)
+    # the times as given, offsets included: equal instants in other offsets are written as given
+    key: Hashable = ("compliance", community_id, since and since.isoformat(), until and until.isoformat())
 
     def kept(principal: Principal) -> JsonBytes | None:
         if not principal.sees(community_id):
