@@ -12,6 +12,7 @@ import math
 from datetime import UTC, date, datetime, timedelta, timezone
 from typing import Any
 
+import msgspec
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -28,7 +29,7 @@ from devices.contract import Family
 from storage.alarms import Alarm, Transition
 from storage.findings import ComplianceSummary, SummaryLine
 from storage.readings import HourBucket, Point
-from storage.sites import SiteDevice
+from storage.sites import DEVICE_COLUMNS, SiteDevice
 
 INT64 = st.integers(min_value=-(2**63), max_value=2**63 - 1)
 IDS = st.integers(min_value=1, max_value=2**62)
@@ -206,6 +207,39 @@ def test_a_device_page_is_the_models_page(rows: list[SiteDevice], cursor: str | 
         items=[DeviceOut.model_validate(r, from_attributes=True) for r in rows], next_cursor=cursor
     )
     assert same_json(fast, _fastapi(Page[DeviceOut], model))
+
+
+@SETTINGS
+@given(st.lists(DEVICES, max_size=4), st.none() | st.just("WzQyXQ"))
+def test_a_device_page_from_tuples_is_the_models_page(rows: list[SiteDevice], cursor: str | None) -> None:
+    # as storage/sites.list_device_tuples gives them: the columns in order, the family as its text,
+    # the metadata as the JSON text of the object
+    tuples = [
+        tuple(json.dumps(r.metadata) if name == "metadata" else getattr(r, name) for name in DEVICE_COLUMNS)
+        for r in rows
+    ]
+    items = fastjson.from_rows(DeviceOut, DEVICE_COLUMNS, tuples, frozenset({"metadata"}))
+    fast = fastjson.encode({"items": items, "next_cursor": cursor})
+    model = Page[DeviceOut](
+        items=[DeviceOut.model_validate(r, from_attributes=True) for r in rows], next_cursor=cursor
+    )
+    assert same_json(fast, _fastapi(Page[DeviceOut], model))
+
+
+def test_a_device_tuple_the_model_refuses_is_refused() -> None:
+    at = datetime(2026, 11, 20, tzinfo=UTC)
+    good: tuple[object, ...] = (1, "smk-1", 1, "smoke_alarm", None, None, None, False, True, "{}", at, at)
+    good += (None, None, None, None, None, None, None, None, None, None, 0)
+    assert len(fastjson.from_rows(DeviceOut, DEVICE_COLUMNS, [good], frozenset({"metadata"}))) == 1
+    for bad in (
+        (*good[:3], "a_family_from_nowhere", *good[4:]),  # not a Family
+        (*good[:9], None, *good[10:]),  # metadata that is not an object (NULL from the query)
+        good[:-1],  # a column short
+    ):
+        with pytest.raises(msgspec.ValidationError):
+            fastjson.from_rows(DeviceOut, DEVICE_COLUMNS, [bad], frozenset({"metadata"}))
+    with pytest.raises(fastjson.Unsupported):  # columns that are not the model's fields in order
+        fastjson.from_rows(DeviceOut, DEVICE_COLUMNS[::-1], [good])
 
 
 @SETTINGS
