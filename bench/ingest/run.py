@@ -2,7 +2,7 @@
 """Ingest benchmark: one command, all measurements, on private PostgreSQL + Mosquitto it starts.
 
     .venv/bin/python bench/ingest/run.py [--duration 60] [--workers 1 2] [--compounds 1]
-                                         [--rates auto | --rates 8000 10000] [--profile DIR]
+                                         [--rates auto | --rates 8000 10000] [--profile DIR [--profile-native]]
                                          [--tree LABEL=PATH ...] [--rounds N]
 
 Load: the simulator's typical-compound traffic (`bench/ingest/load.py`), re-stamped at publish
@@ -17,8 +17,10 @@ time and published at QoS 1 by the simulator's raw-socket publisher.
       every message was committed within 5 s of the end and p99 publish-to-commit lag < 1 s.
     Reports msg/s, points/s, p50/p99 lag (ingest's histogram: device ts → commit), CPU (cores) of
     ingest, Mosquitto, PostgreSQL and the publisher, ingest peak RSS, loss, ratio (c)/min(a, b).
---profile DIR: py-spy records each ingest worker during the saturation runs (raw stacks and a
-self/inclusive table; py-spy's own messages in *.py-spy.log). py-spy attaches with ptrace: as the same
+--profile DIR: py-spy records each ingest worker during the saturation runs (raw stacks per named
+thread, `--threads --nonblocking`, and a self/inclusive table overall and per thread; py-spy's own
+messages in *.py-spy.log); --profile-native adds C frames (py-spy --native, which stops ingest for
+each sample: its CPU figures are then not comparable). py-spy is a dev dependency (pyproject.toml). py-spy attaches with ptrace: as the same
 user it needs CAP_SYS_PTRACE, or a capability set that includes the target's (Linux
 cap_ptrace_access_check) — a profiler started with fewer capabilities than ingest (a container without
 SYS_PTRACE, a sandboxed shell) fails with "Failed to get process executable name" (bench/RESULTS.md). Every end-to-end run also reports ingest's CPU per stored message, split by thread
@@ -401,6 +403,7 @@ def end_to_end(
     tag: str,
     tree: Path = ROOT,
     compounds: int = 1,
+    native: bool = False,
 ) -> dict:
     """One run of `yiju ingest` from the source tree `tree` (another checkout of Yiju, for builds
     compared side by side in one session: it is put first on the path of the ingest process, and
@@ -438,25 +441,19 @@ def end_to_end(
         mq_pid = services.broker._proc.pid if services.broker and services.broker._proc else 0
         pg_pids = _children(services.postgres.postmaster_pid() or 0) if services.postgres else []
         pub, rq, go = start_publisher(services.mqtt_url, tpl, rate, duration)
+        ingest_pids = sorted({ingest.pid, *workers_pids})
+        # thread names first: `py-spy dump` attaches with ptrace, which fails while a `py-spy record`
+        # of the same process is attached (the per-thread split then read only "python")
+        tnames = {p: _thread_names(p) for p in ingest_pids}
         spies = []
         if profile is not None and shutil.which("py-spy", path=str(Path(sys.executable).parent)):
             spy = str(Path(sys.executable).parent / "py-spy")
             for k, wp in enumerate(workers_pids):
                 out = f"{profile / f'{tag}-w{k}'}.txt"
-                cmd = [
-                    spy,
-                    "record",
-                    "-p",
-                    str(wp),
-                    "-d",
-                    str(int(duration)),
-                    "-r",
-                    "97",
-                    "-f",
-                    "raw",
-                    "-o",
-                    out,
-                ]
+                cmd = [spy, "record", "-p", str(wp), "-d", str(int(duration)), "-r", "97", "-f", "raw"]
+                # stacks per thread (named); --native adds C frames (msgspec, psycopg's libpq, the
+                # interpreter) but must stop the process for each sample, so it is opt-in
+                cmd += ["--threads", *(["--native"] if native else ["--nonblocking"]), "-o", out]
                 # its errors are kept: a profiler that cannot attach must say so (see --profile)
                 log = (profile / f"{tag}-w{k}.py-spy.log").open("w")
                 spies.append(subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT))
@@ -468,8 +465,6 @@ def end_to_end(
                 "publisher": [pub.pid],
             }
         )
-        ingest_pids = sorted({ingest.pid, *workers_pids})
-        tnames = {p: _thread_names(p) for p in ingest_pids}
         threads0 = {p: _thread_cpu_s(p, tnames[p]) for p in ingest_pids}
         go.set()
         t0 = time.monotonic()
@@ -560,11 +555,13 @@ def end_to_end(
 
 
 def _summarise(raw: Path) -> None:
-    """Self time per function and inclusive time of a few frames of interest, from py-spy's raw output."""
+    """Self time per function and inclusive time of a few frames of interest, from py-spy's raw output;
+    then self time per thread (py-spy --threads: each stack starts with `thread (tid): name`)."""
     if not raw.exists():
         return
     self_t: Counter[str] = Counter()
     incl: Counter[str] = Counter()
+    per_thread: dict[str, Counter[str]] = {}
     total = 0
     for line in raw.read_text().splitlines():
         stack, _, n = line.rpartition(" ")
@@ -573,8 +570,15 @@ def _summarise(raw: Path) -> None:
         except ValueError:
             continue
         frames = stack.split(";")
+        thread = "?"
+        if frames and frames[0].startswith("thread ("):
+            thread = frames.pop(0).partition(": ")[2] or frames[0]
+            thread = "paho" if thread.startswith("paho-mqtt-client") else thread
+        if not frames:
+            continue
         total += k
         self_t[frames[-1]] += k
+        per_thread.setdefault(thread, Counter())[frames[-1]] += k
         for f in set(frames):
             incl[f] += k
     with raw.with_suffix(".summary.txt").open("w") as out:
@@ -584,6 +588,11 @@ def _summarise(raw: Path) -> None:
         out.write("\ninclusive time\n")
         for f, k in incl.most_common(60):
             out.write(f"{100 * k / total:5.1f}%  {f}\n")
+        for thread, counts in sorted(per_thread.items(), key=lambda kv: -sum(kv[1].values())):
+            n = sum(counts.values())
+            out.write(f"\nthread {thread}: {n} samples ({100 * n / total:.1f} %), self time\n")
+            for f, k in counts.most_common(25):
+                out.write(f"{100 * k / n:5.1f}%  {f}\n")
 
 
 def sustainable(
@@ -637,6 +646,12 @@ def main() -> int:
     ap.add_argument("--rates", nargs="+", default=["auto"], help="offered rates of the paced runs, or 'auto'")
     ap.add_argument("--ceiling-seconds", type=float, default=15.0)
     ap.add_argument("--profile", type=Path, default=None)
+    ap.add_argument(
+        "--profile-native",
+        action="store_true",
+        help="with --profile: py-spy --native (C frames too; stops ingest for each sample, so its CPU "
+        "figures are not comparable with a run without it)",
+    )
     ap.add_argument("--skip", nargs="*", default=[], choices=["a", "b", "saturation", "paced"])
     ap.add_argument(
         "--tree",
@@ -774,6 +789,7 @@ def main() -> int:
                             tag=f"sat-{w}w-{label}-r{rnd}",
                             tree=tree,
                             compounds=args.compounds,
+                            native=args.profile_native,
                         )
                         out[f"c_saturation_{w}w_{label}_r{rnd}" if paired else f"c_saturation_{w}w"] = res
                         sat = sat or res
