@@ -729,7 +729,7 @@ def _presence_rows(entries: Iterable[tuple[int, list[Any]]]) -> list[PresenceRow
         at = seen_at.get(e[0])
         if at is None:
             at = seen_at[e[0]] = datetime.fromtimestamp(e[0], UTC)
-        rows.append(PresenceRow(dev, at, e[1], e[2], e[3], e[4]))
+        rows.append(_row(PresenceRow, (dev, at, e[1], e[2], e[3], e[4])))
     return rows
 
 

@@ -31,7 +31,7 @@ import struct
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta, tzinfo
 from typing import Any, NamedTuple
 
 import psycopg
@@ -42,7 +42,13 @@ from storage.config import DatabaseSettings
 from storage.db import connect
 from storage.dead_letters import DEAD_LETTER_COLUMNS, DEAD_LETTER_TYPES, DeadLetterRow, dead_letter_record
 from storage.presence import PresenceRow, upsert_presence
-from storage.timeseries import WRITTEN_TABLES, ensure_partitions, queue_late_points, refresh_pending
+from storage.timeseries import (
+    WRITTEN_TABLES,
+    ensure_partitions,
+    late_cutoff,
+    queue_late_points,
+    refresh_pending,
+)
 from yiju.errors import DatabaseUnavailable, StorageError
 
 log = logging.getLogger(__name__)
@@ -155,6 +161,118 @@ TELEMETRY_COPY = (
 )
 # body: JSONB_V1 + JSON; the arrays: array_recv's form (above); a message without points stores NULLs
 TELEMETRY_TYPES = ["timestamptz", "int4", "int8", "timestamptz", "bytea", "bytea", "bytea", "bytea"]
+
+# The telemetry COPY stream is built here whole, in PostgreSQL's binary COPY format (the file format
+# of the COPY documentation: signature, flags, header extension; per row a field count and each field
+# as its length and bytes; a -1 trailer), and sent as one block. psycopg's `write_row` formats the
+# same bytes, but its dumper for `bytea` by type name is a Python class (`dbapi20.BinaryBinaryDumper`:
+# two Python calls per field, four such fields a row) and each row goes through its Python layers:
+# ≈ 10 µs per row against ≈ 5 here (bench/RESULTS.md, issue 18). Equality with psycopg's own bytes is
+# tests/test_ingest_copy.py's.
+COPY_SIGNATURE = b"PGCOPY\n\xff\r\n\x00" + bytes(8)  # + flags (0) and header extension length (0)
+COPY_TRAILER = b"\xff\xff"
+_PG_EPOCH = datetime(2000, 1, 1, tzinfo=UTC)  # timestamptz's binary form: µs since then, as int8
+_ONE_US = timedelta(microseconds=1)
+# 8 fields; ts (int8), device_id (int4), seq (int8), received_at (int8), each with its length; then the
+# body's length (its bytes follow: version byte + JSON)
+_TELEMETRY_ROW_HEAD = struct.Struct("!hiqiiiqiqi")
+_NO_POINTS = b"\xff\xff\xff\xff" * 3  # three NULL fields
+
+
+# device_events rows: 8 fields; ts, device_id, seq, received_at as in telemetry (kind, code, channel
+# and the body follow)
+_EVENT_ROW_HEAD = struct.Struct("!hiqiiiqiq")
+_EVENT_TAIL = struct.Struct("!ihi")  # channel (int2, with its length), then the body's length
+_NULL = b"\xff\xff\xff\xff"
+TEXT_CACHE_SIZE = 4096  # event kinds and codes: a closed set per family, a few hundred in all
+
+
+@functools.lru_cache(maxsize=TEXT_CACHE_SIZE)
+def _text_field(value: str | None) -> bytes:
+    if value is None:
+        return _NULL
+    data = value.encode()
+    return struct.pack("!i", len(data)) + data
+
+
+def events_copy_data(rows: Sequence[EventRow]) -> bytes:
+    """The whole binary COPY stream of `rows` (columns of EVENTS_COPY); a row its column types cannot
+    hold raises psycopg.DataError, as `telemetry_copy_data`."""
+    out = [COPY_SIGNATURE]
+    add = out.append
+    head, tail = _EVENT_ROW_HEAD.pack, _EVENT_TAIL.pack
+    received: datetime | None = None
+    received_us = 0
+    for ts, device_id, seq, received_at, kind, code, channel, body in rows:
+        try:
+            if received_at is not received:
+                received, received_us = received_at, (received_at - _PG_EPOCH) // _ONE_US
+            add(head(8, 8, (ts - _PG_EPOCH) // _ONE_US, 4, device_id, 8, seq, 8, received_us))
+            add(_text_field(kind))
+            add(_text_field(code))
+            add(tail(2, channel, len(body) + 1))
+        except (struct.error, TypeError, ValueError, OverflowError) as exc:
+            raise psycopg.DataError(f"event of device {device_id} at {ts}: {exc}") from exc
+        add(JSONB_V1)
+        add(body)
+    add(COPY_TRAILER)
+    return b"".join(out)
+
+
+@functools.lru_cache(maxsize=ARRAY_CACHE_SIZE)
+def _text_array_field(items: tuple[str, ...]) -> bytes:
+    data = _text_array(items)
+    return struct.pack("!i", len(data)) + data
+
+
+@functools.lru_cache(maxsize=ARRAY_CACHE_SIZE)
+def _int2_array_field(items: tuple[int, ...]) -> bytes:
+    data = _int2_array(items)
+    return struct.pack("!i", len(data)) + data
+
+
+@functools.lru_cache(maxsize=256)
+def _float8_field_struct(n: int) -> struct.Struct:
+    return struct.Struct("!i" + _ARRAY_HEADER[1:] + "id" * n)  # the field's length, then the array
+
+
+def telemetry_copy_data(rows: Sequence[TelemetryRow]) -> tuple[bytes, int]:
+    """The whole binary COPY stream of `rows` (columns of TELEMETRY_COPY) and the points in it.
+
+    Raises psycopg.DataError for a row whose values its column types cannot hold (a channel beyond
+    smallint, a metric name that is no UTF-8, a number that is no float): the batch is then written
+    row by row and that row dead-lettered (`_write_isolating`), as when psycopg refused it."""
+    out = [COPY_SIGNATURE]
+    add = out.append
+    pack = _TELEMETRY_ROW_HEAD.pack
+    n_points = 0
+    received: datetime | None = None
+    received_us = 0
+    for r in rows:
+        ts, device_id, seq, received_at, body, pts = r
+        try:
+            if received_at is not received:  # the rows of one network read share one object
+                received, received_us = received_at, (received_at - _PG_EPOCH) // _ONE_US
+            add(pack(8, 8, (ts - _PG_EPOCH) // _ONE_US, 4, device_id, 8, seq, 8, received_us, len(body) + 1))
+            add(JSONB_V1)
+            add(body)
+            if not pts:
+                add(_NO_POINTS)
+                continue
+            metrics, channels, values = zip(*pts, strict=True)
+            n = len(values)
+            args: list[float] = [8, 0.0] * n  # each element: its length (8 bytes), then the value
+            args[1::2] = values
+            add(_text_array_field(metrics))
+            add(_int2_array_field(channels))
+            add(_float8_field_struct(n).pack(20 + 12 * n, 1, 0, _FLOAT8_OID, n, 1, *args))
+        except (struct.error, TypeError, ValueError, OverflowError) as exc:  # UnicodeError is a ValueError
+            raise psycopg.DataError(f"telemetry of device {device_id} at {ts}: {exc}") from exc
+        n_points += n
+    add(COPY_TRAILER)
+    return b"".join(out), n_points
+
+
 EVENTS_COPY = (
     "COPY {} (ts, device_id, seq, received_at, kind, code, channel, body) FROM STDIN (FORMAT BINARY)"
 )
@@ -345,23 +463,9 @@ class IngestWriter:
     @staticmethod
     def _copy_telemetry(cur: psycopg.Cursor[Any], table: str, rows: list[TelemetryRow]) -> int:
         """COPY the rows, each with its points as three arrays; returns the points written."""
-        n_points = 0
+        data, n_points = telemetry_copy_data(rows)
         with cur.copy(sql.SQL(TELEMETRY_COPY).format(sql.Identifier(table))) as cp:
-            cp.set_types(TELEMETRY_TYPES)
-            for r in rows:
-                pts = r.points
-                if not pts:
-                    cp.write_row(
-                        (r.ts, r.device_id, r.seq, r.received_at, JSONB_V1 + r.body, None, None, None)
-                    )
-                    continue
-                metrics, channels, values = zip(*pts, strict=True)
-                try:
-                    arrays = (_text_array(metrics), _int2_array(channels), _float8_array(values))
-                except (struct.error, TypeError, UnicodeError) as exc:  # e.g. a channel beyond smallint
-                    raise psycopg.DataError(f"points of device {r.device_id} at {r.ts}: {exc}") from exc
-                cp.write_row((r.ts, r.device_id, r.seq, r.received_at, JSONB_V1 + r.body, *arrays))
-                n_points += len(pts)
+            cp.write(data)
         return n_points
 
     @classmethod
@@ -381,12 +485,9 @@ class IngestWriter:
     @staticmethod
     def _events(cur: psycopg.Cursor[Any], rows: list[EventRow], slow: bool, result: WriteResult) -> None:
         table = "_yiju_stage_events" if slow else "device_events"
+        data = events_copy_data(rows)
         with cur.copy(sql.SQL(EVENTS_COPY).format(sql.Identifier(table))) as cp:
-            cp.set_types(EVENTS_TYPES)
-            for e in rows:
-                cp.write_row(
-                    (e.ts, e.device_id, e.seq, e.received_at, e.kind, e.code, e.channel, JSONB_V1 + e.body)
-                )
+            cp.write(data)
         if slow:
             cur.execute(_SLOW_EVENTS)
             inserted = max(cur.rowcount, 0)
@@ -438,9 +539,24 @@ class IngestWriter:
         return created
 
     def _queue_late(self, cur: psycopg.Cursor[Any], batch: WriteBatch) -> None:
-        if batch.telemetry and queue_late_points(
-            cur, [r.ts for r in batch.telemetry if r.points], datetime.now(UTC)
-        ):
+        if not batch.telemetry:
+            return
+        now = datetime.now(UTC)
+        cutoff = late_cutoff(now)
+        # only the late times go on (queue_late_points checks them again), found with the cutoff in
+        # each device time's own tzinfo object: aware datetimes sharing one compare field by field,
+        # others through two utcoffset() calls and temporaries (≈ 1 µs a row, issue 18)
+        late: list[datetime] = []
+        tz: tzinfo | None = None
+        bound = cutoff
+        for r in batch.telemetry:
+            ts = r.ts
+            if ts.tzinfo is not tz:
+                tz = ts.tzinfo
+                bound = cutoff.astimezone(tz)
+            if ts < bound and r.points:
+                late.append(ts)
+        if late and queue_late_points(cur, late, now):
             self._late_queued = True
 
     def _after_commit(self, conn: psycopg.Connection[Any], batch: WriteBatch) -> None:

@@ -8,17 +8,19 @@ rule is its family's (heartbeat × misses, as the alert engine's), not one numbe
 
 from __future__ import annotations
 
+import operator
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, NamedTuple
 
 import psycopg
 from psycopg.rows import dict_row
 
+from storage import pgbinary
 
-@dataclass(frozen=True, slots=True)
-class PresenceRow:
+
+class PresenceRow(NamedTuple):  # a tuple: one per device seen, thousands a presence flush (issue 18)
     """The net effect of one batch's messages of one device."""
 
     device_id: int
@@ -29,11 +31,13 @@ class PresenceRow:
     heartbeat_s: int | None  # announced in its status message, if any
 
 
+_by_device = operator.attrgetter("device_id")
+
 _UPSERT = """
 INSERT INTO device_presence AS p
     (device_id, online, status, last_seen, last_seq, status_changed_at, heartbeat_s, updated_at)
 SELECT d, o, s, l, q, l, h, now()
-FROM unnest(%s::int4[], %s::bool[], %s::text[], %s::timestamptz[], %s::int8[], %s::int4[])
+FROM unnest(%b::int4[], %b::bool[], %b::text[], %b::timestamptz[], %b::int8[], %b::int4[])
     AS u(d, o, s, l, q, h)
 ON CONFLICT (device_id) DO UPDATE SET
     online = CASE WHEN p.last_seen IS NULL OR EXCLUDED.last_seen >= p.last_seen
@@ -53,17 +57,19 @@ ON CONFLICT (device_id) DO UPDATE SET
 
 def upsert_presence(cur: psycopg.Cursor[Any], rows: list[PresenceRow]) -> None:
     """One statement for the whole batch (rows must have distinct device ids; sorted to keep lock
-    order stable between concurrent ingest processes)."""
-    rows = sorted(rows, key=lambda r: r.device_id)
+    order stable between concurrent ingest processes). The arrays go in binary form, built with
+    struct (storage.pgbinary): psycopg's list dumping was ≈ 7.5 µs per row (issue 18)."""
+    rows = sorted(rows, key=_by_device)
+    pgbinary.register(cur.adapters)
     cur.execute(
         _UPSERT,
         (
-            [r.device_id for r in rows],
-            [r.online for r in rows],
-            [r.status for r in rows],
-            [r.last_seen for r in rows],
-            [r.last_seq for r in rows],
-            [r.heartbeat_s for r in rows],
+            pgbinary.int4_array([r.device_id for r in rows]),
+            pgbinary.bool_array([r.online for r in rows]),
+            pgbinary.text_array([r.status for r in rows]),
+            pgbinary.timestamptz_array([r.last_seen for r in rows]),
+            pgbinary.int8_array([r.last_seq for r in rows]),
+            pgbinary.int4_array([r.heartbeat_s for r in rows]),
         ),
     )
 
