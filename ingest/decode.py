@@ -225,6 +225,34 @@ def _diagnose(  # noqa: PLR0911
     return Refusal(DeadLetterReason.SCHEMA_VIOLATION, _short(detail), uid, family)
 
 
+# An event's code and channel are its first attribute of these names that is set (event_fields)
+_CODE_NAMES = ("code", "kind", "reason", "method")
+_CHANNEL_NAMES = ("port", "channel")
+# per event class, the names of those it has: looking up an attribute a pydantic model lacks goes
+# through its Python `__getattr__` and an AttributeError (≈ 3 µs each, four to six per event)
+_event_names: dict[type, tuple[tuple[str, ...], tuple[str, ...]]] = {}
+
+
+def _names_of(cls: type) -> tuple[tuple[str, ...], tuple[str, ...]] | None:
+    """The code and channel names an event class has, or None where the class cannot tell (not a
+    pydantic model, or one that keeps unknown fields as attributes)."""
+    found = _event_names.get(cls)
+    if found is None:
+        fields = getattr(cls, "model_fields", None)
+        config = getattr(cls, "model_config", {})
+        if not isinstance(fields, dict) or config.get("extra") == "allow":
+            return None
+
+        def has(name: str) -> bool:
+            return name in fields or hasattr(cls, name)  # a field, or a property/attribute of the class
+
+        found = _event_names[cls] = (
+            tuple(n for n in _CODE_NAMES if has(n)),
+            tuple(n for n in _CHANNEL_NAMES if has(n)),
+        )
+    return found
+
+
 def event_fields(decoded: Decoded) -> tuple[str, str | None, int]:
     """(kind, code, channel) of a device_events row for an event, status or command-ack message."""
     body: Any = decoded.body
@@ -234,13 +262,15 @@ def event_fields(decoded: Decoded) -> tuple[str, str | None, int]:
         return "cmd_ack", "ok" if body.ok else (body.code or "failed"), 0
     event: BaseModel = body.event
     kind = str(getattr(event, "type", "event"))
+    names = _names_of(type(event))
+    code_names, channel_names = names if names is not None else (_CODE_NAMES, _CHANNEL_NAMES)
     code: Any = None
-    for name in ("code", "kind", "reason", "method"):
+    for name in code_names:
         code = getattr(event, name, None)
         if code is not None:
             break
     channel = 0
-    for name in ("port", "channel"):
+    for name in channel_names:
         value = getattr(event, name, None)
         if isinstance(value, int):
             channel = value

@@ -3,6 +3,7 @@ in-batch de-duplication by natural key and the telemetry window, as the hot path
 
 from __future__ import annotations
 
+import json
 import time
 from datetime import UTC, datetime, timedelta, timezone
 
@@ -10,8 +11,8 @@ import pytest
 
 from devices import samples
 from devices.catalog import accept
-from devices.contract import Channel, DeadLetterReason, DeviceRef, Family, topic
-from ingest.decode import Registry
+from devices.contract import Channel, DeadLetterReason, Decoded, DeviceRef, Family, topic
+from ingest.decode import Registry, event_fields
 from ingest.messages import RawMessage
 from ingest.service import IngestService, _Pending
 from yiju.settings import Settings
@@ -111,3 +112,32 @@ def test_presence_rows_carry_each_devices_newest_message(service: IngestService)
     assert rows[7].last_seq == 2 and rows[7].last_seen == datetime.fromtimestamp(now + 0.5, UTC)
     assert rows[8].last_seq == 9 and rows[8].last_seen == datetime.fromtimestamp(now, UTC)
     assert all(r.online and r.status == "online" for r in rows.values())
+
+
+def _fields_by_getattr(body: object) -> tuple[str, object, int]:
+    """event_fields' rule spelled out with a plain lookup of every name (no per-class cache)."""
+    event = body.event  # type: ignore[attr-defined]
+    code = next(
+        (v for n in ("code", "kind", "reason", "method") if (v := getattr(event, n, None)) is not None), None
+    )
+    channel = next((v for n in ("port", "channel") if isinstance(v := getattr(event, n, None), int)), 0)
+    if code is not None and not isinstance(code, str):
+        code = str(getattr(code, "value", code))
+    return str(getattr(event, "type", "event")), code, channel
+
+
+def test_event_fields_by_class_are_those_of_every_event() -> None:
+    """The names an event class has are looked up once per class (issue 18): every event sample of every
+    family gives the kind, code and channel a lookup of every name gives, twice (cache cold, warm)."""
+    seen = 0
+    for family, channel, doc in samples.all_messages():
+        if channel is not Channel.EVENT:
+            continue
+        device = DeviceRef(1, doc["device"], COMMUNITY, 1, family)
+        body = accept(family, channel, json.dumps(doc).encode())
+        decoded = Decoded(device, channel, body.ts, body.seq, body.ts, body, b"{}")
+        want = _fields_by_getattr(body)
+        assert event_fields(decoded) == want, (family, doc["event"])
+        assert event_fields(decoded) == want
+        seen += 1
+    assert seen > len(Family)  # several event types per family
