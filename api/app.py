@@ -28,6 +28,7 @@ from api.auth.gate import HashGate
 from api.auth.router import router as auth_router
 from api.commands.router import router as commands_router
 from api.communities.router import router as communities_router
+from api.compliance.pages import ComplianceSummaries
 from api.compliance.router import router as compliance_router
 from api.dead_letters.router import router as dead_letters_router
 from api.deps import Callers
@@ -86,6 +87,13 @@ def create_app(settings: Settings, metrics: ApiMetrics | None = None) -> FastAPI
         raise ConfigurationError("the API needs a database URL (YIJU_DATABASE__URL or a running local stack)")
     api = settings.api
     alarm_pages = AlarmPages()
+    summaries = ComplianceSummaries()
+
+    def kept_changed() -> None:
+        # an alarm, registry or compliance notification, or a reconnect (api/alarms/pages.py)
+        alarm_pages.changed()
+        summaries.changed()
+
     callers = Callers()
 
     @asynccontextmanager
@@ -105,15 +113,16 @@ def create_app(settings: Settings, metrics: ApiMetrics | None = None) -> FastAPI
             heartbeat_s=api.stream_heartbeat_s,
             max_total=api.stream_max_total,
             max_per_user=api.stream_max_per_user,
-            on_change=alarm_pages.changed,
+            on_change=kept_changed,
             on_principals_change=callers.changed,
         )
-        alarm_pages.listening = callers.listening = hub.listener.ready.is_set
+        alarm_pages.listening = summaries.listening = callers.listening = hub.listener.ready.is_set
         app.state.db = database
         api_metrics.watch_streams(lambda: hub.open_streams)
         app.state.settings = settings
         app.state.streams = hub
         app.state.alarm_pages = alarm_pages
+        app.state.compliance_summaries = summaries
         app.state.callers = callers
         app.state.login_gate = HashGate(api.login_max_concurrent_hashes, api.login_hash_wait_s)
         hub.start()
@@ -175,7 +184,7 @@ def create_app(settings: Settings, metrics: ApiMetrics | None = None) -> FastAPI
     # the deadline counts the wait for a slot; headers on every response.
     # The CSV import is long by nature (up to 200,000 rows); everything else answers or gets a 503.
     app.add_middleware(InFlightLimit, limit=settings.database.pool_max_size, prefix=f"{API_PREFIX}/")
-    app.add_middleware(AfterWrites, kept=(alarm_pages, callers), prefix=f"{API_PREFIX}/")
+    app.add_middleware(AfterWrites, kept=(alarm_pages, summaries, callers), prefix=f"{API_PREFIX}/")
     app.add_middleware(
         RequestDeadline, deadline_s=api.request_deadline_s, exempt=(f"{API_PREFIX}/devices/import",)
     )

@@ -16,7 +16,8 @@ import httpx
 import pytest
 from test_api_support import LiveServer, World, live, wait_for, world
 
-from api.alarms.pages import AlarmPages
+from api.alarms.pages import MAX_PAGES, AlarmPages
+from api.compliance.pages import MAX_SUMMARY_BYTES, ComplianceSummaries
 from storage.db import connect
 
 __all__ = ["live", "world"]
@@ -30,8 +31,8 @@ def client(live: LiveServer) -> Iterator[httpx.Client]:
         yield c
 
 
-def _pages(live: LiveServer) -> AlarmPages:
-    pages: AlarmPages = live.app.state.alarm_pages
+def _pages(live: LiveServer) -> ComplianceSummaries:
+    pages: ComplianceSummaries = live.app.state.compliance_summaries
     pages.max_age_s = 60.0
     return pages
 
@@ -134,3 +135,38 @@ def test_the_same_window_in_another_offset_is_answered_in_that_offset(
         r = client.get(path + quote(text), headers=world.auth("viewer_a"))
         assert r.status_code == 200, r.text
         assert r.json()["window_start"] == text
+
+
+def test_windows_a_caller_chooses_are_not_kept_and_push_nothing_out(
+    live: LiveServer, world: World, client: httpx.Client
+) -> None:
+    """A summary is not paginated (every failing device of the community): kept under any window a
+    caller asks, one caller varying `since` filled the alarm pages' slots with them and pushed the duty
+    room's kept board out. Only the default window is kept, apart from the alarm pages."""
+    wait_for(live.app.state.streams.listener.ready.is_set, DEADLINE_S, "the notification listener")
+    alarm_pages: AlarmPages = live.app.state.alarm_pages
+    alarm_pages.max_age_s = 600.0
+    summaries = _pages(live)
+    summaries.max_age_s = 600.0
+    board = client.get("/api/v1/alarms", headers=world.auth("operator_a"))
+    assert board.status_code == 200, board.text
+    board_keys = wait_for(lambda: list(alarm_pages._entries), DEADLINE_S, "the board kept")
+    _summary(client, world, "viewer_a")  # the default window: kept
+    at = datetime.now(UTC) - timedelta(days=10)
+    for i in range(MAX_PAGES + 1):
+        since = (at + timedelta(microseconds=i)).isoformat().replace("+00:00", "Z")
+        r = client.get(
+            f"/api/v1/compliance/summary?community_id={world.ids['comm_a']}&since={quote(since)}",
+            headers=world.auth("viewer_a"),
+        )
+        assert r.status_code == 200, r.text
+    assert all(k in alarm_pages._entries for k in board_keys), "the board was pushed out"
+    assert list(summaries._entries) == [world.ids["comm_a"]]
+
+
+def test_a_summary_too_large_is_not_kept() -> None:
+    summaries = ComplianceSummaries()
+    summaries.listening = lambda: True
+    summaries.put(1, summaries.generation(), b"x" * MAX_SUMMARY_BYTES, summaries.clock())
+    summaries.put(2, summaries.generation(), b"x" * (MAX_SUMMARY_BYTES + 1), summaries.clock())
+    assert summaries.get(1) is not None and summaries.get(2) is None

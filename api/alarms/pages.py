@@ -1,5 +1,5 @@
-"""Encoded alarm pages (lists and details) and compliance summaries of this process, served again
-until anything that could change them happens.
+"""Encoded alarm pages (lists and details) of this process, served again until anything that could
+change them happens (compliance summaries are kept by the same rule: api/compliance/pages.py).
 
 Why: the alarm board is the duty room's most frequent request (every console refreshes it) and its
 page of 50 alarms with their devices and places was the mix's costliest read (bench/api.py); between
