@@ -11,6 +11,7 @@ from typing import Any
 import psycopg
 
 from storage.config import DatabaseSettings
+from storage.messages import IngestWriter, TelemetryRow, WriteBatch
 from storage.timeseries import ensure_partitions
 
 # seq of the made-up messages: unique within a test run, so repeated calls never hit the natural key
@@ -65,3 +66,12 @@ def insert_points(
             ],
         )
     return len(messages)
+
+
+def write_rows(url: str, settings: DatabaseSettings, rows: list[TelemetryRow]) -> None:
+    """Telemetry rows written as ingest writes them (binary COPY, one transaction)."""
+    writer = IngestWriter(url, settings)
+    try:
+        writer.write(WriteBatch(telemetry=rows))
+    finally:
+        writer.close()

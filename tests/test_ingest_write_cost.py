@@ -11,11 +11,11 @@ from typing import Any
 import psycopg
 import pytest
 from harness import ServiceSet
-from points_support import seed_device
+from points_support import seed_device, write_rows
 
 from storage import migrate as migrate_module
 from storage.db import connection, ensure_database
-from storage.messages import IngestWriter, TelemetryRow, WriteBatch
+from storage.messages import TelemetryRow
 from storage.migrate import load_migrations, migrate
 from storage.presence import PresenceRow, upsert_presence
 from storage.timeseries import ensure_partitions
@@ -29,14 +29,6 @@ def _wide_row(device: int, ts: datetime, seq: int) -> TelemetryRow:
     body = '{"v": 1, "data": {' + ", ".join(f'"{m}": {seq + i / 8}' for i, m in enumerate(METRICS)) + "}}"
     points = [(m, 1 + i % 30, seq + i / 8) for i, m in enumerate(METRICS)]
     return TelemetryRow(ts, device, seq, ts, body.encode(), points)
-
-
-def _write(url: str, settings: DatabaseSettings, rows: list[TelemetryRow]) -> None:
-    writer = IngestWriter(url, settings)
-    try:
-        writer.write(WriteBatch(telemetry=rows))
-    finally:
-        writer.close()
 
 
 def _stored(conn: psycopg.Connection[Any]) -> dict[int, tuple[Any, ...]]:
@@ -101,7 +93,7 @@ def test_0030_compresses_wide_values_with_lz4_before_and_after_it(
             if storage_mode == "partitioned":
                 for table in ("telemetry", "device_events"):
                     ensure_partitions(conn, table, old, now, settings)
-        _write(url, settings, [_wide_row(device, old, 1), _wide_row(device, now, 2)])
+        write_rows(url, settings, [_wide_row(device, old, 1), _wide_row(device, now, 2)])
         with connection(url, autocommit=True) as conn:
             before = _stored(conn)
             assert before[1][0] == before[2][0] == "pglz"  # PostgreSQL's default
@@ -116,7 +108,9 @@ def test_0030_compresses_wide_values_with_lz4_before_and_after_it(
                 )
         migrate(url, settings)
         # seq 3: a partition / chunk that existed before; seq 4: one made after (the writer makes it)
-        _write(url, settings, [_wide_row(device, now + timedelta(minutes=1), 3), _wide_row(device, later, 4)])
+        write_rows(
+            url, settings, [_wide_row(device, now + timedelta(minutes=1), 3), _wide_row(device, later, 4)]
+        )
         with connection(url, autocommit=True) as conn:
             after = _stored(conn)
             for seq in (1, 2):  # unchanged, readable (seq 1 from a compressed chunk in TimescaleDB mode)

@@ -11,7 +11,7 @@ from typing import Any
 import psycopg
 import pytest
 from harness import ServiceSet
-from points_support import seed_device
+from points_support import seed_device, write_rows
 
 from storage import migrate as migrate_module
 from storage import readings
@@ -33,14 +33,6 @@ HOUR = timedelta(hours=1)
 
 def _hour(ts: datetime) -> datetime:
     return ts.replace(minute=0, second=0, microsecond=0)
-
-
-def _write(url: str, settings: DatabaseSettings, rows: list[TelemetryRow]) -> None:
-    writer = IngestWriter(url, settings)
-    try:
-        writer.write(WriteBatch(telemetry=rows))
-    finally:
-        writer.close()
 
 
 def _raw_hours(conn: psycopg.Connection[Any]) -> dict[tuple[int, str, int, datetime], tuple[Any, ...]]:
@@ -148,7 +140,9 @@ def test_0028_keeps_the_points_and_rollup_written_before_it(
 
         # a new message after the migration, written by the new writer
         new_ts = now - timedelta(minutes=2)
-        _write(url, settings, [TelemetryRow(new_ts, device, 99, new_ts, b"{}", (("port_temp_c", 1, 55.5),))])
+        write_rows(
+            url, settings, [TelemetryRow(new_ts, device, 99, new_ts, b"{}", (("port_temp_c", 1, 55.5),))]
+        )
         with connection(url, autocommit=True) as conn:
             assert conn.execute("SELECT to_regclass('points_legacy') IS NOT NULL").fetchone() == (True,)
             series = readings.points_range(
@@ -258,7 +252,7 @@ def test_rollup_materialises_settled_hours_and_reads_the_tail_raw(
         before = rollup_upto(conn)
         assert before < start
     rows = [TelemetryRow(ts, device, i, ts, b"{}", (("power_w", 1, float(i)),)) for i, ts in enumerate(times)]
-    _write(url, settings, rows)
+    write_rows(url, settings, rows)
     with connection(url, autocommit=True) as conn:
         report = run_maintenance(conn, settings, now)
         upto = rollup_upto(conn)
@@ -274,7 +268,7 @@ def test_rollup_materialises_settled_hours_and_reads_the_tail_raw(
 
     # one point in the tail, one late (its hour is materialised): the writer queues and refreshes it
     tail_ts, late_ts = now - timedelta(minutes=1), start + timedelta(minutes=5)
-    _write(
+    write_rows(
         url,
         settings,
         [
