@@ -38,6 +38,7 @@ import psycopg
 from psycopg import sql
 from psycopg.types.json import set_json_dumps
 
+from storage import pgbinary
 from storage.config import DatabaseSettings
 from storage.db import connect
 from storage.dead_letters import DEAD_LETTER_COLUMNS, DEAD_LETTER_TYPES, DeadLetterRow, dead_letter_record
@@ -120,19 +121,14 @@ JSONB_V1 = b"\x01"
 # Points arrays go out in array_recv's binary form, built here with struct (psycopg's list dumper is
 # Python code per element: ~18 elements a message). The metric and channel arrays repeat per device
 # model, so their encodings are cached; the values are packed per message.
-_ARRAY_HEADER = "!iiIii"  # dimensions (1), has-nulls (0), element type oid, length, lower bound (1)
-_TEXT_OID, _INT2_OID, _FLOAT8_OID = 25, 21, 701
+_ARRAY_HEADER = pgbinary.ARRAY_HEADER
+_INT2_OID, _FLOAT8_OID = 21, 701
 ARRAY_CACHE_SIZE = 4096  # distinct metric / channel lists; a catalogue has a few dozen
 
 
 @functools.lru_cache(maxsize=ARRAY_CACHE_SIZE)
 def _text_array(items: tuple[str, ...]) -> bytes:
-    parts = [struct.pack(_ARRAY_HEADER, 1, 0, _TEXT_OID, len(items), 1)]
-    for item in items:
-        data = item.encode()
-        parts.append(struct.pack("!i", len(data)))
-        parts.append(data)
-    return b"".join(parts)
+    return bytes(pgbinary.text_array(items))
 
 
 @functools.lru_cache(maxsize=ARRAY_CACHE_SIZE)

@@ -18,7 +18,7 @@ from psycopg import adapt
 from psycopg.adapt import AdaptersMap
 from psycopg.pq import Format
 
-_HEADER = "!iiIii"  # dimensions, has-nulls, element oid, length, lower bound
+ARRAY_HEADER = "!iiIii"  # dimensions, has-nulls, element oid, length, lower bound
 _BOOL, _INT8, _INT4, _TEXT, _TIMESTAMPTZ = 16, 20, 23, 25, 1184
 _PG_EPOCH = datetime(2000, 1, 1, tzinfo=UTC)  # timestamptz: µs since then, as int8
 _ONE_US = timedelta(microseconds=1)
@@ -51,7 +51,7 @@ class TimestamptzArray(BinaryArray):
 
 
 def _head(oid: int, n: int, nulls: bool = False) -> bytes:
-    return struct.pack(_HEADER, 1, int(nulls), oid, n, 1)
+    return struct.pack(ARRAY_HEADER, 1, int(nulls), oid, n, 1)
 
 
 def int4_array(values: Sequence[int | None]) -> Int4Array:
