@@ -26,8 +26,8 @@ from psycopg.types.json import Jsonb
 
 from devices.alarms import Check, Finding
 
-# what migration 0031's triggers notify after any change to the findings or their pre-aggregates
-# (the summaries the API keeps, api/compliance/router.py)
+# what the triggers of migrations 0031/0032 notify after a statement that changed the findings or
+# their pre-aggregates (the summaries the API keeps, api/compliance/pages.py)
 NOTIFY_CHANNEL = "yiju_compliance"
 
 
